@@ -1,0 +1,226 @@
+// llmaccel._C: the only file that sees Python objects. Buffers arrive as raw addresses (from
+// torch's data_ptr(), so the module needs no libtorch) with their sizes; every size, alignment
+// and address is checked here and a bad one raises ValueError/TypeError before a kernel runs.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common/cpu_features.h"
+#include "common/tensor_view.h"
+#include "dequant/dequant_w4.h"
+#include "dequant/dequant_w8.h"
+#include "gemm/gemm_w4a16.h"
+#include "gemm/gemm_w4a8.h"
+#include "gemm/gemm_w8a16.h"
+#include "gemm/gemm_w8a8.h"
+#include "quant/quant_act_int8.h"
+#ifdef LLMACCEL_WITH_CUDA
+#include "cuda/device_info.h"
+#endif
+
+namespace py = pybind11;
+using namespace llmaccel;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& op, const std::string& what) {
+  throw py::value_error("llmaccel." + op + ": " + what);
+}
+
+void require(bool ok, const std::string& op, const std::string& what) {
+  if (!ok) fail(op, what);
+}
+
+void check_ptr(uintptr_t p, size_t align, const std::string& op, const char* name) {
+  require(p != 0, op, std::string(name) + " is a null pointer");
+  require(p % align == 0, op,
+          std::string(name) + " is not aligned to " + std::to_string(align) + " bytes");
+}
+
+DType to_dtype(int code, const std::string& op) {
+  if (code == 0) return DType::F32;
+  if (code == 1) return DType::BF16;
+  throw py::type_error("llmaccel." + op + ": activation dtype code " + std::to_string(code) +
+                       " is not float32 (0) or bfloat16 (1)");
+}
+
+size_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
+
+Matrix act_matrix(uintptr_t p, int dtype, int64_t rows, int64_t cols, int64_t ld,
+                  const std::string& op, const char* name) {
+  DType d = to_dtype(dtype, op);
+  check_ptr(p, dtype_size(d), op, name);
+  require(rows >= 1, op, std::string(name) + " needs at least one row, got " + std::to_string(rows));
+  require(cols >= 1, op, std::string(name) + " needs at least one column");
+  require(ld >= cols, op, std::string(name) + " row stride " + std::to_string(ld) +
+                              " is smaller than its " + std::to_string(cols) + " columns");
+  return Matrix{reinterpret_cast<void*>(p), d, rows, cols, ld};
+}
+
+void check_padding(int64_t n, int64_t k, int64_t n_pad, int64_t k_pad, int64_t k_mult,
+                   const std::string& op) {
+  require(n >= 1 && k >= 1, op, "weight shape must be positive");
+  require(n_pad % 16 == 0 && n_pad >= n && n_pad - n < 16, op,
+          "n_pad must be N rounded up to a multiple of 16 (N=" + std::to_string(n) +
+              ", n_pad=" + std::to_string(n_pad) + ")");
+  require(k_pad >= k && k_pad % k_mult == 0, op,
+          "k_pad=" + std::to_string(k_pad) + " must be >= K=" + std::to_string(k) +
+              " and a multiple of " + std::to_string(k_mult));
+}
+
+PackedW4 packed_w4(uintptr_t qweight, uintptr_t scales, uintptr_t zeros, int64_t n, int64_t k,
+                   int64_t n_pad, int64_t k_pad, int64_t group, const std::string& op) {
+  require(group >= 32 && group % 32 == 0, op,
+          "group_size must be a positive multiple of 32, got " + std::to_string(group));
+  check_padding(n, k, n_pad, k_pad, group, op);
+  require(k_pad - k < group || k_pad == group, op,
+          "k_pad must be K rounded up to the group size");
+  check_ptr(qweight, 1, op, "qweight");
+  check_ptr(scales, 4, op, "scales");
+  if (zeros) check_ptr(zeros, 1, op, "zeros");
+  return PackedW4{reinterpret_cast<const uint8_t*>(qweight), reinterpret_cast<const float*>(scales),
+                  reinterpret_cast<const uint8_t*>(zeros), n, k, n_pad, k_pad, group};
+}
+
+PackedW8 packed_w8(uintptr_t qweight, uintptr_t scales, int64_t n, int64_t k, int64_t n_pad,
+                   int64_t k_pad, const std::string& op) {
+  check_padding(n, k, n_pad, k_pad, 4, op);
+  require(k_pad - k < 4, op, "k_pad must be K rounded up to a multiple of 4");
+  check_ptr(qweight, 1, op, "qweight");
+  check_ptr(scales, 4, op, "scales");
+  return PackedW8{reinterpret_cast<const int8_t*>(qweight), reinterpret_cast<const float*>(scales),
+                  n, k, n_pad, k_pad};
+}
+
+const float* bias_ptr(uintptr_t bias, const std::string& op) {
+  if (bias) check_ptr(bias, 4, op, "bias");
+  return reinterpret_cast<const float*>(bias);
+}
+
+int threads(int nt, const std::string& op) {
+  require(nt >= 1, op, "num_threads must be >= 1");
+  return nt;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "llmaccel native kernels (torch-free). Use llmaccel.ops, not this module.";
+
+  m.def("cpu_info", [] {
+    const CpuFeatures& f = cpu_features();
+    py::dict d;
+    d["isa"] = cpu_isa_name(cpu_isa());
+    d["reason"] = cpu_isa_reason();
+    d["avx512_available"] = avx512_supported();
+    d["vendor"] = f.vendor;
+    d["brand"] = f.brand;
+    py::dict feats;
+    feats["avx2"] = f.avx2;
+    feats["fma"] = f.fma;
+    feats["avx512f"] = f.avx512f;
+    feats["avx512bw"] = f.avx512bw;
+    feats["avx512vl"] = f.avx512vl;
+    feats["avx512dq"] = f.avx512dq;
+    feats["avx512vnni"] = f.avx512vnni;
+    feats["avx512bf16"] = f.avx512bf16;
+    feats["amx"] = f.amx;
+    feats["os_zmm_state"] = f.os_zmm;
+    d["features"] = feats;
+    return d;
+  });
+  m.def("set_cpu_isa", [](const std::string& name) { set_cpu_isa(name); }, py::arg("name"));
+
+  m.def("cuda_info", [] {
+    py::dict d;
+#ifdef LLMACCEL_WITH_CUDA
+    d["built"] = true;
+    d["runtime_version"] = cuda::runtime_version();
+    d["device_count"] = cuda::device_count();
+#else
+    d["built"] = false;
+    d["runtime_version"] = py::none();
+    d["device_count"] = 0;
+#endif
+    return d;
+  });
+
+  m.def("quant_act_int8",
+        [](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx, int64_t block,
+           int64_t k_pad, uintptr_t q, uintptr_t scale, uintptr_t qsum, int nt) {
+          const std::string op = "quant_act_int8";
+          Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
+          require(block >= 1 && k_pad % block == 0 && k_pad >= k && k_pad - k < block, op,
+                  "k_pad must be K rounded up to a multiple of block");
+          check_ptr(q, 1, op, "q");
+          check_ptr(scale, 4, op, "scale");
+          check_ptr(qsum, 4, op, "qsum");
+          QuantAct out{reinterpret_cast<int8_t*>(q), reinterpret_cast<float*>(scale),
+                       reinterpret_cast<int32_t*>(qsum), rows, k_pad, block};
+          py::gil_scoped_release nogil;
+          quant_act_int8(xm, out, threads(nt, op));
+        });
+
+  auto def_w4 = [&m](const char* name, void (*fn)(const Matrix&, const PackedW4&, const float*,
+                                                   const Matrix&, int)) {
+    m.def(name, [fn, name](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx,
+                           uintptr_t qweight, uintptr_t scales, uintptr_t zeros, int64_t n,
+                           int64_t n_pad, int64_t k_pad, int64_t group, uintptr_t bias,
+                           uintptr_t y, int64_t ldy, int nt) {
+      const std::string op = name;
+      Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
+      Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
+      PackedW4 w = packed_w4(qweight, scales, zeros, n, k, n_pad, k_pad, group, op);
+      const float* b = bias_ptr(bias, op);
+      int t = threads(nt, op);
+      py::gil_scoped_release nogil;
+      fn(xm, w, b, ym, t);
+    });
+  };
+  def_w4("gemm_w4a16", &gemm_w4a16);
+  def_w4("gemm_w4a8", &gemm_w4a8);
+
+  auto def_w8 = [&m](const char* name, void (*fn)(const Matrix&, const PackedW8&, const float*,
+                                                   const Matrix&, int)) {
+    m.def(name, [fn, name](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx,
+                           uintptr_t qweight, uintptr_t scales, int64_t n, int64_t n_pad,
+                           int64_t k_pad, uintptr_t bias, uintptr_t y, int64_t ldy, int nt) {
+      const std::string op = name;
+      Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
+      Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
+      PackedW8 w = packed_w8(qweight, scales, n, k, n_pad, k_pad, op);
+      if (fn == &gemm_w8a8)
+        require(k_pad <= kGemmW8A8MaxK, op,
+                "K=" + std::to_string(k) + " exceeds 65536, the int32 accumulation limit");
+      const float* b = bias_ptr(bias, op);
+      int t = threads(nt, op);
+      py::gil_scoped_release nogil;
+      fn(xm, w, b, ym, t);
+    });
+  };
+  def_w8("gemm_w8a16", &gemm_w8a16);
+  def_w8("gemm_w8a8", &gemm_w8a8);
+
+  m.def("dequant_w4", [](uintptr_t qweight, uintptr_t scales, uintptr_t zeros, int64_t n,
+                         int64_t k, int64_t n_pad, int64_t k_pad, int64_t group, uintptr_t out,
+                         int64_t ldo, int nt) {
+    const std::string op = "dequant_w4";
+    PackedW4 w = packed_w4(qweight, scales, zeros, n, k, n_pad, k_pad, group, op);
+    check_ptr(out, 4, op, "out");
+    require(ldo >= k, op, "out row stride is smaller than K");
+    int t = threads(nt, op);
+    py::gil_scoped_release nogil;
+    dequant_w4(w, reinterpret_cast<float*>(out), ldo, t);
+  });
+  m.def("dequant_w8", [](uintptr_t qweight, uintptr_t scales, int64_t n, int64_t k, int64_t n_pad,
+                         int64_t k_pad, uintptr_t out, int64_t ldo, int nt) {
+    const std::string op = "dequant_w8";
+    PackedW8 w = packed_w8(qweight, scales, n, k, n_pad, k_pad, op);
+    check_ptr(out, 4, op, "out");
+    require(ldo >= k, op, "out row stride is smaller than K");
+    int t = threads(nt, op);
+    py::gil_scoped_release nogil;
+    dequant_w8(w, reinterpret_cast<float*>(out), ldo, t);
+  });
+}

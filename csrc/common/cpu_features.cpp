@@ -1,0 +1,157 @@
+#include "common/cpu_features.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#define LLMACCEL_X86 1
+#endif
+
+namespace llmaccel {
+namespace {
+
+#ifdef LLMACCEL_X86
+unsigned long long read_xcr0() {
+  unsigned eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+#endif
+
+CpuFeatures detect() {
+  CpuFeatures f;
+#ifdef LLMACCEL_X86
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
+  char vendor[13] = {};
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  f.vendor = vendor;
+  unsigned max_leaf = a;
+  bool osxsave = false;
+  if (__get_cpuid(1, &a, &b, &c, &d)) {
+    f.fma = c & (1u << 12);
+    osxsave = c & (1u << 27);
+  }
+  if (max_leaf >= 7) {
+    __cpuid_count(7, 0, a, b, c, d);
+    f.avx2 = b & (1u << 5);
+    f.avx512f = b & (1u << 16);
+    f.avx512dq = b & (1u << 17);
+    f.avx512bw = b & (1u << 30);
+    f.avx512vl = b & (1u << 31);
+    f.avx512vnni = c & (1u << 11);
+    f.amx = d & (1u << 24);
+    __cpuid_count(7, 1, a, b, c, d);
+    f.avx512bf16 = a & (1u << 5);
+  }
+  // XCR0 bits 1,2 (SSE, AVX) and 5,6,7 (opmask, upper zmm0-15, zmm16-31).
+  if (osxsave) f.os_zmm = (read_xcr0() & 0xE6) == 0xE6;
+  char brand[49] = {};
+  if (__get_cpuid(0x80000000, &a, &b, &c, &d) && a >= 0x80000004) {
+    for (unsigned i = 0; i < 3; ++i) {
+      __get_cpuid(0x80000002 + i, &a, &b, &c, &d);
+      std::memcpy(brand + 16 * i, &a, 4);
+      std::memcpy(brand + 16 * i + 4, &b, 4);
+      std::memcpy(brand + 16 * i + 8, &c, 4);
+      std::memcpy(brand + 16 * i + 12, &d, 4);
+    }
+  }
+  f.brand = brand;
+  while (!f.brand.empty() && f.brand.back() == ' ') f.brand.pop_back();
+#endif
+  return f;
+}
+
+struct IsaState {
+  CpuIsa isa = CpuIsa::Scalar;
+  std::string reason;
+};
+
+std::string missing_avx512_reason() {
+#ifndef LLMACCEL_HAVE_AVX512
+  return "this build has no AVX-512 kernels (not an x86-64 build)";
+#else
+  const CpuFeatures& f = cpu_features();
+  std::string missing;
+  if (!f.avx512f) missing += " avx512f";
+  if (!f.avx512bw) missing += " avx512bw";
+  if (!f.avx512vl) missing += " avx512vl";
+  if (!f.avx512dq) missing += " avx512dq";
+  if (!f.avx512vnni) missing += " avx512vnni";
+  if (!missing.empty()) return "the CPU lacks" + missing;
+  if (!f.os_zmm) return "the OS does not enable AVX-512 register state (XCR0)";
+  return "";
+#endif
+}
+
+IsaState& state() {
+  static IsaState s = [] {
+    IsaState st;
+    const char* env = std::getenv("LLMACCEL_CPU_ISA");
+    std::string want = env ? env : "auto";
+    if (want.empty()) want = "auto";
+    if (want == "scalar") {
+      st.isa = CpuIsa::Scalar;
+      st.reason = "LLMACCEL_CPU_ISA=scalar";
+    } else if (avx512_supported()) {
+      st.isa = CpuIsa::Avx512;
+      st.reason = want == "avx512" ? "LLMACCEL_CPU_ISA=avx512"
+                                   : "auto: cpuid reports AVX-512 F/BW/VL/DQ/VNNI";
+    } else {
+      st.isa = CpuIsa::Scalar;
+      st.reason = (want == "auto" ? "auto: " : "LLMACCEL_CPU_ISA=" + want + " unavailable: ") +
+                  missing_avx512_reason() + "; using the portable C++ path";
+    }
+    return st;
+  }();
+  return s;
+}
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+bool avx512_supported() {
+#ifdef LLMACCEL_HAVE_AVX512
+  return missing_avx512_reason().empty();
+#else
+  return false;
+#endif
+}
+
+CpuIsa cpu_isa() { return state().isa; }
+const std::string& cpu_isa_reason() { return state().reason; }
+
+const char* cpu_isa_name(CpuIsa isa) { return isa == CpuIsa::Avx512 ? "avx512" : "scalar"; }
+
+void set_cpu_isa(const std::string& name) {
+  IsaState& st = state();
+  if (name == "scalar") {
+    st.isa = CpuIsa::Scalar;
+    st.reason = "set_cpu_isa('scalar')";
+  } else if (name == "avx512" || name == "auto") {
+    if (!avx512_supported()) {
+      if (name == "auto") {
+        st.isa = CpuIsa::Scalar;
+        st.reason = "auto: " + missing_avx512_reason();
+        return;
+      }
+      throw std::invalid_argument("AVX-512 path unavailable: " + missing_avx512_reason());
+    }
+    st.isa = CpuIsa::Avx512;
+    st.reason = name == "auto" ? "auto: cpuid reports AVX-512 F/BW/VL/DQ/VNNI"
+                               : "set_cpu_isa('avx512')";
+  } else {
+    throw std::invalid_argument("unknown CPU ISA '" + name +
+                                "': expected 'avx512', 'scalar' or 'auto'");
+  }
+}
+
+}  // namespace llmaccel

@@ -1,0 +1,50 @@
+#include "quant/quant_act_int8.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/cpu_features.h"
+#include "common/parallel.h"
+
+namespace llmaccel {
+namespace detail {
+
+void quant_act_int8_scalar(const Matrix& x, const QuantAct& out, int64_t m_begin, int64_t m_end) {
+  const int64_t K = x.cols, n_blocks = out.k_pad / out.block;
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    int8_t* q = out.q + m * out.k_pad;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t k0 = b * out.block, k1 = std::min(K, k0 + out.block);
+      float amax = 0.f;
+      for (int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(load_act(x, m, k)));
+      const float inv = amax > 0.f ? 127.f / amax : 0.f;
+      int32_t sum = 0;
+      for (int64_t k = k0; k < k0 + out.block; ++k) {
+        int32_t v = 0;
+        if (k < k1) {
+          v = static_cast<int32_t>(std::nearbyint(load_act(x, m, k) * inv));
+          v = std::clamp(v, -127, 127);
+        }
+        q[k] = static_cast<int8_t>(v);
+        sum += v;
+      }
+      out.scale[m * n_blocks + b] = amax / 127.f;
+      out.qsum[m * n_blocks + b] = sum;
+    }
+  }
+}
+
+}  // namespace detail
+
+void quant_act_int8(const Matrix& x, const QuantAct& out, int num_threads) {
+  const bool simd = cpu_isa() == CpuIsa::Avx512;
+  parallel_for(x.rows, num_threads, [&](int64_t b, int64_t e) {
+#ifdef LLMACCEL_HAVE_AVX512
+    if (simd) return detail::quant_act_int8_avx512(x, out, b, e);
+#endif
+    (void)simd;
+    detail::quant_act_int8_scalar(x, out, b, e);
+  });
+}
+
+}  // namespace llmaccel

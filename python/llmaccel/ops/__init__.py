@@ -1,0 +1,46 @@
+"""torch ops over the native kernels: the only module that touches ``llmaccel._C``.
+
+Every op is ``torch.ops.llmaccel.<name>`` with a fake implementation, so ``torch.compile``
+(fullgraph) and ``torch.export`` trace through it. Pure-PyTorch twins live in
+``llmaccel.reference``.
+"""
+
+from __future__ import annotations
+
+from .. import _C
+from .dequant import dequant_w4, dequant_w8
+from .gemm import gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
+from .quant import quantize_act_int8
+
+
+def cpu_info() -> dict:
+    """Which CPU code path runs and why, plus the CPU features detected by cpuid."""
+    import torch
+
+    info = dict(_C.cpu_info())
+    info["num_threads"] = torch.get_num_threads()
+    return info
+
+
+def set_cpu_isa(name: str) -> None:
+    """Selects the CPU path: 'avx512', 'scalar' or 'auto' (raises ValueError if unavailable)."""
+    _C.set_cpu_isa(name)
+
+
+def cuda_info() -> dict:
+    """Whether CUDA kernels were built, the runtime version and the visible device count."""
+    return dict(_C.cuda_info())
+
+
+__all__ = [
+    "cpu_info",
+    "cuda_info",
+    "dequant_w4",
+    "dequant_w8",
+    "gemm_w4a16",
+    "gemm_w4a8",
+    "gemm_w8a16",
+    "gemm_w8a8",
+    "quantize_act_int8",
+    "set_cpu_isa",
+]

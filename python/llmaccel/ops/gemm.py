@@ -1,0 +1,124 @@
+"""GEMM ops over packed weights: llmaccel::gemm_w4a16, gemm_w4a8, gemm_w8a16, gemm_w8a8.
+
+Each takes activations x (..., K) in float32 or bfloat16 and returns (..., N) in x's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _C
+from ._library import (ACT_DTYPES, act_2d, check_bias, check_contiguous, check_cpu, check_dtype,
+                       fail, lib, num_threads, ptr)
+
+lib.define("gemm_w4a16(Tensor x, Tensor qweight, Tensor scales, Tensor? zeros, Tensor? bias, "
+           "int n) -> Tensor")
+lib.define("gemm_w4a8(Tensor x, Tensor qweight, Tensor scales, Tensor? zeros, Tensor? bias, "
+           "int n) -> Tensor")
+lib.define("gemm_w8a16(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
+lib.define("gemm_w8a8(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
+
+
+def check_w4(op: str, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+             n: int) -> tuple[int, int]:
+    """Validates an int4_tile16x8 weight; returns (k_pad, group_size)."""
+    check_dtype(op, "qweight", qweight, torch.uint8)
+    check_dtype(op, "scales", scales, torch.float32)
+    if zeros is not None:
+        check_dtype(op, "zeros", zeros, torch.uint8)
+    check_contiguous(op, qweight=qweight, scales=scales, zeros=zeros)
+    if qweight.dim() != 2 or qweight.shape[1] % 256:
+        fail(op, f"qweight must be (n_pad/16, k_pad*8) with k_pad a multiple of 32, "
+                 f"got shape {tuple(qweight.shape)}")
+    nb, k_pad = qweight.shape[0], qweight.shape[1] // 8
+    if not (nb * 16 - 16 < n <= nb * 16):
+        fail(op, f"n={n} does not match qweight's {nb} blocks of 16 rows")
+    if scales.dim() != 3 or scales.shape[0] != nb or scales.shape[2] != 16:
+        fail(op, f"scales must be ({nb}, n_groups, 16), got {tuple(scales.shape)}")
+    n_groups = scales.shape[1]
+    if n_groups < 1 or k_pad % n_groups or (k_pad // n_groups) % 32:
+        fail(op, f"{n_groups} groups do not split k_pad={k_pad} into multiples of 32")
+    if zeros is not None and zeros.shape != scales.shape:
+        fail(op, f"zeros must have the shape of scales {tuple(scales.shape)}, got {tuple(zeros.shape)}")
+    return k_pad, k_pad // n_groups
+
+
+def check_w8(op: str, qweight: torch.Tensor, scales: torch.Tensor, n: int) -> int:
+    """Validates an int8_tile16x4 weight; returns k_pad."""
+    check_dtype(op, "qweight", qweight, torch.int8)
+    check_dtype(op, "scales", scales, torch.float32)
+    check_contiguous(op, qweight=qweight, scales=scales)
+    if qweight.dim() != 2 or qweight.shape[1] % 64:
+        fail(op, f"qweight must be (n_pad/16, k_pad*16), got shape {tuple(qweight.shape)}")
+    nb = qweight.shape[0]
+    if not (nb * 16 - 16 < n <= nb * 16):
+        fail(op, f"n={n} does not match qweight's {nb} blocks of 16 rows")
+    if tuple(scales.shape) != (nb * 16,):
+        fail(op, f"scales must be ({nb * 16},), got {tuple(scales.shape)}")
+    return qweight.shape[1] // 16
+
+
+def _k_ok(op: str, k: int, k_pad: int, mult: int) -> None:
+    if not (k_pad - mult < k <= k_pad):
+        fail(op, f"x has K={k} columns but the weight was packed for K in ({k_pad - mult}, {k_pad}]")
+
+
+def _w4_impl(native):
+    op = native.__name__
+
+    def impl(x, qweight, scales, zeros, bias, n):
+        check_cpu(op, x=x, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
+        k_pad, group = check_w4(op, qweight, scales, zeros, n)
+        x2 = act_2d(op, x)
+        _k_ok(op, x2.shape[1], k_pad, group)
+        check_bias(op, bias, n)
+        out = torch.empty(x2.shape[0], n, dtype=x.dtype)
+        native(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
+               ptr(qweight), ptr(scales), ptr(zeros), n, qweight.shape[0] * 16, k_pad, group,
+               ptr(bias), ptr(out), n, num_threads())
+        return out.view(*x.shape[:-1], n)
+
+    return impl
+
+
+def _w8_impl(native):
+    op = native.__name__
+
+    def impl(x, qweight, scales, bias, n):
+        check_cpu(op, x=x, qweight=qweight, scales=scales, bias=bias)
+        k_pad = check_w8(op, qweight, scales, n)
+        x2 = act_2d(op, x)
+        _k_ok(op, x2.shape[1], k_pad, 4)
+        check_bias(op, bias, n)
+        out = torch.empty(x2.shape[0], n, dtype=x.dtype)
+        native(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
+               ptr(qweight), ptr(scales), n, qweight.shape[0] * 16, k_pad, ptr(bias), ptr(out),
+               n, num_threads())
+        return out.view(*x.shape[:-1], n)
+
+    return impl
+
+
+lib.impl("gemm_w4a16", _w4_impl(_C.gemm_w4a16), "CPU")
+lib.impl("gemm_w4a8", _w4_impl(_C.gemm_w4a8), "CPU")
+lib.impl("gemm_w8a16", _w8_impl(_C.gemm_w8a16), "CPU")
+lib.impl("gemm_w8a8", _w8_impl(_C.gemm_w8a8), "CPU")
+
+
+def _fake_w4(x, qweight, scales, zeros, bias, n):
+    return x.new_empty(*x.shape[:-1], n)
+
+
+def _fake_w8(x, qweight, scales, bias, n):
+    return x.new_empty(*x.shape[:-1], n)
+
+
+torch.library.register_fake("llmaccel::gemm_w4a16", _fake_w4, lib=lib)
+torch.library.register_fake("llmaccel::gemm_w4a8", _fake_w4, lib=lib)
+torch.library.register_fake("llmaccel::gemm_w8a16", _fake_w8, lib=lib)
+torch.library.register_fake("llmaccel::gemm_w8a8", _fake_w8, lib=lib)
+
+gemm_w4a16 = torch.ops.llmaccel.gemm_w4a16
+gemm_w4a8 = torch.ops.llmaccel.gemm_w4a8
+gemm_w8a16 = torch.ops.llmaccel.gemm_w8a16
+gemm_w8a8 = torch.ops.llmaccel.gemm_w8a8
