@@ -1,9 +1,28 @@
-"""llmaccel: fast, small LLM inference — quantized and sparse kernels under a PyTorch API."""
+"""llmaccel: fast, small LLM inference — quantized and sparse kernels under a PyTorch API.
+
+    import llmaccel
+    llmaccel.quantize_(model, llmaccel.Int4WeightOnly(group_size=128))
+"""
 
 import torch  # noqa: F401  (first: _C then shares torch's libgomp, see CMakeLists.txt)
 
 from . import formats, ops, reference
+from .configs import Int4WeightOnly, Int8Dynamic, Int8WeightOnly
+from .nn import QuantLinear
 from .ops import cpu_info, cuda_info, set_cpu_isa
+from .quantization import quantize_
 
 __version__ = "0.1.0"
-__all__ = ["cpu_info", "cuda_info", "formats", "ops", "reference", "set_cpu_isa"]
+__all__ = [
+    "Int4WeightOnly",
+    "Int8Dynamic",
+    "Int8WeightOnly",
+    "QuantLinear",
+    "cpu_info",
+    "cuda_info",
+    "formats",
+    "ops",
+    "quantize_",
+    "reference",
+    "set_cpu_isa",
+]

@@ -1,0 +1,107 @@
+"""QuantLinear: an nn.Linear replacement that holds packed weights and calls llmaccel ops."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import formats, ops, quantizers
+from ..configs import Int4WeightOnly, Int8Dynamic, Int8WeightOnly, QuantConfig
+
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+
+
+class QuantLinear(nn.Module):
+    """y = x · Wᵀ + b with W stored packed (int4_tile16x8 or int8_tile16x4).
+
+    Buffers (all persistent, so ``state_dict`` round-trips): ``qweight``, ``scales``, ``zeros``
+    (int4 asymmetric only), ``bias`` (float32, optional). Input (..., in_features) in float32 or
+    bfloat16 (other float dtypes are computed in float32 and cast back); output in x's dtype.
+
+    The kernel is chosen by M (rows of x): exact float activations below
+    ``config.act_int8_min_m``, dynamic int8 activations with VNNI from there on
+    (Int8Dynamic: always int8).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, config: QuantConfig):
+        super().__init__()
+        if not isinstance(config, (Int4WeightOnly, Int8WeightOnly, Int8Dynamic)):
+            raise TypeError(f"unsupported config {config!r}: expected Int4WeightOnly, "
+                            "Int8WeightOnly or Int8Dynamic")
+        self.in_features, self.out_features, self.config = in_features, out_features, config
+        n_pad = (out_features + 15) // 16 * 16
+        if isinstance(config, Int4WeightOnly):
+            _, k_pad, g = formats.int4_padding(out_features, in_features, config.group_size)
+            self.group_size = g
+            meta = (n_pad // 16, k_pad // g, 16)
+            self.register_buffer("qweight", torch.zeros(n_pad // 16, k_pad * 8, dtype=torch.uint8))
+            self.register_buffer("scales", torch.zeros(meta, dtype=torch.float32))
+            self.register_buffer("zeros", None if config.symmetric
+                                 else torch.zeros(meta, dtype=torch.uint8))
+        else:
+            k_pad = (in_features + 3) // 4 * 4
+            self.register_buffer("qweight", torch.zeros(n_pad // 16, k_pad * 16, dtype=torch.int8))
+            self.register_buffer("scales", torch.zeros(n_pad, dtype=torch.float32))
+            self.register_buffer("zeros", None)
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @property
+    def format(self) -> formats.FormatSpec:
+        return formats.INT4_TILE16X8 if isinstance(self.config, Int4WeightOnly) else formats.INT8_TILE16X4
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, config: QuantConfig) -> "QuantLinear":
+        """Quantizes ``linear.weight`` by round-to-nearest under ``config``."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"expected nn.Linear, got {type(linear).__name__}")
+        q = cls(linear.in_features, linear.out_features, linear.bias is not None, config)
+        q.load_weight(linear.weight, linear.bias)
+        return q.to(linear.weight.device)
+
+    def load_weight(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """Quantizes a float weight (out_features, in_features) into this layer's buffers."""
+        if tuple(weight.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"weight shape {tuple(weight.shape)} does not match "
+                             f"({self.out_features}, {self.in_features})")
+        w = weight.detach().cpu()
+        if isinstance(self.config, Int4WeightOnly):
+            codes, scales, zeros = quantizers.quantize_int4(w, self.config.group_size,
+                                                            self.config.symmetric)
+            p = formats.pack_int4(codes, scales, zeros, self.config.group_size)
+            self.zeros = p.zeros
+        else:
+            codes, scales = quantizers.quantize_int8(w)
+            p = formats.pack_int8(codes, scales)
+        self.qweight, self.scales = p.qweight, p.scales
+        if self.bias is not None and bias is not None:
+            self.bias = bias.detach().float().cpu().clone()
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight (out_features, in_features) this layer represents."""
+        if isinstance(self.config, Int4WeightOnly):
+            return ops.dequant_w4(self.qweight, self.scales, self.zeros, self.out_features,
+                                  self.in_features)
+        return ops.dequant_w8(self.qweight, self.scales, self.out_features, self.in_features)
+
+    def _int8_activations(self, m: int) -> bool:
+        if isinstance(self.config, Int8Dynamic):
+            return True
+        return self.config.act_int8_min_m is not None and m >= self.config.act_int8_min_m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        orig = x.dtype
+        if orig not in _KERNEL_DTYPES:
+            x = x.float()
+        m = x.numel() // self.in_features if self.in_features else 0
+        n = self.out_features
+        if isinstance(self.config, Int4WeightOnly):
+            op = ops.gemm_w4a8 if self._int8_activations(m) else ops.gemm_w4a16
+            y = op(x, self.qweight, self.scales, self.zeros, self.bias, n)
+        else:
+            op = ops.gemm_w8a8 if self._int8_activations(m) else ops.gemm_w8a16
+            y = op(x, self.qweight, self.scales, self.bias, n)
+        return y if y.dtype == orig else y.to(orig)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, format={self.format}, config={self.config}")
