@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/bandwidth.h"
 #include "common/cpu_features.h"
 #include "common/tensor_view.h"
 #include "dequant/dequant_w4.h"
@@ -130,6 +131,14 @@ PYBIND11_MODULE(_C, m) {
     d["features"] = feats;
     return d;
   });
+  m.def("read_bandwidth_gbs",
+        [](int64_t bytes, int reps, int nt) {
+          require(bytes >= (1 << 20) && reps >= 1, "read_bandwidth_gbs", "need >= 1 MiB and reps >= 1");
+          int t = threads(nt, "read_bandwidth_gbs");
+          py::gil_scoped_release nogil;
+          return read_bandwidth_gbs(bytes, reps, t);
+        },
+        py::arg("bytes"), py::arg("reps"), py::arg("num_threads"));
   m.def("set_cpu_isa", [](const std::string& name) { set_cpu_isa(name); }, py::arg("name"));
 
   m.def("cuda_info", [] {

@@ -92,18 +92,22 @@ IsaState& state() {
   static IsaState s = [] {
     IsaState st;
     const char* env = std::getenv("LLMACCEL_CPU_ISA");
-    std::string want = env ? env : "auto";
-    if (want.empty()) want = "auto";
+    std::string want = env && *env ? env : "auto";
+    std::string prefix = "auto: ";
+    if (want != "auto" && want != "avx512" && want != "scalar") {
+      prefix = "LLMACCEL_CPU_ISA=" + want + " is not avx512|scalar|auto, so auto: ";
+      want = "auto";
+    }
     if (want == "scalar") {
       st.isa = CpuIsa::Scalar;
       st.reason = "LLMACCEL_CPU_ISA=scalar";
     } else if (avx512_supported()) {
       st.isa = CpuIsa::Avx512;
       st.reason = want == "avx512" ? "LLMACCEL_CPU_ISA=avx512"
-                                   : "auto: cpuid reports AVX-512 F/BW/VL/DQ/VNNI";
+                                   : prefix + "cpuid reports AVX-512 F/BW/VL/DQ/VNNI";
     } else {
       st.isa = CpuIsa::Scalar;
-      st.reason = (want == "auto" ? "auto: " : "LLMACCEL_CPU_ISA=" + want + " unavailable: ") +
+      st.reason = (want == "auto" ? prefix : "LLMACCEL_CPU_ISA=avx512 unavailable: ") +
                   missing_avx512_reason() + "; using the portable C++ path";
     }
     return st;

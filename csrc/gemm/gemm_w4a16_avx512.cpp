@@ -1,6 +1,124 @@
+// gemm_w4a16, AVX-512: int4 weights × fp32 activations, fp32 FMA accumulation.
+//
+// Why it is shaped this way (Zen 4 / Ice Lake class cores):
+// - One 64-byte load of the int4_tile16x8 layout holds 16 output rows × 8 columns. Every output
+//   row sits in its own fp32 lane, so results need no horizontal sums and x is consumed as
+//   scalar broadcasts folded into the FMA ({1to16} memory operands).
+// - Nibble → float conversion is a single vpermps: the permute reads only the low 4 bits of
+//   each index lane, so shifting the packed dword right by 0, 4, 8, … selects the next nibble
+//   with no masking, and the 16-entry table turns the code into (q − 8) or q directly.
+// - Each output block is a contiguous stream; NR blocks are read side by side so the hardware
+//   prefetchers run NR streams and each broadcast of x feeds NR × MR FMAs.
+// - Scales are applied once per group (acc_group · scale), not per weight.
+#include <immintrin.h>
+
+#include <vector>
+
+#include "common/avx512_util.h"
 #include "gemm/gemm_w4a16.h"
+
 namespace llmaccel::detail {
-void gemm_w4a16_avx512(const float* xf, int64_t m, const PackedW4& w, const float* bias, const Matrix& y, int64_t nb0, int64_t nb1) {
-  gemm_w4a16_scalar(xf, m, w, bias, y, nb0, nb1);
+namespace {
+
+// Shift that brings the nibble of column 8s+t to bits 0..3 of its lane's dword (low nibbles of
+// bytes 0..3 hold columns 0..3, high nibbles columns 4..7).
+constexpr int kNibbleShift[8] = {0, 8, 16, 24, 4, 12, 20, 28};
+
+// Group sums of x, for the zero-point term of asymmetric weights: Σ x·(q − z) = Σ x·q − z·Σ x.
+void group_sums(const float* xf, int64_t M, int64_t k_pad, int64_t G, float* out) {
+  const int64_t n_groups = k_pad / G;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t g = 0; g < n_groups; ++g) {
+      __m512 s = _mm512_setzero_ps();
+      for (int64_t k = g * G; k < (g + 1) * G; k += 16) s = _mm512_add_ps(s, _mm512_loadu_ps(xf + m * k_pad + k));
+      out[m * n_groups + g] = _mm512_reduce_add_ps(s);
+    }
 }
+
+template <int MR, int NR, bool kAsym>
+void tile(const float* xf, const float* xsum, const PackedW4& w, const float* bias,
+          const Matrix& y, int64_t m0, int64_t b0) {
+  const int64_t k_pad = w.k_pad, G = w.group_size, n_groups = w.n_groups();
+  const int64_t steps_per_group = G / 8, block_bytes = k_pad * 8;
+  const __m512 lut = kAsym ? _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+                           : _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+  const uint8_t* qb[NR];
+  for (int r = 0; r < NR; ++r) qb[r] = w.qweight + (b0 + r) * block_bytes;
+  __m512 out[MR][NR];
+  for (int m = 0; m < MR; ++m)
+    for (int r = 0; r < NR; ++r) out[m][r] = _mm512_setzero_ps();
+
+  for (int64_t g = 0; g < n_groups; ++g) {
+    __m512 acc[MR][NR];
+    for (int m = 0; m < MR; ++m)
+      for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_ps();
+    for (int64_t s = g * steps_per_group; s < (g + 1) * steps_per_group; ++s) {
+      __m512i v[NR];
+      for (int r = 0; r < NR; ++r) {
+        v[r] = _mm512_loadu_si512(qb[r] + s * 64);
+        // Weights are read exactly once: fetch the stream ~1 KiB ahead of use.
+        _mm_prefetch(reinterpret_cast<const char*>(qb[r] + s * 64 + 1024), _MM_HINT_T0);
+      }
+      const float* xk = xf + m0 * k_pad + s * 8;
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) {
+        for (int r = 0; r < NR; ++r) {
+          const __m512 wv = _mm512_permutexvar_ps(_mm512_srli_epi32(v[r], kNibbleShift[t]), lut);
+          for (int m = 0; m < MR; ++m)
+            acc[m][r] = _mm512_fmadd_ps(wv, _mm512_set1_ps(xk[m * k_pad + t]), acc[m][r]);
+        }
+      }
+    }
+    for (int r = 0; r < NR; ++r) {
+      const int64_t meta = ((b0 + r) * n_groups + g) * 16;
+      const __m512 sc = _mm512_loadu_ps(w.scales + meta);
+      for (int m = 0; m < MR; ++m) out[m][r] = _mm512_fmadd_ps(acc[m][r], sc, out[m][r]);
+      if constexpr (kAsym) {
+        const __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros + meta))));
+        const __m512 zs = _mm512_mul_ps(z, sc);
+        for (int m = 0; m < MR; ++m)
+          out[m][r] = _mm512_fnmadd_ps(zs, _mm512_set1_ps(xsum[(m0 + m) * n_groups + g]), out[m][r]);
+      }
+    }
+  }
+  for (int r = 0; r < NR; ++r) {
+    const int64_t c = (b0 + r) * 16;
+    for (int m = 0; m < MR; ++m) avx512::store_out16(y, m0 + m, c, out[m][r], bias, w.n - c);
+  }
 }
+
+template <int MR, bool kAsym>
+void row_chunk(const float* xf, const float* xsum, const PackedW4& w, const float* bias,
+               const Matrix& y, int64_t m0, int64_t nb0, int64_t nb1) {
+  constexpr int NR = MR <= 2 ? 4 : 2;
+  int64_t b = nb0;
+  for (; b + NR <= nb1; b += NR) tile<MR, NR, kAsym>(xf, xsum, w, bias, y, m0, b);
+  for (; b < nb1; ++b) tile<MR, 1, kAsym>(xf, xsum, w, bias, y, m0, b);
+}
+
+template <bool kAsym>
+void run(const float* xf, int64_t M, const float* xsum, const PackedW4& w, const float* bias,
+         const Matrix& y, int64_t nb0, int64_t nb1) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) row_chunk<4, kAsym>(xf, xsum, w, bias, y, m, nb0, nb1);
+  switch (M - m) {
+    case 3: row_chunk<3, kAsym>(xf, xsum, w, bias, y, m, nb0, nb1); break;
+    case 2: row_chunk<2, kAsym>(xf, xsum, w, bias, y, m, nb0, nb1); break;
+    case 1: row_chunk<1, kAsym>(xf, xsum, w, bias, y, m, nb0, nb1); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+void gemm_w4a16_avx512(const float* xf, int64_t M, const PackedW4& w, const float* bias,
+                       const Matrix& y, int64_t nb0, int64_t nb1) {
+  if (!w.zeros) return run<false>(xf, M, nullptr, w, bias, y, nb0, nb1);
+  thread_local std::vector<float> xsum;
+  xsum.resize(M * w.n_groups());
+  group_sums(xf, M, w.k_pad, w.group_size, xsum.data());
+  run<true>(xf, M, xsum.data(), w, bias, y, nb0, nb1);
+}
+
+}  // namespace llmaccel::detail

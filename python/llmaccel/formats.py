@@ -65,6 +65,13 @@ def _round_up(x: int, m: int) -> int:
     return (x + m - 1) // m * m
 
 
+def _check_codes(what: str, t: torch.Tensor, lo: int, hi: int) -> None:
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise ValueError(f"{what} must be an integer tensor, got {t.dtype}")
+    if t.numel() and (int(t.min()) < lo or int(t.max()) > hi):
+        raise ValueError(f"{what} must lie in {lo}..{hi}, got {int(t.min())}..{int(t.max())}")
+
+
 def int4_padding(n: int, k: int, group_size: int) -> tuple[int, int, int]:
     """(n_pad, k_pad, group) for an (n, k) weight; group_size -1 means one group per row."""
     if n < 1 or k < 1:
@@ -127,9 +134,10 @@ def pack_int4(q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
         raise ValueError(f"scales must have shape ({n}, {n_groups}), got {tuple(scales.shape)}")
     if zeros is not None and tuple(zeros.shape) != (n, n_groups):
         raise ValueError(f"zeros must have shape ({n}, {n_groups}), got {tuple(zeros.shape)}")
+    _check_codes("int4 codes", q, 0, 15)
+    if zeros is not None:
+        _check_codes("int4 zero points", zeros, 0, 15)
     q = q.to(torch.int32)
-    if q.numel() and (q.min() < 0 or q.max() > 15):
-        raise ValueError("int4 codes must lie in 0..15")
     zero_codes = (zeros.to(torch.int32) if zeros is not None
                   else torch.full((n, n_groups), 8, dtype=torch.int32))
     full = zero_codes.repeat_interleave(g, dim=1)  # padding columns take the zero point
@@ -169,6 +177,7 @@ def pack_int8(q: torch.Tensor, scales: torch.Tensor) -> PackedInt8:
     n, k = q.shape
     if tuple(scales.shape) != (n,):
         raise ValueError(f"scales must have shape ({n},), got {tuple(scales.shape)}")
+    _check_codes("int8 codes", q, -128, 127)
     n_pad, k_pad = _round_up(n, ROW_BLOCK), _round_up(k, 4)
     full = torch.zeros(n_pad, k_pad, dtype=torch.int8)
     full[:n, :k] = q.to(torch.int8)

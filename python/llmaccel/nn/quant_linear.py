@@ -89,6 +89,9 @@ class QuantLinear(nn.Module):
         return self.config.act_int8_min_m is not None and m >= self.config.act_int8_min_m
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"QuantLinear expects x with {self.in_features} features in its last "
+                             f"dimension, got shape {tuple(x.shape)}")
         orig = x.dtype
         if orig not in _KERNEL_DTYPES:
             x = x.float()

@@ -27,6 +27,14 @@ def set_cpu_isa(name: str) -> None:
     _C.set_cpu_isa(name)
 
 
+def memory_read_bandwidth(nbytes: int = 1 << 30, reps: int = 5) -> float:
+    """Best read bandwidth (GB/s) over ``reps`` passes of an ``nbytes`` buffer, all threads: the
+    machine's measured ceiling that benchmarks report weight-streaming kernels against."""
+    import torch
+
+    return _C.read_bandwidth_gbs(nbytes, reps, torch.get_num_threads())
+
+
 def cuda_info() -> dict:
     """Whether CUDA kernels were built, the runtime version and the visible device count."""
     return dict(_C.cuda_info())
@@ -41,6 +49,7 @@ __all__ = [
     "gemm_w4a8",
     "gemm_w8a16",
     "gemm_w8a8",
+    "memory_read_bandwidth",
     "quantize_act_int8",
     "set_cpu_isa",
 ]

@@ -22,7 +22,7 @@ def fail(op: str, msg: str, exc: type[Exception] = ValueError):
 
 def check_cpu(op: str, **tensors: torch.Tensor | None) -> None:
     for name, t in tensors.items():
-        if t is not None and t.device.type != "cpu":
+        if t is not None and not t.is_cpu:
             fail(op, f"{name} is on {t.device}, but this op has only a CPU kernel in this build")
 
 
@@ -41,6 +41,10 @@ def check_contiguous(op: str, **tensors: torch.Tensor | None) -> None:
 def act_2d(op: str, x: torch.Tensor, k_expected: int | None = None) -> torch.Tensor:
     """x (..., K) → a (M, K) view with unit column stride (copying only when it has none)."""
     check_dtype(op, "x", x, *ACT_DTYPES)
+    if x.dim() == 2 and x.stride(1) == 1 and x.shape[1] > 0 and x.stride(0) >= x.shape[1]:
+        if k_expected is not None and x.shape[1] != k_expected:
+            fail(op, f"x has K={x.shape[1]} columns but the weight was packed for K={k_expected}")
+        return x  # the decode-step case: no reshape, no copy
     if x.dim() < 1 or x.shape[-1] == 0:
         fail(op, f"x must have a non-empty last dimension, got shape {tuple(x.shape)}")
     if k_expected is not None and x.shape[-1] != k_expected:

@@ -73,6 +73,8 @@ def _w4_impl(native):
         _k_ok(op, x2.shape[1], k_pad, group)
         check_bias(op, bias, n)
         out = torch.empty(x2.shape[0], n, dtype=x.dtype)
+        if x2.shape[0] == 0:  # an empty batch, as F.linear allows
+            return out.view(*x.shape[:-1], n)
         native(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
                ptr(qweight), ptr(scales), ptr(zeros), n, qweight.shape[0] * 16, k_pad, group,
                ptr(bias), ptr(out), n, num_threads())
@@ -91,6 +93,8 @@ def _w8_impl(native):
         _k_ok(op, x2.shape[1], k_pad, 4)
         check_bias(op, bias, n)
         out = torch.empty(x2.shape[0], n, dtype=x.dtype)
+        if x2.shape[0] == 0:
+            return out.view(*x.shape[:-1], n)
         native(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
                ptr(qweight), ptr(scales), n, qweight.shape[0] * 16, k_pad, ptr(bias), ptr(out),
                n, num_threads())

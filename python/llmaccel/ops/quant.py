@@ -23,6 +23,8 @@ def _quantize_act_int8(x, block):
     q = torch.empty(m, k_pad, dtype=torch.int8)
     scale = torch.empty(m, k_pad // block, dtype=torch.float32)
     qsum = torch.empty(m, k_pad // block, dtype=torch.int32)
+    if m == 0:
+        return q, scale, qsum
     _C.quant_act_int8(ptr(x2), ACT_DTYPES[x.dtype], m, k, x2.stride(0), block, k_pad, ptr(q),
                       ptr(scale), ptr(qsum), num_threads())
     return q, scale, qsum

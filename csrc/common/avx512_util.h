@@ -1,0 +1,39 @@
+// Small AVX-512 helpers shared by the *_avx512.cpp files. Include only from files compiled with
+// the AVX-512 flags (see CMakeLists.txt).
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "common/tensor_view.h"
+
+namespace llmaccel::avx512 {
+
+inline __mmask16 tail_mask(int64_t valid) {
+  return valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1u);
+}
+
+// fp32 → bf16, round to nearest even, NaN kept quiet: the same rule as f32_to_bf16.
+inline __m256i f32_to_bf16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(r);
+}
+
+// Stores 16 consecutive outputs of row r starting at column c (the first `valid` of them),
+// adding bias when given.
+inline void store_out16(const Matrix& y, int64_t r, int64_t c, __m512 v, const float* bias,
+                        int64_t valid) {
+  const __mmask16 mask = tail_mask(valid);
+  if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias + c));
+  if (y.dtype == DType::F32) {
+    _mm512_mask_storeu_ps(static_cast<float*>(y.data) + r * y.ld + c, mask, v);
+  } else {
+    _mm256_mask_storeu_epi16(static_cast<uint16_t*>(y.data) + r * y.ld + c, mask, f32_to_bf16(v));
+  }
+}
+
+}  // namespace llmaccel::avx512

@@ -1,0 +1,80 @@
+"""CPU code path selection: set_cpu_isa, cpu_info, and the LLMACCEL_CPU_ISA override read at
+import."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import llmaccel
+
+
+def _info_in_subprocess(env_value):
+    """cpu_info() of a fresh interpreter started with LLMACCEL_CPU_ISA=env_value (None: unset)."""
+    env = dict(os.environ)
+    env.pop("LLMACCEL_CPU_ISA", None)
+    if env_value is not None:
+        env["LLMACCEL_CPU_ISA"] = env_value
+    code = "import json, llmaccel; print(json.dumps(llmaccel.cpu_info()))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_env_scalar():
+    info = _info_in_subprocess("scalar")
+    assert info["isa"] == "scalar"
+    assert "LLMACCEL_CPU_ISA=scalar" in info["reason"]
+
+
+def test_env_unset_and_avx512():
+    auto = _info_in_subprocess(None)
+    assert auto["reason"].startswith("auto")
+    assert auto["isa"] == ("avx512" if auto["avx512_available"] else "scalar")
+    forced = _info_in_subprocess("avx512")
+    assert "LLMACCEL_CPU_ISA=avx512" in forced["reason"]
+    if forced["avx512_available"]:
+        assert forced["isa"] == "avx512"
+    else:
+        assert forced["isa"] == "scalar" and "unavailable" in forced["reason"]
+
+
+def test_env_invalid_falls_back_with_a_reason_current_behaviour():
+    """An unknown value falls back to automatic selection and the process keeps working."""
+    info = _info_in_subprocess("avx9000")
+    assert info["isa"] == ("avx512" if info["avx512_available"] else "scalar")
+    assert info["reason"]
+
+
+def test_env_invalid_reason_names_the_value():
+    assert "avx9000" in _info_in_subprocess("avx9000")["reason"]
+
+
+def test_set_cpu_isa_round_trip():
+    try:
+        llmaccel.set_cpu_isa("scalar")
+        info = llmaccel.cpu_info()
+        assert info["isa"] == "scalar" and "scalar" in info["reason"]
+        llmaccel.set_cpu_isa("auto")
+        info = llmaccel.cpu_info()
+        assert info["isa"] == ("avx512" if info["avx512_available"] else "scalar")
+        assert info["reason"].startswith("auto")
+    finally:
+        llmaccel.set_cpu_isa("auto")
+
+
+def test_set_cpu_isa_rejects_unknown():
+    before = llmaccel.cpu_info()["isa"]
+    with pytest.raises(ValueError, match="unknown CPU ISA 'sse2'"):
+        llmaccel.set_cpu_isa("sse2")
+    assert llmaccel.cpu_info()["isa"] == before
+
+
+def test_set_cpu_isa_avx512_unavailable():
+    if llmaccel.cpu_info()["avx512_available"]:
+        pytest.skip("AVX-512 is available here; the unavailable branch cannot be reached")
+    with pytest.raises(ValueError, match="AVX-512 path unavailable"):
+        llmaccel.set_cpu_isa("avx512")
