@@ -9,6 +9,14 @@
 
 namespace llmaccel::avx512 {
 
+// acc += Σ_{j<4} a.u8[4i+j] · b.s8[4i+j] per int32 lane (vpdpbusd), accumulating in place.
+// Inline asm because GCC 12 does not tie the accumulator of _mm512_dpbusd_epi32 to its output
+// register in a register tile: it copied every accumulator once per step (measured: the 6×3 w8a8
+// tile ran at 65 % of the rate oneDNN reaches on the same cores).
+inline void dpbusd(__m512i& acc, __m512i a_u8, __m512i b_s8) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a_u8), "v"(b_s8));
+}
+
 inline __mmask16 tail_mask(int64_t valid) {
   return valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1u);
 }

@@ -43,17 +43,23 @@ void tile(const float* xf, const float* xsum, const PackedW4& w, const float* bi
   const __m512 lut = kAsym ? _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
                            : _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
   const uint8_t* qb[NR];
+  #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) qb[r] = w.qweight + (b0 + r) * block_bytes;
   __m512 out[MR][NR];
+  #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
+    #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) out[m][r] = _mm512_setzero_ps();
 
   for (int64_t g = 0; g < n_groups; ++g) {
     __m512 acc[MR][NR];
+    #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m)
+      #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_ps();
     for (int64_t s = g * steps_per_group; s < (g + 1) * steps_per_group; ++s) {
       __m512i v[NR];
+      #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) {
         v[r] = _mm512_loadu_si512(qb[r] + s * 64);
         // Weights are read exactly once: fetch the stream ~1 KiB ahead of use.
@@ -62,28 +68,35 @@ void tile(const float* xf, const float* xsum, const PackedW4& w, const float* bi
       const float* xk = xf + m0 * k_pad + s * 8;
 #pragma GCC unroll 8
       for (int t = 0; t < 8; ++t) {
+        #pragma GCC unroll 8
         for (int r = 0; r < NR; ++r) {
           const __m512 wv = _mm512_permutexvar_ps(_mm512_srli_epi32(v[r], kNibbleShift[t]), lut);
+          #pragma GCC unroll 8
           for (int m = 0; m < MR; ++m)
             acc[m][r] = _mm512_fmadd_ps(wv, _mm512_set1_ps(xk[m * k_pad + t]), acc[m][r]);
         }
       }
     }
+    #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
       const int64_t meta = ((b0 + r) * n_groups + g) * 16;
       const __m512 sc = _mm512_loadu_ps(w.scales + meta);
+      #pragma GCC unroll 8
       for (int m = 0; m < MR; ++m) out[m][r] = _mm512_fmadd_ps(acc[m][r], sc, out[m][r]);
       if constexpr (kAsym) {
         const __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros + meta))));
         const __m512 zs = _mm512_mul_ps(z, sc);
+        #pragma GCC unroll 8
         for (int m = 0; m < MR; ++m)
           out[m][r] = _mm512_fnmadd_ps(zs, _mm512_set1_ps(xsum[(m0 + m) * n_groups + g]), out[m][r]);
       }
     }
   }
+  #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) {
     const int64_t c = (b0 + r) * 16;
+    #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) avx512::store_out16(y, m0 + m, c, out[m][r], bias, w.n - c);
   }
 }

@@ -35,6 +35,14 @@ def memory_read_bandwidth(nbytes: int = 1 << 30, reps: int = 5) -> float:
     return _C.read_bandwidth_gbs(nbytes, reps, torch.get_num_threads())
 
 
+def vnni_peak_gmacs(reps: int = 5) -> float:
+    """Measured int8 multiply-accumulate peak (GMAC/s, vpdpbusd from registers, all threads);
+    0.0 when the AVX-512 VNNI path is unavailable. The ceiling int8 GEMMs are reported against."""
+    import torch
+
+    return _C.vnni_peak_gmacs(reps, torch.get_num_threads())
+
+
 def cuda_info() -> dict:
     """Whether CUDA kernels were built, the runtime version and the visible device count."""
     return dict(_C.cuda_info())
@@ -52,4 +60,5 @@ __all__ = [
     "memory_read_bandwidth",
     "quantize_act_int8",
     "set_cpu_isa",
+    "vnni_peak_gmacs",
 ]
