@@ -19,9 +19,28 @@ lib.define("gemm_w8a16(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, in
 lib.define("gemm_w8a8(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
 
 
+_U8, _I8, _F32 = torch.uint8, torch.int8, torch.float32
+
+
 def check_w4(op: str, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
              n: int) -> tuple[int, int]:
-    """Validates an int4_tile16x8 weight; returns (k_pad, group_size)."""
+    """Validates an int4_tile16x8 weight; returns (k_pad, group_size).
+
+    One fused test accepts the valid case (this runs on every decode call, so it is kept to a
+    few attribute reads); anything else goes through the checks that name the problem."""
+    qs, ss = qweight.shape, scales.shape
+    if (qweight.dtype is _U8 and scales.dtype is _F32 and len(qs) == 2 and len(ss) == 3
+            and qs[1] % 256 == 0 and ss[0] == qs[0] and ss[2] == 16 and ss[1] >= 1
+            and qs[0] * 16 - 16 < n <= qs[0] * 16 and (qs[1] // 8) % ss[1] == 0
+            and (qs[1] // 8 // ss[1]) % 32 == 0 and qweight.is_contiguous()
+            and scales.is_contiguous() and (zeros is None or (
+                zeros.dtype is _U8 and zeros.shape == ss and zeros.is_contiguous()))):
+        return qs[1] // 8, qs[1] // 8 // ss[1]
+    return _check_w4_detailed(op, qweight, scales, zeros, n)
+
+
+def _check_w4_detailed(op: str, qweight: torch.Tensor, scales: torch.Tensor,
+                       zeros: torch.Tensor | None, n: int) -> tuple[int, int]:
     check_dtype(op, "qweight", qweight, torch.uint8)
     check_dtype(op, "scales", scales, torch.float32)
     if zeros is not None:
@@ -44,7 +63,16 @@ def check_w4(op: str, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.
 
 
 def check_w8(op: str, qweight: torch.Tensor, scales: torch.Tensor, n: int) -> int:
-    """Validates an int8_tile16x4 weight; returns k_pad."""
+    """Validates an int8_tile16x4 weight; returns k_pad (fast accept, detailed on failure)."""
+    qs = qweight.shape
+    if (qweight.dtype is _I8 and scales.dtype is _F32 and len(qs) == 2 and qs[1] % 64 == 0
+            and qs[0] * 16 - 16 < n <= qs[0] * 16 and scales.shape == (qs[0] * 16,)
+            and qweight.is_contiguous() and scales.is_contiguous()):
+        return qs[1] // 16
+    return _check_w8_detailed(op, qweight, scales, n)
+
+
+def _check_w8_detailed(op: str, qweight: torch.Tensor, scales: torch.Tensor, n: int) -> int:
     check_dtype(op, "qweight", qweight, torch.int8)
     check_dtype(op, "scales", scales, torch.float32)
     check_contiguous(op, qweight=qweight, scales=scales)
@@ -63,22 +91,31 @@ def _k_ok(op: str, k: int, k_pad: int, mult: int) -> None:
         fail(op, f"x has K={k} columns but the weight was packed for K in ({k_pad - mult}, {k_pad}]")
 
 
+def _operands_on_cpu(*tensors: torch.Tensor | None) -> bool:
+    return all(t is None or t.is_cpu for t in tensors)
+
+
+def _finish(out: torch.Tensor, x: torch.Tensor, n: int) -> torch.Tensor:
+    return out if x.dim() == 2 else out.view(*x.shape[:-1], n)
+
+
 def _w4_impl(native):
     op = native.__name__
 
     def impl(x, qweight, scales, zeros, bias, n):
-        check_cpu(op, x=x, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
+        if not _operands_on_cpu(x, qweight, scales, zeros, bias):
+            check_cpu(op, x=x, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
         k_pad, group = check_w4(op, qweight, scales, zeros, n)
         x2 = act_2d(op, x)
         _k_ok(op, x2.shape[1], k_pad, group)
         check_bias(op, bias, n)
         out = torch.empty(x2.shape[0], n, dtype=x.dtype)
         if x2.shape[0] == 0:  # an empty batch, as F.linear allows
-            return out.view(*x.shape[:-1], n)
+            return _finish(out, x, n)
         native(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
                ptr(qweight), ptr(scales), ptr(zeros), n, qweight.shape[0] * 16, k_pad, group,
                ptr(bias), ptr(out), n, num_threads())
-        return out.view(*x.shape[:-1], n)
+        return _finish(out, x, n)
 
     return impl
 
@@ -87,18 +124,19 @@ def _w8_impl(native):
     op = native.__name__
 
     def impl(x, qweight, scales, bias, n):
-        check_cpu(op, x=x, qweight=qweight, scales=scales, bias=bias)
+        if not _operands_on_cpu(x, qweight, scales, bias):
+            check_cpu(op, x=x, qweight=qweight, scales=scales, bias=bias)
         k_pad = check_w8(op, qweight, scales, n)
         x2 = act_2d(op, x)
         _k_ok(op, x2.shape[1], k_pad, 4)
         check_bias(op, bias, n)
         out = torch.empty(x2.shape[0], n, dtype=x.dtype)
         if x2.shape[0] == 0:
-            return out.view(*x.shape[:-1], n)
+            return _finish(out, x, n)
         native(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
                ptr(qweight), ptr(scales), n, qweight.shape[0] * 16, k_pad, ptr(bias), ptr(out),
                n, num_threads())
-        return out.view(*x.shape[:-1], n)
+        return _finish(out, x, n)
 
     return impl
 
