@@ -116,6 +116,7 @@ PYBIND11_MODULE(_C, m) {
     d["isa"] = cpu_isa_name(cpu_isa());
     d["reason"] = cpu_isa_reason();
     d["avx512_available"] = avx512_supported();
+    d["avx512_bf16_available"] = isa_supported(CpuIsa::Avx512Bf16);
     d["vendor"] = f.vendor;
     d["brand"] = f.brand;
     py::dict feats;

@@ -6,15 +6,17 @@ import pytest
 
 import llmaccel
 
-ISAS = ["scalar", "avx512"]
+ISAS = ["scalar", "avx512", "avx512_bf16"]
+_AVAILABLE = {"scalar": "", "avx512": "avx512_available", "avx512_bf16": "avx512_bf16_available"}
 
 
 @pytest.fixture(params=ISAS)
 def isa(request):
     """Runs the test once per CPU code path; 'auto' is restored afterwards."""
     name = request.param
-    if name == "avx512" and not llmaccel.cpu_info()["avx512_available"]:
-        pytest.skip(f"AVX-512 path unavailable: {llmaccel.cpu_info()['reason']}")
+    key = _AVAILABLE[name]
+    if key and not llmaccel.cpu_info()[key]:
+        pytest.skip(f"{name} path unavailable on this CPU: {llmaccel.cpu_info()['reason']}")
     llmaccel.set_cpu_isa(name)
     assert llmaccel.cpu_info()["isa"] == name
     try:

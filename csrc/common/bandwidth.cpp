@@ -29,7 +29,7 @@ double read_bandwidth_gbs(int64_t bytes, int reps, int num_threads) {
   parallel_for(lines, num_threads, [&](int64_t b, int64_t e) {
     for (int64_t i = b * 8; i < e * 8; ++i) buf[i] = static_cast<uint64_t>(i);  // fault pages in
   });
-  const bool simd = cpu_isa() == CpuIsa::Avx512;
+  const bool simd = cpu_isa_avx512();
   uint64_t sink = 0;
   double best = 0;
   for (int r = 0; r < reps; ++r) {

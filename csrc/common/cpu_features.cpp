@@ -88,27 +88,53 @@ std::string missing_avx512_reason() {
 #endif
 }
 
+// Why `isa` cannot run here ("" when it can).
+std::string unavailable_reason(CpuIsa isa) {
+  if (isa == CpuIsa::Scalar) return "";
+  std::string why = missing_avx512_reason();
+  if (why.empty() && isa == CpuIsa::Avx512Bf16 && !cpu_features().avx512bf16)
+    why = "the CPU lacks avx512bf16";
+  return why;
+}
+
+bool parse_isa(const std::string& name, CpuIsa* isa) {
+  if (name == "scalar") *isa = CpuIsa::Scalar;
+  else if (name == "avx512") *isa = CpuIsa::Avx512;
+  else if (name == "avx512_bf16") *isa = CpuIsa::Avx512Bf16;
+  else return false;
+  return true;
+}
+
+CpuIsa best_isa() {
+  if (unavailable_reason(CpuIsa::Avx512Bf16).empty()) return CpuIsa::Avx512Bf16;
+  if (unavailable_reason(CpuIsa::Avx512).empty()) return CpuIsa::Avx512;
+  return CpuIsa::Scalar;
+}
+
+std::string auto_reason(CpuIsa isa) {
+  if (isa == CpuIsa::Avx512Bf16) return "auto: cpuid reports AVX-512 F/BW/VL/DQ/VNNI/BF16";
+  if (isa == CpuIsa::Avx512) return "auto: cpuid reports AVX-512 F/BW/VL/DQ/VNNI (no BF16)";
+  return "auto: " + missing_avx512_reason() + "; using the portable C++ path";
+}
+
 IsaState& state() {
   static IsaState s = [] {
     IsaState st;
     const char* env = std::getenv("LLMACCEL_CPU_ISA");
-    std::string want = env && *env ? env : "auto";
-    std::string prefix = "auto: ";
-    if (want != "auto" && want != "avx512" && want != "scalar") {
-      prefix = "LLMACCEL_CPU_ISA=" + want + " is not avx512|scalar|auto, so auto: ";
-      want = "auto";
-    }
-    if (want == "scalar") {
-      st.isa = CpuIsa::Scalar;
-      st.reason = "LLMACCEL_CPU_ISA=scalar";
-    } else if (avx512_supported()) {
-      st.isa = CpuIsa::Avx512;
-      st.reason = want == "avx512" ? "LLMACCEL_CPU_ISA=avx512"
-                                   : prefix + "cpuid reports AVX-512 F/BW/VL/DQ/VNNI";
+    const std::string want = env && *env ? env : "auto";
+    CpuIsa isa;
+    st.isa = best_isa();
+    if (want == "auto") {
+      st.reason = auto_reason(st.isa);
+    } else if (!parse_isa(want, &isa)) {
+      st.reason = "LLMACCEL_CPU_ISA=" + want + " is not avx512_bf16|avx512|scalar|auto, so " +
+                  auto_reason(st.isa);
+    } else if (std::string why = unavailable_reason(isa); !why.empty()) {
+      st.reason = "LLMACCEL_CPU_ISA=" + want + " unavailable (" + why + "), so " +
+                  auto_reason(st.isa);
     } else {
-      st.isa = CpuIsa::Scalar;
-      st.reason = (want == "auto" ? prefix : "LLMACCEL_CPU_ISA=avx512 unavailable: ") +
-                  missing_avx512_reason() + "; using the portable C++ path";
+      st.isa = isa;
+      st.reason = "LLMACCEL_CPU_ISA=" + want;
     }
     return st;
   }();
@@ -122,40 +148,35 @@ const CpuFeatures& cpu_features() {
   return f;
 }
 
-bool avx512_supported() {
-#ifdef LLMACCEL_HAVE_AVX512
-  return missing_avx512_reason().empty();
-#else
-  return false;
-#endif
-}
+bool avx512_supported() { return unavailable_reason(CpuIsa::Avx512).empty(); }
+bool isa_supported(CpuIsa isa) { return unavailable_reason(isa).empty(); }
 
 CpuIsa cpu_isa() { return state().isa; }
 const std::string& cpu_isa_reason() { return state().reason; }
 
-const char* cpu_isa_name(CpuIsa isa) { return isa == CpuIsa::Avx512 ? "avx512" : "scalar"; }
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::Avx512Bf16: return "avx512_bf16";
+    case CpuIsa::Avx512: return "avx512";
+    default: return "scalar";
+  }
+}
 
 void set_cpu_isa(const std::string& name) {
   IsaState& st = state();
-  if (name == "scalar") {
-    st.isa = CpuIsa::Scalar;
-    st.reason = "set_cpu_isa('scalar')";
-  } else if (name == "avx512" || name == "auto") {
-    if (!avx512_supported()) {
-      if (name == "auto") {
-        st.isa = CpuIsa::Scalar;
-        st.reason = "auto: " + missing_avx512_reason();
-        return;
-      }
-      throw std::invalid_argument("AVX-512 path unavailable: " + missing_avx512_reason());
-    }
-    st.isa = CpuIsa::Avx512;
-    st.reason = name == "auto" ? "auto: cpuid reports AVX-512 F/BW/VL/DQ/VNNI"
-                               : "set_cpu_isa('avx512')";
-  } else {
-    throw std::invalid_argument("unknown CPU ISA '" + name +
-                                "': expected 'avx512', 'scalar' or 'auto'");
+  if (name == "auto") {
+    st.isa = best_isa();
+    st.reason = auto_reason(st.isa);
+    return;
   }
+  CpuIsa isa;
+  if (!parse_isa(name, &isa))
+    throw std::invalid_argument("unknown CPU ISA '" + name +
+                                "': expected 'avx512_bf16', 'avx512', 'scalar' or 'auto'");
+  if (std::string why = unavailable_reason(isa); !why.empty())
+    throw std::invalid_argument("CPU path '" + name + "' unavailable: " + why);
+  st.isa = isa;
+  st.reason = "set_cpu_isa('" + name + "')";
 }
 
 }  // namespace llmaccel

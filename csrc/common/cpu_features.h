@@ -1,12 +1,15 @@
-// Which CPU code path runs. Chosen once at load by cpuid, overridable with the environment
-// variable LLMACCEL_CPU_ISA=avx512|scalar (so tests exercise every path on one machine), and
-// at run time through set_cpu_isa (tests switch paths without a new process).
+// Which CPU code path runs. Chosen once at load by cpuid (the best the CPU and OS support),
+// overridable with the environment variable LLMACCEL_CPU_ISA=avx512_bf16|avx512|scalar (so
+// tests exercise every path on one machine), and at run time through set_cpu_isa.
+//   avx512      F/BW/VL/DQ + VNNI: every kernel's AVX-512 path
+//   avx512_bf16 the above + AVX512_BF16: gemm_w4a16 decodes nibbles to bf16 pairs and uses
+//               vdpbf16ps (2x the multiply-accumulates per instruction of fp32 FMA)
 #pragma once
 #include <string>
 
 namespace llmaccel {
 
-enum class CpuIsa { Scalar = 0, Avx512 = 1 };
+enum class CpuIsa { Scalar = 0, Avx512 = 1, Avx512Bf16 = 2 };
 
 struct CpuFeatures {
   bool avx2 = false, fma = false;
@@ -20,12 +23,15 @@ const CpuFeatures& cpu_features();
 
 // True when this build contains the AVX-512 kernels and the CPU and OS can run them.
 bool avx512_supported();
+bool isa_supported(CpuIsa isa);
 
 CpuIsa cpu_isa();
+// Any AVX-512 level: the kernels with a single AVX-512 variant use it.
+inline bool cpu_isa_avx512() { return cpu_isa() >= CpuIsa::Avx512; }
 // Why the current path was chosen, as a sentence for llmaccel.cpu_info().
 const std::string& cpu_isa_reason();
-// Selects a path by name ("avx512" | "scalar" | "auto"); throws std::invalid_argument when the
-// name is unknown or the path cannot run on this CPU.
+// Selects a path by name ("avx512_bf16" | "avx512" | "scalar" | "auto"); throws
+// std::invalid_argument when the name is unknown or the path cannot run on this CPU.
 void set_cpu_isa(const std::string& name);
 const char* cpu_isa_name(CpuIsa isa);
 

@@ -42,12 +42,25 @@ void gemm_w4a16_scalar(const float* xf, int64_t M, const PackedW4& w, const floa
 void gemm_w4a16(const Matrix& x, const PackedW4& w, const float* bias, const Matrix& y,
                 int num_threads) {
   const float* xf = stage_act_f32(x, w.k_pad);
-  const bool simd = cpu_isa() == CpuIsa::Avx512;
+  const CpuIsa isa = cpu_isa();
+#ifdef LLMACCEL_HAVE_AVX512
+  // bf16 pair dot products win when x is bf16 (no lo term) or a single fp32 row; from two fp32
+  // rows on, the hi + lo products cost more than fp32 FMAs that share each decoded weight.
+  const bool pairs = isa == CpuIsa::Avx512Bf16 && (x.dtype == DType::BF16 || x.rows == 1);
+  const uint32_t* xpairs = nullptr;
+  if (pairs) {
+    auto* buf = static_cast<uint32_t*>(scratch(1).get(sizeof(uint32_t) * x.rows * w.k_pad));
+    detail::stage_bf16_pairs(xf, x.rows, w.k_pad, buf);
+    xpairs = buf;
+  }
+#endif
   parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
 #ifdef LLMACCEL_HAVE_AVX512
-    if (simd) return detail::gemm_w4a16_avx512(xf, x.rows, w, bias, y, b, e);
+    if (pairs)
+      return detail::gemm_w4a16_avx512bf16(xf, xpairs, x.dtype == DType::BF16, x.rows, w, bias,
+                                           y, b, e);
+    if (isa != CpuIsa::Scalar) return detail::gemm_w4a16_avx512(xf, x.rows, w, bias, y, b, e);
 #endif
-    (void)simd;
     detail::gemm_w4a16_scalar(xf, x.rows, w, bias, y, b, e);
   });
 }

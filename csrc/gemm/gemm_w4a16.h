@@ -2,6 +2,9 @@
 //   x (M, K) fp32 or bf16; y (M, N) in x's dtype; bias fp32 (N) or null.
 //   y[m][n] = Σ_g scale[n][g] · Σ_{k∈g} x[m][k] · (q[n][k] − zero[n][g]) + bias[n], fp32 accumulate.
 // The float weight is never materialized: nibbles become floats in registers, a group at a time.
+// Precision: fp32 accumulation throughout. On the avx512_bf16 path, bf16 x is used exactly and
+// a single fp32 row (M = 1) is carried as a bf16 hi + lo pair, |x − hi − lo| ≤ 2⁻¹⁸|x|; all
+// other cases use x exactly.
 #pragma once
 #include "common/tensor_view.h"
 
@@ -16,5 +19,11 @@ void gemm_w4a16_scalar(const float* xf, int64_t m, const PackedW4& w, const floa
                        const Matrix& y, int64_t nb0, int64_t nb1);
 void gemm_w4a16_avx512(const float* xf, int64_t m, const PackedW4& w, const float* bias,
                        const Matrix& y, int64_t nb0, int64_t nb1);
+// AVX512_BF16 variant: xpairs from stage_bf16_pairs; exact_bf16 when x arrived as bf16 (its lo
+// terms are zero and skipped). fp32 x is carried as bf16 hi + lo: |x − hi − lo| ≤ 2⁻¹⁸|x|.
+void stage_bf16_pairs(const float* xf, int64_t m, int64_t k_pad, uint32_t* xpairs);
+void gemm_w4a16_avx512bf16(const float* xf, const uint32_t* xpairs, bool exact_bf16, int64_t m,
+                           const PackedW4& w, const float* bias, const Matrix& y, int64_t nb0,
+                           int64_t nb1);
 }  // namespace detail
 }  // namespace llmaccel

@@ -31,7 +31,7 @@ void tile(const QuantAct& xq, const PackedW4& w, const float* bias, const Matrix
           int64_t b0) {
   const int64_t k_pad = w.k_pad, n_groups = w.n_groups(), steps_per_group = w.group_size / 8;
   const uint8_t* qb[NR];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) qb[r] = w.qweight + (b0 + r) * k_pad * 8;
   alignas(64) float out[MR][NR][16] = {};
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -39,38 +39,38 @@ void tile(const QuantAct& xq, const PackedW4& w, const float* bias, const Matrix
 
   for (int64_t g = 0; g < n_groups; ++g) {
     __m512i acc[MR][NR];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < MR; ++m)
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_si512();
     for (int64_t s = g * steps_per_group; s < (g + 1) * steps_per_group; ++s) {
       __m512i lo[NR], hi[NR];
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) {
         const __m512i v = _mm512_loadu_si512(qb[r] + s * 64);
         _mm_prefetch(reinterpret_cast<const char*>(qb[r] + s * 64 + 1024), _MM_HINT_T0);
         lo[r] = _mm512_and_si512(v, low4);
         hi[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
       }
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int m = 0; m < MR; ++m) {
         const __m512i x_lo = bcast4(xr + m * k_pad + 8 * s);
         const __m512i x_hi = bcast4(xr + m * k_pad + 8 * s + 4);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int r = 0; r < NR; ++r) {
           avx512::dpbusd(acc[m][r], lo[r], x_lo);
           avx512::dpbusd(acc[m][r], hi[r], x_hi);
         }
       }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
       const int64_t meta = ((b0 + r) * n_groups + g) * 16;
       const __m512 sw = _mm512_loadu_ps(w.scales + meta);
       __m512i zero = _mm512_set1_epi32(8);
       if constexpr (kAsym)
         zero = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zeros + meta)));
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int m = 0; m < MR; ++m) {
         const int64_t am = (m0 + m) * n_groups + g;
         const __m512i centered =
@@ -81,10 +81,10 @@ void tile(const QuantAct& xq, const PackedW4& w, const float* bias, const Matrix
       }
     }
   }
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) {
     const int64_t c = (b0 + r) * 16;
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < MR; ++m)
       avx512::store_out16(y, m0 + m, c, _mm512_load_ps(out[m][r]), bias, w.n - c);
   }

@@ -26,17 +26,17 @@ void tile(const float* xf, const PackedW8& w, const float* bias, const Matrix& y
           int64_t b0) {
   const int64_t k_pad = w.k_pad, steps = k_pad / 4;
   const int8_t* qb[NR];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) qb[r] = w.qweight + (b0 + r) * steps * 64;
   __m512 acc[MR][NR];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_ps();
   const float* xr = xf + m0 * k_pad;
   for (int64_t s = 0; s < steps; ++s) {
     __m512i v[NR];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
       v[r] = _mm512_loadu_si512(qb[r] + s * 64);
       // Weights are read exactly once: fetch the stream ~1 KiB ahead of use.
@@ -45,10 +45,10 @@ void tile(const float* xf, const PackedW8& w, const float* bias, const Matrix& y
     const float* xk = xr + 4 * s;
     auto step = [&](auto j_const) {
       constexpr int J = decltype(j_const)::value;
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) {
         const __m512 wv = column<J>(v[r]);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int m = 0; m < MR; ++m)
           acc[m][r] = _mm512_fmadd_ps(wv, _mm512_set1_ps(xk[m * k_pad + J]), acc[m][r]);
       }
@@ -58,11 +58,11 @@ void tile(const float* xf, const PackedW8& w, const float* bias, const Matrix& y
     step(std::integral_constant<int, 2>{});
     step(std::integral_constant<int, 3>{});
   }
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) {
     const int64_t c = (b0 + r) * 16;
     const __m512 sc = _mm512_loadu_ps(w.scales + c);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < MR; ++m)
       avx512::store_out16(y, m0 + m, c, _mm512_mul_ps(acc[m][r], sc), bias, w.n - c);
   }

@@ -32,7 +32,7 @@ void gemm_w8a8_scalar(const QuantAct& xq, const PackedW8& w, const float* bias, 
 void gemm_w8a8(const Matrix& x, const PackedW8& w, const float* bias, const Matrix& y,
                int num_threads) {
   const QuantAct xq = stage_act_int8(x, w.k_pad, w.k_pad, num_threads);
-  const bool simd = cpu_isa() == CpuIsa::Avx512;
+  const bool simd = cpu_isa_avx512();
   parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
 #ifdef LLMACCEL_HAVE_AVX512
     if (simd) return detail::gemm_w8a8_avx512(xq, w, bias, y, b, e);

@@ -24,37 +24,37 @@ void tile(const QuantAct& xq, const PackedW8& w, const float* bias, const Matrix
           int64_t b0) {
   const int64_t k_pad = w.k_pad, steps = k_pad / 4;
   const int8_t* qb[NR];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) qb[r] = w.qweight + (b0 + r) * steps * 64;
   __m512i acc[MR][NR];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_si512();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const int8_t* xr = xq.q + m0 * xq.k_pad;
   for (int64_t s = 0; s < steps; ++s) {
     __m512i v[NR];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
       v[r] = _mm512_xor_si512(_mm512_loadu_si512(qb[r] + s * 64), flip);
       _mm_prefetch(reinterpret_cast<const char*>(qb[r] + s * 64 + 1024), _MM_HINT_T0);
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
       int32_t quad;
       std::memcpy(&quad, xr + m * xq.k_pad + 4 * s, 4);
       const __m512i xb = _mm512_set1_epi32(quad);
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) avx512::dpbusd(acc[m][r], v[r], xb);
     }
   }
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int m = 0; m < MR; ++m) {
     // One scale per token: the activation block is all of K.
     const __m512i offset = _mm512_set1_epi32(128 * xq.qsum[m0 + m]);
     const __m512 sx = _mm512_set1_ps(xq.scale[m0 + m]);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
       const int64_t c = (b0 + r) * 16;
       const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[m][r], offset));

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The batch size (rows of x) from which weight-only layers quantize activations to int8 on the
-# fly and use VNNI dot products. Below it the float kernels are exact and already bound by
-# memory bandwidth; from it on the int8 path does 4x more multiply-accumulates per instruction.
-# Chosen from bench/bench_gemm.py on Zen 4 (see README, "Why it is fast").
-DEFAULT_ACT_INT8_MIN_M = 4
+# fly and use VNNI dot products. At M = 1 and 2 the float kernels keep up with DRAM (measured:
+# within 10 % of the int8 path on Llama and SmolLM2 shapes, 2 threads); from M = 3 they become
+# compute-bound and the int8 path is 1.4-1.7x faster (bench/bench_gemm.py, see README).
+DEFAULT_ACT_INT8_MIN_M = 3
 
 
 @dataclass(frozen=True)

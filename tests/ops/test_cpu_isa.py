@@ -24,6 +24,13 @@ def _info_in_subprocess(env_value):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _best(info):
+    """The path auto selection must pick given the features cpu_info reports."""
+    if info["avx512_bf16_available"]:
+        return "avx512_bf16"
+    return "avx512" if info["avx512_available"] else "scalar"
+
+
 def test_env_scalar():
     info = _info_in_subprocess("scalar")
     assert info["isa"] == "scalar"
@@ -33,19 +40,20 @@ def test_env_scalar():
 def test_env_unset_and_avx512():
     auto = _info_in_subprocess(None)
     assert auto["reason"].startswith("auto")
-    assert auto["isa"] == ("avx512" if auto["avx512_available"] else "scalar")
-    forced = _info_in_subprocess("avx512")
-    assert "LLMACCEL_CPU_ISA=avx512" in forced["reason"]
-    if forced["avx512_available"]:
-        assert forced["isa"] == "avx512"
-    else:
-        assert forced["isa"] == "scalar" and "unavailable" in forced["reason"]
+    assert auto["isa"] == _best(auto)
+    for name, key in [("avx512", "avx512_available"), ("avx512_bf16", "avx512_bf16_available")]:
+        forced = _info_in_subprocess(name)
+        assert f"LLMACCEL_CPU_ISA={name}" in forced["reason"]
+        if forced[key]:
+            assert forced["isa"] == name
+        else:
+            assert forced["isa"] == _best(forced) and "unavailable" in forced["reason"]
 
 
 def test_env_invalid_falls_back_with_a_reason_current_behaviour():
     """An unknown value falls back to automatic selection and the process keeps working."""
     info = _info_in_subprocess("avx9000")
-    assert info["isa"] == ("avx512" if info["avx512_available"] else "scalar")
+    assert info["isa"] == _best(info)
     assert info["reason"]
 
 
@@ -60,7 +68,7 @@ def test_set_cpu_isa_round_trip():
         assert info["isa"] == "scalar" and "scalar" in info["reason"]
         llmaccel.set_cpu_isa("auto")
         info = llmaccel.cpu_info()
-        assert info["isa"] == ("avx512" if info["avx512_available"] else "scalar")
+        assert info["isa"] == _best(info)
         assert info["reason"].startswith("auto")
     finally:
         llmaccel.set_cpu_isa("auto")
@@ -76,5 +84,12 @@ def test_set_cpu_isa_rejects_unknown():
 def test_set_cpu_isa_avx512_unavailable():
     if llmaccel.cpu_info()["avx512_available"]:
         pytest.skip("AVX-512 is available here; the unavailable branch cannot be reached")
-    with pytest.raises(ValueError, match="AVX-512 path unavailable"):
+    with pytest.raises(ValueError, match="CPU path 'avx512' unavailable"):
         llmaccel.set_cpu_isa("avx512")
+
+
+def test_set_cpu_isa_avx512_bf16_unavailable():
+    if llmaccel.cpu_info()["avx512_bf16_available"]:
+        pytest.skip("AVX512_BF16 is available here; the unavailable branch cannot be reached")
+    with pytest.raises(ValueError, match="CPU path 'avx512_bf16' unavailable"):
+        llmaccel.set_cpu_isa("avx512_bf16")
