@@ -9,11 +9,6 @@ import tempfile
 
 from _kernels import LABELS
 
-# int8 VNNI (vpdpbusd) peak measured on this Zen 4 VM with 2 threads (ANCHORS.md: 234 GMAC/s
-# per core, ~460 at two). "% of VNNI peak" is only meaningful at that thread count.
-VNNI_PEAK_GMACS = 460.0
-VNNI_PEAK_THREADS = 2
-
 # Baselines every row is compared with, and their column headers.
 BASELINES = {"torch_linear_fp32": "×fp32", "torch_linear_bf16": "×bf16",
              "torch_int4pack_mm": "×i4pk", "torch_int8pack_mm": "×i8pk",
@@ -25,9 +20,10 @@ TORCH_BEST = ["torch_linear_fp32", "torch_linear_bf16", "torch_int4pack_mm",
               "torch_int8pack_mm", "torch_int_mm_qdq"]
 
 
-def finish_rows(rows: list[dict], dram_gbps: float, threads: int) -> None:
-    """Adds GB/s, % of DRAM, GMAC/s, % of VNNI peak and speedups vs every baseline in place."""
-    peak = VNNI_PEAK_GMACS * min(threads, VNNI_PEAK_THREADS) / VNNI_PEAK_THREADS
+def finish_rows(rows: list[dict], dram_gbps: float, vnni_peak_gmacs: float) -> None:
+    """Adds GB/s, % of DRAM, GMAC/s, % of VNNI peak and speedups vs every baseline in place.
+    Both ceilings are measured in the same run (see bench_gemm.py)."""
+    peak = vnni_peak_gmacs or float("nan")
     by_case: dict[tuple, dict[str, dict]] = {}
     for r in rows:
         by_case.setdefault((r["k"], r["n"], r["m"]), {})[r["kernel"]] = r
@@ -37,9 +33,10 @@ def finish_rows(rows: list[dict], dram_gbps: float, threads: int) -> None:
             r.update(gbps=None, pct_dram=None, gmacs=None, pct_vnni=None, speedup={})
             continue
         r["gbps"] = r["weight_bytes"] / t / 1e9
-        r["pct_dram"] = r["gbps"] / dram_gbps
+        r["pct_dram"] = r["gbps"] / r.get("stage_dram_gbps", dram_gbps)
         r["gmacs"] = r["m"] * r["n"] * r["k"] / t / 1e9
-        r["pct_vnni"] = r["gmacs"] / peak if r["int8_compute"] else None
+        r["pct_vnni"] = (r["gmacs"] / r.get("stage_vnni_gmacs", peak)
+                         if r["int8_compute"] else None)
         case = by_case[(r["k"], r["n"], r["m"])]
         r["speedup"] = {b: case[b]["time_s"] / t for b in BASELINES
                         if b in case and case[b]["time_s"] is not None}
@@ -55,14 +52,17 @@ def shape_name(r: dict) -> str:
 
 def print_details(rows: list[dict], dram_gbps: float) -> None:
     print(f"\nPer kernel (time = median µs; GB/s counts every packed weight byte; %DRAM of the "
-          f"measured {dram_gbps:.1f} GB/s; ×X = speedup vs baseline X)")
+          f"DRAM read bandwidth probed around each stage (run median {dram_gbps:.1f} GB/s); "
+          f"×X = speedup vs baseline X)")
     head = (f"  {'kernel':<14}{'µs':>10}{'GB/s':>7}{'%DRAM':>7}{'GMAC/s':>8}{'%VNNI':>7}"
             + "".join(f"{h:>8}" for h in BASELINES.values()) + "  note")
     last = None
     for r in rows:
         key = (r["k"], r["n"], r["m"])
         if key != last:
-            print(f"\n{shape_name(r)} ({r['shape']})  M={r['m']}\n{head}")
+            print(f"\n{shape_name(r)} ({r['shape']})  M={r['m']}  (probes around this stage: "
+                  f"DRAM {r.get('stage_dram_gbps', dram_gbps):.1f} GB/s, VNNI "
+                  f"{r.get('stage_vnni_gmacs', float('nan')):.0f} GMAC/s)\n{head}")
             last = key
         if r["time_s"] is None:
             print(f"  {LABELS[r['kernel']]:<14}{'FAILED':>10}  {r['note']}")

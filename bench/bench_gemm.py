@@ -141,6 +141,9 @@ class Progress:
             self.bar.close()
 
 
+STAGE_PROBE_BYTES = 256 << 20  # 8x the L3: every byte from DRAM, ~6 ms a pass
+
+
 def native_probe(nbytes: int) -> float:
     """One pass of llmaccel's multi-stream read loop over nbytes, GB/s (all torch threads)."""
     return llmaccel.ops.memory_read_bandwidth(nbytes, reps=1)
@@ -220,16 +223,30 @@ def main(argv=None) -> int:
             x = torch.randn(m, k, generator=torch.Generator().manual_seed(m))
             inp = _kernels.make_inputs(x, dtype)
             bar.stage(f"{k}→{n} M={m}")
+            # This machine's DRAM bandwidth swings with its neighbours (28-62 GB/s in one hour),
+            # so each (shape, M) stage is judged against the best of probes taken just before
+            # and after it: a ceiling for the moment, not a typical value.
+            # The two vCPUs here sometimes share one physical core: the VNNI peak measured 468
+            # and 947 GMAC/s in the same hour, so it is probed around each stage too.
+            stage = [native_probe(STAGE_PROBE_BYTES) for _ in range(2)]
+            vnni = [llmaccel.ops.vnni_peak_gmacs(reps=2)]
+            first = len(rows)
             for kern in kernels:
                 bar.case(f"{k}→{n} M={m} {_kernels.LABELS[kern.name]}")
                 rows.append(run_case(kern, inp, k, n, m, label, args))
                 bar.update()
+            stage += [native_probe(STAGE_PROBE_BYTES) for _ in range(2)]
+            vnni.append(llmaccel.ops.vnni_peak_gmacs(reps=2))
+            for r in rows[first:]:
+                r["stage_dram_gbps"], r["stage_vnni_gmacs"] = max(stage), max(vnni)
         del kernels
     bar.close()
     dram_after = _timing.dram_bandwidth(args.threads, native_probe)
+    # Run-wide figures for the record; each row's % DRAM uses its own stage's probe median.
     dram = statistics.median(dram_before["runs_gbps"] + dram_after["runs_gbps"])
+    vnni_peak = llmaccel.ops.vnni_peak_gmacs()
 
-    _report.finish_rows(rows, dram, args.threads)
+    _report.finish_rows(rows, dram, vnni_peak)
     _report.print_details(rows, dram)
     _report.print_summary(rows)
     targets = _report.evaluate_targets(rows)
@@ -243,14 +260,18 @@ def main(argv=None) -> int:
         "python": platform.python_version(), "activations": args.dtype,
         "argv": sys.argv[1:], "elapsed_s": round(time.time() - t_start, 1),
         "l3_bytes": l3, "rotation_target_bytes": target,
-        "dram": {"median_gbps_used": dram, "before": dram_before, "after": dram_after},
-        "vnni_peak_gmacs": _report.VNNI_PEAK_GMACS,
+        "dram": {"ceiling_gbps_used": dram, "before": dram_before, "after": dram_after},
+        "vnni_peak_gmacs": vnni_peak,
         "malloc_env": {kk: os.environ.get(kk) for kk in _timing.MALLOC_ENV},
     }
     json_path = os.path.join(args.out_dir, "bench_gemm.json")
     _report.write_json(json_path, meta, rows, targets)
-    print(f"\nDRAM probe {dram:.1f} GB/s (before {dram_before['median_gbps']:.1f}, after "
-          f"{dram_after['median_gbps']:.1f}); CPU {meta['cpu_model']}, {args.threads} threads")
+    stage_bw = [r["stage_dram_gbps"] for r in rows]
+    print(f"\nCeilings: DRAM read {dram:.1f} GB/s run median (before "
+          f"{dram_before['median_gbps']:.1f}, after {dram_after['median_gbps']:.1f}; per-stage "
+          f"probes {min(stage_bw):.1f}-{max(stage_bw):.1f}), VNNI {vnni_peak:.0f} GMAC/s "
+          f"(per-stage probes {min(r['stage_vnni_gmacs'] for r in rows):.0f}-"
+          f"{max(r['stage_vnni_gmacs'] for r in rows):.0f}); CPU {meta['cpu_model']}, {args.threads} threads")
     print(f"wrote {json_path}")
     if not args.no_plot:
         png = os.path.join(args.out_dir, "bench_gemm.png")
