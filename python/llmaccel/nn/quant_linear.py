@@ -29,6 +29,10 @@ class QuantLinear(nn.Module):
             raise TypeError(f"unsupported config {config!r}: expected Int4WeightOnly, "
                             "Int8WeightOnly or Int8Dynamic")
         self.in_features, self.out_features, self.config = in_features, out_features, config
+        self._w4 = isinstance(config, Int4WeightOnly)
+        # Rows of x from which activations are quantized to int8 (VNNI kernels).
+        min_m = 1 if isinstance(config, Int8Dynamic) else config.act_int8_min_m
+        self._int8_min_m = min_m if min_m is not None else float("inf")
         n_pad = (out_features + 15) // 16 * 16
         if isinstance(config, Int4WeightOnly):
             _, k_pad, g = formats.int4_padding(out_features, in_features, config.group_size)
@@ -84,25 +88,24 @@ class QuantLinear(nn.Module):
         return ops.dequant_w8(self.qweight, self.scales, self.out_features, self.in_features)
 
     def _int8_activations(self, m: int) -> bool:
-        if isinstance(self.config, Int8Dynamic):
-            return True
-        return self.config.act_int8_min_m is not None and m >= self.config.act_int8_min_m
+        return m >= self._int8_min_m
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Decode calls this hundreds of times per token: the dispatch decisions were made once
+        # in __init__ (_int8_min_m, _w4) and only M is looked at here.
         if x.shape[-1] != self.in_features:
             raise ValueError(f"QuantLinear expects x with {self.in_features} features in its last "
                              f"dimension, got shape {tuple(x.shape)}")
         orig = x.dtype
         if orig not in _KERNEL_DTYPES:
             x = x.float()
-        m = x.numel() // self.in_features if self.in_features else 0
-        n = self.out_features
-        if isinstance(self.config, Int4WeightOnly):
-            op = ops.gemm_w4a8 if self._int8_activations(m) else ops.gemm_w4a16
-            y = op(x, self.qweight, self.scales, self.zeros, self.bias, n)
+        int8 = x.numel() >= self._int8_min_m * self.in_features
+        if self._w4:
+            op = ops.gemm_w4a8 if int8 else ops.gemm_w4a16
+            y = op(x, self.qweight, self.scales, self.zeros, self.bias, self.out_features)
         else:
-            op = ops.gemm_w8a8 if self._int8_activations(m) else ops.gemm_w8a16
-            y = op(x, self.qweight, self.scales, self.bias, n)
+            op = ops.gemm_w8a8 if int8 else ops.gemm_w8a16
+            y = op(x, self.qweight, self.scales, self.bias, self.out_features)
         return y if y.dtype == orig else y.to(orig)
 
     def extra_repr(self) -> str:
