@@ -191,6 +191,9 @@ PYBIND11_MODULE(_C, m) {
       Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
       Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
       PackedW4 w = packed_w4(qweight, scales, zeros, n, k, n_pad, k_pad, group, op);
+      if (fn == &gemm_w4a8)
+        require(group <= (int64_t{1} << 20), op,
+                "group_size " + std::to_string(group) + " exceeds 2^20, the int32 accumulation limit");
       const float* b = bias_ptr(bias, op);
       int t = threads(nt, op);
       py::gil_scoped_release nogil;
@@ -198,6 +201,7 @@ PYBIND11_MODULE(_C, m) {
     });
   };
   def_w4("gemm_w4a16", &gemm_w4a16);
+  // gemm_w4a8 sums a whole group in int32: |Σ q·xq| ≤ 15 · 127 · group must stay below 2^31.
   def_w4("gemm_w4a8", &gemm_w4a8);
 
   auto def_w8 = [&m](const char* name, void (*fn)(const Matrix&, const PackedW8&, const float*,

@@ -4,7 +4,7 @@
 // The float weight is never materialized: nibbles become floats in registers, a group at a time.
 // Precision: fp32 accumulation throughout. On the avx512_bf16 path, bf16 x is used exactly and
 // a single fp32 row (M = 1) is carried as a bf16 hi + lo pair, |x − hi − lo| ≤ 2⁻¹⁸|x|; all
-// other cases use x exactly.
+// other cases use x exactly. vdpbf16ps treats subnormal inputs (|x| < 1.2e-38) as zero.
 #pragma once
 #include "common/tensor_view.h"
 

@@ -4,6 +4,7 @@
 //             + bias[n]
 // with exact int32 sums per group and an fp32 epilogue. The int8 rounding of x is the price of
 // 4× more multiply-accumulates per instruction than fp32; layers choose this path by M.
+// Group sizes up to 2^20 (int32 group sums: 15 · 127 · group < 2^31).
 #pragma once
 #include "common/tensor_view.h"
 
