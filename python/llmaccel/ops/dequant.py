@@ -50,5 +50,5 @@ def _(qweight, scales, n, k):
     return qweight.new_empty(n, k, dtype=torch.float32)
 
 
-dequant_w4 = torch.ops.llmaccel.dequant_w4
-dequant_w8 = torch.ops.llmaccel.dequant_w8
+dequant_w4 = torch.ops.llmaccel.dequant_w4.default
+dequant_w8 = torch.ops.llmaccel.dequant_w8.default

@@ -41,4 +41,4 @@ def _(x, block):
             x.new_empty(m, nb, dtype=torch.int32))
 
 
-quantize_act_int8 = torch.ops.llmaccel.quantize_act_int8
+quantize_act_int8 = torch.ops.llmaccel.quantize_act_int8.default
