@@ -19,7 +19,7 @@ VPY := $(VENV)/bin/python
 # Pinned exactly: an open range resolves to a multi-GB CUDA build of torch.
 TORCH_VERSION ?= 2.13.0
 PIP_PKGS := torch==$(TORCH_VERSION) numpy pytest expecttest matplotlib tqdm safetensors \
-            scikit-build-core pybind11
+            scikit-build-core pybind11 transformers accelerate gguf
 # LLMACCEL_CUDA=AUTO builds the CUDA sources whenever nvcc is found (no GPU needed).
 export LLMACCEL_CUDA ?= AUTO
 BENCH_ARGS ?=

