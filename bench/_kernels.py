@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import llmaccel
+from llmaccel.nn.quant_linear import W8_ACT_BLOCK
 from llmaccel import formats, quantizers
 from llmaccel import reference as ref
 
@@ -122,11 +123,11 @@ def build(k: int, n: int, dtype: torch.dtype, target_bytes: int, copies_for) -> 
                                  min(n, 16 * b1) - 16 * b0) for b0, b1 in ranges], dim=1)
         return expect
 
-    def ref_w8(op):
+    def ref_w8(op, *extra):
         def expect(inp, rows):
             x = inp["ours"][rows]
             return torch.cat([op(x, p8.qweight[b0:b1], p8.scales[16 * b0:16 * b1], None,
-                                 min(n, 16 * b1) - 16 * b0) for b0, b1 in ranges], dim=1)
+                                 min(n, 16 * b1) - 16 * b0, *extra) for b0, b1 in ranges], dim=1)
         return expect
 
     tol = "fp32" if dtype == torch.float32 else "bf16"
@@ -162,8 +163,12 @@ def build(k: int, n: int, dtype: torch.dtype, target_bytes: int, copies_for) -> 
         dispatch = (lambda m, u=uses_int8, is4=is4:
                     ("gemm_w4a8" if u(m) else "gemm_w4a16") if is4
                     else ("gemm_w8a8" if u(m) else "gemm_w8a16"))
+        # The layer's int8 path: per-128-column activation blocks for weight-only int8, one
+        # scale per token for Int8Dynamic (see QuantLinear).
+        blocks = (W8_ACT_BLOCK,) if isinstance(cfg, llmaccel.Int8WeightOnly) else ()
         refs = ({"gemm_w4a8": ref_w4(ref.gemm_w4a8), "gemm_w4a16": ref_w4(ref.gemm_w4a16)} if is4
-                else {"gemm_w8a8": ref_w8(ref.gemm_w8a8), "gemm_w8a16": ref_w8(ref.gemm_w8a16)})
+                else {"gemm_w8a8": ref_w8(ref.gemm_w8a8, *blocks),
+                      "gemm_w8a16": ref_w8(ref.gemm_w8a16)})
         kernels.append(Kernel(
             name, True, b4 if is4 else b8, layers,
             run=lambda inp, layer: layer(inp["ours"]),

@@ -204,26 +204,40 @@ PYBIND11_MODULE(_C, m) {
   // gemm_w4a8 sums a whole group in int32: |Σ q·xq| ≤ 15 · 127 · group must stay below 2^31.
   def_w4("gemm_w4a8", &gemm_w4a8);
 
-  auto def_w8 = [&m](const char* name, void (*fn)(const Matrix&, const PackedW8&, const float*,
-                                                   const Matrix&, int)) {
-    m.def(name, [fn, name](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx,
-                           uintptr_t qweight, uintptr_t scales, int64_t n, int64_t n_pad,
-                           int64_t k_pad, uintptr_t bias, uintptr_t y, int64_t ldy, int nt) {
+  // act_block: gemm_w8a8's activation block (0 = per token over all of K); must be 0 for w8a16.
+  auto def_w8 = [&m](const char* name, auto fn, bool has_blocks) {
+    m.def(name, [fn, name, has_blocks](uintptr_t x, int dtype, int64_t rows, int64_t k,
+                                       int64_t ldx, uintptr_t qweight, uintptr_t scales,
+                                       int64_t n, int64_t n_pad, int64_t k_pad, uintptr_t bias,
+                                       uintptr_t y, int64_t ldy, int nt, int64_t act_block) {
       const std::string op = name;
       Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
       Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
       PackedW8 w = packed_w8(qweight, scales, n, k, n_pad, k_pad, op);
-      if (fn == &gemm_w8a8)
+      if (has_blocks) {
         require(k_pad <= kGemmW8A8MaxK, op,
                 "K=" + std::to_string(k) + " exceeds 65536, the int32 accumulation limit");
+        require(act_block == 0 || (act_block >= 4 && act_block % 4 == 0), op,
+                "act_block must be 0 (per token) or a positive multiple of 4, got " +
+                    std::to_string(act_block));
+      } else {
+        require(act_block == 0, op, "this op has no activation blocks");
+      }
       const float* b = bias_ptr(bias, op);
       int t = threads(nt, op);
       py::gil_scoped_release nogil;
-      fn(xm, w, b, ym, t);
+      fn(xm, w, b, ym, t, act_block);
     });
   };
-  def_w8("gemm_w8a16", &gemm_w8a16);
-  def_w8("gemm_w8a8", &gemm_w8a8);
+  def_w8("gemm_w8a16",
+         [](const Matrix& x, const PackedW8& w, const float* b, const Matrix& y, int t, int64_t) {
+           gemm_w8a16(x, w, b, y, t);
+         },
+         false);
+  def_w8("gemm_w8a8",
+         [](const Matrix& x, const PackedW8& w, const float* b, const Matrix& y, int t,
+            int64_t blk) { gemm_w8a8(x, w, b, y, t, blk); },
+         true);
 
   m.def("dequant_w4", [](uintptr_t qweight, uintptr_t scales, uintptr_t zeros, int64_t n,
                          int64_t k, int64_t n_pad, int64_t k_pad, int64_t group, uintptr_t out,

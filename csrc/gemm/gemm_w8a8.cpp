@@ -1,5 +1,7 @@
 #include "gemm/gemm_w8a8.h"
 
+#include <algorithm>
+
 #include "common/cpu_features.h"
 #include "common/parallel.h"
 #include "gemm/gemm_common.h"
@@ -17,10 +19,18 @@ void gemm_w8a8_scalar(const QuantAct& xq, const PackedW8& w, const float* bias, 
       if (n >= w.n) break;
       for (int64_t m = 0; m < xq.m; ++m) {
         const int8_t* xr = xq.q + m * xq.k_pad;
-        int32_t dot = 0;
-        for (int64_t s = 0; s < steps; ++s)
-          for (int j = 0; j < 4; ++j) dot += xr[4 * s + j] * qb[(s * 16 + l) * 4 + j];
-        float acc = static_cast<float>(dot) * (xq.scale[m] * w.scales[n]);
+        const int64_t n_blocks = xq.k_pad / xq.block, block_steps = xq.block / 4;
+        float acc = 0.f;
+        for (int64_t blk = 0; blk < n_blocks; ++blk) {
+          int32_t dot = 0;
+          for (int64_t s = blk * block_steps; s < std::min(steps, (blk + 1) * block_steps); ++s)
+            for (int j = 0; j < 4; ++j) dot += xr[4 * s + j] * qb[(s * 16 + l) * 4 + j];
+          if (n_blocks == 1)
+            acc = static_cast<float>(dot) * (xq.scale[m] * w.scales[n]);
+          else
+            acc += static_cast<float>(dot) * xq.scale[m * n_blocks + blk];
+        }
+        if (n_blocks > 1) acc *= w.scales[n];
         store_out(y, m, n, bias ? acc + bias[n] : acc);
       }
     }
@@ -30,8 +40,10 @@ void gemm_w8a8_scalar(const QuantAct& xq, const PackedW8& w, const float* bias, 
 }  // namespace detail
 
 void gemm_w8a8(const Matrix& x, const PackedW8& w, const float* bias, const Matrix& y,
-               int num_threads) {
-  const QuantAct xq = stage_act_int8(x, w.k_pad, w.k_pad, num_threads);
+               int num_threads, int64_t act_block) {
+  // Blocks may overhang k_pad; the overhang is zero and never read by the kernels.
+  const int64_t block = act_block > 0 ? act_block : w.k_pad;
+  const QuantAct xq = stage_act_int8(x, (w.k_pad + block - 1) / block * block, block, num_threads);
   const bool simd = cpu_isa_avx512();
   parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
 #ifdef LLMACCEL_HAVE_AVX512

@@ -39,7 +39,8 @@ class Int4WeightOnly:
 class Int8WeightOnly:
     """int8 per-output-channel weights (format int8_tile16x4), symmetric round-to-nearest.
 
-    act_int8_min_m: M from which activations are quantized to int8 per token (None: never).
+    act_int8_min_m: M from which activations are quantized to int8 per token and 128-column
+        block (None: never).
     """
 
     act_int8_min_m: int | None = DEFAULT_ACT_INT8_MIN_M

@@ -25,6 +25,7 @@ from torch import nn
 
 import llmaccel
 from llmaccel import Int4WeightOnly, Int8Dynamic, Int8WeightOnly, QuantLinear, formats, reference
+from llmaccel.nn.quant_linear import W8_ACT_BLOCK
 
 from ..helpers import assert_within, bf16_ulp, gamma, make_x
 
@@ -65,7 +66,9 @@ def _act_block(layer):
     """Block size along K in which the int8 path quantizes activations."""
     if isinstance(layer.config, Int4WeightOnly):
         return layer.group_size
-    return layer.qweight.shape[1] // 16  # k_pad
+    if isinstance(layer.config, Int8WeightOnly):
+        return W8_ACT_BLOCK
+    return layer.qweight.shape[1] // 16  # Int8Dynamic: one block over k_pad
 
 
 def _k_pad(layer):
@@ -222,7 +225,7 @@ def test_act_int8_min_m_switches_kernel():
     args = (layer.qweight, layer.scales, layer.bias, OUT)
     x7, x8 = make_x((7, IN)), make_x((8, IN))
     assert torch.equal(layer(x7), llmaccel.ops.gemm_w8a16(x7, *args))
-    assert torch.equal(layer(x8), llmaccel.ops.gemm_w8a8(x8, *args))
+    assert torch.equal(layer(x8), llmaccel.ops.gemm_w8a8(x8, *args, W8_ACT_BLOCK))
 
 
 def test_wrong_in_features_raises():

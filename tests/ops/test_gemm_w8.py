@@ -13,6 +13,9 @@ integer codes and float32 scales, and with the reference twin:
   differ only in the float32 epilogue: int->float (rounds once K*127*127 >= 2**24), sx * s, the
   product, the bias, and one more for a kernel that associates (dot * sx) * s: 6 roundings
   (n_groups + 5 with one group).
+* gemm_w8a8 with act_block = B (one activation scale per token and block of B columns): the
+  int32 block dots are exact; each block's term sx_b * dot_b passes through int->float, the
+  product and one addition, then the weight scale and the bias: n_blocks + 5 roundings.
 * bfloat16 activations: both sides round their float32 result to nearest bfloat16 once more: the
   bound grows by half a bfloat16 ulp against the exact value and by one ulp against the reference.
 """
@@ -203,3 +206,37 @@ def test_opcheck(op_name, with_bias, dtype):
     x = make_x((2, 3, 101), dtype)
     result = torch.library.opcheck(getattr(ops, op_name), (x, p.qweight, p.scales, bias, 17))
     assert set(result.values()) == {"SUCCESS"}, result
+
+
+BLOCK_CASES = [(1, 200, 37, 32), (7, 576, 17, 128), (17, 100, 300, 4), (3, 64, 16, 128)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", BLOCK_CASES, ids=lambda c: "M{}-K{}-N{}-B{}".format(*c))
+def test_w8a8_activation_blocks(isa, case, dtype):
+    """act_block > 0: against the exact per-block formula and the reference twin. A block size
+    that does not divide K (576 / 128) leaves a shorter, zero-padded last block."""
+    m, k, n, block = case
+    p = make_w8(n, k, seed=k, source="rtn")
+    x = make_x((m, k), dtype, seed=n)
+    bias = make_bias(n)
+    y = ops.gemm_w8a8(x, p.qweight, p.scales, bias, n, block)
+    y_ref = reference.gemm_w8a8(x, p.qweight, p.scales, bias, n, block)
+    xq, sx, _ = reference.quantize_act_int8(x.reshape(-1, k), block)
+    codes, s = formats.unpack_int8(p)
+    nb = sx.shape[1]
+    xl = torch.zeros(m, nb * block, dtype=torch.float64)
+    xl[:, :k] = xq[:, :k].double()
+    wl = torch.zeros(n, nb * block, dtype=torch.float64)
+    wl[:, :k] = codes.double()
+    dots = torch.einsum("mbk,nbk->mnb", xl.view(m, nb, block), wl.view(n, nb, block))
+    terms = dots * sx.double().unsqueeze(1) * s.double().view(1, n, 1)
+    exact = terms.sum(2) + bias.double()
+    bound = gamma(nb + 5) * (terms.abs().sum(2) + bias.double().abs())
+    check_output(y, y_ref, exact, bound, f"gemm_w8a8[{isa}, act_block={block}]")
+
+
+def test_w8a8_bad_act_block():
+    p = make_w8(16, 64)
+    with pytest.raises(ValueError, match="act_block must be 0"):
+        ops.gemm_w8a8(make_x((2, 64)), p.qweight, p.scales, None, 16, 6)

@@ -16,7 +16,8 @@ lib.define("gemm_w4a16(Tensor x, Tensor qweight, Tensor scales, Tensor? zeros, T
 lib.define("gemm_w4a8(Tensor x, Tensor qweight, Tensor scales, Tensor? zeros, Tensor? bias, "
            "int n) -> Tensor")
 lib.define("gemm_w8a16(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
-lib.define("gemm_w8a8(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
+lib.define("gemm_w8a8(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n, "
+           "int act_block=0) -> Tensor")
 
 
 _U8, _I8, _F32 = torch.uint8, torch.int8, torch.float32
@@ -120,7 +121,7 @@ def _w4_impl(native):
 def _w8_impl(native):
     op = native.__name__
 
-    def impl(x, qweight, scales, bias, n):
+    def impl(x, qweight, scales, bias, n, act_block=0):
         if not (x.is_cpu and qweight.is_cpu and scales.is_cpu and (bias is None or bias.is_cpu)):
             check_cpu(op, x=x, qweight=qweight, scales=scales, bias=bias)
         k_pad = check_w8(op, qweight, scales, n)
@@ -132,7 +133,7 @@ def _w8_impl(native):
             return _finish(out, x, n)
         native(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
                ptr(qweight), ptr(scales), n, qweight.shape[0] * 16, k_pad, ptr(bias), ptr(out),
-               n, num_threads())
+               n, num_threads(), act_block)
         return _finish(out, x, n)
 
     return impl
@@ -148,7 +149,7 @@ def _fake_w4(x, qweight, scales, zeros, bias, n):
     return x.new_empty(*x.shape[:-1], n)
 
 
-def _fake_w8(x, qweight, scales, bias, n):
+def _fake_w8(x, qweight, scales, bias, n, act_block=0):
     return x.new_empty(*x.shape[:-1], n)
 
 

@@ -49,12 +49,25 @@ def gemm_w8a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
 
 
 def gemm_w8a8(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
-              bias: torch.Tensor | None, n: int) -> torch.Tensor:
-    """Per-token int8 x (one block over all of K) · int8 W, exact int32 dot, scaled epilogue."""
+              bias: torch.Tensor | None, n: int, act_block: int = 0) -> torch.Tensor:
+    """Dynamic int8 x · int8 W with exact int32 dots and scaled epilogues.
+
+    act_block = 0: one activation scale per token over all of K, y = sx·s·Σ xq·q + bias.
+    act_block = B: one per token and block of B columns, y = s·Σ_b sx_b·Σ_{k∈b} xq·q + bias
+    (a single block is the per-token formula)."""
     k = x.shape[-1]
     k_pad = qweight.shape[1] // 16
-    xq, sx, _ = quantize_act_int8(x.reshape(-1, k), k_pad)
+    block = act_block if act_block > 0 else k_pad
+    xq, sx, _ = quantize_act_int8(x.reshape(-1, k), block)
     wq = dequant_w8(qweight, torch.ones_like(scales), n, k).long()
-    dots = xq[:, :k].long() @ wq.t()
-    y = dots.float() * (sx * scales[:n].unsqueeze(0))
+    m, n_blocks = xq.shape[0], sx.shape[1]
+    xl = torch.zeros(m, n_blocks * block, dtype=torch.int64)
+    xl[:, :k] = xq[:, :k].long()
+    wl = torch.zeros(n, n_blocks * block, dtype=torch.int64)
+    wl[:, :k] = wq
+    dots = torch.einsum("mbk,nbk->mnb", xl.view(m, n_blocks, block), wl.view(n, n_blocks, block))
+    if n_blocks == 1:
+        y = dots[:, :, 0].float() * (sx * scales[:n].unsqueeze(0))
+    else:
+        y = (dots.float() * sx.unsqueeze(1)).sum(dim=2) * scales[:n].unsqueeze(0)
     return _finish(y, bias, x, n)
