@@ -6,13 +6,15 @@
 
 import torch  # noqa: F401  (first: _C then shares torch's libgomp, see CMakeLists.txt)
 
+__version__ = "0.1.0"
+
 from . import formats, ops, reference
 from .configs import Int4WeightOnly, Int8Dynamic, Int8WeightOnly
 from .nn import QuantLinear
 from .ops import cpu_info, cuda_info, set_cpu_isa
 from .quantization import quantize_
+from .checkpoint import load_quantized, save_quantized
 
-__version__ = "0.1.0"
 __all__ = [
     "Int4WeightOnly",
     "Int8Dynamic",
@@ -21,8 +23,10 @@ __all__ = [
     "cpu_info",
     "cuda_info",
     "formats",
+    "load_quantized",
     "ops",
     "quantize_",
     "reference",
+    "save_quantized",
     "set_cpu_isa",
 ]
