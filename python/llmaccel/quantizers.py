@@ -25,22 +25,32 @@ def quantize_int4(w: torch.Tensor, group_size: int, symmetric: bool):
     wf = torch.zeros(n, k_pad, dtype=torch.float32)
     wf[:, :k] = w.detach().float()
     groups = wf.view(n, k_pad // g, g)
-    if symmetric:
-        idx = groups.abs().argmax(dim=2, keepdim=True)
-        scales = (groups.gather(2, idx) / -8.0).squeeze(2)
-        inv = torch.where(scales != 0, 1.0 / scales, torch.zeros_like(scales))
-        codes = torch.round(groups * inv.unsqueeze(2)).clamp_(-8, 7) + 8
-        zeros = None
-    else:
-        lo = groups.amin(dim=2).clamp(max=0)
-        hi = groups.amax(dim=2).clamp(min=0)
-        scales = (hi - lo) / 15.0
-        inv = torch.where(scales > 0, 1.0 / scales, torch.zeros_like(scales))
-        zeros = torch.round(-lo * inv).clamp_(0, 15)
-        codes = (torch.round(groups * inv.unsqueeze(2)) + zeros.unsqueeze(2)).clamp_(0, 15)
-        zeros = zeros.to(torch.uint8)
+    scales, zeros = int4_group_params(groups, symmetric)
+    codes = int4_encode(groups, scales.unsqueeze(2), zeros.unsqueeze(2))
+    zeros = None if symmetric else zeros.to(torch.uint8)
     codes = codes.view(n, k_pad)[:, :k].to(torch.uint8)
     return codes, scales.contiguous(), zeros
+
+
+def int4_group_params(groups: torch.Tensor, symmetric: bool):
+    """Per-group (scale, zero) of int4 codes for weights groups (..., g), float32, by the rules of
+    quantize_int4 (zero = 8 when symmetric). Shared with calibrated quantizers (GPTQ)."""
+    if symmetric:
+        idx = groups.abs().argmax(dim=-1, keepdim=True)
+        scales = (groups.gather(-1, idx) / -8.0).squeeze(-1)
+        return scales, torch.full_like(scales, 8.0)
+    lo = groups.amin(dim=-1).clamp(max=0)
+    hi = groups.amax(dim=-1).clamp(min=0)
+    scales = (hi - lo) / 15.0
+    inv = torch.where(scales > 0, 1.0 / scales, torch.zeros_like(scales))
+    return scales, torch.round(-lo * inv).clamp_(0, 15)
+
+
+def int4_encode(w: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
+    """Codes 0..15 (float) of w under broadcastable scales and zero points: the nearest code,
+    clamped; (code − zero) · scale is the weight the kernels use."""
+    inv = torch.where(scales != 0, 1.0 / scales, torch.zeros_like(scales))
+    return (torch.round(w * inv) + zeros).clamp_(0, 15)
 
 
 def quantize_int8(w: torch.Tensor):
