@@ -65,7 +65,12 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, tokenizer=None) ->
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.rename(final, old)
-        os.rename(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if old is not None:  # put the earlier checkpoint back before failing
+                os.rename(old, final)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
