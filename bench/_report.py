@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 
 from _kernels import LABELS
+
+from llmaccel.files import atomic_write
 
 # Baselines every row is compared with, and their column headers.
 BASELINES = {"torch_linear_fp32": "×fp32", "torch_linear_bf16": "×bf16",
@@ -166,24 +166,9 @@ def print_targets(targets: list[dict]) -> None:
               + (f"  ({t['detail']})" if t.get("detail") else ""))
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    """Writes via a temp file in the same folder and os.replace: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_json(path: str, meta: dict, rows: list[dict], targets: list[dict]) -> None:
     doc = {"meta": meta, "rows": rows, "targets": targets}
-    _atomic_write(path, (json.dumps(doc, indent=1, default=str) + "\n").encode())
+    atomic_write(path, (json.dumps(doc, indent=1, default=str) + "\n").encode())
 
 
 def write_plot(path: str, rows: list[dict], title: str) -> bool:
@@ -234,5 +219,5 @@ def write_plot(path: str, rows: list[dict], title: str) -> bool:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
     return True

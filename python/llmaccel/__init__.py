@@ -9,13 +9,15 @@ import torch  # noqa: F401  (first: _C then shares torch's libgomp, see CMakeLis
 __version__ = "0.1.0"
 
 from . import formats, ops, reference
-from .configs import Int4WeightOnly, Int8Dynamic, Int8WeightOnly
+from .configs import AWQ, GPTQ, Int4WeightOnly, Int8Dynamic, Int8WeightOnly, SmoothQuant
 from .nn import QuantLinear
 from .ops import cpu_info, cuda_info, set_cpu_isa
 from .quantization import quantize_
 from .checkpoint import load_quantized, save_quantized
 
 __all__ = [
+    "AWQ",
+    "GPTQ",
     "Int4WeightOnly",
     "Int8Dynamic",
     "Int8WeightOnly",
@@ -29,4 +31,5 @@ __all__ = [
     "reference",
     "save_quantized",
     "set_cpu_isa",
+    "SmoothQuant",
 ]

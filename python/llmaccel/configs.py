@@ -1,6 +1,8 @@
 """Quantization configs: plain, frozen descriptions of a scheme (the public contract).
 
-Pass one to ``llmaccel.quantize_(model, config)`` or ``QuantLinear.from_linear(linear, config)``.
+Layer schemes (Int4WeightOnly, Int8WeightOnly, Int8Dynamic) say what a QuantLinear stores; given
+to ``llmaccel.quantize_(model, config)`` they mean round-to-nearest. Calibrated methods (GPTQ,
+AWQ, SmoothQuant) say how to get there from calibration text, and produce one of those schemes.
 """
 
 from __future__ import annotations
@@ -54,7 +56,107 @@ class Int8Dynamic:
     """W8A8: int8 per-channel weights and dynamic per-token int8 activations at every M."""
 
 
-QuantConfig = Int4WeightOnly | Int8WeightOnly | Int8Dynamic
+LayerScheme = Int4WeightOnly | Int8WeightOnly | Int8Dynamic
+"""What one QuantLinear stores and runs. Given to quantize_ directly it means round-to-nearest."""
+
+
+def _weight_scheme(bits: int, group_size: int, symmetric: bool,
+                   act_int8_min_m: int | None) -> Int4WeightOnly | Int8WeightOnly:
+    if bits == 4:
+        return Int4WeightOnly(group_size, symmetric, act_int8_min_m)
+    if bits == 8:
+        if not symmetric:
+            raise ValueError("8-bit weights are symmetric per output channel (int8_tile16x4)")
+        return Int8WeightOnly(act_int8_min_m)
+    raise ValueError(f"bits must be 4 or 8, got {bits!r}")
+
+
+@dataclass(frozen=True)
+class GPTQ:
+    """GPTQ (Frantar et al., 2022): weights rounded column by column, each rounding error
+    compensated on the columns not yet rounded through the inverse Hessian of the layer's
+    calibration inputs. Needs ``calibration``; runs one decoder layer at a time.
+
+    bits 4 (group_size as Int4WeightOnly) or 8 (per output channel).
+    act_order: columns in decreasing Hessian-diagonal order, with static groups (group
+        parameters from the original weight), so the packed layout and kernels are unchanged.
+    damp: fraction of the mean Hessian diagonal added to it (rank-deficient inputs).
+    """
+
+    bits: int = 4
+    group_size: int = 128
+    symmetric: bool = True
+    act_order: bool = True
+    damp: float = 0.01
+    block_size: int = 128
+    act_int8_min_m: int | None = DEFAULT_ACT_INT8_MIN_M
+
+    def __post_init__(self):
+        self.scheme()  # validates bits / group_size / symmetric / act_int8_min_m
+        if not 0 <= self.damp < 1:
+            raise ValueError(f"damp must be in [0, 1), got {self.damp}")
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+
+    def scheme(self) -> Int4WeightOnly | Int8WeightOnly:
+        return _weight_scheme(self.bits, self.group_size, self.symmetric, self.act_int8_min_m)
+
+
+@dataclass(frozen=True)
+class AWQ:
+    """AWQ (Lin et al., 2023): per-input-channel scales s = mean|x|^r, r searched on a grid to
+    minimise the quantized layers' output error on calibration inputs, folded into the op before
+    (RMSNorm weight, or the previous projection's rows), so inference pays nothing; then each
+    weight group's clipping range is searched the same way. Needs ``calibration``.
+
+    grid: ratios r tried in [0, 1). clip: search the clipping range (clip_grid shrink steps,
+    down to 1 − clip_max_shrink of the full range).
+    sample_rows / clip_rows: calibration input rows (tokens, drawn evenly from the whole set)
+        the scale / clipping searches score candidates on.
+    """
+
+    bits: int = 4
+    group_size: int = 128
+    symmetric: bool = False
+    grid: int = 20
+    clip: bool = True
+    clip_grid: int = 20
+    clip_max_shrink: float = 0.5
+    sample_rows: int = 1024
+    clip_rows: int = 512
+    act_int8_min_m: int | None = DEFAULT_ACT_INT8_MIN_M
+
+    def __post_init__(self):
+        self.scheme()
+        if min(self.grid, self.clip_grid, self.sample_rows, self.clip_rows) < 1:
+            raise ValueError("grid, clip_grid, sample_rows and clip_rows must be >= 1")
+        if not 0 <= self.clip_max_shrink < 1:
+            raise ValueError(f"clip_max_shrink must be in [0, 1), got {self.clip_max_shrink}")
+
+    def scheme(self) -> Int4WeightOnly | Int8WeightOnly:
+        return _weight_scheme(self.bits, self.group_size, self.symmetric, self.act_int8_min_m)
+
+
+@dataclass(frozen=True)
+class SmoothQuant:
+    """SmoothQuant (Xiao et al., 2022) for W8A8 (Int8Dynamic): activation outliers migrated into
+    the weights by s_j = max|x_j|^α / max|w_j|^(1−α) per input channel, folded into the op
+    before; then weights int8 per channel and activations int8 per token. Needs ``calibration``.
+    alpha: migration strength (0: none; 0.5 balances the two ranges).
+    """
+
+    alpha: float = 0.5
+
+    def __post_init__(self):
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+
+    def scheme(self) -> Int8Dynamic:
+        return Int8Dynamic()
+
+
+CalibratedConfig = GPTQ | AWQ | SmoothQuant
+QuantConfig = LayerScheme | CalibratedConfig
 
 
 def _check_min_m(v: int | None) -> None:

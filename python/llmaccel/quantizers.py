@@ -62,3 +62,22 @@ def quantize_int8(w: torch.Tensor):
     inv = torch.where(scales > 0, 1.0 / scales, torch.zeros_like(scales))
     codes = torch.round(wf * inv.unsqueeze(1)).clamp_(-127, 127).to(torch.int8)
     return codes, scales
+
+
+def fake_quantize(w: torch.Tensor, scheme) -> torch.Tensor:
+    """The float weight (N, K) that ``scheme`` (Int4WeightOnly, Int8WeightOnly or Int8Dynamic)
+    stores for ``w`` under round-to-nearest: what searches (AWQ) score candidates with."""
+    from .configs import Int4WeightOnly  # configs imports nothing from here; keep it that way
+
+    wf = w.detach().float()
+    if isinstance(scheme, Int4WeightOnly):
+        n, k = wf.shape
+        _, k_pad, g = int4_padding(n, k, scheme.group_size)
+        padded = torch.zeros(n, k_pad, dtype=torch.float32)
+        padded[:, :k] = wf
+        groups = padded.view(n, k_pad // g, g)
+        scales, zeros = int4_group_params(groups, scheme.symmetric)
+        s, z = scales.unsqueeze(2), zeros.unsqueeze(2)
+        return ((int4_encode(groups, s, z) - z) * s).view(n, k_pad)[:, :k]
+    codes, scales = quantize_int8(wf)
+    return codes.float() * scales.unsqueeze(1)

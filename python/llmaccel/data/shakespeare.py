@@ -56,3 +56,17 @@ def shakespeare_text(split: str, root: Path | None = None) -> str:
         raise FileNotFoundError(f"{folder} lacks the plays {missing}")
     return "\n\n".join((folder / f"{p}_gut.txt").read_text(encoding="utf-8", errors="replace")
                        for p in plays)
+
+
+def calibration_ids(tokenizer, n_samples: int = 64, seq_len: int = 512, seed: int = 0,
+                    root: Path | None = None):
+    """(n_samples, seq_len) token ids: windows at random offsets (fixed by ``seed``) in the
+    tokenized calibration plays — GPTQ's recipe, on text disjoint from the evaluation plays."""
+    import torch
+
+    ids = tokenizer(shakespeare_text("calibration", root), return_tensors="pt").input_ids[0]
+    if ids.numel() <= seq_len:
+        raise ValueError(f"calibration text has {ids.numel()} tokens, need more than {seq_len}")
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, ids.numel() - seq_len, (n_samples,), generator=gen)
+    return torch.stack([ids[s:s + seq_len] for s in starts.tolist()])

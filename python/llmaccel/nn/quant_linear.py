@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .. import formats, ops, quantizers
-from ..configs import Int4WeightOnly, Int8Dynamic, Int8WeightOnly, QuantConfig
+from ..configs import Int4WeightOnly, Int8Dynamic, Int8WeightOnly, LayerScheme
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 # Int8WeightOnly's int8-activation path quantizes x per token in blocks of this many columns.
@@ -29,7 +29,7 @@ class QuantLinear(nn.Module):
     one activation scale per token.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, config: QuantConfig):
+    def __init__(self, in_features: int, out_features: int, bias: bool, config: LayerScheme):
         super().__init__()
         if not isinstance(config, (Int4WeightOnly, Int8WeightOnly, Int8Dynamic)):
             raise TypeError(f"unsupported config {config!r}: expected Int4WeightOnly, "
@@ -61,13 +61,37 @@ class QuantLinear(nn.Module):
         return formats.INT4_TILE16X8 if self._w4 else formats.INT8_TILE16X4
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, config: QuantConfig) -> "QuantLinear":
+    def from_linear(cls, linear: nn.Linear, config: LayerScheme) -> "QuantLinear":
         """Quantizes ``linear.weight`` by round-to-nearest under ``config``."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"expected nn.Linear, got {type(linear).__name__}")
         q = cls(linear.in_features, linear.out_features, linear.bias is not None, config)
         q.load_weight(linear.weight, linear.bias)
         return q.to(linear.weight.device)
+
+    @classmethod
+    def concat(cls, layers: list["QuantLinear"]) -> "QuantLinear":
+        """One layer computing the outputs of ``layers`` side by side (q/k/v → qkv): one kernel
+        call instead of several, the same bytes. Both formats store rows in independent tiles
+        of formats.ROW_BLOCK along dim 0, so the buffers simply stack; this needs every layer
+        but the last to have a multiple of ROW_BLOCK outputs (no padding rows in the middle)."""
+        first = layers[0]
+        for q in layers:
+            if q.config != first.config or q.in_features != first.in_features:
+                raise ValueError("concat needs layers with one config and one in_features")
+            if (q.bias is None) != (first.bias is None):
+                raise ValueError("concat needs all layers with a bias or none")
+        if any(q.out_features % formats.ROW_BLOCK for q in layers[:-1]):
+            raise ValueError(f"concat needs out_features that are multiples of {formats.ROW_BLOCK}")
+        out = cls(first.in_features, sum(q.out_features for q in layers), first.bias is not None,
+                  first.config)
+        out.qweight = torch.cat([q.qweight for q in layers])
+        out.scales = torch.cat([q.scales for q in layers])
+        if first.zeros is not None:
+            out.zeros = torch.cat([q.zeros for q in layers])
+        if first.bias is not None:
+            out.bias = torch.cat([q.bias for q in layers])
+        return out
 
     def load_weight(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         """Quantizes a float weight (out_features, in_features) into this layer's buffers."""
@@ -78,10 +102,23 @@ class QuantLinear(nn.Module):
         if isinstance(self.config, Int4WeightOnly):
             codes, scales, zeros = quantizers.quantize_int4(w, self.config.group_size,
                                                             self.config.symmetric)
+        else:
+            (codes, scales), zeros = quantizers.quantize_int8(w), None
+        self.load_codes(codes, scales, zeros, bias)
+
+    def load_codes(self, codes: torch.Tensor, scales: torch.Tensor,
+                   zeros: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> None:
+        """Packs integer codes computed elsewhere (GPTQ, AWQ; the forms quantizers.quantize_int4 /
+        quantize_int8 return) into this layer's buffers."""
+        if tuple(codes.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"codes shape {tuple(codes.shape)} does not match "
+                             f"({self.out_features}, {self.in_features})")
+        if isinstance(self.config, Int4WeightOnly):
+            if (zeros is None) != self.config.symmetric:
+                raise ValueError(f"{self.config} needs zeros={'None' if self.config.symmetric else 'a tensor'}")
             p = formats.pack_int4(codes, scales, zeros, self.config.group_size)
             self.zeros = p.zeros
         else:
-            codes, scales = quantizers.quantize_int8(w)
             p = formats.pack_int8(codes, scales)
         self.qweight, self.scales = p.qweight, p.scales
         if self.bias is not None and bias is not None:

@@ -1,5 +1,6 @@
-"""Quantization pipelines over whole models (round-to-nearest now; calibrated methods later)."""
+"""Quantization pipelines over whole models: round-to-nearest, and the calibrated methods
+(GPTQ, AWQ, SmoothQuant) run one decoder layer at a time."""
 
-from .quantize import quantize_
+from .quantize import DEFAULT_KEEP, plan, quantize_
 
-__all__ = ["quantize_"]
+__all__ = ["DEFAULT_KEEP", "plan", "quantize_"]

@@ -54,3 +54,18 @@ def test_dead_inputs_and_tail_group():
 def test_bad_shapes():
     with pytest.raises(ValueError, match="hessian"):
         gptq_quantize_int4(torch.randn(4, 8), torch.eye(9))
+
+
+@pytest.mark.parametrize("act_order", [False, True], ids=["natural", "act_order"])
+def test_gptq_int8_beats_rtn(act_order):
+    from llmaccel.quantization.gptq import gptq_quantize_int8
+
+    n, k = 40, 72
+    x = correlated(512, k, seed=3)
+    w = torch.randn(n, k, generator=torch.Generator().manual_seed(4))
+    codes, scales = gptq_quantize_int8(w, x.t() @ x, act_order=act_order)
+    rc, rs = quantizers.quantize_int8(w)
+    assert codes.dtype == torch.int8 and codes.abs().max() <= 127
+    assert torch.equal(scales, rs)  # per-channel scales from the original rows, as RTN's
+    err = layer_error(w, codes.float() * scales[:, None], x)
+    assert err < 0.7 * layer_error(w, rc.float() * rs[:, None], x)
