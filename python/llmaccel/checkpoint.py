@@ -43,9 +43,14 @@ def _describe(model: nn.Module) -> dict:
             "llmaccel_version": __version__, "layers": layers}
 
 
-def save_quantized(model: nn.Module, path: str | os.PathLike, tokenizer=None) -> Path:
+def save_quantized(model: nn.Module, path: str | os.PathLike, tokenizer=None,
+                   metadata: dict | None = None) -> Path:
     """Writes model (with its QuantLinear layers) to directory `path`, replacing it atomically:
-    a failure leaves any earlier checkpoint at `path` as it was."""
+    a failure leaves any earlier checkpoint at `path` as it was.
+
+    metadata: JSON-serialisable facts about the run (method, source model, calibration), kept
+    under "run" in llmaccel.json; loading does not need them.
+    """
     from safetensors.torch import save_model
 
     final = Path(path)
@@ -54,7 +59,10 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, tokenizer=None) ->
     try:
         # save_model stores tensors that share memory (tied embeddings) once.
         save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "llmaccel.json").write_text(json.dumps(_describe(model), indent=2))
+        desc = _describe(model)
+        if metadata:
+            desc["run"] = metadata
+        (tmp / "llmaccel.json").write_text(json.dumps(desc, indent=2, default=str))
         if hasattr(model, "config") and hasattr(model.config, "to_json_file"):
             model.config.to_json_file(tmp / "config.json")
         if tokenizer is not None:
@@ -76,6 +84,15 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, tokenizer=None) ->
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def read_description(path: str | os.PathLike) -> dict:
+    """The llmaccel.json of a checkpoint, validated (format and version)."""
+    return _read_description(Path(path))
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    return (Path(path) / "llmaccel.json").is_file()
 
 
 def _read_description(path: Path) -> dict:

@@ -81,6 +81,8 @@ class GPTQ:
     act_order: columns in decreasing Hessian-diagonal order, with static groups (group
         parameters from the original weight), so the packed layout and kernels are unchanged.
     damp: fraction of the mean Hessian diagonal added to it (rank-deficient inputs).
+    mse: int4 group ranges chosen to minimise the group's weight error (clipping rare extreme
+        weights) rather than spanning the full range, as GPTQ's reference quantizer can.
     """
 
     bits: int = 4
@@ -89,6 +91,7 @@ class GPTQ:
     act_order: bool = True
     damp: float = 0.01
     block_size: int = 128
+    mse: bool = True
     act_int8_min_m: int | None = DEFAULT_ACT_INT8_MIN_M
 
     def __post_init__(self):

@@ -99,3 +99,15 @@ def load_model(path: str | os.PathLike = "default", dtype: str = "float32"):
     tok = AutoTokenizer.from_pretrained(p_dir, **({"gguf_file": p.name} if p.is_file() else {}))
     model = AutoModelForCausalLM.from_pretrained(p_dir, **kwargs).eval()
     return model, tok
+
+
+def load_model_or_checkpoint(path: str | os.PathLike = "default", dtype: str = "float32"):
+    """(model, tokenizer) from an llmaccel checkpoint directory, or else as load_model."""
+    from ..checkpoint import is_checkpoint, load_quantized
+
+    if str(path) != "default" and is_checkpoint(path):
+        _offline()
+        from transformers import AutoTokenizer
+
+        return load_quantized(path), AutoTokenizer.from_pretrained(path)
+    return load_model(path, dtype)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..formats import int4_padding
-from ..quantizers import int4_encode, int4_group_params
+from ..quantizers import int4_encode, int4_group_params, int4_group_params_mse
 
 
 def _prepare(w: torch.Tensor, hessian: torch.Tensor, damp: float):
@@ -57,11 +57,13 @@ def _solve(W: torch.Tensor, H: torch.Tensor, perm: torch.Tensor, damp: float, bl
 
 def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int = 128,
                        symmetric: bool = True, damp: float = 0.01, act_order: bool = False,
-                       block_size: int = 128):
+                       block_size: int = 128, mse: bool = False):
     """w (N, K) float, hessian (K, K) = XᵀX (any positive scale) → (codes uint8 (N, K),
     scales float32 (N, G), zeros uint8 (N, G) or None), as quantizers.quantize_int4.
 
     damp: fraction of the mean diagonal added to H (numerical safety for rank-deficient X).
+    mse: choose each group's range by quantizers.int4_group_params_mse (may clip) instead of
+    the full range.
     """
     W, H = _prepare(w, hessian, damp)
     n, k = W.shape
@@ -73,7 +75,8 @@ def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int =
     def set_group(gi: int, cols: torch.Tensor) -> None:
         padded = torch.zeros(n, g, dtype=torch.float64)
         padded[:, :cols.shape[1]] = cols
-        scales[:, gi], zeros[:, gi] = int4_group_params(padded, symmetric)
+        params = int4_group_params_mse if mse else int4_group_params
+        scales[:, gi], zeros[:, gi] = params(padded, symmetric)
 
     if act_order:
         for gi in range(k_pad // g):  # static groups, from the original weight

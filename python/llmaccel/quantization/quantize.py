@@ -160,7 +160,7 @@ def _calibrate_layer(layer: nn.Module, mine: dict[str, QuantConfig], inputs: cal
             if cfg.bits == 4:
                 codes, scales, zeros = gptq.gptq_quantize_int4(
                     lin.weight, h, cfg.group_size, cfg.symmetric, cfg.damp, cfg.act_order,
-                    cfg.block_size)
+                    cfg.block_size, cfg.mse)
             else:
                 (codes, scales), zeros = gptq.gptq_quantize_int8(
                     lin.weight, h, cfg.damp, cfg.act_order, cfg.block_size), None
