@@ -3,8 +3,11 @@
 #   make venv    .venv with pinned torch and the build/test/bench tools (idempotent, stamp file)
 #   make build   editable install of llmaccel; rebuilds the native module when csrc/ changes
 #   make test    build, then pytest (if nvcc exists, also checks the CUDA sources were compiled)
+#   make data    fetch the default model (SmolLM2-135M-Instruct) and text (Shakespeare) once
+#   make demo    compress the default model (RTN, GPTQ, AWQ, w8, SmoothQuant) and report quality,
+#                speed and size against fp32 (bench/demo.py; DEMO_ARGS="--windows 64" ...)
+#   make peers   add llama-cpp-python (a source build, ~10 min) so the demo has a llama.cpp row
 #   make bench   bench/bench_gemm.py, full sweep   (BENCH_ARGS="--threads 1 ..." to pass options)
-#   make demo    the benchmark with --quick, then where the table and plot are
 #   make clean   build outputs and benchmark results (keeps .venv);  make distclean: also .venv
 #
 # CI runs .ci/run (= make test) with CI=true: pip and pytest then print no progress bars.
@@ -23,6 +26,12 @@ PIP_PKGS := torch==$(TORCH_VERSION) numpy pytest expecttest matplotlib tqdm safe
 # LLMACCEL_CUDA=AUTO builds the CUDA sources whenever nvcc is found (no GPU needed).
 export LLMACCEL_CUDA ?= AUTO
 BENCH_ARGS ?=
+DEMO_ARGS ?=
+# llama.cpp as a peer: PyPI has only the sdist, so pip builds it; CPU only, tuned for this CPU.
+LLAMACPP_PKG := llama-cpp-python==0.3.36
+LLAMACPP_CMAKE := -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=ON \
+                  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+                  -DLLAMA_BUILD_SERVER=OFF
 
 # nvcc may be installed without being on PATH: put the toolkit's bin/ first so CMake finds it.
 CUDA_BIN := $(firstword $(wildcard /usr/local/cuda-13.0/bin/nvcc /usr/local/cuda/bin/nvcc))
@@ -43,7 +52,7 @@ VENV_STAMP := $(VENV)/.llmaccel-venv.stamp
 BUILD_STAMP := $(VENV)/.llmaccel-build.stamp
 NATIVE_SRCS := $(shell find csrc -type f 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: venv build test bench demo clean distclean
+.PHONY: venv build test data bench demo peers clean distclean
 
 venv: $(VENV_STAMP)
 
@@ -79,14 +88,21 @@ test: build
 bench: build
 	$(VPY) bench/bench_gemm.py $(BENCH_ARGS)
 
-demo: build
-	$(VPY) bench/bench_gemm.py --quick $(BENCH_ARGS)
+data: build
+	$(VPY) -m llmaccel fetch-defaults
+
+demo: data
+	$(VPY) bench/demo.py $(DEMO_ARGS)
 	@echo
-	@echo "Table above; JSON: bench/results/bench_gemm.json; plot: bench/results/bench_gemm.png"
+	@echo "Table above; also bench/results/demo.md, demo.json and the plot demo.png"
+
+peers: venv
+	CMAKE_ARGS="$(LLAMACPP_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+	  $(VPY) -m pip install $(PIP_FLAGS) $(LLAMACPP_PKG)
 
 clean:
 	rm -rf build dist *.egg-info python/*.egg-info .pytest_cache $(BUILD_STAMP)
-	rm -f bench/results/*.json bench/results/*.png
+	rm -f bench/results/bench_gemm.* bench/results/demo.*
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean

@@ -123,7 +123,7 @@ def _bench(args) -> int:
         for b in args.batch:
             prompt = torch.stack([text_ids[i * 97:i * 97 + args.prompt_tokens] for i in range(b)])
             results.append(decode_speed(model, prompt, args.new_tokens, args.runner,
-                                        args.repeats, compile=args.compile).as_dict())
+                                        args.repeats).as_dict())
     doc = {"model": str(args.model), "weight_bytes": weight_bytes(model),
            "peak_rss_bytes": mem["peak_bytes"], "results": results}
     print(f"{args.model}: weights {doc['weight_bytes'] / 2**20:.1f} MiB, peak RSS "
@@ -224,8 +224,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the decoder layer step (llmaccel runner)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(run=_bench)

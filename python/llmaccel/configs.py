@@ -83,6 +83,9 @@ class GPTQ:
     damp: fraction of the mean Hessian diagonal added to it (rank-deficient inputs).
     mse: int4 group ranges chosen to minimise the group's weight error (clipping rare extreme
         weights) rather than spanning the full range, as GPTQ's reference quantizer can.
+    true_sequential: within a decoder layer, each projection's Hessian is taken from inputs
+        that already pass through the quantized projections before it (q/k/v → o → gate/up →
+        down), at the cost of re-running the layer once per stage.
     """
 
     bits: int = 4
@@ -92,6 +95,7 @@ class GPTQ:
     damp: float = 0.01
     block_size: int = 128
     mse: bool = True
+    true_sequential: bool = True
     act_int8_min_m: int | None = DEFAULT_ACT_INT8_MIN_M
 
     def __post_init__(self):

@@ -337,3 +337,39 @@ def test_torch_compile_fullgraph():
             assert _uses_int8(Int8WeightOnly(), m) == (m >= 4)
             x = make_x((m, 64), seed=m)
             assert torch.equal(compiled(x), model(x)), f"M={m}"
+
+
+@pytest.mark.parametrize("config", [Int4WeightOnly(32), Int8WeightOnly(), Int8Dynamic()],
+                         ids=["w4", "w8", "w8a8"])
+def test_prepared_fast_path_matches_the_op(config):
+    q = QuantLinear.from_linear(nn.Linear(72, 40), config)
+    for shape in [(1, 72), (2, 3, 72), (17, 72)]:
+        x = make_x(shape)
+        op = "gemm_w8a8" if isinstance(config, Int8Dynamic) else None
+        op = op or ("gemm_w4" if isinstance(config, Int4WeightOnly) else "gemm_w8")
+        if not op.endswith("a8") and x.numel() // 72 >= 3:
+            op += "a8"
+        elif not op.endswith("a8"):
+            op += "a16"
+        assert torch.equal(q(x), q._op(op, x))
+    xt = make_x((72, 5)).t()  # non-contiguous: falls back to the op, same result
+    assert torch.equal(q(xt), q(xt.contiguous()))
+
+
+def test_prepared_kernel_follows_replaced_buffers():
+    lin = nn.Linear(64, 32)
+    q = QuantLinear.from_linear(lin, Int4WeightOnly(32))
+    x = make_x((1, 64))
+    before = q(x)
+    q.load_weight(2 * lin.weight, lin.bias)  # new buffers: prepared again, not stale
+    assert torch.allclose(q(x) - q.bias, 2 * (before - q.bias), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("config", [Int4WeightOnly(32), Int4WeightOnly(-1, False), Int8WeightOnly()],
+                         ids=["w4", "w4asym_pc", "w8"])
+def test_select_rows_is_exact(config):
+    q = QuantLinear.from_linear(nn.Linear(48, 40), config)
+    idx = torch.randperm(40, generator=torch.Generator().manual_seed(0))[:33]
+    sub = q.select_rows(idx)
+    x = make_x((3, 48))
+    assert torch.equal(sub(x), q(x)[:, idx])

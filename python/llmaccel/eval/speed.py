@@ -92,7 +92,7 @@ def _median_time(fn, repeats: int) -> float:
 
 @torch.inference_mode()
 def decode_speed(model: nn.Module, prompt: torch.Tensor, new_tokens: int, runner: str = "llmaccel",
-                 repeats: int = 3, compile: bool = False) -> SpeedResult:
+                 repeats: int = 3) -> SpeedResult:
     """Prefill and decode throughput for prompt (batch, prompt_tokens) token ids.
 
     runner 'hf': model.generate (prefill = a 1-token generate; decode = the rest);
@@ -108,7 +108,7 @@ def decode_speed(model: nn.Module, prompt: torch.Tensor, new_tokens: int, runner
     elif runner == "llmaccel":
         from ..runtime import LlamaDecoder
 
-        dec = LlamaDecoder(model, max_len=t + new_tokens, compile=compile)
+        dec = LlamaDecoder(model, max_len=t + new_tokens)
 
         def gen(n):
             dec.generate(prompt, n)

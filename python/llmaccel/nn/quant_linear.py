@@ -93,6 +93,24 @@ class QuantLinear(nn.Module):
             out.bias = torch.cat([q.bias for q in layers])
         return out
 
+    def select_rows(self, index: torch.Tensor) -> "QuantLinear":
+        """A layer computing outputs ``index`` of this one (a permutation or a subset of rows),
+        with the same codes and scales: exact, no requantization."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        out = QuantLinear(self.in_features, index.numel(), self.bias is not None, self.config)
+        if self._w4:
+            codes, scales, zeros = formats.unpack_int4(formats.PackedInt4(
+                self.qweight, self.scales, self.zeros, self.out_features, self.in_features,
+                self.group_size))
+            out.load_codes(codes[index], scales[index], None if zeros is None else zeros[index])
+        else:
+            codes, scales = formats.unpack_int8(formats.PackedInt8(
+                self.qweight, self.scales, self.out_features, self.in_features))
+            out.load_codes(codes[index], scales[index])
+        if self.bias is not None:
+            out.bias = self.bias[index].clone()
+        return out
+
     def load_weight(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         """Quantizes a float weight (out_features, in_features) into this layer's buffers."""
         if tuple(weight.shape) != (self.out_features, self.in_features):
@@ -134,6 +152,17 @@ class QuantLinear(nn.Module):
     def _int8_activations(self, m: int) -> bool:
         return m >= self._int8_min_m
 
+    def _prepared(self, op: str) -> ops.PreparedGemm:
+        # Validated once per op and set of buffers; replaced buffers (load_codes, .to()) are
+        # noticed by identity and prepared again.
+        cache = self.__dict__.setdefault("_prepared_ops", {})
+        p = cache.get(op)
+        if p is None or not p.matches(self.qweight, self.scales, self.zeros, self.bias):
+            p = cache[op] = ops.PreparedGemm(op, self.qweight, self.scales, self.zeros, self.bias,
+                                         self.out_features, self.in_features,
+                                         self._act_block if op == "gemm_w8a8" else 0)
+        return p
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Decode calls this hundreds of times per token: the dispatch decisions were made once
         # in __init__ (_int8_min_m, _w4) and only M is looked at here.
@@ -145,15 +174,23 @@ class QuantLinear(nn.Module):
             x = x.float()
         int8 = x.numel() >= self._int8_min_m * self.in_features
         if self._w4:
-            op = ops.gemm_w4a8 if int8 else ops.gemm_w4a16
-            y = op(x, self.qweight, self.scales, self.zeros, self.bias, self.out_features)
+            op = "gemm_w4a8" if int8 else "gemm_w4a16"
         else:
-            if int8:
-                y = ops.gemm_w8a8(x, self.qweight, self.scales, self.bias, self.out_features,
-                                  self._act_block)
-            else:
-                y = ops.gemm_w8a16(x, self.qweight, self.scales, self.bias, self.out_features)
+            op = "gemm_w8a8" if int8 else "gemm_w8a16"
+        if torch.compiler.is_compiling() or not x.is_cpu:
+            y = self._op(op, x)  # traced: the registered op, never the Python fast path
+        else:
+            y = self._prepared(op)(x)
         return y if y.dtype == orig else y.to(orig)
+
+    def _op(self, op: str, x: torch.Tensor) -> torch.Tensor:
+        if self._w4:
+            return getattr(ops, op)(x, self.qweight, self.scales, self.zeros, self.bias,
+                                    self.out_features)
+        if op == "gemm_w8a8":
+            return ops.gemm_w8a8(x, self.qweight, self.scales, self.bias, self.out_features,
+                                 self._act_block)
+        return ops.gemm_w8a16(x, self.qweight, self.scales, self.bias, self.out_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import _C
 from .dequant import dequant_w4, dequant_w8
-from .gemm import gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
+from .gemm import PreparedGemm, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
 
 
@@ -53,6 +53,7 @@ __all__ = [
     "cuda_info",
     "dequant_w4",
     "dequant_w8",
+    "PreparedGemm",
     "gemm_w4a16",
     "gemm_w4a8",
     "gemm_w8a16",

@@ -163,3 +163,69 @@ gemm_w4a16 = torch.ops.llmaccel.gemm_w4a16.default
 gemm_w4a8 = torch.ops.llmaccel.gemm_w4a8.default
 gemm_w8a16 = torch.ops.llmaccel.gemm_w8a16.default
 gemm_w8a8 = torch.ops.llmaccel.gemm_w8a8.default
+
+
+class PreparedGemm:
+    """One of the gemm ops with its weight validated once, for eager decode loops.
+
+    A decode step of a small model makes ~120 GEMM calls of a few µs of kernel each; through
+    the dispatcher and the per-call checks each costs ~12 µs of Python here. Calling a prepared
+    op costs one identity check per weight tensor and the kernel. The fast path takes plain
+    contiguous CPU tensors (float32 / bfloat16, K = in_features, no autograd) outside
+    torch.compile; anything else goes through the registered op, so tracing, fake tensors and
+    error messages behave exactly as the op's.
+    """
+
+    __slots__ = ("op", "native", "w4", "qweight", "scales", "zeros", "bias", "n", "k", "k_pad",
+                 "group", "n_rows", "act_block")
+
+    def __init__(self, op: str, qweight: torch.Tensor, scales: torch.Tensor,
+                 zeros: torch.Tensor | None, bias: torch.Tensor | None, n: int, k: int,
+                 act_block: int = 0):
+        self.w4 = op.startswith("gemm_w4")
+        if op not in ("gemm_w4a16", "gemm_w4a8", "gemm_w8a16", "gemm_w8a8"):
+            raise ValueError(f"unknown gemm op {op!r}")
+        self.op, self.native = getattr(torch.ops.llmaccel, op).default, getattr(_C, op)
+        if self.w4:
+            self.k_pad, self.group = check_w4(op, qweight, scales, zeros, n)
+        else:
+            if zeros is not None:
+                fail(op, "int8 weights have no zero points")
+            self.k_pad, self.group = check_w8(op, qweight, scales, n), 4
+        _k_ok(op, k, self.k_pad, self.group)
+        check_bias(op, bias, n)
+        check_cpu(op, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
+        self.qweight, self.scales, self.zeros, self.bias = qweight, scales, zeros, bias
+        self.n, self.k, self.n_rows, self.act_block = n, k, qweight.shape[0] * 16, act_block
+
+    def matches(self, qweight, scales, zeros, bias) -> bool:
+        """Still the tensors it was prepared for (a layer whose buffers were replaced must
+        prepare again)."""
+        return (qweight is self.qweight and scales is self.scales and zeros is self.zeros
+                and bias is self.bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        dt = ACT_DTYPES.get(x.dtype)
+        if (dt is None or type(x) is not torch.Tensor or not x.is_cpu or x.shape[-1] != self.k
+                or not x.is_contiguous() or x.numel() == 0 or torch.compiler.is_compiling()
+                or (x.requires_grad and torch.is_grad_enabled())):
+            return self._op(x)
+        out = torch.empty(*x.shape[:-1], self.n, dtype=x.dtype)
+        m = x.numel() // self.k
+        if self.w4:
+            self.native(x.data_ptr(), dt, m, self.k, self.k, self.qweight.data_ptr(),
+                        self.scales.data_ptr(), ptr(self.zeros), self.n, self.n_rows,
+                        self.k_pad, self.group, ptr(self.bias), out.data_ptr(), self.n,
+                        torch.get_num_threads())
+        else:
+            self.native(x.data_ptr(), dt, m, self.k, self.k, self.qweight.data_ptr(),
+                        self.scales.data_ptr(), self.n, self.n_rows, self.k_pad, ptr(self.bias),
+                        out.data_ptr(), self.n, torch.get_num_threads(), self.act_block)
+        return out
+
+    def _op(self, x):
+        if self.w4:
+            return self.op(x, self.qweight, self.scales, self.zeros, self.bias, self.n)
+        if self.act_block:
+            return self.op(x, self.qweight, self.scales, self.bias, self.n, self.act_block)
+        return self.op(x, self.qweight, self.scales, self.bias, self.n)

@@ -145,29 +145,49 @@ def _calibrate_layer(layer: nn.Module, mine: dict[str, QuantConfig], inputs: cal
             fold_scales(group, s)
             _divide_stats(st, s)
 
-    for name, cfg in mine.items():
-        lin = linears[name]
-        scheme = _scheme(cfg)
-        if (isinstance(cfg, AWQ) and cfg.clip and isinstance(scheme, Int4WeightOnly)
-                and not name.endswith(awq.NO_CLIP)):
-            rows = stats[name].sample[:cfg.clip_rows]
-            with torch.no_grad():
-                lin.weight.copy_(awq.search_clip(lin, rows, scheme, cfg.clip_grid,
-                                                 cfg.clip_max_shrink))
-        q = QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, scheme)
-        if isinstance(cfg, GPTQ):
-            h = stats[name].hessian
-            if cfg.bits == 4:
-                codes, scales, zeros = gptq.gptq_quantize_int4(
-                    lin.weight, h, cfg.group_size, cfg.symmetric, cfg.damp, cfg.act_order,
-                    cfg.block_size, cfg.mse)
-            else:
-                (codes, scales), zeros = gptq.gptq_quantize_int8(
-                    lin.weight, h, cfg.damp, cfg.act_order, cfg.block_size), None
-            q.load_codes(codes, scales, zeros, lin.bias)
+    for i, stage in enumerate(_stages(stats)):
+        todo = [n for n in stage if n in mine]
+        if i > 0 and any(isinstance(mine[n], GPTQ) and mine[n].true_sequential for n in todo):
+            # The inputs of this stage as they are now that the stages before are quantized.
+            stats.update(cal.collect_input_stats(layer, inputs, {n: linears[n] for n in stage},
+                                                 hessian=True))
+        for name in todo:
+            _quantize_linear(layer, name, linears[name], mine[name], stats[name])
+
+
+def _stages(stats: dict[str, cal.InputStats]) -> list[list[str]]:
+    """Linears in the order the layer first called them, those reading one input grouped
+    (q/k/v, then o, then gate/up, then down in a Llama layer)."""
+    stages: list[list[str]] = []
+    for name, st in stats.items():
+        if stages and stats[stages[-1][0]] is st:
+            stages[-1].append(name)
         else:
-            q.load_weight(lin.weight, lin.bias)
-        _swap(layer, name, q.to(lin.weight.device))
+            stages.append([name])
+    return stages
+
+
+def _quantize_linear(layer: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfig,
+                     st: cal.InputStats) -> None:
+    scheme = _scheme(cfg)
+    if (isinstance(cfg, AWQ) and cfg.clip and isinstance(scheme, Int4WeightOnly)
+            and not name.endswith(awq.NO_CLIP)):
+        with torch.no_grad():
+            lin.weight.copy_(awq.search_clip(lin, st.sample[:cfg.clip_rows], scheme,
+                                             cfg.clip_grid, cfg.clip_max_shrink))
+    q = QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, scheme)
+    if isinstance(cfg, GPTQ):
+        if cfg.bits == 4:
+            codes, scales, zeros = gptq.gptq_quantize_int4(
+                lin.weight, st.hessian, cfg.group_size, cfg.symmetric, cfg.damp, cfg.act_order,
+                cfg.block_size, cfg.mse)
+        else:
+            (codes, scales), zeros = gptq.gptq_quantize_int8(
+                lin.weight, st.hessian, cfg.damp, cfg.act_order, cfg.block_size), None
+        q.load_codes(codes, scales, zeros, lin.bias)
+    else:
+        q.load_weight(lin.weight, lin.bias)
+    _swap(layer, name, q.to(lin.weight.device))
 
 
 def _divide_stats(st: cal.InputStats, s: torch.Tensor) -> None:

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""The main job (make demo): compress the default model every way we offer and show what each
+kept and gained, against the fp32 model and llama.cpp, measured in one run.
+
+    python bench/demo.py                    # SmolLM2-135M-Instruct, 2 threads
+    python bench/demo.py --windows 64 --samples 128 --new-tokens 256
+
+For each scheme: quantize (calibrated methods on the Shakespeare calibration plays), save the
+checkpoint (atomically, under $LLMACCEL_CACHE/demo/), score it on the held-out plays (perplexity,
+KL and top-1 agreement against the fp32 model, the same windows for every scheme), then measure
+decode and prefill speed, weight size and peak memory in a fresh process (`llmaccel bench`:
+a clean memory high-water mark, no state carried over). The fp32 model is also timed through
+Hugging Face generate() — the baseline a user starts from — and llama.cpp runs the model's own
+Q4_1 GGUF when llama-cpp-python is installed (make peers).
+
+Writes bench/results/demo.{md,json,png}; prints the table and the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+import llmaccel  # noqa: E402
+from llmaccel.data import cache_dir, calibration_ids, shakespeare_text  # noqa: E402
+from llmaccel.eval.quality import evaluate_quality  # noqa: E402
+from llmaccel.eval.report import add_relative, markdown_table, write_report  # noqa: E402
+from llmaccel.models import default_gguf_path, load_model  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def schemes(samples: int):
+    """(row name, checkpoint folder, config or None for the float model)."""
+    return [
+        ("fp32", "fp32", None),
+        ("RTN w4 g128", "rtn_w4", llmaccel.Int4WeightOnly(128)),
+        ("GPTQ w4 g128", "gptq_w4", llmaccel.GPTQ(bits=4, group_size=128)),
+        ("AWQ w4 g128", "awq_w4", llmaccel.AWQ(bits=4, group_size=128)),
+        ("RTN w8", "rtn_w8", llmaccel.Int8WeightOnly()),
+        ("SmoothQuant W8A8", "smoothquant_w8a8", llmaccel.SmoothQuant(alpha=0.5)),
+    ]
+
+
+def bench_subprocess(model: str, args, runner: str, batches: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bench.json"
+        cmd = [sys.executable, "-m", "llmaccel", "bench", model, "--runner", runner,
+               "--batch", batches, "--prompt-tokens", str(args.prompt_tokens),
+               "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats),
+               "--threads", str(args.threads), "--json", str(out)]
+        subprocess.run(cmd, check=True)
+        return json.loads(out.read_text())
+
+
+def speed_row(doc: dict) -> dict:
+    by_batch = {r["batch"]: r for r in doc["results"]}
+    return {"decode_b1": by_batch[1]["decode_tokens_per_s"] if 1 in by_batch else None,
+            "decode_b8": by_batch[8]["decode_tokens_per_s"] if 8 in by_batch else None,
+            "prefill": by_batch[1]["prefill_tokens_per_s"] if 1 in by_batch else None,
+            "weight_mb": doc["weight_bytes"] / 1e6, "peak_mb": doc["peak_rss_bytes"] / 1e6}
+
+
+def llamacpp_row(args, tok) -> dict | None:
+    try:
+        from llmaccel.eval import peers
+    except ImportError:
+        return None
+    if not peers.llamacpp_available():
+        print("llama.cpp: llama-cpp-python not installed (make peers) — peer row skipped")
+        return None
+    gguf = default_gguf_path()
+    prompt = tok(shakespeare_text("evaluation")[:20000]).input_ids[:args.prompt_tokens]
+    r = peers.llamacpp_decode_speed(gguf, prompt, args.new_tokens, threads=args.threads,
+                                    repeats=args.repeats)
+    return {"scheme": "llama.cpp Q4_1 (peer)", "decode_b1": r["decode_tokens_per_s"],
+            "prefill": r["prefill_tokens_per_s"], "weight_mb": gguf.stat().st_size / 1e6,
+            "peer": r}
+
+
+def targets(rows: list[dict]) -> list[tuple[str, str, bool]]:
+    by = {r["scheme"]: r for r in rows}
+    out = []
+
+    def inc(name):
+        return by[name].get("ppl_increase_pct")
+
+    rtn = inc("RTN w4 g128")
+    out.append(("GPTQ w4 increase ≤ 50 % of RTN's", f"{inc('GPTQ w4 g128'):.1f} % vs {rtn:.1f} % "
+                f"({inc('GPTQ w4 g128') / rtn:.2f}×)", inc("GPTQ w4 g128") <= 0.5 * rtn))
+    out.append(("AWQ w4 increase below RTN's", f"{inc('AWQ w4 g128'):.1f} % vs {rtn:.1f} %",
+                inc("AWQ w4 g128") < rtn))
+    out.append(("w8 weight-only increase ≤ 1 %", f"{inc('RTN w8'):.2f} %", inc("RTN w8") <= 1))
+    out.append(("SmoothQuant W8A8 increase ≤ 2 %", f"{inc('SmoothQuant W8A8'):.2f} %",
+                inc("SmoothQuant W8A8") <= 2))
+    for name in ("RTN w4 g128", "GPTQ w4 g128", "AWQ w4 g128"):
+        s = by[name].get("speedup_b1")
+        if s is not None:
+            out.append((f"{name} decode b=1 ≥ 3× fp32 HF", f"{s:.2f}×", s >= 3))
+    peer = by.get("llama.cpp Q4_1 (peer)")
+    if peer and by["GPTQ w4 g128"].get("decode_b1"):
+        ratio = by["GPTQ w4 g128"]["decode_b1"] / peer["decode_b1"]
+        out.append(("w4 decode b=1 ≥ 1.0× llama.cpp", f"{ratio:.2f}×", ratio >= 1.0))
+    s = by["SmoothQuant W8A8"].get("speedup_b1")
+    if s is not None:
+        out.append(("W8A8 decode b=1 ≥ 1.8× fp32 HF", f"{s:.2f}×", s >= 1.8))
+    for name in ("RTN w4 g128", "GPTQ w4 g128", "AWQ w4 g128"):
+        p = by[name].get("size_pct")
+        if p is not None:
+            out.append((f"{name} weights ≤ 35 % of fp32", f"{p:.1f} %", p <= 35))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--windows", type=int, default=16, help="512-token evaluation windows")
+    ap.add_argument("--samples", type=int, default=32, help="calibration windows of 512 tokens")
+    ap.add_argument("--prompt-tokens", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(RESULTS), help="folder for demo.{md,json,png}")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+
+    base, tok = load_model("default")
+    eval_ids = tok(shakespeare_text("evaluation"), return_tensors="pt").input_ids[0]
+    calib = calibration_ids(tok, args.samples, 512)
+    ckpt_root = cache_dir() / "demo"
+    rows = []
+    for name, folder, cfg in schemes(args.samples):
+        print(f"\n== {name}", flush=True)
+        row = {"scheme": name, "config": repr(cfg) if cfg else "float32"}
+        if cfg is None:
+            model, path = base, "default"
+        else:
+            model = copy.deepcopy(base)
+            t0 = time.perf_counter()
+            llmaccel.quantize_(model, cfg, calibration=calib)
+            row["quantize_s"] = time.perf_counter() - t0
+            path = str(llmaccel.save_quantized(model, ckpt_root / folder, tok,
+                                               metadata={"method": name, "config": repr(cfg),
+                                                         "source_model": "default"}))
+        q = evaluate_quality(model, eval_ids, 512, args.windows,
+                             reference=None if cfg is None else base)
+        row.update(ppl=q.ppl, kl=q.kl, top1=q.top1_agreement, eval_tokens=q.tokens)
+        print(f"perplexity {q.ppl:.3f}" + ("" if q.kl is None else f", KL {q.kl:.4f}"),
+              flush=True)
+        del model
+        row.update(speed_row(bench_subprocess(path, args, "llmaccel", "1,8")))
+        if cfg is None:
+            hf = bench_subprocess(path, args, "hf", "1")
+            row["hf_decode_b1"] = hf["results"][0]["decode_tokens_per_s"]
+        rows.append(row)
+    peer = llamacpp_row(args, tok)
+    if peer:
+        rows.append(peer)
+    add_relative(rows, "fp32")
+    checks = targets(rows)
+    fp32 = rows[0]
+    notes = [
+        f"Quality: first {args.windows} non-overlapping 512-token windows of the evaluation plays "
+        f"({rows[0]['eval_tokens']} predicted tokens); KL = KL(fp32 ‖ scheme) per token.",
+        f"Calibration: {args.samples} windows of 512 tokens from the calibration plays (disjoint).",
+        f"Speed: batch 1 and 8, {args.prompt_tokens}-token prompt, {args.new_tokens} greedy "
+        f"tokens, {args.threads} threads, median of {args.repeats}; llmaccel runner for every "
+        f"row; fp32 through HF generate(): {fp32['hf_decode_b1']:.1f} tok/s (the × fp32 HF base).",
+        "lm_head (tied to the embedding) stays fp32 in every scheme.",
+    ] + [f"{'PASS' if ok else 'MISS'}: {what} — {val}" for what, val, ok in checks]
+    meta = {"date": datetime.date.today().isoformat(), "cpu": platform.processor() or
+            platform.machine(), "threads": args.threads, "torch": torch.__version__,
+            "llmaccel": llmaccel.__version__, "isa": llmaccel.cpu_info().get("isa"),
+            "seconds": round(time.perf_counter() - t_start)}
+    paths = write_report(rows, meta, args.out, "demo",
+                         "llmaccel on SmolLM2-135M-Instruct: quality vs speed", notes)
+    print("\n" + markdown_table(rows) + "\n")
+    for n in notes:
+        print(f"- {n}")
+    print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
