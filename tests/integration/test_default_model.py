@@ -83,3 +83,23 @@ def test_gptq_w4_save_load_generate(model_and_ids, tmp_path):
         ref = loaded.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12,
                               min_new_tokens=12, do_sample=False)
     assert torch.equal(LlamaDecoder(loaded, max_len=64).generate(prompt, 12), ref)
+
+
+def test_cli_quantize_eval_bench(tmp_path, capsys):
+    from llmaccel.cli import main
+
+    out = tmp_path / "rtn"
+    assert main(["quantize", "--method", "rtn", "--out", str(out)]) == 0
+    desc = llmaccel.checkpoint.read_description(out)
+    assert desc["run"]["method"] == "rtn" and len(desc["layers"]) == 30 * 7
+    assert main(["eval", str(out), "--window", "128", "--max-windows", "2"]) == 0
+    assert "KL vs default" in capsys.readouterr().out
+    js = tmp_path / "bench.json"
+    assert main(["bench", str(out), "--prompt-tokens", "8", "--new-tokens", "4", "--repeats", "1",
+                 "--json", str(js)]) == 0
+    import json
+    doc = json.loads(js.read_text())
+    assert doc["results"][0]["decode_tokens_per_s"] > 0 and doc["weight_bytes"] > 0
+    assert main(["quantize", "--method", "rtn", "--group-size", "48", "--out", str(out)]) == 2
+    assert "group_size" in capsys.readouterr().err
+    assert llmaccel.checkpoint.read_description(out)["run"]["method"] == "rtn"  # left intact
