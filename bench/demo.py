@@ -134,7 +134,7 @@ def main() -> int:
     ap.add_argument("--windows", type=int, default=16, help="512-token evaluation windows")
     ap.add_argument("--samples", type=int, default=32, help="calibration windows of 512 tokens")
     ap.add_argument("--prompt-tokens", type=int, default=128)
-    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(RESULTS), help="folder for demo.{md,json,png}")
     args = ap.parse_args()

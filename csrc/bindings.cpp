@@ -14,6 +14,7 @@
 #include "dequant/dequant_w8.h"
 #include "gemm/gemm_w4a16.h"
 #include "gemm/gemm_w4a8.h"
+#include "gemm/gemm_f32.h"
 #include "gemm/gemm_w8a16.h"
 #include "gemm/gemm_w8a8.h"
 #include "quant/quant_act_int8.h"
@@ -200,6 +201,17 @@ PYBIND11_MODULE(_C, m) {
       fn(xm, w, b, ym, t);
     });
   };
+  m.def("gemm_f32", [](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx, uintptr_t w,
+                       int64_t n, uintptr_t bias, uintptr_t y, int64_t ldy, int nt) {
+    const std::string op = "gemm_f32";
+    Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
+    Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
+    require(w != 0 && n > 0, op, "weight must be a non-empty (N, K) float32 matrix");
+    const float* b = bias_ptr(bias, op);
+    int t = threads(nt, op);
+    py::gil_scoped_release nogil;
+    gemm_f32(xm, reinterpret_cast<const float*>(w), n, b, ym, t);
+  });
   def_w4("gemm_w4a16", &gemm_w4a16);
   // gemm_w4a8 sums a whole group in int32: |Σ q·xq| ≤ 15 · 127 · group must stay below 2^31.
   def_w4("gemm_w4a8", &gemm_w4a8);

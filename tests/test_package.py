@@ -12,7 +12,8 @@ import llmaccel
 
 
 def test_public_names():
-    for name in ("Int4WeightOnly", "Int8WeightOnly", "Int8Dynamic", "quantize_", "QuantLinear",
+    for name in ("Int4WeightOnly", "Int8WeightOnly", "Int8Dynamic", "GPTQ", "AWQ", "SmoothQuant",
+                 "quantize_", "QuantLinear", "save_quantized", "load_quantized",
                  "ops", "reference", "formats", "cpu_info", "cuda_info", "set_cpu_isa"):
         assert hasattr(llmaccel, name), name
     assert set(llmaccel.__all__) <= set(dir(llmaccel))
@@ -20,7 +21,7 @@ def test_public_names():
 
 
 def test_every_op_has_a_reference_twin():
-    ops = ("gemm_w4a16", "gemm_w4a8", "gemm_w8a16", "gemm_w8a8", "dequant_w4", "dequant_w8",
+    ops = ("gemm_f32", "gemm_w4a16", "gemm_w4a8", "gemm_w8a16", "gemm_w8a8", "dequant_w4", "dequant_w8",
            "quantize_act_int8")
     for name in ops:
         assert getattr(llmaccel.ops, name) is getattr(torch.ops.llmaccel, name).default

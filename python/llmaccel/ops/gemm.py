@@ -1,4 +1,5 @@
-"""GEMM ops over packed weights: llmaccel::gemm_w4a16, gemm_w4a8, gemm_w8a16, gemm_w8a8.
+"""GEMM ops over packed weights: llmaccel::gemm_w4a16, gemm_w4a8, gemm_w8a16, gemm_w8a8; and
+llmaccel::gemm_f32 for float32 weights kept unquantized (lm_head), at DRAM speed for small M.
 
 Each takes activations x (..., K) in float32 or bfloat16 and returns (..., N) in x's dtype.
 """
@@ -15,6 +16,7 @@ lib.define("gemm_w4a16(Tensor x, Tensor qweight, Tensor scales, Tensor? zeros, T
            "int n) -> Tensor")
 lib.define("gemm_w4a8(Tensor x, Tensor qweight, Tensor scales, Tensor? zeros, Tensor? bias, "
            "int n) -> Tensor")
+lib.define("gemm_f32(Tensor x, Tensor weight, Tensor? bias) -> Tensor")
 lib.define("gemm_w8a16(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
 lib.define("gemm_w8a8(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n, "
            "int act_block=0) -> Tensor")
@@ -139,6 +141,29 @@ def _w8_impl(native):
     return impl
 
 
+def _f32_impl(x, weight, bias):
+    op = "gemm_f32"
+    if not (x.is_cpu and weight.is_cpu and (bias is None or bias.is_cpu)):
+        check_cpu(op, x=x, weight=weight, bias=bias)
+    if weight.dtype is not _F32:
+        check_dtype(op, "weight", weight, torch.float32)
+    if weight.dim() != 2 or 0 in weight.shape:
+        fail(op, f"weight must be a non-empty (N, K) matrix, got shape {tuple(weight.shape)}")
+    check_contiguous(op, weight=weight)
+    n, k = weight.shape
+    x2 = act_2d(op, x)
+    if x2.shape[1] != k:
+        fail(op, f"x has K={x2.shape[1]} columns but weight has {k}")
+    check_bias(op, bias, n)
+    out = torch.empty(x2.shape[0], n, dtype=x.dtype)
+    if x2.shape[0] == 0:
+        return _finish(out, x, n)
+    _C.gemm_f32(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], k, x2.stride(0), ptr(weight), n,
+                ptr(bias), ptr(out), n, num_threads())
+    return _finish(out, x, n)
+
+
+lib.impl("gemm_f32", _f32_impl, "CPU")
 lib.impl("gemm_w4a16", _w4_impl(_C.gemm_w4a16), "CPU")
 lib.impl("gemm_w4a8", _w4_impl(_C.gemm_w4a8), "CPU")
 lib.impl("gemm_w8a16", _w8_impl(_C.gemm_w8a16), "CPU")
@@ -153,12 +178,16 @@ def _fake_w8(x, qweight, scales, bias, n, act_block=0):
     return x.new_empty(*x.shape[:-1], n)
 
 
+torch.library.register_fake("llmaccel::gemm_f32",
+                            lambda x, weight, bias: x.new_empty(*x.shape[:-1], weight.shape[0]),
+                            lib=lib)
 torch.library.register_fake("llmaccel::gemm_w4a16", _fake_w4, lib=lib)
 torch.library.register_fake("llmaccel::gemm_w4a8", _fake_w4, lib=lib)
 torch.library.register_fake("llmaccel::gemm_w8a16", _fake_w8, lib=lib)
 torch.library.register_fake("llmaccel::gemm_w8a8", _fake_w8, lib=lib)
 
 # The overloads themselves: calling the packet resolves the overload on every call (~1 µs).
+gemm_f32 = torch.ops.llmaccel.gemm_f32.default
 gemm_w4a16 = torch.ops.llmaccel.gemm_w4a16.default
 gemm_w4a8 = torch.ops.llmaccel.gemm_w4a8.default
 gemm_w8a16 = torch.ops.llmaccel.gemm_w8a16.default

@@ -2,12 +2,13 @@
 oracle, and a readable fallback. Same arguments and results as ``torch.ops.llmaccel.*``."""
 
 from .dequant import dequant_w4, dequant_w8
-from .gemm import gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
+from .gemm import gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
 
 __all__ = [
     "dequant_w4",
     "dequant_w8",
+    "gemm_f32",
     "gemm_w4a16",
     "gemm_w4a8",
     "gemm_w8a16",

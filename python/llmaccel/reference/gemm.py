@@ -11,6 +11,12 @@ def _finish(y: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor, n: int)
     return y.to(x.dtype).reshape(*x.shape[:-1], n)
 
 
+def gemm_f32(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x (..., K) float32/bfloat16 · weight (N, K) float32ᵀ + bias → (..., N) in x's dtype."""
+    n, k = weight.shape
+    return _finish(x.reshape(-1, k).float() @ weight.t(), bias, x, n)
+
+
 def gemm_w4a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
                zeros: torch.Tensor | None, bias: torch.Tensor | None, n: int) -> torch.Tensor:
     """x (..., K) float32/bfloat16 · dequant_w4(W)ᵀ + bias → (..., n) in x's dtype, fp32 math."""
