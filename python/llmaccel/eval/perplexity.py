@@ -4,7 +4,6 @@ perplexity = exp(mean next-token NLL over every predicted token of every window)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -23,35 +22,15 @@ class PerplexityResult:
                 f"{self.tokens} predicted)")
 
 
-@torch.inference_mode()
 def perplexity(model, input_ids: torch.Tensor, window: int = 512, max_windows: int | None = None,
                progress: bool = True) -> PerplexityResult:
     """model: a causal LM returning .logits (batch, seq, vocab); input_ids: (n_tokens,) long.
 
     Each window is scored on its own (no context carried over): the GPTQ papers' protocol, so
-    figures compare with theirs when window and text match.
+    figures compare with theirs when window and text match. (eval.quality does the same pass
+    and adds KL divergence against a reference model.)
     """
-    ids = input_ids.reshape(-1)
-    if window < 2:
-        raise ValueError(f"window must be >= 2 tokens, got {window}")
-    n = ids.numel() // window
-    if max_windows is not None:
-        n = min(n, max_windows)
-    if n == 0:
-        raise ValueError(f"text has {ids.numel()} tokens, fewer than one window of {window}")
-    windows = range(n)
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            windows = tqdm(windows, desc=f"perplexity ({window}-token windows)", leave=False)
-        except ImportError:
-            pass
-    total, count = 0.0, 0
-    for i in windows:
-        chunk = ids[i * window:(i + 1) * window].unsqueeze(0)
-        logits = model(chunk).logits[0, :-1].float()
-        nll = torch.nn.functional.cross_entropy(logits, chunk[0, 1:], reduction="sum")
-        total += nll.item()
-        count += window - 1
-    mean = total / count
-    return PerplexityResult(math.exp(mean), mean, count, n, window)
+    from .quality import evaluate_quality
+
+    r = evaluate_quality(model, input_ids, window, max_windows, progress=progress)
+    return PerplexityResult(r.ppl, r.nll, r.tokens, r.windows, r.window)
