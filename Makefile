@@ -29,9 +29,10 @@ BENCH_ARGS ?=
 DEMO_ARGS ?=
 # llama.cpp as a peer: PyPI has only the sdist, so pip builds it; CPU only, tuned for this CPU.
 LLAMACPP_PKG := llama-cpp-python==0.3.36
+# LLAVA (multimodal) and OpenSSL (downloads) are not needed to run a local GGUF.
 LLAMACPP_CMAKE := -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=ON \
-                  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
-                  -DLLAMA_BUILD_SERVER=OFF
+                  -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+                  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 
 # nvcc may be installed without being on PATH: put the toolkit's bin/ first so CMake finds it.
 CUDA_BIN := $(firstword $(wildcard /usr/local/cuda-13.0/bin/nvcc /usr/local/cuda/bin/nvcc))
