@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from .configs import Int4WeightOnly
 from .formats import int4_padding
 
 
@@ -90,8 +91,6 @@ def quantize_int8(w: torch.Tensor):
 def fake_quantize(w: torch.Tensor, scheme) -> torch.Tensor:
     """The float weight (N, K) that ``scheme`` (Int4WeightOnly, Int8WeightOnly or Int8Dynamic)
     stores for ``w`` under round-to-nearest: what searches (AWQ) score candidates with."""
-    from .configs import Int4WeightOnly  # configs imports nothing from here; keep it that way
-
     wf = w.detach().float()
     if isinstance(scheme, Int4WeightOnly):
         n, k = wf.shape

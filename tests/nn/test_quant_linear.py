@@ -343,15 +343,11 @@ def test_torch_compile_fullgraph():
                          ids=["w4", "w8", "w8a8"])
 def test_prepared_fast_path_matches_the_op(config):
     q = QuantLinear.from_linear(nn.Linear(72, 40), config)
+    w = "gemm_w4" if isinstance(config, Int4WeightOnly) else "gemm_w8"
     for shape in [(1, 72), (2, 3, 72), (17, 72)]:
         x = make_x(shape)
-        op = "gemm_w8a8" if isinstance(config, Int8Dynamic) else None
-        op = op or ("gemm_w4" if isinstance(config, Int4WeightOnly) else "gemm_w8")
-        if not op.endswith("a8") and x.numel() // 72 >= 3:
-            op += "a8"
-        elif not op.endswith("a8"):
-            op += "a16"
-        assert torch.equal(q(x), q._op(op, x))
+        int8 = isinstance(config, Int8Dynamic) or x.numel() // 72 >= 3  # act_int8_min_m = 3
+        assert torch.equal(q(x), q._op(w + ("a8" if int8 else "a16"), x))
     xt = make_x((72, 5)).t()  # non-contiguous: falls back to the op, same result
     assert torch.equal(q(xt), q(xt.contiguous()))
 

@@ -184,13 +184,8 @@ class QuantLinear(nn.Module):
         return y if y.dtype == orig else y.to(orig)
 
     def _op(self, op: str, x: torch.Tensor) -> torch.Tensor:
-        if self._w4:
-            return getattr(ops, op)(x, self.qweight, self.scales, self.zeros, self.bias,
-                                    self.out_features)
-        if op == "gemm_w8a8":
-            return ops.gemm_w8a8(x, self.qweight, self.scales, self.bias, self.out_features,
-                                 self._act_block)
-        return ops.gemm_w8a16(x, self.qweight, self.scales, self.bias, self.out_features)
+        return ops.call_gemm(op, x, self.qweight, self.scales, self.zeros, self.bias,
+                             self.out_features, self._act_block if op == "gemm_w8a8" else 0)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import _C
 from .dequant import dequant_w4, dequant_w8
-from .gemm import PreparedGemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
+from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
 
 
@@ -54,6 +54,7 @@ __all__ = [
     "dequant_w4",
     "dequant_w8",
     "PreparedGemm",
+    "call_gemm",
     "gemm_f32",
     "gemm_w4a16",
     "gemm_w4a8",

@@ -98,6 +98,17 @@ def _finish(out: torch.Tensor, x: torch.Tensor, n: int) -> torch.Tensor:
     return out if x.dim() == 2 else out.view(*x.shape[:-1], n)
 
 
+# The native calls, shared by the registered ops and PreparedGemm: x as (m, k) rows of stride ldx.
+def _launch_w4(native, x_ptr, dt, m, k, ldx, qweight, scales, zeros, bias, n, k_pad, group, out):
+    native(x_ptr, dt, m, k, ldx, ptr(qweight), ptr(scales), ptr(zeros), n, qweight.shape[0] * 16,
+           k_pad, group, ptr(bias), ptr(out), n, num_threads())
+
+
+def _launch_w8(native, x_ptr, dt, m, k, ldx, qweight, scales, bias, n, k_pad, act_block, out):
+    native(x_ptr, dt, m, k, ldx, ptr(qweight), ptr(scales), n, qweight.shape[0] * 16, k_pad,
+           ptr(bias), ptr(out), n, num_threads(), act_block)
+
+
 def _w4_impl(native):
     op = native.__name__
 
@@ -112,9 +123,8 @@ def _w4_impl(native):
         out = torch.empty(x2.shape[0], n, dtype=x.dtype)
         if x2.shape[0] == 0:  # an empty batch, as F.linear allows
             return _finish(out, x, n)
-        native(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
-               ptr(qweight), ptr(scales), ptr(zeros), n, qweight.shape[0] * 16, k_pad, group,
-               ptr(bias), ptr(out), n, num_threads())
+        _launch_w4(native, ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
+                   qweight, scales, zeros, bias, n, k_pad, group, out)
         return _finish(out, x, n)
 
     return impl
@@ -133,9 +143,8 @@ def _w8_impl(native):
         out = torch.empty(x2.shape[0], n, dtype=x.dtype)
         if x2.shape[0] == 0:
             return _finish(out, x, n)
-        native(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
-               ptr(qweight), ptr(scales), n, qweight.shape[0] * 16, k_pad, ptr(bias), ptr(out),
-               n, num_threads(), act_block)
+        _launch_w8(native, ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
+                   qweight, scales, bias, n, k_pad, act_block, out)
         return _finish(out, x, n)
 
     return impl
@@ -194,6 +203,20 @@ gemm_w8a16 = torch.ops.llmaccel.gemm_w8a16.default
 gemm_w8a8 = torch.ops.llmaccel.gemm_w8a8.default
 
 
+def call_gemm(op: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+              zeros: torch.Tensor | None, bias: torch.Tensor | None, n: int,
+              act_block: int = 0) -> torch.Tensor:
+    """The registered op ``op`` ('gemm_w4a16', 'gemm_w4a8', 'gemm_w8a16', 'gemm_w8a8'), with the
+    argument list its weight format takes (zeros only for int4, act_block only for w8a8)."""
+    if op in ("gemm_w4a16", "gemm_w4a8"):
+        return getattr(torch.ops.llmaccel, op).default(x, qweight, scales, zeros, bias, n)
+    if op == "gemm_w8a8":
+        return gemm_w8a8(x, qweight, scales, bias, n, act_block)
+    if op == "gemm_w8a16":
+        return gemm_w8a16(x, qweight, scales, bias, n)
+    raise ValueError(f"unknown gemm op {op!r}")
+
+
 class PreparedGemm:
     """One of the gemm ops with its weight validated once, for eager decode loops.
 
@@ -206,7 +229,7 @@ class PreparedGemm:
     """
 
     __slots__ = ("op", "native", "w4", "qweight", "scales", "zeros", "bias", "n", "k", "k_pad",
-                 "group", "n_rows", "act_block")
+                 "group", "act_block")
 
     def __init__(self, op: str, qweight: torch.Tensor, scales: torch.Tensor,
                  zeros: torch.Tensor | None, bias: torch.Tensor | None, n: int, k: int,
@@ -214,7 +237,7 @@ class PreparedGemm:
         self.w4 = op.startswith("gemm_w4")
         if op not in ("gemm_w4a16", "gemm_w4a8", "gemm_w8a16", "gemm_w8a8"):
             raise ValueError(f"unknown gemm op {op!r}")
-        self.op, self.native = getattr(torch.ops.llmaccel, op).default, getattr(_C, op)
+        self.op, self.native = op, getattr(_C, op)
         if self.w4:
             self.k_pad, self.group = check_w4(op, qweight, scales, zeros, n)
         else:
@@ -225,7 +248,7 @@ class PreparedGemm:
         check_bias(op, bias, n)
         check_cpu(op, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
         self.qweight, self.scales, self.zeros, self.bias = qweight, scales, zeros, bias
-        self.n, self.k, self.n_rows, self.act_block = n, k, qweight.shape[0] * 16, act_block
+        self.n, self.k, self.act_block = n, k, act_block
 
     def matches(self, qweight, scales, zeros, bias) -> bool:
         """Still the tensors it was prepared for (a layer whose buffers were replaced must
@@ -238,23 +261,14 @@ class PreparedGemm:
         if (dt is None or type(x) is not torch.Tensor or not x.is_cpu or x.shape[-1] != self.k
                 or not x.is_contiguous() or x.numel() == 0 or torch.compiler.is_compiling()
                 or (x.requires_grad and torch.is_grad_enabled())):
-            return self._op(x)
+            return call_gemm(self.op, x, self.qweight, self.scales, self.zeros, self.bias, self.n,
+                             self.act_block)
         out = torch.empty(*x.shape[:-1], self.n, dtype=x.dtype)
-        m = x.numel() // self.k
+        m, k = x.numel() // self.k, self.k
         if self.w4:
-            self.native(x.data_ptr(), dt, m, self.k, self.k, self.qweight.data_ptr(),
-                        self.scales.data_ptr(), ptr(self.zeros), self.n, self.n_rows,
-                        self.k_pad, self.group, ptr(self.bias), out.data_ptr(), self.n,
-                        torch.get_num_threads())
+            _launch_w4(self.native, x.data_ptr(), dt, m, k, k, self.qweight, self.scales,
+                       self.zeros, self.bias, self.n, self.k_pad, self.group, out)
         else:
-            self.native(x.data_ptr(), dt, m, self.k, self.k, self.qweight.data_ptr(),
-                        self.scales.data_ptr(), self.n, self.n_rows, self.k_pad, ptr(self.bias),
-                        out.data_ptr(), self.n, torch.get_num_threads(), self.act_block)
+            _launch_w8(self.native, x.data_ptr(), dt, m, k, k, self.qweight, self.scales,
+                       self.bias, self.n, self.k_pad, self.act_block, out)
         return out
-
-    def _op(self, x):
-        if self.w4:
-            return self.op(x, self.qweight, self.scales, self.zeros, self.bias, self.n)
-        if self.act_block:
-            return self.op(x, self.qweight, self.scales, self.bias, self.n, self.act_block)
-        return self.op(x, self.qweight, self.scales, self.bias, self.n)

@@ -78,9 +78,6 @@ def catch_first_layer_inputs(model: nn.Module, layer: nn.Module, input_ids: torc
                 pass
     finally:
         handle.remove()
-    sizes = {h.shape[0] for h in hidden[:-1]}
-    if len(sizes) > 1:
-        raise RuntimeError("calibration batches came back with different sizes")
     return LayerInputs(torch.cat(hidden), batch_size, kwargs)
 
 
@@ -88,7 +85,7 @@ def run_layer(layer: nn.Module, inputs: LayerInputs, update: bool) -> None:
     """Runs ``layer`` over the calibration set; with ``update``, its outputs replace the inputs
     (becoming the next layer's), in place."""
     with torch.inference_mode():
-        for b, (h, kw) in enumerate(inputs.batches()):
+        for h, kw in inputs.batches():
             out = layer(h, **kw)
             out = out[0] if isinstance(out, tuple) else out
             if update:
