@@ -44,6 +44,8 @@ def make_config(method: str, bits: int = 4, group_size: int = 128, symmetric: bo
         return configs.GPTQ(bits, group_size, sym, act_order=act_order)
     if method == "rtn":
         if bits == 8:
+            if symmetric is False:
+                raise ValueError("8-bit weights are symmetric per output channel: drop --asymmetric")
             return configs.Int8WeightOnly()
         return configs.Int4WeightOnly(group_size, sym)
     raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")

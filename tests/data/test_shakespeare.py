@@ -51,3 +51,12 @@ def test_publish_dir_is_all_or_nothing(tmp_path):
     # An existing result is kept as it is: the builder does not run again.
     publish_dir(final, failing)
     assert (final / "done.txt").read_text() == "ok"
+
+
+def test_calibration_ids_rejects_empty_requests():
+    from llmaccel.data import calibration_ids
+
+    with pytest.raises(ValueError, match="n_samples >= 1"):
+        calibration_ids(None, n_samples=0)
+    with pytest.raises(ValueError, match="seq_len >= 2"):
+        calibration_ids(None, seq_len=1)

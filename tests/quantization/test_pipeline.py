@@ -142,6 +142,8 @@ def test_errors(model, calib):
         llmaccel.quantize_(m, llmaccel.Int4WeightOnly(32), overrides={"nonexistent": None})
     with pytest.raises(TypeError, match="quantization config"):
         llmaccel.quantize_(m, llmaccel.Int4WeightOnly(32), overrides={"q_proj": "int4"})
+    with pytest.raises(ValueError, match="batch_size"):
+        llmaccel.quantize_(m, llmaccel.GPTQ(), calibration=calib, batch_size=0)
     with pytest.raises(ValueError, match="bits"):
         llmaccel.GPTQ(bits=3)
     with pytest.raises(ValueError, match="symmetric"):

@@ -47,6 +47,10 @@ def test_errors():
     d = LlamaDecoder(model, max_len=8)
     with pytest.raises(ValueError, match="max_len"):
         d.generate(random_ids(1, 6), 4)
+    with pytest.raises(ValueError, match="new_tokens >= 0"):
+        d.generate(random_ids(1, 2), -1)
+    with pytest.raises(ValueError, match="tokens >= 1"):
+        d.generate(random_ids(1, 2)[0], 2)
     gpt2 = copy.deepcopy(model)
     gpt2.config.model_type = "gpt2"
     with pytest.raises(TypeError, match="llama"):

@@ -64,6 +64,8 @@ def calibration_ids(tokenizer, n_samples: int = 64, seq_len: int = 512, seed: in
     tokenized calibration plays — GPTQ's recipe, on text disjoint from the evaluation plays."""
     import torch
 
+    if n_samples < 1 or seq_len < 2:
+        raise ValueError(f"need n_samples >= 1 and seq_len >= 2, got {n_samples} and {seq_len}")
     ids = tokenizer(shakespeare_text("calibration", root), return_tensors="pt").input_ids[0]
     if ids.numel() <= seq_len:
         raise ValueError(f"calibration text has {ids.numel()} tokens, need more than {seq_len}")

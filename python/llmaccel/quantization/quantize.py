@@ -77,6 +77,8 @@ def quantize_(model: nn.Module, config: QuantConfig, filter_fn: FilterFn | None 
                         "llmaccel.nn.QuantLinear.from_linear(linear, config)")
     if not isinstance(config, _CONFIG_TYPES):
         raise TypeError(f"unsupported config {config!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     plans = plan(model, config, overrides, filter_fn)
     if any(isinstance(c, _CALIBRATED) for c in plans.values()):
         if calibration is None:

@@ -191,6 +191,9 @@ class LlamaDecoder:
     def generate(self, input_ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
         """Greedy continuation of input_ids (B, T): (B, T + new_tokens), exactly new_tokens more
         (no stop at end-of-sequence: benchmarks need a fixed length)."""
+        if input_ids.dim() != 2 or input_ids.shape[1] == 0 or new_tokens < 0:
+            raise ValueError(f"need input_ids (batch, tokens >= 1) and new_tokens >= 0, got "
+                             f"{tuple(input_ids.shape)} and {new_tokens}")
         b, t = input_ids.shape
         self._alloc(b)
         out = torch.empty(b, t + new_tokens, dtype=torch.long)
