@@ -149,8 +149,16 @@ class QuantLinear(nn.Module):
                                   self.in_features)
         return ops.dequant_w8(self.qweight, self.scales, self.out_features, self.in_features)
 
-    def _int8_activations(self, m: int) -> bool:
-        return m >= self._int8_min_m
+    def kernel_for(self, m: int) -> str:
+        """The gemm op a forward with m rows of x runs (float or int8 activations by M)."""
+        if self._w4:
+            return "gemm_w4a8" if m >= self._int8_min_m else "gemm_w4a16"
+        return "gemm_w8a8" if m >= self._int8_min_m else "gemm_w8a16"
+
+    def prepared(self, m: int) -> ops.PreparedGemm:
+        """The validated kernel a forward with m rows of x runs (for decode loops that call
+        kernels directly, e.g. ops.LlamaDecodeStep)."""
+        return self._prepared(self.kernel_for(m))
 
     def _prepared(self, op: str) -> ops.PreparedGemm:
         # Validated once per op and set of buffers; replaced buffers (load_codes, .to()) are
@@ -172,11 +180,7 @@ class QuantLinear(nn.Module):
         orig = x.dtype
         if orig not in _KERNEL_DTYPES:
             x = x.float()
-        int8 = x.numel() >= self._int8_min_m * self.in_features
-        if self._w4:
-            op = "gemm_w4a8" if int8 else "gemm_w4a16"
-        else:
-            op = "gemm_w8a8" if int8 else "gemm_w8a16"
+        op = self.kernel_for(x.numel() // self.in_features)
         if torch.compiler.is_compiling() or not x.is_cpu:
             y = self._op(op, x)  # traced: the registered op, never the Python fast path
         else:

@@ -8,6 +8,7 @@ Every op is ``torch.ops.llmaccel.<name>`` with a fake implementation, so ``torch
 from __future__ import annotations
 
 from .. import _C
+from .decode import DecodeLinear, LlamaDecodeStep
 from .dequant import dequant_w4, dequant_w8
 from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
@@ -51,6 +52,7 @@ def cuda_info() -> dict:
 __all__ = [
     "cpu_info",
     "cuda_info",
+    "DecodeLinear",
     "dequant_w4",
     "dequant_w8",
     "PreparedGemm",
@@ -59,6 +61,7 @@ __all__ = [
     "gemm_w4a16",
     "gemm_w4a8",
     "gemm_w8a16",
+    "LlamaDecodeStep",
     "gemm_w8a8",
     "memory_read_bandwidth",
     "quantize_act_int8",

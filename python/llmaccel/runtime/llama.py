@@ -16,9 +16,12 @@ building; see the profile in the README). This runner keeps the model's own weig
 - QuantLinear's prepared kernels (ops.PreparedGemm): no dispatcher or re-validation per call;
   float32 layers kept unquantized (lm_head) through gemm_f32 at decode.
 
-What is left per token is ~25 small torch ops per layer (~110 µs of Python and dispatch per
-layer on this machine, measured with the GEMMs stubbed out): torch.compile would fuse them, but
-a growing cache position recompiles the step; a static-shape step is future work.
+- decode steps (one new token per sequence) in C++: ops.LlamaDecodeStep runs the whole layer
+  loop natively over the same kernels and the same cache, where the Python loop below costs ~25
+  small torch ops per layer (~110 µs of Python and dispatch per layer on this machine, measured
+  with the GEMMs stubbed out). Prompts (many tokens) go through the Python loop, where that cost
+  is shared by all positions; so does any model the native step cannot run (not float32, or a
+  projection that is neither a QuantLinear nor a float32 linear), and ``native=False``.
 
 Greedy decoding only; its tokens match the Hugging Face model's greedy ``generate`` (tested).
 """
@@ -122,7 +125,7 @@ class LlamaDecoder:
     """Runs a Hugging Face Llama / Mistral / Qwen2 causal LM (float or quantized by llmaccel)
     with a static KV cache. ``generate(input_ids, new_tokens)`` decodes greedily."""
 
-    def __init__(self, model: nn.Module, max_len: int = 1024):
+    def __init__(self, model: nn.Module, max_len: int = 1024, native: bool | None = None):
         cfg = model.config
         if getattr(cfg, "model_type", None) not in SUPPORTED:
             raise TypeError(f"LlamaDecoder runs {', '.join(SUPPORTED)} models, "
@@ -159,12 +162,47 @@ class LlamaDecoder:
         self.rot = torch.complex(cos[0, :, :half].float(), sin[0, :, :half].float())
         self.scaling = self.head_dim ** -0.5
         self.cache: torch.Tensor | None = None
+        # None: native decode steps wherever the model allows; True: required; False: never.
+        why = self._native_blocker()
+        if native and why:
+            raise TypeError(f"the native decode step cannot run this model: {why}")
+        self.native = why is None if native is None else native
+        self.step: ops.LlamaDecodeStep | None = None
+
+    def _native_blocker(self) -> str | None:
+        if self.dtype != torch.float32 or self.embed.weight.dtype != torch.float32:
+            return f"it runs float32 models, this one is {self.dtype}"
+        if not self.embed.weight.is_cpu:
+            return "the model is not on the CPU"
+        for layer in self.layers:
+            for mod in (layer.qkv, layer.o, layer.gate_up, layer.down):
+                if not isinstance(mod, (QuantLinear, _F32Linear)):
+                    return f"{type(mod).__name__} projections are not supported"
+        if not isinstance(self.lm_head, (QuantLinear, _F32Linear)):
+            return f"a {type(self.lm_head).__name__} lm_head is not supported"
+        return None
 
     def _alloc(self, batch: int) -> None:
         # (layers, k/v, batch, kv_heads, max_len, head_dim): one buffer, no growth.
         shape = (len(self.layers), 2, batch, self.n_kv, self.max_len, self.head_dim)
         if self.cache is None or self.cache.shape != shape:
             self.cache = torch.zeros(shape, dtype=self.dtype)
+            self.step = self._native_step(batch) if self.native else None
+
+    def _native_step(self, batch: int) -> ops.LlamaDecodeStep:
+        def proj(mod):
+            if isinstance(mod, QuantLinear):
+                return ops.DecodeLinear(mod.prepared(batch))
+            return ops.DecodeLinear(mod.weight, mod.bias)
+
+        layers = [(lay.ln1.contiguous(), proj(lay.qkv), proj(lay.o), lay.ln2.contiguous(),
+                   proj(lay.gate_up), proj(lay.down)) for lay in self.layers]
+        return ops.LlamaDecodeStep(
+            embed=self.embed.weight.detach().contiguous(),
+            rot=torch.view_as_real(self.rot).contiguous(), norm=self.norm.contiguous(),
+            cache=self.cache, layers=layers, lm_head=proj(self.lm_head), heads=self.n_heads,
+            kv_heads=self.n_kv, head_dim=self.head_dim, inter=self.inter, eps=self.eps,
+            scale=self.scaling)
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, start: int) -> torch.Tensor:
@@ -173,6 +211,8 @@ class LlamaDecoder:
         b, t = ids.shape
         if start + t > self.max_len:
             raise ValueError(f"sequence of {start + t} tokens exceeds max_len={self.max_len}")
+        if t == 1 and self.step is not None and b == self.step.batch:
+            return self.step(ids[:, 0], start)
         x = self.embed(ids)
         rot = self.rot[start:start + t, None]  # (t, 1, head_dim / 2) complex
         # Decode (t == 1) attends to every cached position; a prompt needs the causal mask.
