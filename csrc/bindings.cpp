@@ -381,5 +381,12 @@ PYBIND11_MODULE(_C, m) {
              py::gil_scoped_release nogil;
              s.run(reinterpret_cast<const int64_t*>(ids), pos, reinterpret_cast<float*>(logits), t);
            },
-           py::arg("ids"), py::arg("pos"), py::arg("logits"), py::arg("num_threads"));
+           py::arg("ids"), py::arg("pos"), py::arg("logits"), py::arg("num_threads"))
+      .def("set_profiling", &LlamaDecodeStep::set_profiling, py::arg("on"))
+      .def("profile", [](const LlamaDecodeStep& s) {
+        py::dict d;
+        for (int i = 0; i < LlamaDecodeStep::kParts; ++i)
+          d[LlamaDecodeStep::kPartNames[i]] = s.profile()[i];
+        return d;
+      });
 }

@@ -1,12 +1,12 @@
 // The small per-token pieces of a decode step (RMSNorm, rotary, single-token attention, SiLU·up):
 // microseconds of work each, which is why they live in C++ beside the step rather than as torch
-// ops (~5 µs of dispatch each, ~25 per layer). One source, decode_kernels_impl.h, is compiled
-// twice: portable (decode_kernels.cpp) and with AVX-512 flags (decode_kernels_avx512.cpp), so the
-// loops, written for the auto-vectorizer, run 16 floats wide where the CPU allows.
+// ops (~5 µs of dispatch each, ~25 per layer). Portable path in decode_kernels.cpp, AVX-512 in
+// decode_kernels_avx512.cpp.
 //
 // Precision: fp32 throughout. exp is a degree-6 polynomial after range reduction (relative error
 // ≤ 2e-7 on [-87, 88]; inputs are clamped to that range), so results differ from torch's by a few
-// ulps: the contract is "within float32 rounding", not bit-exact.
+// ulps, and the two paths differ from each other likewise (sums in a different order; the
+// AVX-512 exp rounds n to nearest even): the contract is "within float32 rounding", not bit-exact.
 #pragma once
 #include <cstdint>
 

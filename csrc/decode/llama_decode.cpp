@@ -1,5 +1,6 @@
 #include "decode/llama_decode.h"
 
+#include <chrono>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -26,7 +27,33 @@ void run_linear(const DecodeLinear& l, const float* x, int64_t m, float* y, int 
   }
 }
 
+// Charges the time since the previous mark to a part, when profiling.
+class PartClock {
+ public:
+  PartClock(bool on, double* seconds) : on_(on), seconds_(seconds) {
+    if (on_) last_ = std::chrono::steady_clock::now();
+  }
+  void mark(int part) {
+    if (!on_) return;
+    const auto now = std::chrono::steady_clock::now();
+    seconds_[part] += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  bool on_;
+  double* seconds_;
+  std::chrono::steady_clock::time_point last_;
+};
+
+enum Part { kQkv, kO, kGateUp, kDown, kLmHead, kAttention, kOther };
+
 }  // namespace
+
+void LlamaDecodeStep::set_profiling(bool on) {
+  profiling_ = on;
+  std::fill(seconds_, seconds_ + kParts, 0.0);
+}
 
 LlamaDecodeStep::LlamaDecodeStep(const LlamaDims& dims, const float* embed, const float* rot,
                                  std::vector<DecodeLayer> layers, const float* norm,
@@ -51,6 +78,7 @@ void LlamaDecodeStep::run(const int64_t* ids, int64_t pos, float* logits, int nt
   if (pos < 0 || pos >= d_.max_len)
     throw std::invalid_argument("position " + std::to_string(pos) + " is outside the cache of " +
                                 std::to_string(d_.max_len) + " positions");
+  PartClock clock(profiling_, seconds_);
   for (int64_t b = 0; b < B; ++b) {
     if (ids[b] < 0 || ids[b] >= d_.vocab)
       throw std::invalid_argument("token id " + std::to_string(ids[b]) +
@@ -65,7 +93,9 @@ void LlamaDecodeStep::run(const int64_t* ids, int64_t pos, float* logits, int nt
     float* kcache = cache_ + static_cast<int64_t>(i) * 2 * s_kv;
     float* vcache = kcache + s_kv;
     for (int64_t b = 0; b < B; ++b) kern.rms_norm(&x_[b * H], L.ln1, d_.eps, H, &xn_[b * H]);
+    clock.mark(kOther);
     run_linear(L.qkv, xn_.data(), B, qkv_.data(), nt);
+    clock.mark(kQkv);
     for (int64_t b = 0; b < B; ++b) {
       float* y = &qkv_[b * qkv_n];
       kern.rotate(y, rot, d_.heads + d_.kv_heads, hd);
@@ -78,17 +108,25 @@ void LlamaDecodeStep::run(const int64_t* ids, int64_t pos, float* logits, int nt
                     &attn_[b * q_size + g * G * hd]);
       }
     }
+    clock.mark(kAttention);
     run_linear(L.o, attn_.data(), B, tmp_.data(), nt);
+    clock.mark(kO);
     kern.add(x_.data(), tmp_.data(), B * H);
     for (int64_t b = 0; b < B; ++b) kern.rms_norm(&x_[b * H], L.ln2, d_.eps, H, &xn_[b * H]);
+    clock.mark(kOther);
     run_linear(L.gate_up, xn_.data(), B, gu_.data(), nt);
+    clock.mark(kGateUp);
     for (int64_t b = 0; b < B; ++b)
       kern.silu_mul(&gu_[b * 2 * d_.inter], d_.inter, &act_[b * d_.inter]);
+    clock.mark(kOther);
     run_linear(L.down, act_.data(), B, tmp_.data(), nt);
+    clock.mark(kDown);
     kern.add(x_.data(), tmp_.data(), B * H);
   }
   for (int64_t b = 0; b < B; ++b) kern.rms_norm(&x_[b * H], norm_, d_.eps, H, &xn_[b * H]);
+  clock.mark(kOther);
   run_linear(lm_head_, xn_.data(), B, logits, nt);
+  clock.mark(kLmHead);
 }
 
 }  // namespace llmaccel

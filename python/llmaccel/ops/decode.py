@@ -83,6 +83,15 @@ class LlamaDecodeStep:
         self._native = _C.LlamaDecodeStep(dims, ptr(embed), ptr(rot), ptr(norm), ptr(cache),
                                           specs, lm_head.fields)
 
+    def profile(self, on: bool | None = None) -> dict[str, float]:
+        """Seconds spent per part of the step (qkv, o, gate_up, down, lm_head, attention —
+        rotary, cache write, softmax — and other: embedding, norms, SiLU, residuals) over the
+        calls since profiling was last switched; ``on`` switches it (and resets the sums)."""
+        out = dict(self._native.profile())
+        if on is not None:
+            self._native.set_profiling(on)
+        return out
+
     def __call__(self, ids: torch.Tensor, pos: int) -> torch.Tensor:
         if ids.dtype != torch.int64 or ids.shape != (self.batch,) or not ids.is_contiguous():
             ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1).contiguous()
