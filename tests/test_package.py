@@ -14,6 +14,7 @@ import llmaccel
 def test_public_names():
     for name in ("Int4WeightOnly", "Int8WeightOnly", "Int8Dynamic", "GPTQ", "AWQ", "SmoothQuant",
                  "quantize_", "QuantLinear", "save_quantized", "load_quantized",
+                 "prune_", "Magnitude", "Wanda", "SparseGPT", "Structured",
                  "ops", "reference", "formats", "cpu_info", "cuda_info", "set_cpu_isa"):
         assert hasattr(llmaccel, name), name
     assert set(llmaccel.__all__) <= set(dir(llmaccel))

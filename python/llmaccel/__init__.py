@@ -2,6 +2,7 @@
 
     import llmaccel
     llmaccel.quantize_(model, llmaccel.Int4WeightOnly(group_size=128))
+    llmaccel.prune_(model, llmaccel.SparseGPT(pattern="2:4"), calibration=ids)
 """
 
 import torch  # noqa: F401  (first: _C then shares torch's libgomp, see CMakeLists.txt)
@@ -13,6 +14,7 @@ from .configs import AWQ, GPTQ, Int4WeightOnly, Int8Dynamic, Int8WeightOnly, Smo
 from .nn import QuantLinear
 from .ops import cpu_info, cuda_info, set_cpu_isa
 from .quantization import quantize_
+from .pruning import Magnitude, SparseGPT, Structured, Wanda, prune_
 from .checkpoint import load_quantized, save_quantized
 
 __all__ = [
@@ -21,15 +23,20 @@ __all__ = [
     "Int4WeightOnly",
     "Int8Dynamic",
     "Int8WeightOnly",
+    "Magnitude",
     "QuantLinear",
     "cpu_info",
     "cuda_info",
     "formats",
     "load_quantized",
     "ops",
+    "prune_",
     "quantize_",
     "reference",
     "save_quantized",
     "set_cpu_isa",
     "SmoothQuant",
+    "SparseGPT",
+    "Structured",
+    "Wanda",
 ]

@@ -53,6 +53,18 @@ class LayerInputs:
             yield self.hidden[b * self.batch_size:(b + 1) * self.batch_size], kw
 
 
+def check_calibration_ids(ids: torch.Tensor | None, method: str) -> None:
+    """Raises a ValueError a user can act on unless ``ids`` is (n_samples, seq_len) token ids."""
+    if ids is None:
+        raise ValueError(f"{method} needs calibration token ids "
+                         "(calibration=llmaccel.data.calibration_ids(tokenizer))")
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype != torch.long:
+        got = (f"{tuple(ids.shape)} {ids.dtype}" if isinstance(ids, torch.Tensor)
+               else type(ids).__name__)
+        raise ValueError(f"calibration must be a (n_samples, seq_len) LongTensor of token ids, "
+                         f"got {got}")
+
+
 @torch.inference_mode()
 def catch_first_layer_inputs(model: nn.Module, layer: nn.Module, input_ids: torch.Tensor,
                              batch_size: int) -> LayerInputs:
@@ -100,6 +112,7 @@ class InputStats:
     hessian: torch.Tensor | None = None   # Σ xᵀx (K, K), when asked for
     absmax: torch.Tensor | None = None    # max |x_j| (K,)
     abssum: torch.Tensor | None = None    # Σ |x_j| (K,); mean = abssum / tokens
+    sqsum: torch.Tensor | None = None     # Σ x_j² (K,); ‖X_j‖₂ = sqrt(sqsum) (Wanda's norm)
     sample: torch.Tensor | None = None    # random input rows (R, K), for searches
 
     @property
@@ -137,14 +150,15 @@ class InputRecorder:
 
     def _accumulate(self, st: InputStats, x: torch.Tensor) -> None:
         a = x.abs()
-        amax, asum = a.amax(dim=0), a.sum(dim=0)
+        amax, asum, sq = a.amax(dim=0), a.sum(dim=0), (x * x).sum(dim=0)
         if st.tokens == 0:
-            st.absmax, st.abssum = amax, asum
+            st.absmax, st.abssum, st.sqsum = amax, asum, sq
             if self._hessian:
                 st.hessian = torch.zeros(x.shape[1], x.shape[1])
         else:
             torch.maximum(st.absmax, amax, out=st.absmax)
             st.abssum += asum
+            st.sqsum += sq
         if self._hessian:
             st.hessian.addmm_(x.t(), x)
         if self._sample_rows:
@@ -175,3 +189,16 @@ def collect_input_stats(layer: nn.Module, inputs: LayerInputs, linears: dict[str
     if missing:
         raise RuntimeError(f"linears never called during calibration: {sorted(missing)}")
     return rec.stats
+
+
+def stages(stats: dict[str, InputStats]) -> list[list[str]]:
+    """Linears in the order the layer first called them, those reading one input grouped
+    (q/k/v, then o, then gate/up, then down in a Llama layer): the order in which calibrated
+    methods rewrite them when each stage is to see the rewritten stages before it."""
+    out: list[list[str]] = []
+    for name, st in stats.items():
+        if out and stats[out[-1][0]] is st:
+            out[-1].append(name)
+        else:
+            out.append([name])
+    return out

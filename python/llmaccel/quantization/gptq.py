@@ -18,54 +18,47 @@ import torch
 
 from ..formats import int4_padding
 from ..quantizers import int4_encode, int4_group_params, int4_group_params_mse
-
-
-def _prepare(w: torch.Tensor, hessian: torch.Tensor, damp: float):
-    if w.dim() != 2 or hessian.shape != (w.shape[1], w.shape[1]):
-        raise ValueError(f"need w (N, K) and hessian (K, K), got {tuple(w.shape)} and "
-                         f"{tuple(hessian.shape)}")
-    W = w.detach().to(torch.float64).clone()
-    H = hessian.detach().to(torch.float64).clone()
-    dead = torch.diagonal(H) == 0  # inputs that never fire: their weights cannot matter
-    H[dead, dead] = 1.0
-    W[:, dead] = 0.0
-    return W, H
+from . import obs
 
 
 def _solve(W: torch.Tensor, H: torch.Tensor, perm: torch.Tensor, damp: float, block_size: int,
            round_column) -> None:
-    """The GPTQ sweep, in place on W (N, K) float64. Columns are visited in ``perm`` order;
-    ``round_column(col, w_col, upcoming)`` returns column ``col``'s quantized value (and records
-    its codes), where ``upcoming()`` gives the still-unquantized columns from this one on, as
-    updated so far (in visiting order) — what per-group parameters are computed from."""
-    k = W.shape[1]
+    """The GPTQ sweep (obs.sweep), in place on W (N, K) float64. Columns are visited in ``perm``
+    order; ``round_column(col, w_col, upcoming)`` returns column ``col``'s quantized value (and
+    records its codes), where ``upcoming(width)`` gives the next ``width`` still-unquantized
+    columns from this one on, as updated so far (in visiting order) — what per-group parameters
+    are computed from."""
     W[:] = W[:, perm]
-    H = H[perm][:, perm]
-    H += damp * torch.diagonal(H).mean() * torch.eye(k, dtype=torch.float64)
-    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    for i1 in range(0, k, block_size):
-        i2 = min(i1 + block_size, k)
-        W1, E1 = W[:, i1:i2].clone(), torch.zeros(W.shape[0], i2 - i1, dtype=torch.float64)
-        for i in range(i2 - i1):
-            q = round_column(int(perm[i1 + i]), W1[:, i],
-                             lambda: torch.cat([W1[:, i:], W[:, i2:]], dim=1))
-            err = (W1[:, i] - q) / U[i1 + i, i1 + i]
-            W1[:, i:] -= err.unsqueeze(1) * U[i1 + i, i1 + i:i2].unsqueeze(0)
-            E1[:, i] = err
-        W[:, i2:] -= E1 @ U[i1:i2, i2:]
+    U = obs.inverse_hessian_factor(H[perm][:, perm], damp)
+    obs.sweep(W, U, block_size,
+              lambda pos, w_col, upcoming: round_column(int(perm[pos]), w_col, upcoming))
+
+
+def _check_keep(keep: torch.Tensor | None, W: torch.Tensor) -> torch.Tensor | None:
+    if keep is None:
+        return None
+    if keep.shape != W.shape or keep.dtype != torch.bool:
+        raise ValueError(f"keep must be a bool mask shaped like w {tuple(W.shape)}, got "
+                         f"{tuple(keep.shape)} {keep.dtype}")
+    return keep.cpu()
 
 
 def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int = 128,
                        symmetric: bool = True, damp: float = 0.01, act_order: bool = False,
-                       block_size: int = 128, mse: bool = False):
+                       block_size: int = 128, mse: bool = False,
+                       keep: torch.Tensor | None = None):
     """w (N, K) float, hessian (K, K) = XᵀX (any positive scale) → (codes uint8 (N, K),
     scales float32 (N, G), zeros uint8 (N, G) or None), as quantizers.quantize_int4.
 
     damp: fraction of the mean diagonal added to H (numerical safety for rank-deficient X).
     mse: choose each group's range by quantizers.int4_group_params_mse (may clip) instead of
     the full range.
+    keep: bool (N, K), the weights a pruning left (SparseGPT + GPTQ). The others get the zero
+    point's code — exactly 0.0 — whatever the error compensation of earlier columns added to
+    them, and that error is compensated in turn; group ranges span the kept weights only.
     """
-    W, H = _prepare(w, hessian, damp)
+    W, H = obs.prepare(w, hessian)
+    keep = _check_keep(keep, W)
     n, k = W.shape
     _, k_pad, g = int4_padding(n, k, group_size)
     scales = torch.zeros(n, k_pad // g, dtype=torch.float64)
@@ -75,6 +68,8 @@ def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int =
     def set_group(gi: int, cols: torch.Tensor) -> None:
         padded = torch.zeros(n, g, dtype=torch.float64)
         padded[:, :cols.shape[1]] = cols
+        if keep is not None:
+            padded[:, :cols.shape[1]] *= keep[:, gi * g:gi * g + cols.shape[1]]
         params = int4_group_params_mse if mse else int4_group_params
         scales[:, gi], zeros[:, gi] = params(padded, symmetric)
 
@@ -89,8 +84,10 @@ def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int =
         gi = col // g
         if not act_order and col % g == 0:
             # The group's parameters from its columns as updated so far.
-            set_group(gi, upcoming()[:, :min(g, k - col)])
+            set_group(gi, upcoming(min(g, k - col)))
         q = int4_encode(w_col, scales[:, gi], zeros[:, gi])
+        if keep is not None:
+            q = torch.where(keep[:, col], q, zeros[:, gi])
         codes[:, col] = q
         return (q - zeros[:, gi]) * scales[:, gi]
 
@@ -100,10 +97,12 @@ def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int =
 
 
 def gptq_quantize_int8(w: torch.Tensor, hessian: torch.Tensor, damp: float = 0.01,
-                       act_order: bool = False, block_size: int = 128):
+                       act_order: bool = False, block_size: int = 128,
+                       keep: torch.Tensor | None = None):
     """int8 per output channel (scales from the original rows, as quantizers.quantize_int8)
-    → (codes int8 (N, K), scales float32 (N,))."""
-    W, H = _prepare(w, hessian, damp)
+    → (codes int8 (N, K), scales float32 (N,)). keep: as gptq_quantize_int4 (code 0 elsewhere)."""
+    W, H = obs.prepare(w, hessian)
+    keep = _check_keep(keep, W)
     scales = W.abs().amax(dim=1) / 127.0
     inv = torch.where(scales > 0, 1.0 / scales, torch.zeros_like(scales))
     codes = torch.zeros_like(W)
@@ -112,6 +111,8 @@ def gptq_quantize_int8(w: torch.Tensor, hessian: torch.Tensor, damp: float = 0.0
 
     def round_column(col: int, w_col: torch.Tensor, upcoming) -> torch.Tensor:
         q = torch.round(w_col * inv).clamp_(-127, 127)
+        if keep is not None:
+            q = q * keep[:, col]
         codes[:, col] = q
         return q * scales
 

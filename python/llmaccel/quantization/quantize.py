@@ -3,8 +3,7 @@ or calibrated (GPTQ, AWQ, SmoothQuant) one decoder layer at a time."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -13,12 +12,9 @@ from ..configs import (AWQ, GPTQ, CalibratedConfig, Int4WeightOnly, Int8Dynamic,
                        QuantConfig, SmoothQuant)
 from ..nn import QuantLinear
 from . import awq, calibration as cal, gptq, smoothquant
+from .layer_plan import FilterFn, assign_configs, swap_module
 from .scaling import fold_scales, scale_groups
 
-FilterFn = Callable[[nn.Module, str], bool]
-# Kept in float unless an override names them: the output projection sees every token's full
-# vocabulary distribution and is where small models lose most to quantization.
-DEFAULT_KEEP = r"(^|\.)lm_head$"
 _CONFIG_TYPES = (Int4WeightOnly, Int8WeightOnly, Int8Dynamic, GPTQ, AWQ, SmoothQuant)
 _CALIBRATED = (GPTQ, AWQ, SmoothQuant)
 
@@ -30,28 +26,8 @@ def plan(model: nn.Module, config: QuantConfig, overrides: Mapping[str, QuantCon
     overrides: {regex: config or None}; the first pattern found (re.search) in a layer's name
     gives its config, None keeps it in float. lm_head is kept unless a pattern names it.
     """
-    overrides = dict(overrides or {})
-    for pattern, cfg in overrides.items():
-        re.compile(pattern)
-        if cfg is not None and not isinstance(cfg, _CONFIG_TYPES):
-            raise TypeError(f"override {pattern!r}: expected a quantization config or None, "
-                            f"got {cfg!r}")
-    used, out = set(), {}
-    for fqn, mod in model.named_modules():
-        if type(mod) is not nn.Linear or (filter_fn is not None and not filter_fn(mod, fqn)):
-            continue
-        pattern = next((p for p in overrides if re.search(p, fqn)), None)
-        if pattern is not None:
-            used.add(pattern)
-            cfg = overrides[pattern]
-        else:
-            cfg = None if re.search(DEFAULT_KEEP, fqn) else config
-        if cfg is not None:
-            out[fqn] = cfg
-    unused = set(overrides) - used
-    if unused:
-        raise ValueError(f"override patterns match no linear layer: {sorted(unused)}")
-    return out
+    return assign_configs(model, config, overrides, filter_fn, _CONFIG_TYPES,
+                          "a quantization config")
 
 
 def quantize_(model: nn.Module, config: QuantConfig, filter_fn: FilterFn | None = None, *,
@@ -81,27 +57,17 @@ def quantize_(model: nn.Module, config: QuantConfig, filter_fn: FilterFn | None 
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     plans = plan(model, config, overrides, filter_fn)
     if any(isinstance(c, _CALIBRATED) for c in plans.values()):
-        if calibration is None:
-            raise ValueError(f"{type(config).__name__} needs calibration token ids "
-                             "(calibration=llmaccel.data.calibration_ids(tokenizer))")
-        if calibration.dim() != 2 or calibration.dtype != torch.long:
-            raise ValueError("calibration must be a (n_samples, seq_len) LongTensor of token ids, "
-                             f"got {tuple(calibration.shape)} {calibration.dtype}")
+        cal.check_calibration_ids(calibration, type(config).__name__)
         _calibrated(model, plans, calibration, batch_size, progress)
     for fqn, cfg in plans.items():  # what is left: RTN (all of it when nothing is calibrated)
         mod = model.get_submodule(fqn)
         if type(mod) is nn.Linear:
-            _swap(model, fqn, QuantLinear.from_linear(mod, _scheme(cfg)))
+            swap_module(model, fqn, QuantLinear.from_linear(mod, _scheme(cfg)))
     return model
 
 
 def _scheme(cfg: QuantConfig):
     return cfg.scheme() if isinstance(cfg, _CALIBRATED) else cfg
-
-
-def _swap(root: nn.Module, fqn: str, new: nn.Module) -> None:
-    parent_name, _, child = fqn.rpartition(".")
-    setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
 
 
 def _calibrated(model: nn.Module, plans: dict[str, QuantConfig], ids: torch.Tensor,
@@ -147,7 +113,7 @@ def _calibrate_layer(layer: nn.Module, mine: dict[str, QuantConfig], inputs: cal
             fold_scales(group, s)
             _divide_stats(st, s)
 
-    for i, stage in enumerate(_stages(stats)):
+    for i, stage in enumerate(cal.stages(stats)):
         todo = [n for n in stage if n in mine]
         if i > 0 and any(isinstance(mine[n], GPTQ) and mine[n].true_sequential for n in todo):
             # The inputs of this stage as they are now that the stages before are quantized.
@@ -155,18 +121,6 @@ def _calibrate_layer(layer: nn.Module, mine: dict[str, QuantConfig], inputs: cal
                                                  hessian=True))
         for name in todo:
             _quantize_linear(layer, name, linears[name], mine[name], stats[name])
-
-
-def _stages(stats: dict[str, cal.InputStats]) -> list[list[str]]:
-    """Linears in the order the layer first called them, those reading one input grouped
-    (q/k/v, then o, then gate/up, then down in a Llama layer)."""
-    stages: list[list[str]] = []
-    for name, st in stats.items():
-        if stages and stats[stages[-1][0]] is st:
-            stages[-1].append(name)
-        else:
-            stages.append([name])
-    return stages
 
 
 def _quantize_linear(layer: nn.Module, name: str, lin: nn.Linear, cfg: QuantConfig,
@@ -177,25 +131,35 @@ def _quantize_linear(layer: nn.Module, name: str, lin: nn.Linear, cfg: QuantConf
         with torch.no_grad():
             lin.weight.copy_(awq.search_clip(lin, st.sample[:cfg.clip_rows], scheme,
                                              cfg.clip_grid, cfg.clip_max_shrink))
-    q = QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, scheme)
     if isinstance(cfg, GPTQ):
-        if cfg.bits == 4:
-            codes, scales, zeros = gptq.gptq_quantize_int4(
-                lin.weight, st.hessian, cfg.group_size, cfg.symmetric, cfg.damp, cfg.act_order,
-                cfg.block_size, cfg.mse)
-        else:
-            (codes, scales), zeros = gptq.gptq_quantize_int8(
-                lin.weight, st.hessian, cfg.damp, cfg.act_order, cfg.block_size), None
-        q.load_codes(codes, scales, zeros, lin.bias)
+        q = gptq_linear(lin, cfg, st.hessian)
     else:
+        q = QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, scheme)
         q.load_weight(lin.weight, lin.bias)
-    _swap(layer, name, q.to(lin.weight.device))
+        q = q.to(lin.weight.device)
+    swap_module(layer, name, q)
+
+
+def gptq_linear(lin: nn.Linear, cfg: GPTQ, hessian: torch.Tensor,
+                keep: torch.Tensor | None = None) -> QuantLinear:
+    """``lin`` quantized by GPTQ under ``cfg``, given its input Hessian (K, K), as a QuantLinear
+    on lin's device. keep: bool (N, K), weights a pruning left; the others stay exactly zero."""
+    q = QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, cfg.scheme())
+    if cfg.bits == 4:
+        codes, scales, zeros = gptq.gptq_quantize_int4(
+            lin.weight, hessian, cfg.group_size, cfg.symmetric, cfg.damp, cfg.act_order,
+            cfg.block_size, cfg.mse, keep)
+    else:
+        (codes, scales), zeros = gptq.gptq_quantize_int8(
+            lin.weight, hessian, cfg.damp, cfg.act_order, cfg.block_size, keep), None
+    q.load_codes(codes, scales, zeros, lin.bias)
+    return q.to(lin.weight.device)
 
 
 def _divide_stats(st: cal.InputStats, s: torch.Tensor) -> None:
     """The statistics of x / s, from those of x (the group's input after folding s)."""
     if st.hessian is not None:
         st.hessian = st.hessian / torch.outer(s, s)
-    st.absmax, st.abssum = st.absmax / s, st.abssum / s
+    st.absmax, st.abssum, st.sqsum = st.absmax / s, st.abssum / s, st.sqsum / (s * s)
     if st.sample is not None:
         st.sample = st.sample / s
