@@ -19,6 +19,7 @@
 #include "gemm/gemm_w8a16.h"
 #include "gemm/gemm_w8a8.h"
 #include "quant/quant_act_int8.h"
+#include "sparse/gemm_sp24.h"
 #ifdef LLMACCEL_WITH_CUDA
 #include "cuda/device_info.h"
 #endif
@@ -299,6 +300,37 @@ PYBIND11_MODULE(_C, m) {
          [](const Matrix& x, const PackedW8& w, const float* b, const Matrix& y, int t,
             int64_t blk) { gemm_w8a8(x, w, b, y, t, blk); },
          true);
+
+  m.def("gemm_w4a16_sp24", [](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx,
+                              uintptr_t qweight, uintptr_t scales, int64_t n, int64_t n_pad,
+                              int64_t k_pad, int64_t group, uintptr_t bias, uintptr_t y,
+                              int64_t ldy, int nt) {
+    const std::string op = "gemm_w4a16_sp24";
+    Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
+    Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
+    // The same padding rules as int4_tile16x8 (k_pad a multiple of the group, itself of 32).
+    PackedW4 dense = packed_w4(qweight, scales, 0, n, k, n_pad, k_pad, group, op);
+    PackedW4Sp24 w{dense.qweight, dense.scales, n, k, n_pad, k_pad, group};
+    const float* b = bias_ptr(bias, op);
+    int t = threads(nt, op);
+    py::gil_scoped_release nogil;
+    gemm_w4a16_sp24(xm, w, b, ym, t);
+  });
+  m.def("gemm_sp24", [](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx,
+                        uintptr_t packed, int64_t n, int64_t n_pad, int64_t k_pad, uintptr_t bias,
+                        uintptr_t y, int64_t ldy, int nt) {
+    const std::string op = "gemm_sp24";
+    Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
+    Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
+    check_padding(n, k, n_pad, k_pad, 32, op);
+    require(k_pad - k < 32, op, "k_pad must be K rounded up to a multiple of 32");
+    check_ptr(packed, 1, op, "packed");
+    const float* b = bias_ptr(bias, op);
+    int t = threads(nt, op);
+    py::gil_scoped_release nogil;
+    gemm_sp24(xm, PackedSp24{reinterpret_cast<const uint8_t*>(packed), n, k, n_pad, k_pad}, b, ym,
+              t);
+  });
 
   m.def("dequant_w4", [](uintptr_t qweight, uintptr_t scales, uintptr_t zeros, int64_t n,
                          int64_t k, int64_t n_pad, int64_t k_pad, int64_t group, uintptr_t out,

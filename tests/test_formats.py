@@ -184,3 +184,39 @@ def test_int4_non_integer_codes():
 def test_int8_codes_out_of_range():
     with pytest.raises(ValueError):
         formats.pack_int8(torch.tensor([[200, 0, 0, 0]], dtype=torch.int16), torch.ones(1))
+
+
+# ---- 2:4 sparse formats ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("n,k,group", [(1, 33, 32), (17, 100, 64), (37, 256, 128), (300, 96, -1)])
+def test_sp24_round_trips(n, k, group):
+    from .ops.test_gemm_sp24 import sparse_mask
+
+    mask = sparse_mask(n, k, seed=n)
+    codes = torch.where(mask, torch.randint(0, 16, (n, k)), 8)
+    _, k_pad, g = formats.int4_padding(n, k, group)
+    scales = torch.rand(n, k_pad // g)
+    p = formats.pack_int4_sp24(codes, scales, group)
+    assert p.qweight.shape == (p.n_pad // 16, k_pad // 32 * 192) and p.k_pad == k_pad
+    back, s = formats.unpack_int4_sp24(p)
+    assert torch.equal(back.long(), codes.long()) and torch.equal(s, scales)
+    w = torch.randn(n, k) * mask
+    ps = formats.pack_sp24(w)
+    assert ps.packed.shape == (ps.n_pad // 16, (k + 31) // 32 * 18 * 32)
+    assert torch.equal(formats.unpack_sp24(ps), w.bfloat16().float())
+
+
+def test_sp24_mask_tops_up_to_two_slots():
+    nz = torch.tensor([[1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0]], dtype=torch.bool)
+    keep = formats.sp24_mask(nz)
+    assert keep.tolist() == [[1, 0, 0, 1, 1, 1, 0, 0, 1, 1, 0, 0]]
+    assert bool((keep | ~nz).all())  # every nonzero is kept
+
+
+def test_sp24_rejects_dense_groups():
+    w = torch.zeros(3, 8)
+    w[2, 4:7] = 1.0
+    with pytest.raises(ValueError, match="row 2, columns 4..7 keep more than 2 of 4"):
+        formats.pack_sp24(w)
+    with pytest.raises(ValueError, match="not 2:4 sparse"):
+        formats.pack_int4_sp24(torch.where(w > 0, 3, 8), torch.ones(3, 1), 32)

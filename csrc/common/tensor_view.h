@@ -37,6 +37,24 @@ struct PackedW8 {
   int64_t n, k, n_pad, k_pad;
 };
 
+// Format "int4_sp24_tile16x32" v1 (see formats.py): 2:4 sparse symmetric int4. Per 16-row block
+// and 32-column chunk, 192 bytes: two value planes (16 uint32 lanes each: q_a of groups 4h..4h+3
+// as nibbles in the low 16 bits, q_b in the high 16), then a position plane (pos_a of group j at
+// bits 2j of the low 16 bits, pos_b at bits 16 + 2j). Weight = (q − 8) · scale.
+struct PackedW4Sp24 {
+  const uint8_t* qweight;
+  const float* scales;  // [n_pad/16][n_groups][16]
+  int64_t n, k, n_pad, k_pad, group_size;
+  int64_t n_groups() const { return k_pad / group_size; }
+};
+
+// Format "bf16_sp24_tile16x32" v1: per 16-row block and 32-column chunk, 576 bytes: eight value
+// planes (group j: lane l holds bf16 w_a | w_b << 16), then the position plane as above.
+struct PackedSp24 {
+  const uint8_t* packed;
+  int64_t n, k, n_pad, k_pad;
+};
+
 // Per-token dynamic int8 activations, quantized in blocks of `block` along K (block == k_pad for
 // one scale per token). q[m][k_pad] (zero beyond k), scale[m][k_pad/block],
 // qsum[m][k_pad/block] = sum of q over the block (for zero-point and offset corrections).

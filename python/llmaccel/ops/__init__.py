@@ -12,6 +12,7 @@ from .decode import DecodeLinear, LlamaDecodeStep
 from .dequant import dequant_w4, dequant_w8
 from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
+from .sparse import gemm_sp24, gemm_w4a16_sp24
 
 
 def cpu_info() -> dict:
@@ -58,7 +59,9 @@ __all__ = [
     "PreparedGemm",
     "call_gemm",
     "gemm_f32",
+    "gemm_sp24",
     "gemm_w4a16",
+    "gemm_w4a16_sp24",
     "gemm_w4a8",
     "gemm_w8a16",
     "LlamaDecodeStep",

@@ -1,0 +1,138 @@
+#include "sparse/gemm_sp24.h"
+
+#include <cstring>
+
+#include "common/cpu_features.h"
+#include "common/parallel.h"
+#include "common/scratch.h"
+#include "gemm/gemm_common.h"
+
+namespace llmaccel {
+namespace {
+
+inline uint32_t lane_word(const uint8_t* plane, int lane) {
+  uint32_t v;
+  std::memcpy(&v, plane + 4 * lane, 4);  // little-endian uint32 lanes, as formats.py writes
+  return v;
+}
+
+// Σ over one 32-column chunk of row lane l: the two slots of each group times their activations.
+// value(j, lane) gives the slot pair (w_a, w_b) of group j as floats.
+template <typename Values>
+float chunk_dot(const float* xc, const uint8_t* pos_plane, int l, Values value) {
+  const uint32_t pos = lane_word(pos_plane, l);
+  float acc = 0.f;
+  for (int j = 0; j < 8; ++j) {
+    const int pa = (pos >> (2 * j)) & 3, pb = (pos >> (16 + 2 * j)) & 3;
+    float wa, wb;
+    value(j, wa, wb);
+    acc += xc[4 * j + pa] * wa;
+    acc += xc[4 * j + pb] * wb;
+  }
+  return acc;
+}
+
+void w4_scalar(const float* xf, int64_t M, const PackedW4Sp24& w, const float* bias,
+               const Matrix& y, int64_t nb0, int64_t nb1) {
+  const int64_t chunks = w.k_pad / 32, per_group = w.group_size / 32, n_groups = w.n_groups();
+  for (int64_t b = nb0; b < nb1; ++b)
+    for (int l = 0; l < 16; ++l) {
+      const int64_t n = b * 16 + l;
+      if (n >= w.n) break;
+      for (int64_t m = 0; m < M; ++m) {
+        float acc = 0.f;
+        for (int64_t g = 0; g < n_groups; ++g) {
+          float part = 0.f;
+          for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+            const uint8_t* t = w.qweight + (b * chunks + c) * 192;
+            part += chunk_dot(xf + m * w.k_pad + c * 32, t + 128, l,
+                              [&](int j, float& wa, float& wb) {
+                                const uint32_t v = lane_word(t + 64 * (j / 4), l);
+                                wa = static_cast<float>(static_cast<int>((v >> (4 * (j % 4))) & 15) - 8);
+                                wb = static_cast<float>(static_cast<int>((v >> (16 + 4 * (j % 4))) & 15) - 8);
+                              });
+          }
+          acc += part * w.scales[(b * n_groups + g) * 16 + l];
+        }
+        store_out(y, m, n, bias ? acc + bias[n] : acc);
+      }
+    }
+}
+
+void bf16_scalar(const float* xf, int64_t M, const PackedSp24& w, const float* bias,
+                 const Matrix& y, int64_t nb0, int64_t nb1) {
+  const int64_t chunks = w.k_pad / 32;
+  for (int64_t b = nb0; b < nb1; ++b)
+    for (int l = 0; l < 16; ++l) {
+      const int64_t n = b * 16 + l;
+      if (n >= w.n) break;
+      for (int64_t m = 0; m < M; ++m) {
+        float acc = 0.f;
+        for (int64_t c = 0; c < chunks; ++c) {
+          const uint8_t* t = w.packed + (b * chunks + c) * 576;
+          acc += chunk_dot(xf + m * w.k_pad + c * 32, t + 512, l,
+                           [&](int j, float& wa, float& wb) {
+                             const uint32_t v = lane_word(t + 64 * j, l);
+                             wa = bf16_to_f32(static_cast<uint16_t>(v & 0xFFFF));
+                             wb = bf16_to_f32(static_cast<uint16_t>(v >> 16));
+                           });
+        }
+        store_out(y, m, n, bias ? acc + bias[n] : acc);
+      }
+    }
+}
+
+#ifdef LLMACCEL_HAVE_AVX512
+// x as bf16 words: hi = round(x), lo = round(x − hi) (no lo for bf16 x, which is exact).
+struct SplitAct {
+  const uint16_t *hi, *lo;
+};
+
+SplitAct split_act(const Matrix& x, int64_t k_pad) {
+  const float* xf = stage_act_f32(x, k_pad);
+  const bool exact = x.dtype == DType::BF16;
+  auto* buf = static_cast<uint16_t*>(scratch(1).get(sizeof(uint16_t) * x.rows * k_pad * 2));
+  uint16_t* lo = buf + x.rows * k_pad;
+  for (int64_t i = 0; i < x.rows * k_pad; ++i) {
+    buf[i] = f32_to_bf16(xf[i]);
+    if (!exact) lo[i] = f32_to_bf16(xf[i] - bf16_to_f32(buf[i]));
+  }
+  return {buf, exact ? nullptr : lo};
+}
+#endif
+
+}  // namespace
+
+void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, const Matrix& y,
+                     int num_threads) {
+#ifdef LLMACCEL_HAVE_AVX512
+  if (cpu_isa_avx512()) {
+    const SplitAct a = split_act(x, w.k_pad);
+    const bool native = cpu_isa() == CpuIsa::Avx512Bf16;
+    return parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
+      detail::gemm_w4a16_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
+    });
+  }
+#endif
+  const float* xf = stage_act_f32(x, w.k_pad);
+  parallel_for(w.n_pad / 16, num_threads,
+               [&](int64_t b, int64_t e) { w4_scalar(xf, x.rows, w, bias, y, b, e); });
+}
+
+void gemm_sp24(const Matrix& x, const PackedSp24& w, const float* bias, const Matrix& y,
+               int num_threads) {
+#ifdef LLMACCEL_HAVE_AVX512
+  if (cpu_isa_avx512()) {
+    const SplitAct a = split_act(x, w.k_pad);
+    const bool native = cpu_isa() == CpuIsa::Avx512Bf16;
+    return parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
+      detail::gemm_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
+    });
+  }
+#endif
+  const float* xf = stage_act_f32(x, w.k_pad);
+  parallel_for(w.n_pad / 16, num_threads,
+               [&](int64_t b, int64_t e) { bf16_scalar(xf, x.rows, w, bias, y, b, e); });
+}
+
+}  // namespace llmaccel

@@ -1,0 +1,34 @@
+// 2:4 sparse GEMMs: y = x · Wᵀ + bias where every group of 4 consecutive columns of a row of W
+// keeps 2 weights (formats int4_sp24_tile16x32 and bf16_sp24_tile16x32, formats.py).
+//   x (M, K) fp32 or bf16; y (M, N) in x's dtype; bias fp32 (N) or null.
+//   gemm_w4a16_sp24: W = (q − 8) · scale[n][group], symmetric int4, 3 bits per weight + scales.
+//   gemm_sp24:       W in bf16, 9 bits per weight.
+// Why they are faster than dense at decode: M = 1 streams the weights once, and these formats
+// are 25 % (int4) and 44 % (bf16) fewer bytes than their dense forms; each kept pair costs one
+// permute to fetch its two activations and one bf16 pair product, fewer instructions per dense
+// weight than the dense kernels need.
+// Precision: fp32 accumulation. Portable path: x used exactly. AVX-512 paths: x is carried as a
+// bf16 hi + lo pair (|x − hi − lo| ≤ 2⁻¹⁸|x|; bf16 x exactly, no lo term) and every product of
+// bf16 values is exact in fp32, so the bound is that of an fp32 dot product over the 2 kept
+// terms per group (twice that count with the lo term). vdpbf16ps treats subnormals as zero.
+#pragma once
+#include "common/tensor_view.h"
+
+namespace llmaccel {
+
+void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, const Matrix& y,
+                     int num_threads);
+void gemm_sp24(const Matrix& x, const PackedSp24& w, const float* bias, const Matrix& y,
+               int num_threads);
+
+namespace detail {
+// Activations staged per row as bf16 words (M, k_pad): hi = round(x), lo = round(x − hi); lo is
+// null when x arrived as bf16 (exact). Row blocks [nb0, nb1).
+void gemm_w4a16_sp24_avx512(const uint16_t* xhi, const uint16_t* xlo, int64_t m,
+                            const PackedW4Sp24& w, const float* bias, const Matrix& y,
+                            int64_t nb0, int64_t nb1, bool native_bf16);
+void gemm_sp24_avx512(const uint16_t* xhi, const uint16_t* xlo, int64_t m, const PackedSp24& w,
+                      const float* bias, const Matrix& y, int64_t nb0, int64_t nb1,
+                      bool native_bf16);
+}  // namespace detail
+}  // namespace llmaccel

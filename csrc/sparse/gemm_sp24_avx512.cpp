@@ -1,0 +1,191 @@
+// gemm_w4a16_sp24 and gemm_sp24, AVX-512: 2:4 sparse weights as bf16 pairs.
+//
+// The trick: a group's two kept weights are one bf16 pair (w_a, w_b) per 32-bit lane, and their
+// activations x[pos_a], x[pos_b] are fetched for all 16 rows at once by vpermw from a register
+// holding the chunk's 32 activations as bf16 words; the permute reads the low 5 bits of each
+// 16-bit index, which is 4j + pos. One vpdbf16ps then adds w_a·x_a + w_b·x_b per row. Per group
+// and 16 rows: shift + vpternlogd (the index), vpermw (the activations), [shift + vpermw (int4
+// codes → bf16 pair)], vdpbf16ps; fp32 x adds a second permute + product for its lo part.
+// Without AVX512_BF16 the pair product is emulated by two fp32 FMAs on the widened halves.
+#include <immintrin.h>
+
+#include "common/avx512_util.h"
+#include "sparse/gemm_sp24.h"
+
+namespace llmaccel::detail {
+namespace {
+
+template <bool kNative>
+inline void dot_pairs(__m512& acc, __m512i a, __m512i b) {
+  if constexpr (kNative) {
+    // Inline asm: this file is compiled without -mavx512bf16 (see gemm_w4a16_avx512.cpp).
+    __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  } else {
+    const __m512i hi_mask = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(a, 16)),
+                          _mm512_castsi512_ps(_mm512_slli_epi32(b, 16)), acc);
+    acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(a, hi_mask)),
+                          _mm512_castsi512_ps(_mm512_and_si512(b, hi_mask)), acc);
+  }
+}
+
+// The 16-bit permute indices of group j: 4j + pos_a in the low word, 4j + pos_b in the high.
+inline __m512i group_index(__m512i pos, int j) {
+  const __m512i two_bits = _mm512_set1_epi32(0x00030003);
+  const __m512i base = _mm512_set1_epi32((4 * j) | ((4 * j) << 16));
+  return _mm512_ternarylogic_epi32(_mm512_srli_epi32(pos, 2 * j), two_bits, base, 0xEA);
+}
+
+// int4 code c (low 4 bits of a word; bit 4 belongs to the next code) → bf16(c − 8).
+inline __m512i code_lut() {
+  alignas(64) uint16_t t[32];
+  for (int i = 0; i < 32; ++i) t[i] = f32_to_bf16(static_cast<float>((i & 15) - 8));
+  return _mm512_load_si512(t);
+}
+
+// One tile: MR rows of x × NR blocks of 16 output rows. kInt4: int4 codes with group scales;
+// otherwise bf16 values. kLo: fp32 x, carried as hi + lo.
+template <int MR, int NR, bool kInt4, bool kLo, bool kNative>
+void tile(const uint16_t* xhi, const uint16_t* xlo, const uint8_t* data, const float* scales,
+          int64_t k_pad, int64_t group_size, int64_t n, const float* bias, const Matrix& y,
+          int64_t m0, int64_t b0) {
+  constexpr int64_t kChunkBytes = kInt4 ? 192 : 576, kPosOffset = kInt4 ? 128 : 512;
+  const int64_t chunks = k_pad / 32;
+  const int64_t per_group = kInt4 ? group_size / 32 : chunks, n_groups = chunks / per_group;
+  const __m512i lut = kInt4 ? code_lut() : _mm512_setzero_si512();
+  const uint8_t* qb[NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) qb[r] = data + (b0 + r) * chunks * kChunkBytes;
+  __m512 out[MR][NR];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) out[m][r] = _mm512_setzero_ps();
+  // Eight pair products per chunk land on each accumulator: two chains (even / odd groups) so
+  // consecutive vdpbf16ps do not wait on each other's result.
+  for (int64_t g = 0; g < n_groups; ++g) {
+    __m512 acc[2][MR][NR];
+#pragma GCC unroll 8
+    for (int c = 0; c < 2; ++c)
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; ++r) acc[c][m][r] = _mm512_setzero_ps();
+    for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+      __m512i xh[MR], xl[MR];
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m) {
+        xh[m] = _mm512_loadu_si512(xhi + (m0 + m) * k_pad + c * 32);
+        if constexpr (kLo) xl[m] = _mm512_loadu_si512(xlo + (m0 + m) * k_pad + c * 32);
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        const uint8_t* t = qb[r] + c * kChunkBytes;
+        const __m512i pos = _mm512_loadu_si512(t + kPosOffset);
+        // Each block's weights are a stream read exactly once: fetch ~2 chunks ahead.
+        _mm_prefetch(reinterpret_cast<const char*>(t + 2 * kChunkBytes), _MM_HINT_T0);
+        if constexpr (kChunkBytes > 256) {
+          _mm_prefetch(reinterpret_cast<const char*>(t + 2 * kChunkBytes + 192), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(t + 2 * kChunkBytes + 384), _MM_HINT_T0);
+        } else {
+          _mm_prefetch(reinterpret_cast<const char*>(t + 2 * kChunkBytes + 128), _MM_HINT_T0);
+        }
+        __m512i codes[2];
+        if constexpr (kInt4) {
+          codes[0] = _mm512_loadu_si512(t);
+          codes[1] = _mm512_loadu_si512(t + 64);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) {
+          const __m512i idx = group_index(pos, j);
+          __m512i wv;
+          if constexpr (kInt4)
+            wv = _mm512_permutexvar_epi16(_mm512_srli_epi32(codes[j / 4], 4 * (j % 4)), lut);
+          else
+            wv = _mm512_loadu_si512(t + 64 * j);
+#pragma GCC unroll 8
+          for (int m = 0; m < MR; ++m) {
+            dot_pairs<kNative>(acc[j & 1][m][r], wv, _mm512_permutexvar_epi16(idx, xh[m]));
+            if constexpr (kLo)
+              dot_pairs<kNative>(acc[(j + 1) & 1][m][r], wv, _mm512_permutexvar_epi16(idx, xl[m]));
+          }
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const __m512 sc = kInt4 ? _mm512_loadu_ps(scales + ((b0 + r) * n_groups + g) * 16)
+                              : _mm512_set1_ps(1.0f);
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m)
+        out[m][r] = _mm512_fmadd_ps(_mm512_add_ps(acc[0][m][r], acc[1][m][r]), sc, out[m][r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+    const int64_t c = (b0 + r) * 16;
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) avx512::store_out16(y, m0 + m, c, out[m][r], bias, n - c);
+  }
+}
+
+template <int MR, bool kInt4, bool kLo, bool kNative>
+void row_chunk(const uint16_t* xhi, const uint16_t* xlo, const uint8_t* data, const float* scales,
+               int64_t k_pad, int64_t group_size, int64_t n, const float* bias, const Matrix& y,
+               int64_t m0, int64_t nb0, int64_t nb1) {
+  constexpr int NR = MR <= 2 ? 4 : 2;
+  int64_t b = nb0;
+  for (; b + NR <= nb1; b += NR)
+    tile<MR, NR, kInt4, kLo, kNative>(xhi, xlo, data, scales, k_pad, group_size, n, bias, y, m0, b);
+  for (; b < nb1; ++b)
+    tile<MR, 1, kInt4, kLo, kNative>(xhi, xlo, data, scales, k_pad, group_size, n, bias, y, m0, b);
+}
+
+template <bool kInt4, bool kLo, bool kNative>
+void run(const uint16_t* xhi, const uint16_t* xlo, int64_t M, const uint8_t* data,
+         const float* scales, int64_t k_pad, int64_t group_size, int64_t n, const float* bias,
+         const Matrix& y, int64_t nb0, int64_t nb1) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4)
+    row_chunk<4, kInt4, kLo, kNative>(xhi, xlo, data, scales, k_pad, group_size, n, bias, y, m,
+                                      nb0, nb1);
+  switch (M - m) {
+    case 3: return row_chunk<3, kInt4, kLo, kNative>(xhi, xlo, data, scales, k_pad, group_size,
+                                                     n, bias, y, m, nb0, nb1);
+    case 2: return row_chunk<2, kInt4, kLo, kNative>(xhi, xlo, data, scales, k_pad, group_size,
+                                                     n, bias, y, m, nb0, nb1);
+    case 1: return row_chunk<1, kInt4, kLo, kNative>(xhi, xlo, data, scales, k_pad, group_size,
+                                                     n, bias, y, m, nb0, nb1);
+    default: return;
+  }
+}
+
+template <bool kInt4>
+void dispatch(const uint16_t* xhi, const uint16_t* xlo, int64_t M, const uint8_t* data,
+              const float* scales, int64_t k_pad, int64_t group_size, int64_t n,
+              const float* bias, const Matrix& y, int64_t nb0, int64_t nb1, bool native) {
+  if (native) {
+    if (xlo) return run<kInt4, true, true>(xhi, xlo, M, data, scales, k_pad, group_size, n, bias, y, nb0, nb1);
+    return run<kInt4, false, true>(xhi, xlo, M, data, scales, k_pad, group_size, n, bias, y, nb0, nb1);
+  }
+  if (xlo) return run<kInt4, true, false>(xhi, xlo, M, data, scales, k_pad, group_size, n, bias, y, nb0, nb1);
+  run<kInt4, false, false>(xhi, xlo, M, data, scales, k_pad, group_size, n, bias, y, nb0, nb1);
+}
+
+}  // namespace
+
+void gemm_w4a16_sp24_avx512(const uint16_t* xhi, const uint16_t* xlo, int64_t m,
+                            const PackedW4Sp24& w, const float* bias, const Matrix& y,
+                            int64_t nb0, int64_t nb1, bool native_bf16) {
+  dispatch<true>(xhi, xlo, m, w.qweight, w.scales, w.k_pad, w.group_size, w.n, bias, y, nb0, nb1,
+                 native_bf16);
+}
+
+void gemm_sp24_avx512(const uint16_t* xhi, const uint16_t* xlo, int64_t m, const PackedSp24& w,
+                      const float* bias, const Matrix& y, int64_t nb0, int64_t nb1,
+                      bool native_bf16) {
+  dispatch<false>(xhi, xlo, m, w.packed, nullptr, w.k_pad, 0, w.n, bias, y, nb0, nb1,
+                  native_bf16);
+}
+
+}  // namespace llmaccel::detail
