@@ -109,7 +109,8 @@ int threads(int nt, const std::string& op) {
 }
 
 // A projection of the decode step: (kind, weight, scales, zeros, bias, n, k, n_pad, k_pad, group,
-// act_block), kind as LinearKind; weight is the float32 (n, k) matrix for F32, else qweight.
+// act_block), kind as LinearKind; weight is the float32 (n, k) matrix for F32, the packed
+// buffer for SP24, else qweight.
 DecodeLinear decode_linear(const py::tuple& t, const std::string& op, const std::string& name) {
   require(t.size() == 11, op, name + " needs an 11-field description");
   const int kind = t[0].cast<int>();
@@ -141,6 +142,17 @@ DecodeLinear decode_linear(const py::tuple& t, const std::string& op, const std:
         require(l.act_block == 0 || (l.act_block >= 4 && l.act_block % 4 == 0), where,
                 "act_block must be 0 (per token) or a positive multiple of 4");
       }
+      break;
+    case static_cast<int>(LinearKind::W4A16_SP24): {
+      const PackedW4 dense = packed_w4(weight, scales, 0, n, k, n_pad, k_pad, group, where);
+      l.w4_sp24 = PackedW4Sp24{dense.qweight, dense.scales, n, k, n_pad, k_pad, group};
+      break;
+    }
+    case static_cast<int>(LinearKind::SP24):
+      check_padding(n, k, n_pad, k_pad, 32, where);
+      require(k_pad - k < 32, where, "k_pad must be K rounded up to a multiple of 32");
+      check_ptr(weight, 1, where, "packed");
+      l.sp24 = PackedSp24{reinterpret_cast<const uint8_t*>(weight), n, k, n_pad, k_pad};
       break;
     default:
       fail(where, "unknown kernel kind " + std::to_string(kind));

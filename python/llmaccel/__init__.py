@@ -10,11 +10,12 @@ import torch  # noqa: F401  (first: _C then shares torch's libgomp, see CMakeLis
 __version__ = "0.1.0"
 
 from . import formats, ops, reference
-from .configs import AWQ, GPTQ, Int4WeightOnly, Int8Dynamic, Int8WeightOnly, SmoothQuant
-from .nn import QuantLinear
+from .configs import (AWQ, GPTQ, Int4WeightOnly, Int8Dynamic, Int8WeightOnly, SmoothQuant,
+                      Sparse24)
+from .nn import QuantLinear, SparseLinear
 from .ops import cpu_info, cuda_info, set_cpu_isa
 from .quantization import quantize_
-from .pruning import Magnitude, SparseGPT, Structured, Wanda, prune_
+from .pruning import Magnitude, SparseGPT, Structured, Wanda, prune_, sparsify_
 from .checkpoint import load_quantized, save_quantized
 
 __all__ = [
@@ -31,12 +32,15 @@ __all__ = [
     "load_quantized",
     "ops",
     "prune_",
+    "sparsify_",
     "quantize_",
     "reference",
     "save_quantized",
     "set_cpu_isa",
     "SmoothQuant",
     "SparseGPT",
+    "Sparse24",
+    "SparseLinear",
     "Structured",
     "Wanda",
 ]

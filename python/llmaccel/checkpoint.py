@@ -2,11 +2,13 @@
 
 A checkpoint directory holds
     model.safetensors   every parameter and buffer (packed formats as stored by QuantLinear)
-    llmaccel.json       format version, llmaccel version, and per layer: the packed format
-                        (name/version), the quantization config and the layer shape
+    llmaccel.json       format version, llmaccel version, and per layer (QuantLinear or
+                        SparseLinear): the packed format (name/version), the layer's config
+                        and its shape
     config.json, tokenizer files   when the model is a Hugging Face model / a tokenizer is given
-``load_quantized`` rebuilds the model from config.json, swaps in the described QuantLinear
-layers, and loads the weights strictly: no recalibration, identical logits.
+``load_quantized`` rebuilds the model from config.json (structured pruning's smaller config
+included), swaps in the described layers, and loads the weights strictly: no recalibration,
+identical logits.
 """
 
 from __future__ import annotations
@@ -22,18 +24,18 @@ import torch
 from torch import nn
 
 from . import __version__, configs, formats
-from .nn import QuantLinear
+from .nn import QuantLinear, SparseLinear
 
 CHECKPOINT_FORMAT = "llmaccel-checkpoint"
 CHECKPOINT_VERSION = 1
 _CONFIGS = {c.__name__: c for c in (configs.Int4WeightOnly, configs.Int8WeightOnly,
-                                    configs.Int8Dynamic)}
+                                    configs.Int8Dynamic, configs.Sparse24)}
 
 
 def _describe(model: nn.Module) -> dict:
     layers = {}
     for fqn, mod in model.named_modules():
-        if isinstance(mod, QuantLinear):
+        if isinstance(mod, (QuantLinear, SparseLinear)):
             layers[fqn] = {"format": mod.format.name, "format_version": mod.format.version,
                            "config": {"type": type(mod.config).__name__,
                                       **dataclasses.asdict(mod.config)},
@@ -45,8 +47,8 @@ def _describe(model: nn.Module) -> dict:
 
 def save_quantized(model: nn.Module, path: str | os.PathLike, tokenizer=None,
                    metadata: dict | None = None) -> Path:
-    """Writes model (with its QuantLinear layers) to directory `path`, replacing it atomically:
-    a failure leaves any earlier checkpoint at `path` as it was.
+    """Writes model (with its QuantLinear / SparseLinear layers) to directory `path`, replacing
+    it atomically: a failure leaves any earlier checkpoint at `path` as it was.
 
     metadata: JSON-serialisable facts about the run (method, source model, calibration), kept
     under "run" in llmaccel.json; loading does not need them.
@@ -118,11 +120,17 @@ def _layer_from(fqn: str, spec: dict) -> QuantLinear:
     cls = _CONFIGS.get(cfg.pop("type", None))
     if cls is None:
         raise ValueError(f"layer {fqn}: unknown quantization config {spec['config']!r}")
-    return QuantLinear(spec["in_features"], spec["out_features"], spec["bias"], cls(**cfg))
+    module = SparseLinear if cls is configs.Sparse24 else QuantLinear
+    layer = module(spec["in_features"], spec["out_features"], spec["bias"], cls(**cfg))
+    if layer.format != fmt:
+        raise ValueError(f"layer {fqn}: config {spec['config']!r} is stored as {layer.format}, "
+                         f"not {fmt}")
+    return layer
 
 
 def apply_description(model: nn.Module, desc: dict) -> nn.Module:
-    """Swaps the layers named in a checkpoint description for empty QuantLinear modules."""
+    """Swaps the layers named in a checkpoint description for empty QuantLinear / SparseLinear
+    modules."""
     for fqn, spec in desc["layers"].items():
         parent_name, _, child = fqn.rpartition(".")
         try:

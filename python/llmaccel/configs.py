@@ -60,6 +60,24 @@ LayerScheme = Int4WeightOnly | Int8WeightOnly | Int8Dynamic
 """What one QuantLinear stores and runs. Given to quantize_ directly it means round-to-nearest."""
 
 
+@dataclass(frozen=True)
+class Sparse24:
+    """What one SparseLinear stores: a 2:4 sparse weight (2 of every 4 consecutive input
+    features kept per output row), as symmetric int4 codes with group scales (bits=4, format
+    int4_sp24_tile16x32, 3 bits per weight + scales) or as bfloat16 values (bits=16, format
+    bf16_sp24_tile16x32, 9 bits per weight). Produced by pruning (llmaccel.sparsify_), not by
+    quantize_."""
+
+    bits: int = 4
+    group_size: int = 128
+
+    def __post_init__(self):
+        if self.bits not in (4, 16):
+            raise ValueError(f"bits must be 4 (int4 values) or 16 (bfloat16 values), got {self.bits!r}")
+        if self.group_size != -1 and (self.group_size < 32 or self.group_size % 32):
+            raise ValueError(f"group_size must be -1 or a positive multiple of 32, got {self.group_size}")
+
+
 def _weight_scheme(bits: int, group_size: int, symmetric: bool,
                    act_int8_min_m: int | None) -> Int4WeightOnly | Int8WeightOnly:
     if bits == 4:

@@ -135,3 +135,23 @@ def test_native_required_but_impossible():
         LlamaDecoder(model, max_len=8, native=True)
     dec = LlamaDecoder(model, max_len=8)  # auto: falls back to the Python loop
     assert dec.native is False
+
+
+@pytest.mark.parametrize("quantized", [True, False], ids=["sp24_w4", "sp24_bf16"])
+def test_sparse_layers(quantized, isa):
+    """2:4 SparseLinear projections (gemm_w4a16_sp24 / gemm_sp24 inside the step), fused and
+    row-permuted like the dense ones; tokens equal Hugging Face generate()."""
+    model = tiny_llama(layers=2)
+    ids = random_ids(4, 32)
+    cfg = (llmaccel.SparseGPT(pattern="2:4", quantize=llmaccel.GPTQ(bits=4, group_size=32))
+           if quantized else llmaccel.Wanda(pattern="2:4"))
+    llmaccel.prune_(model, cfg, calibration=ids, progress=False)
+    if not quantized:
+        llmaccel.sparsify_(model)
+    assert isinstance(model.model.layers[0].mlp.down_proj, llmaccel.SparseLinear)
+    assert _compare(model, 2)[0] < FLOAT_ACT_BOUND
+    prompt = random_ids(2, 6, seed=5)
+    with torch.inference_mode():
+        ref = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8,
+                             min_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert torch.equal(LlamaDecoder(model, max_len=16, native=True).generate(prompt, 8), ref)

@@ -16,7 +16,8 @@ from ._library import check_contiguous, check_cpu, check_dtype, fail, num_thread
 from .gemm import PreparedGemm
 
 _OP = "LlamaDecodeStep"
-_KINDS = {"gemm_f32": 0, "gemm_w4a16": 1, "gemm_w4a8": 2, "gemm_w8a16": 3, "gemm_w8a8": 4}
+_KINDS = {"gemm_f32": 0, "gemm_w4a16": 1, "gemm_w4a8": 2, "gemm_w8a16": 3, "gemm_w8a8": 4,
+          "gemm_w4a16_sp24": 5, "gemm_sp24": 6}
 
 
 def _float_tensor(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -30,7 +31,34 @@ def _float_tensor(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> torch.T
 
 class DecodeLinear:
     """One projection of the step: a PreparedGemm (packed weights, kernel chosen for the step's
-    batch size) or a float32 weight (N, K) with an optional bias, run by gemm_f32."""
+    batch size) or a float32 weight (N, K) with an optional bias, run by gemm_f32; 2:4 sparse
+    weights through ``DecodeLinear.sparse``."""
+
+    @classmethod
+    def sparse(cls, n: int, k: int, bias: torch.Tensor | None, *, qweight=None, scales=None,
+               packed=None) -> "DecodeLinear":
+        """A 2:4 sparse projection: int4 (qweight, scales; gemm_w4a16_sp24) or bf16 (packed;
+        gemm_sp24), in the formats of llmaccel.formats."""
+        self = cls.__new__(cls)
+        self.n, self.k = n, k
+        if bias is not None:
+            _float_tensor("bias", bias, (n,))
+        if packed is not None:
+            check_dtype(_OP, "packed", packed, torch.uint8)
+            check_contiguous(_OP, packed=packed)
+            k_pad = packed.shape[1] // 576 * 32
+            self.tensors = (packed, bias)
+            self.fields = (_KINDS["gemm_sp24"], ptr(packed), 0, 0, ptr(bias), n, k,
+                           packed.shape[0] * 16, k_pad, 0, 0)
+            return self
+        check_dtype(_OP, "qweight", qweight, torch.uint8)
+        check_contiguous(_OP, qweight=qweight, scales=scales)
+        k_pad = qweight.shape[1] // 192 * 32
+        _float_tensor("scales", scales, tuple(scales.shape))
+        self.tensors = (qweight, scales, bias)
+        self.fields = (_KINDS["gemm_w4a16_sp24"], ptr(qweight), ptr(scales), 0, ptr(bias), n, k,
+                       qweight.shape[0] * 16, k_pad, k_pad // scales.shape[1], 0)
+        return self
 
     def __init__(self, kernel: PreparedGemm | torch.Tensor, bias: torch.Tensor | None = None):
         if isinstance(kernel, PreparedGemm):

@@ -17,6 +17,7 @@ from ..quantization.layer_plan import FilterFn, assign_configs
 from ..quantization.quantize import gptq_linear
 from .configs import Magnitude, PruneConfig, SparseGPT, Structured, Wanda, WeightPruningConfig
 from .magnitude import magnitude_mask
+from .pack import pack_module, packable
 from .sparsegpt import sparsegpt_prune
 from .structured import prune_structured
 from .undo import UndoLog
@@ -187,4 +188,7 @@ def _prune_linear(root: nn.Module, name: str, cfg: WeightPruningConfig,
                                         requires_grad=lin.weight.requires_grad))
     if isinstance(cfg, SparseGPT) and cfg.quantize is not None:
         # The survivors quantized with the same Hessian, the pruned weights held at zero.
-        log.swap(root, name, gptq_linear(lin, cfg.quantize, st.hessian, keep))
+        q = gptq_linear(lin, cfg.quantize, st.hessian, keep)
+        if cfg.nm == (2, 4) and packable(q):
+            q = pack_module(q)  # 2:4 + symmetric int4: the sparse kernel, same codes and scales
+        log.swap(root, name, q)

@@ -21,7 +21,8 @@ building; see the profile in the README). This runner keeps the model's own weig
   small torch ops per layer (~110 µs of Python and dispatch per layer on this machine, measured
   with the GEMMs stubbed out). Prompts (many tokens) go through the Python loop, where that cost
   is shared by all positions; so does any model the native step cannot run (not float32, or a
-  projection that is neither a QuantLinear nor a float32 linear), and ``native=False``.
+  projection that is not a QuantLinear, a SparseLinear or a float32 linear), and
+  ``native=False``.
 
 Greedy decoding only; its tokens match the Hugging Face model's greedy ``generate`` (tested).
 """
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ..nn import QuantLinear
+from ..nn import QuantLinear, SparseLinear
 
 SUPPORTED = ("llama", "mistral", "qwen2")
 # Up to this many rows, float32 layers use llmaccel's gemm_f32 (streams the weight at 21-23 GB/s
@@ -70,7 +71,7 @@ def _interleave_heads(mod: nn.Module, heads: int, head_dim: int) -> nn.Module:
     half = head_dim // 2
     per_head = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).reshape(-1)
     index = (torch.arange(heads)[:, None] * head_dim + per_head).reshape(-1)
-    if isinstance(mod, QuantLinear):
+    if isinstance(mod, (QuantLinear, SparseLinear)):
         return mod.select_rows(index)
     if type(mod) is nn.Linear:
         out = nn.Linear(mod.in_features, index.numel(), bias=mod.bias is not None,
@@ -84,11 +85,12 @@ def _interleave_heads(mod: nn.Module, heads: int, head_dim: int) -> nn.Module:
 
 
 def _fuse(mods: list[nn.Module]) -> nn.Module:
-    if all(isinstance(m, QuantLinear) for m in mods):
-        try:
-            return QuantLinear.concat(mods)
-        except ValueError:
-            pass  # different configs or unaligned sizes: run them as they are
+    for packed in (QuantLinear, SparseLinear):
+        if all(isinstance(m, packed) for m in mods):
+            try:
+                return packed.concat(mods)
+            except ValueError:
+                pass  # different configs or unaligned sizes: run them as they are
     if all(type(m) is nn.Linear for m in mods):
         fused = nn.Linear(mods[0].in_features, sum(m.out_features for m in mods),
                           bias=mods[0].bias is not None, dtype=mods[0].weight.dtype)
@@ -176,9 +178,9 @@ class LlamaDecoder:
             return "the model is not on the CPU"
         for layer in self.layers:
             for mod in (layer.qkv, layer.o, layer.gate_up, layer.down):
-                if not isinstance(mod, (QuantLinear, _F32Linear)):
+                if not isinstance(mod, (QuantLinear, SparseLinear, _F32Linear)):
                     return f"{type(mod).__name__} projections are not supported"
-        if not isinstance(self.lm_head, (QuantLinear, _F32Linear)):
+        if not isinstance(self.lm_head, (QuantLinear, SparseLinear, _F32Linear)):
             return f"a {type(self.lm_head).__name__} lm_head is not supported"
         return None
 
@@ -193,6 +195,12 @@ class LlamaDecoder:
         def proj(mod):
             if isinstance(mod, QuantLinear):
                 return ops.DecodeLinear(mod.prepared(batch))
+            if isinstance(mod, SparseLinear):
+                if mod.config.bits == 4:
+                    return ops.DecodeLinear.sparse(mod.out_features, mod.in_features, mod.bias,
+                                                   qweight=mod.qweight, scales=mod.scales)
+                return ops.DecodeLinear.sparse(mod.out_features, mod.in_features, mod.bias,
+                                               packed=mod.packed)
             return ops.DecodeLinear(mod.weight, mod.bias)
 
         layers = [(lay.ln1.contiguous(), proj(lay.qkv), proj(lay.o), lay.ln2.contiguous(),

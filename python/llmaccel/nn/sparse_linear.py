@@ -1,0 +1,140 @@
+"""SparseLinear: an nn.Linear replacement holding a 2:4 sparse weight, run by the sp24 kernels."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import formats, ops
+from ..configs import Int4WeightOnly, Sparse24
+from .quant_linear import QuantLinear
+
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+
+
+class SparseLinear(nn.Module):
+    """y = x · Wᵀ + b with W 2:4 sparse along in_features.
+
+    ``config.bits == 4``: buffers ``qweight`` and ``scales`` (int4_sp24_tile16x32: symmetric int4
+    codes, weight = (q − 8) · scale) and ``gemm_w4a16_sp24``; ``bits == 16``: buffer ``packed``
+    (bf16_sp24_tile16x32) and ``gemm_sp24``. ``bias`` float32 or None. Input (..., in_features)
+    float32 or bfloat16 (other float dtypes computed in float32), output in x's dtype.
+
+    Build one from a pruned layer: ``from_quant_linear`` (an Int4WeightOnly symmetric QuantLinear
+    whose codes are 2:4: exact, the same weights) or ``from_linear`` (a float nn.Linear with 2:4
+    zeros: values rounded to bfloat16).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, config: Sparse24):
+        super().__init__()
+        if not isinstance(config, Sparse24):
+            raise TypeError(f"SparseLinear needs a Sparse24 config, got {config!r}")
+        self.in_features, self.out_features, self.config = in_features, out_features, config
+        n_pad = (out_features + 15) // 16 * 16
+        if config.bits == 4:
+            _, k_pad, g = formats.int4_padding(out_features, in_features, config.group_size)
+            self.group_size = g
+            self.register_buffer("qweight", torch.zeros(n_pad // 16, k_pad // 32 * 192,
+                                                        dtype=torch.uint8))
+            self.register_buffer("scales", torch.zeros(n_pad // 16, k_pad // g, 16))
+        else:
+            k_pad = (in_features + 31) // 32 * 32
+            self.register_buffer("packed", torch.zeros(n_pad // 16, k_pad // 32 * 576,
+                                                       dtype=torch.uint8))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @property
+    def format(self) -> formats.FormatSpec:
+        return formats.INT4_SP24_TILE16X32 if self.config.bits == 4 else formats.BF16_SP24_TILE16X32
+
+    @classmethod
+    def from_quant_linear(cls, q: QuantLinear) -> "SparseLinear":
+        """The same layer (same codes and scales) in the 2:4 int4 format; ValueError when q is
+        not symmetric int4 or its codes are not 2:4."""
+        if not isinstance(q.config, Int4WeightOnly) or not q.config.symmetric:
+            raise ValueError(f"only symmetric int4 layers pack as 2:4 int4, got {q.config}")
+        codes, scales, _ = formats.unpack_int4(formats.PackedInt4(
+            q.qweight, q.scales, None, q.out_features, q.in_features, q.group_size))
+        out = cls(q.in_features, q.out_features, q.bias is not None,
+                  Sparse24(4, q.config.group_size))
+        p = formats.pack_int4_sp24(codes, scales, q.config.group_size)
+        out.qweight, out.scales = p.qweight, p.scales
+        if q.bias is not None:
+            out.bias = q.bias.clone()
+        return out
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "SparseLinear":
+        """A float layer whose weight has at most 2 nonzeros in every 4 consecutive inputs, with
+        the values rounded to bfloat16; ValueError otherwise."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"expected nn.Linear, got {type(linear).__name__}")
+        out = cls(linear.in_features, linear.out_features, linear.bias is not None, Sparse24(16))
+        out.packed = formats.pack_sp24(linear.weight.detach().cpu()).packed
+        if linear.bias is not None:
+            out.bias = linear.bias.detach().float().cpu().clone()
+        return out
+
+    def _codes(self):
+        return formats.unpack_int4_sp24(formats.PackedInt4Sp24(
+            self.qweight, self.scales, self.out_features, self.in_features, self.group_size))
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight (out_features, in_features) this layer represents."""
+        if self.config.bits == 16:
+            return formats.unpack_sp24(formats.PackedSp24(self.packed, self.out_features,
+                                                          self.in_features))
+        codes, scales = self._codes()
+        g = self.group_size
+        return (codes.float() - 8) * scales.repeat_interleave(g, dim=1)[:, :self.in_features]
+
+    @classmethod
+    def concat(cls, layers: list["SparseLinear"]) -> "SparseLinear":
+        """One layer computing the outputs of ``layers`` side by side: the buffers are tiles of
+        16 rows, so they stack when every layer but the last has a multiple of 16 outputs."""
+        first = layers[0]
+        for s in layers:
+            if s.config != first.config or s.in_features != first.in_features:
+                raise ValueError("concat needs layers with one config and one in_features")
+            if (s.bias is None) != (first.bias is None):
+                raise ValueError("concat needs all layers with a bias or none")
+        if any(s.out_features % formats.ROW_BLOCK for s in layers[:-1]):
+            raise ValueError(f"concat needs out_features that are multiples of {formats.ROW_BLOCK}")
+        out = cls(first.in_features, sum(s.out_features for s in layers), first.bias is not None,
+                  first.config)
+        for name in ("qweight", "scales") if first.config.bits == 4 else ("packed",):
+            setattr(out, name, torch.cat([getattr(s, name) for s in layers]))
+        if first.bias is not None:
+            out.bias = torch.cat([s.bias for s in layers])
+        return out
+
+    def select_rows(self, index: torch.Tensor) -> "SparseLinear":
+        """A layer computing outputs ``index`` of this one, with the same stored values."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        out = SparseLinear(self.in_features, index.numel(), self.bias is not None, self.config)
+        if self.config.bits == 4:
+            codes, scales = self._codes()
+            p = formats.pack_int4_sp24(codes[index], scales[index], self.config.group_size)
+            out.qweight, out.scales = p.qweight, p.scales
+        else:
+            out.packed = formats.pack_sp24(self.dequantize()[index]).packed
+        if self.bias is not None:
+            out.bias = self.bias[index].clone()
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"SparseLinear expects x with {self.in_features} features in its "
+                             f"last dimension, got shape {tuple(x.shape)}")
+        orig = x.dtype
+        if orig not in _KERNEL_DTYPES:
+            x = x.float()
+        if self.config.bits == 4:
+            y = ops.gemm_w4a16_sp24(x, self.qweight, self.scales, self.bias, self.out_features)
+        else:
+            y = ops.gemm_sp24(x, self.packed, self.bias, self.out_features)
+        return y if y.dtype == orig else y.to(orig)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, format={self.format}, config={self.config}")

@@ -1,0 +1,112 @@
+"""SparseLinear: 2:4 layers packed from pruned QuantLinear (exact) or nn.Linear (bf16 values),
+their forward against the dense weight they represent, fusion helpers, compile, checkpoints."""
+
+import pytest
+import torch
+from torch import nn
+
+import llmaccel
+from llmaccel.nn import QuantLinear, SparseLinear
+from llmaccel.pruning.pack import packable, sparsify_
+
+from ..helpers import make_x
+
+
+def pruned_linear(k=96, n=40, bias=True, seed=0) -> nn.Linear:
+    torch.manual_seed(seed)
+    lin = nn.Linear(k, n, bias=bias)
+    with torch.no_grad():
+        g = lin.weight.view(n, k // 4, 4)
+        keep = torch.zeros_like(g, dtype=torch.bool).scatter_(2, g.abs().topk(2, dim=2).indices, True)
+        lin.weight.mul_(keep.view(n, k))
+    return lin.requires_grad_(False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_from_quant_linear_is_exact(dtype):
+    q = QuantLinear.from_linear(pruned_linear(), llmaccel.Int4WeightOnly(32))
+    s = SparseLinear.from_quant_linear(q)
+    assert torch.equal(s.dequantize(), q.dequantize())
+    x = make_x((5, 96), dtype)
+    ref = x.float() @ q.dequantize().t() + q.bias  # (q itself would use int8 activations at M=5)
+    tol = 2e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(s(x).float(), ref, rtol=tol, atol=tol)
+    assert s.qweight.numel() + 4 * s.scales.numel() < q.qweight.numel() + 4 * q.scales.numel()
+
+
+def test_from_linear_rounds_to_bf16():
+    lin = pruned_linear()
+    s = SparseLinear.from_linear(lin)
+    assert torch.equal(s.dequantize(), lin.weight.bfloat16().float())
+    x = make_x((3, 96))
+    ref = x @ s.dequantize().t() + lin.bias
+    torch.testing.assert_close(s(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_rejects_dense_and_asymmetric():
+    with pytest.raises(ValueError, match="not 2:4"):
+        SparseLinear.from_linear(nn.Linear(32, 16))
+    q = QuantLinear.from_linear(pruned_linear(), llmaccel.Int4WeightOnly(32, symmetric=False))
+    with pytest.raises(ValueError, match="symmetric int4"):
+        SparseLinear.from_quant_linear(q)
+    with pytest.raises(TypeError, match="Sparse24"):
+        SparseLinear(32, 16, False, llmaccel.Int4WeightOnly())
+    with pytest.raises(ValueError, match="bits must be 4"):
+        llmaccel.Sparse24(bits=8)
+
+
+@pytest.mark.parametrize("bits", [4, 16])
+def test_concat_and_select_rows(bits):
+    def make(n, seed):
+        lin = pruned_linear(n=n, seed=seed)
+        if bits == 16:
+            return SparseLinear.from_linear(lin)
+        return SparseLinear.from_quant_linear(QuantLinear.from_linear(lin, llmaccel.Int4WeightOnly(32)))
+
+    layers = [make(32, 1), make(16, 2), make(20, 3)]
+    cat = SparseLinear.concat(layers)
+    x = make_x((3, 96))
+    torch.testing.assert_close(cat(x), torch.cat([s(x) for s in layers], dim=-1))
+    idx = torch.randperm(20)
+    torch.testing.assert_close(layers[2].select_rows(idx)(x), layers[2](x)[:, idx])
+    with pytest.raises(ValueError, match="multiples"):
+        SparseLinear.concat([layers[2], layers[0]])
+
+
+def test_compile_fullgraph():
+    s = SparseLinear.from_quant_linear(QuantLinear.from_linear(pruned_linear(),
+                                                               llmaccel.Int4WeightOnly(32)))
+    x = make_x((4, 96))
+    assert torch.equal(torch.compile(s, fullgraph=True)(x), s(x))
+
+
+def test_sparsify_converts_only_2_4_layers():
+    model = nn.Sequential(pruned_linear(), nn.Linear(40, 40),
+                          QuantLinear.from_linear(pruned_linear(k=40, n=24, seed=1),
+                                                  llmaccel.Int4WeightOnly(32)),
+                          QuantLinear.from_linear(nn.Linear(24, 8), llmaccel.Int8WeightOnly()))
+    x = make_x((2, 96))
+    before = model(x)
+    assert not packable(model[1]) and not packable(model[3])
+    assert sparsify_(model) == ["0", "2"]
+    assert isinstance(model[0], SparseLinear) and model[0].config.bits == 16
+    assert isinstance(model[2], SparseLinear) and model[2].config.bits == 4
+    assert type(model[1]) is nn.Linear and isinstance(model[3], QuantLinear)
+    torch.testing.assert_close(model(x), before, rtol=2e-2, atol=2e-2)  # bf16 values in layer 0
+    assert sparsify_(model) == []
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = nn.Sequential(pruned_linear(),
+                          QuantLinear.from_linear(pruned_linear(k=40, n=24, seed=1),
+                                                  llmaccel.Int4WeightOnly(32)))
+    sparsify_(model)
+    x = make_x((2, 96))
+    llmaccel.save_quantized(model, tmp_path / "ck")
+    fresh = nn.Sequential(nn.Linear(96, 40), nn.Linear(40, 24))
+    loaded = llmaccel.load_quantized(tmp_path / "ck", fresh)
+    assert all(isinstance(m, SparseLinear) for m in loaded)
+    assert torch.equal(loaded(x), model(x))
+    desc = llmaccel.checkpoint.read_description(tmp_path / "ck")
+    assert {s["format"] for s in desc["layers"].values()} == {"int4_sp24_tile16x32",
+                                                              "bf16_sp24_tile16x32"}
