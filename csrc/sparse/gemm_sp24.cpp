@@ -93,10 +93,7 @@ SplitAct split_act(const Matrix& x, int64_t k_pad) {
   const bool exact = x.dtype == DType::BF16;
   auto* buf = static_cast<uint16_t*>(scratch(1).get(sizeof(uint16_t) * x.rows * k_pad * 2));
   uint16_t* lo = buf + x.rows * k_pad;
-  for (int64_t i = 0; i < x.rows * k_pad; ++i) {
-    buf[i] = f32_to_bf16(xf[i]);
-    if (!exact) lo[i] = f32_to_bf16(xf[i] - bf16_to_f32(buf[i]));
-  }
+  detail::split_bf16_avx512(xf, x.rows * k_pad, buf, exact ? nullptr : lo);
   return {buf, exact ? nullptr : lo};
 }
 #endif

@@ -27,6 +27,8 @@ namespace detail {
 void gemm_w4a16_sp24_avx512(const uint16_t* xhi, const uint16_t* xlo, int64_t m,
                             const PackedW4Sp24& w, const float* bias, const Matrix& y,
                             int64_t nb0, int64_t nb1, bool native_bf16);
+// hi = round(x), lo = round(x − hi) as bf16 words, 16 at a time (lo may be null).
+void split_bf16_avx512(const float* xf, int64_t count, uint16_t* hi, uint16_t* lo);
 void gemm_sp24_avx512(const uint16_t* xhi, const uint16_t* xlo, int64_t m, const PackedSp24& w,
                       const float* bias, const Matrix& y, int64_t nb0, int64_t nb1,
                       bool native_bf16);

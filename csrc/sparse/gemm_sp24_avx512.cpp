@@ -174,6 +174,19 @@ void dispatch(const uint16_t* xhi, const uint16_t* xlo, int64_t M, const uint8_t
 
 }  // namespace
 
+void split_bf16_avx512(const float* xf, int64_t count, uint16_t* hi, uint16_t* lo) {
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 m = avx512::tail_mask(count - i);
+    const __m512 x = _mm512_maskz_loadu_ps(m, xf + i);
+    const __m256i h = avx512::f32_to_bf16(x);
+    _mm256_mask_storeu_epi16(hi + i, m, h);
+    if (lo) {
+      const __m512 back = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      _mm256_mask_storeu_epi16(lo + i, m, avx512::f32_to_bf16(_mm512_sub_ps(x, back)));
+    }
+  }
+}
+
 void gemm_w4a16_sp24_avx512(const uint16_t* xhi, const uint16_t* xlo, int64_t m,
                             const PackedW4Sp24& w, const float* bias, const Matrix& y,
                             int64_t nb0, int64_t nb1, bool native_bf16) {
