@@ -1,6 +1,7 @@
-// gemm_f32, AVX-512: each weight row is read once per block of up to 4 activation rows and
-// FMA'd in 16-wide chunks into MR × NR accumulators (NR weight rows stream side by side, so the
-// prefetchers see NR sequential streams per thread); one horizontal sum per output at the end.
+// gemm_f32, AVX-512: each weight row is streamed from memory once and FMA'd, for blocks of up to
+// 4 activation rows, in 16-wide chunks into MR × NR accumulators (NR weight rows stream side by
+// side, so the prefetchers see NR sequential streams per thread); one horizontal sum per output
+// at the end.
 // K's tail is a masked load, so rows of any length are read in place, never copied.
 #include <immintrin.h>
 
@@ -45,11 +46,13 @@ void tile(const float* xf, int64_t K, const float* w, const float* bias, const M
 
 void gemm_f32_avx512(const float* xf, int64_t M, int64_t K, const float* w, const float* bias,
                      const Matrix& y, int64_t n0, int64_t n1) {
-  for (int64_t m0 = 0; m0 < M; m0 += 4) {
-    const int64_t mr = std::min<int64_t>(4, M - m0);
-    // 4 weight rows side by side: measured 21-23 GB/s at M = 1 (49152 x 576, 2 threads,
-    // DRAM probe 35 GB/s) against 16 GB/s with 8 rows: more streams per core did not help.
-    for (int64_t n = n0; n < n1; n += 4) {
+  // 4 weight rows side by side: measured 21-23 GB/s at M = 1 (49152 x 576, 2 threads, DRAM
+  // probe 35 GB/s) against 16 GB/s with 8 rows: more streams per core did not help. Row blocks
+  // outside, activation rows inside: for M > 4 the 4 weight rows are re-read from L1/L2 for each
+  // block of 4 activation rows, not streamed from DRAM again (batch-8 decode of an fp32 lm_head).
+  for (int64_t n = n0; n < n1; n += 4) {
+    for (int64_t m0 = 0; m0 < M; m0 += 4) {
+      const int64_t mr = std::min<int64_t>(4, M - m0);
       switch (mr) {
         case 1: tile<1, 4>(xf, K, w, bias, y, m0, n, n1); break;
         case 2: tile<2, 4>(xf, K, w, bias, y, m0, n, n1); break;
