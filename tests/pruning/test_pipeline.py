@@ -115,8 +115,8 @@ def test_2_4_then_gptq_w4_keeps_zeros_and_generates(model, calib, held_out):
     cfg = llmaccel.SparseGPT(pattern="2:4", quantize=llmaccel.GPTQ(bits=4, group_size=32))
     p = pruned(model, cfg, calibration=calib)
     for name in plan(model, cfg):
-        q = p.get_submodule(name)
-        assert isinstance(q, QuantLinear) and q.config == llmaccel.Int4WeightOnly(32)
+        q = p.get_submodule(name)  # packed as 2:4 int4 (same codes and scales as GPTQ's)
+        assert isinstance(q, llmaccel.SparseLinear) and q.config == llmaccel.Sparse24(4, 32)
         w = q.dequantize()
         assert torch.all(w.view(w.shape[0], -1, 4).eq(0).sum(-1) >= 2), name
     # Better than quantizing the SparseGPT model afterwards by round-to-nearest.
