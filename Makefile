@@ -6,6 +6,9 @@
 #   make data    fetch the default model (SmolLM2-135M-Instruct) and text (Shakespeare) once
 #   make demo    compress the default model (RTN, GPTQ, AWQ, w8, SmoothQuant) and report quality,
 #                speed and size against fp32 (bench/demo.py; DEMO_ARGS="--windows 64" ...)
+#   make prune-demo  prune the default model (magnitude, Wanda, SparseGPT 50 % and 2:4, 2:4 + GPTQ
+#                w4, structured 30 %) and report quality and speed the same way
+#                (bench/prune_demo.py; PRUNE_ARGS="--quick" for a smoke run)
 #   make peers   add llama-cpp-python (a source build, ~10 min) so the demo has a llama.cpp row
 #   make bench   bench/bench_gemm.py, full sweep   (BENCH_ARGS="--threads 1 ..." to pass options)
 #   make clean   build outputs and benchmark results (keeps .venv);  make distclean: also .venv
@@ -27,6 +30,7 @@ PIP_PKGS := torch==$(TORCH_VERSION) numpy pytest expecttest matplotlib tqdm safe
 export LLMACCEL_CUDA ?= AUTO
 BENCH_ARGS ?=
 DEMO_ARGS ?=
+PRUNE_ARGS ?=
 # llama.cpp as a peer: PyPI has only the sdist, so pip builds it; CPU only, tuned for this CPU.
 LLAMACPP_PKG := llama-cpp-python==0.3.36
 # LLAVA (multimodal) and OpenSSL (downloads) are not needed to run a local GGUF.
@@ -53,7 +57,7 @@ VENV_STAMP := $(VENV)/.llmaccel-venv.stamp
 BUILD_STAMP := $(VENV)/.llmaccel-build.stamp
 NATIVE_SRCS := $(shell find csrc -type f 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: venv build test data bench demo peers clean distclean
+.PHONY: venv build test data bench demo prune-demo peers clean distclean
 
 venv: $(VENV_STAMP)
 
@@ -96,6 +100,11 @@ demo: data
 	$(VPY) bench/demo.py $(DEMO_ARGS)
 	@echo
 	@echo "Table above; also bench/results/demo.md, demo.json and the plot demo.png"
+
+prune-demo: data
+	$(VPY) bench/prune_demo.py $(PRUNE_ARGS)
+	@echo
+	@echo "Table above; also <date>_prune_cpu_<threads>t.md, .json and the plot .png (path above)"
 
 peers: venv
 	CMAKE_ARGS="$(LLAMACPP_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 \

@@ -2,6 +2,7 @@
 
     llmaccel fetch-defaults                      download + convert the default model and text
     llmaccel quantize --method gptq --out DIR    compress a model into a checkpoint directory
+    llmaccel prune --method sparsegpt --out DIR  prune a model into a checkpoint directory
     llmaccel eval DIR                            perplexity and KL against the original model
     llmaccel bench DIR                           decode/prefill tokens/s, size, peak memory
     llmaccel perplexity [--model M]              perplexity of any model (no reference)
@@ -18,6 +19,7 @@ import sys
 import time
 
 METHODS = ("rtn", "gptq", "awq", "smoothquant")
+PRUNE_METHODS = ("magnitude", "wanda", "sparsegpt", "structured")
 
 
 def _fetch_defaults(args) -> int:
@@ -77,6 +79,85 @@ def _quantize(args) -> int:
                 "seq_len": args.seq_len, "seed": args.seed}}
     out = save_quantized(model, args.out, tok, metadata=meta)
     print(f"{cfg} in {seconds:.0f} s → {out}")
+    return 0
+
+
+def make_prune_config(method: str, sparsity: float | None = None, pattern: str | None = None,
+                      quantize_bits: int | None = None, group_size: int | None = None,
+                      attention_sparsity: float | None = None):
+    """The pruning config a CLI method name and flags stand for; ValueError for flags that
+    contradict each other (None means "not given")."""
+    from . import configs
+    from .pruning import configs as pconfigs
+
+    if method not in PRUNE_METHODS:
+        raise ValueError(f"method must be one of {', '.join(PRUNE_METHODS)}, got {method!r}")
+    if quantize_bits is not None and method != "sparsegpt":
+        raise ValueError("--quantize-bits quantizes the survivors with GPTQ inside SparseGPT's "
+                         "pass (the same Hessian): use it with --method sparsegpt (other "
+                         "methods: llmaccel.quantize_ on the pruned model, in Python)")
+    if group_size is not None and quantize_bits is None:
+        raise ValueError("--group-size sets the int4 group of --quantize-bits: give both")
+    if attention_sparsity is not None and method != "structured":
+        raise ValueError("--attention-sparsity is the share of KV groups that --method "
+                         "structured removes; weight pruning has no heads to remove")
+    if method == "structured":
+        if pattern not in (None, "unstructured"):
+            raise ValueError("--method structured removes whole MLP channels and KV groups, it "
+                             f"has no weight pattern: drop --pattern {pattern}")
+        return pconfigs.Structured(0.3 if sparsity is None else sparsity, attention_sparsity)
+    cls = {"magnitude": pconfigs.Magnitude, "wanda": pconfigs.Wanda,
+           "sparsegpt": pconfigs.SparseGPT}[method]
+    kwargs = {}
+    if quantize_bits is not None:
+        # Symmetric: the 2:4 int4 kernel (SparseLinear) reads symmetric codes only.
+        kwargs["quantize"] = configs.GPTQ(quantize_bits,
+                                          128 if group_size is None else group_size, True)
+    return cls(sparsity, pattern or "unstructured", **kwargs)
+
+
+def _prune(args) -> int:
+    import torch
+
+    from . import nn as lnn, prune_, save_quantized
+    from .data import calibration_ids
+    from .models import load_model
+    from .pruning import Magnitude, Structured, sparsify_
+
+    cfg = make_prune_config(args.method, args.sparsity, args.pattern, args.quantize_bits,
+                            args.group_size, args.attention_sparsity)
+    nm = None if isinstance(cfg, Structured) else cfg.nm
+    if not args.pack and nm != (2, 4):
+        raise ValueError("--no-pack only applies to --pattern 2:4 (the one pattern stored as "
+                         "SparseLinear); other results are saved as dense weights with zeros")
+    if not args.pack and getattr(cfg, "quantize", None) is not None:
+        raise ValueError("--no-pack applies to float 2:4 results; SparseGPT 2:4 with "
+                         "--quantize-bits stores its symmetric int4 layers as 2:4 SparseLinear "
+                         "(or as QuantLinear when they cannot be packed)")
+    if args.keep and isinstance(cfg, Structured):
+        raise ValueError("--method structured removes the same channels from every decoder "
+                         "layer: it takes no --keep")
+    overrides = {p: None for p in args.keep}
+    model, tok = load_model(args.model)
+    calib = None
+    if not isinstance(cfg, Magnitude):
+        calib = calibration_ids(tok, args.samples, args.seq_len, args.seed)
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    t0 = time.perf_counter()
+    prune_(model, cfg, calibration=calib, overrides=overrides or None)
+    packed = [n for n, m in model.named_modules() if isinstance(m, lnn.SparseLinear)]
+    if args.pack and nm == (2, 4):
+        packed += sparsify_(model)  # float 2:4 layers → bf16 SparseLinear (the sp24 kernel)
+    seconds = time.perf_counter() - t0
+    meta = {"method": args.method, "config": repr(cfg), "source_model": str(args.model),
+            "overrides": {k: repr(v) for k, v in overrides.items()}, "prune_seconds": seconds,
+            "sparse_linear_layers": len(packed),
+            "calibration": None if calib is None else {
+                "text": "shakespeare calibration plays", "samples": args.samples,
+                "seq_len": args.seq_len, "seed": args.seed}}
+    out = save_quantized(model, args.out, tok, metadata=meta)
+    extra = f", {len(packed)} layers as 2:4 SparseLinear" if packed else ""
+    print(f"{cfg} in {seconds:.0f} s{extra} → {out}")
     return 0
 
 
@@ -200,6 +281,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.set_defaults(run=_quantize)
+
+    p = sub.add_parser("prune", help="prune a model into an llmaccel checkpoint directory",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Prune the linear layers of a causal LM (lm_head and "
+                       "embeddings are never pruned)\nand save the result atomically; "
+                       "`llmaccel eval` and `llmaccel bench` read the checkpoint.",
+                       epilog="""methods:
+  magnitude   zero the smallest |W| (no data needed)
+  wanda       zero the smallest |W| x input-channel norm (calibrated, no weight update)
+  sparsegpt   zero by Hessian-based saliency and update the surviving weights (calibrated);
+              --quantize-bits 4 also quantizes the survivors with GPTQ in the same pass
+  structured  remove whole MLP channels and KV groups: a smaller dense model (calibrated)
+
+patterns (weight pruning):
+  unstructured  any --sparsity (default 0.5); saved as dense weights holding zeros
+  2:4           2 kept in every 4 inputs; saved as SparseLinear (the 2:4 kernels: bf16
+                values, or int4 with --quantize-bits 4) unless --no-pack
+  4:8           4 kept in every 8; saved as dense weights holding zeros
+
+examples:
+  llmaccel prune --method wanda --sparsity 0.5 --out wanda50
+  llmaccel prune --method sparsegpt --pattern 2:4 --quantize-bits 4 --out sgpt24_w4
+  llmaccel prune --method structured --sparsity 0.3 --out structured30
+  llmaccel eval sgpt24_w4 && llmaccel bench sgpt24_w4""")
+    p.add_argument("--model", default="default", help=model_help)
+    p.add_argument("--method", choices=PRUNE_METHODS, default="sparsegpt",
+                   help="how weights are chosen (see below) (default: %(default)s)")
+    p.add_argument("--sparsity", type=float, default=None,
+                   help="share removed, in [0, 1): of the weights (default 0.5; an N:M pattern "
+                   "fixes it at (M-N)/M), or for structured of the MLP channels (default 0.3)")
+    p.add_argument("--pattern", default=None, metavar="unstructured|2:4|4:8",
+                   help="weight pruning layout (default: unstructured); any N:M with N < M")
+    p.add_argument("--attention-sparsity", type=float, default=None,
+                   help="structured: share of KV groups removed (default: --sparsity)")
+    p.add_argument("--quantize-bits", type=int, choices=(4, 8), default=None,
+                   help="sparsegpt: quantize the surviving weights with GPTQ (symmetric)")
+    p.add_argument("--group-size", type=int, default=None,
+                   help="with --quantize-bits 4: weights per scale, 32/64/128 or -1 per channel "
+                   "(default: 128)")
+    p.add_argument("--no-pack", dest="pack", action="store_false",
+                   help="2:4 float results: keep dense nn.Linear layers holding the zeros "
+                   "instead of converting them to SparseLinear")
+    p.add_argument("--keep", action="append", default=[], metavar="REGEX",
+                   help="leave matching layers unpruned (repeatable), e.g. 'layers\\.0\\.'")
+    p.add_argument("--samples", type=int, default=64,
+                   help="calibration windows for wanda/sparsegpt/structured (default: 64)")
+    p.add_argument("--seq-len", type=int, default=512, help="tokens per window (default: 512)")
+    p.add_argument("--seed", type=int, default=0, help="calibration window offsets")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.set_defaults(run=_prune)
 
     p = sub.add_parser("eval", help="perplexity and KL divergence against the original model",
                        description="Scores a model on the held-out Shakespeare plays: "
