@@ -116,6 +116,9 @@ def decode_speed(model: nn.Module, prompt: torch.Tensor, new_tokens: int, runner
         raise ValueError(f"runner must be 'hf' or 'llmaccel', got {runner!r}")
     prefill = _median_time(lambda: gen(1), repeats)
     total = _median_time(lambda: gen(new_tokens), repeats)
-    decode = max(total - prefill, 1e-9)  # new_tokens − 1 steps after the prefill's token
-    return SpeedResult(runner, b, t, new_tokens, b * t / prefill, b * (new_tokens - 1) / decode,
+    decode = total - prefill  # new_tokens − 1 steps after the prefill's token
+    # Medians of separate runs: on a loaded machine the full run can come out no slower than
+    # the prefill alone. That is no measurement, not an infinite speed: NaN says so.
+    decode_tps = b * (new_tokens - 1) / decode if decode > 0 else float("nan")
+    return SpeedResult(runner, b, t, new_tokens, b * t / prefill, decode_tps,
                        torch.get_num_threads())
