@@ -95,8 +95,9 @@ def decode_speed(model: nn.Module, prompt: torch.Tensor, new_tokens: int, runner
                  repeats: int = 3) -> SpeedResult:
     """Prefill and decode throughput for prompt (batch, prompt_tokens) token ids.
 
-    runner 'hf': model.generate (prefill = a 1-token generate; decode = the rest);
-    'llmaccel': runtime.LlamaDecoder over the same modules.
+    runner 'hf': model.generate (prefill = a 1-token generate; decode = the rest, from the
+    medians of separate runs); 'llmaccel': runtime.LlamaDecoder over the same modules, prefill
+    and decode timed within each run (LlamaDecoder.timed_generate).
     """
     b, t = prompt.shape
     if new_tokens < 2:
@@ -109,9 +110,12 @@ def decode_speed(model: nn.Module, prompt: torch.Tensor, new_tokens: int, runner
         from ..runtime import LlamaDecoder
 
         dec = LlamaDecoder(model, max_len=t + new_tokens)
-
-        def gen(n):
-            dec.generate(prompt, n)
+        dec.timed_generate(prompt, new_tokens)  # warm-up
+        runs = [dec.timed_generate(prompt, new_tokens)[1:] for _ in range(repeats)]
+        prefill = statistics.median(r[0] for r in runs)
+        decode = statistics.median(r[1] for r in runs)
+        return SpeedResult(runner, b, t, new_tokens, b * t / prefill,
+                           b * (new_tokens - 1) / decode, torch.get_num_threads())
     else:
         raise ValueError(f"runner must be 'hf' or 'llmaccel', got {runner!r}")
     prefill = _median_time(lambda: gen(1), repeats)

@@ -29,6 +29,7 @@ Greedy decoding only; its tokens match the Hugging Face model's greedy ``generat
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -239,20 +240,33 @@ class LlamaDecoder:
     def generate(self, input_ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
         """Greedy continuation of input_ids (B, T): (B, T + new_tokens), exactly new_tokens more
         (no stop at end-of-sequence: benchmarks need a fixed length)."""
+        return self.timed_generate(input_ids, new_tokens)[0]
+
+    @torch.inference_mode()
+    def timed_generate(self, input_ids: torch.Tensor,
+                       new_tokens: int) -> tuple[torch.Tensor, float, float]:
+        """generate(), plus the seconds of the prefill (the prompt and the first new token) and
+        of the decode steps after it, timed in the same run."""
         if input_ids.dim() != 2 or input_ids.shape[1] == 0 or new_tokens < 0:
             raise ValueError(f"need input_ids (batch, tokens >= 1) and new_tokens >= 0, got "
                              f"{tuple(input_ids.shape)} and {new_tokens}")
         b, t = input_ids.shape
+        start = time.perf_counter()
         self._alloc(b)
         out = torch.empty(b, t + new_tokens, dtype=torch.long)
         out[:, :t] = input_ids
         logits = self.forward(input_ids, 0)
+        prefill_end = None
         for i in range(new_tokens):
             nxt = logits.argmax(dim=-1)
             out[:, t + i] = nxt
+            if prefill_end is None:
+                prefill_end = time.perf_counter()
             if i + 1 < new_tokens:
                 logits = self.forward(nxt[:, None], t + i)
-        return out
+        end = time.perf_counter()
+        prefill_end = end if prefill_end is None else prefill_end
+        return out, prefill_end - start, end - prefill_end
 
 
 def _layer_step(x, ln1, qkv, o, ln2, gate_up, down, cache, rot, start: int, mask,
