@@ -29,3 +29,13 @@ def tiny_llama(layers: int = 2, hidden: int = 64, inter: int = 128, heads: int =
 
 def random_ids(n: int, seq: int, vocab: int = 96, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, vocab, (n, seq), generator=torch.Generator().manual_seed(seed))
+
+
+def logits(m, ids: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return m(ids).logits.float()
+
+
+def logit_error(m, ref, ids: torch.Tensor) -> float:
+    """Mean squared logit difference of model m against ref on ids."""
+    return (logits(m, ids) - logits(ref, ids)).pow(2).mean().item()

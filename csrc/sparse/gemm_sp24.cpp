@@ -100,36 +100,44 @@ SplitAct split_act(const Matrix& x, int64_t k_pad) {
 
 }  // namespace
 
-void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, const Matrix& y,
-                     int num_threads) {
+namespace {
+
+// Both kernels: activations staged once for the path, then row blocks split across threads.
+template <typename W, typename Avx512, typename Scalar>
+void run_sp24(const Matrix& x, const W& w, int num_threads, Avx512 avx512, Scalar scalar) {
 #ifdef LLMACCEL_HAVE_AVX512
   if (cpu_isa_avx512()) {
     const SplitAct a = split_act(x, w.k_pad);
     const bool native = cpu_isa() == CpuIsa::Avx512Bf16;
-    return parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
-      detail::gemm_w4a16_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
-    });
+    return parallel_for(w.n_pad / 16, num_threads,
+                        [&](int64_t b, int64_t e) { avx512(a, native, b, e); });
   }
 #endif
+  (void)avx512;
   const float* xf = stage_act_f32(x, w.k_pad);
-  parallel_for(w.n_pad / 16, num_threads,
-               [&](int64_t b, int64_t e) { w4_scalar(xf, x.rows, w, bias, y, b, e); });
+  parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) { scalar(xf, b, e); });
+}
+
+}  // namespace
+
+void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, const Matrix& y,
+                     int num_threads) {
+  run_sp24(
+      x, w, num_threads,
+      [&](const auto& a, bool native, int64_t b, int64_t e) {
+        detail::gemm_w4a16_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
+      },
+      [&](const float* xf, int64_t b, int64_t e) { w4_scalar(xf, x.rows, w, bias, y, b, e); });
 }
 
 void gemm_sp24(const Matrix& x, const PackedSp24& w, const float* bias, const Matrix& y,
                int num_threads) {
-#ifdef LLMACCEL_HAVE_AVX512
-  if (cpu_isa_avx512()) {
-    const SplitAct a = split_act(x, w.k_pad);
-    const bool native = cpu_isa() == CpuIsa::Avx512Bf16;
-    return parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
-      detail::gemm_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
-    });
-  }
-#endif
-  const float* xf = stage_act_f32(x, w.k_pad);
-  parallel_for(w.n_pad / 16, num_threads,
-               [&](int64_t b, int64_t e) { bf16_scalar(xf, x.rows, w, bias, y, b, e); });
+  run_sp24(
+      x, w, num_threads,
+      [&](const auto& a, bool native, int64_t b, int64_t e) {
+        detail::gemm_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
+      },
+      [&](const float* xf, int64_t b, int64_t e) { bf16_scalar(xf, x.rows, w, bias, y, b, e); });
 }
 
 }  // namespace llmaccel

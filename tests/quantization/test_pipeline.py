@@ -12,7 +12,7 @@ from llmaccel.nn import QuantLinear
 from llmaccel.quantization import plan
 from llmaccel.quantization.scaling import fold_scales, scale_groups
 
-from ..tiny_llama import random_ids, tiny_llama
+from ..tiny_llama import logit_error, logits, random_ids, tiny_llama
 
 pytest.importorskip("transformers")
 
@@ -30,15 +30,6 @@ def calib():
 @pytest.fixture(scope="module")
 def held_out():
     return random_ids(4, 32, seed=2)
-
-
-def logits(m, ids):
-    with torch.inference_mode():
-        return m(ids).logits.float()
-
-
-def logit_error(m, ref, ids):
-    return (logits(m, ids) - logits(ref, ids)).pow(2).mean().item()
 
 
 def quantized(model, config, **kw):

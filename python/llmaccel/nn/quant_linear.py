@@ -16,6 +16,21 @@ _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 W8_ACT_BLOCK = 128
 
 
+def check_concat(layers: list[nn.Module]) -> nn.Module:
+    """Raises ValueError unless ``layers`` (packed in row tiles) can be stacked into one layer:
+    one config, one in_features, all with a bias or none, and every layer but the last a whole
+    number of tiles (no padding rows in the middle). Returns the first layer."""
+    first = layers[0]
+    for q in layers:
+        if q.config != first.config or q.in_features != first.in_features:
+            raise ValueError("concat needs layers with one config and one in_features")
+        if (q.bias is None) != (first.bias is None):
+            raise ValueError("concat needs all layers with a bias or none")
+    if any(q.out_features % formats.ROW_BLOCK for q in layers[:-1]):
+        raise ValueError(f"concat needs out_features that are multiples of {formats.ROW_BLOCK}")
+    return first
+
+
 class QuantLinear(nn.Module):
     """y = x · Wᵀ + b with W stored packed (int4_tile16x8 or int8_tile16x4).
 
@@ -75,14 +90,7 @@ class QuantLinear(nn.Module):
         call instead of several, the same bytes. Both formats store rows in independent tiles
         of formats.ROW_BLOCK along dim 0, so the buffers simply stack; this needs every layer
         but the last to have a multiple of ROW_BLOCK outputs (no padding rows in the middle)."""
-        first = layers[0]
-        for q in layers:
-            if q.config != first.config or q.in_features != first.in_features:
-                raise ValueError("concat needs layers with one config and one in_features")
-            if (q.bias is None) != (first.bias is None):
-                raise ValueError("concat needs all layers with a bias or none")
-        if any(q.out_features % formats.ROW_BLOCK for q in layers[:-1]):
-            raise ValueError(f"concat needs out_features that are multiples of {formats.ROW_BLOCK}")
+        first = check_concat(layers)
         out = cls(first.in_features, sum(q.out_features for q in layers), first.bias is not None,
                   first.config)
         out.qweight = torch.cat([q.qweight for q in layers])

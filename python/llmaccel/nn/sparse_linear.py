@@ -7,7 +7,7 @@ from torch import nn
 
 from .. import formats, ops
 from ..configs import Int4WeightOnly, Sparse24
-from .quant_linear import QuantLinear
+from .quant_linear import QuantLinear, check_concat
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -92,14 +92,7 @@ class SparseLinear(nn.Module):
     def concat(cls, layers: list["SparseLinear"]) -> "SparseLinear":
         """One layer computing the outputs of ``layers`` side by side: the buffers are tiles of
         16 rows, so they stack when every layer but the last has a multiple of 16 outputs."""
-        first = layers[0]
-        for s in layers:
-            if s.config != first.config or s.in_features != first.in_features:
-                raise ValueError("concat needs layers with one config and one in_features")
-            if (s.bias is None) != (first.bias is None):
-                raise ValueError("concat needs all layers with a bias or none")
-        if any(s.out_features % formats.ROW_BLOCK for s in layers[:-1]):
-            raise ValueError(f"concat needs out_features that are multiples of {formats.ROW_BLOCK}")
+        first = check_concat(layers)
         out = cls(first.in_features, sum(s.out_features for s in layers), first.bias is not None,
                   first.config)
         for name in ("qweight", "scales") if first.config.bits == 4 else ("packed",):
