@@ -35,11 +35,16 @@ void tile(const float* xf, int64_t K, const float* w, const float* bias, const M
       for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_fmadd_ps(xv, wv[r], acc[i][r]);
     }
   }
+  // Reduced in fully unrolled loops: indexing acc under the runtime bound below made GCC keep
+  // the accumulators in memory, storing every one of them on every step of the loop above.
+  float sums[MR][NR];
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < NR && n + r < n_end; ++r) {
-      const float v = _mm512_reduce_add_ps(acc[i][r]);
-      store_out(y, m0 + i, n + r, bias ? v + bias[n + r] : v);
-    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) sums[i][r] = _mm512_reduce_add_ps(acc[i][r]);
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < NR && n + r < n_end; ++r)
+      store_out(y, m0 + i, n + r, bias ? sums[i][r] + bias[n + r] : sums[i][r]);
 }
 
 }  // namespace
