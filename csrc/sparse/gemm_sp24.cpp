@@ -18,7 +18,9 @@ inline uint32_t lane_word(const uint8_t* plane, int lane) {
 
 // Σ over one 32-column chunk of row lane l: the two slots of each group times their activations.
 // value(j, lane) gives the slot pair (w_a, w_b) of group j as floats.
-template <typename Values>
+inline float round_bf16(float v) { return bf16_to_f32(f32_to_bf16(v)); }
+
+template <bool kRoundX, typename Values>
 float chunk_dot(const float* xc, const uint8_t* pos_plane, int l, Values value) {
   const uint32_t pos = lane_word(pos_plane, l);
   float acc = 0.f;
@@ -26,8 +28,9 @@ float chunk_dot(const float* xc, const uint8_t* pos_plane, int l, Values value) 
     const int pa = (pos >> (2 * j)) & 3, pb = (pos >> (16 + 2 * j)) & 3;
     float wa, wb;
     value(j, wa, wb);
-    acc += xc[4 * j + pa] * wa;
-    acc += xc[4 * j + pb] * wb;
+    const float xa = xc[4 * j + pa], xb = xc[4 * j + pb];
+    acc += (kRoundX ? round_bf16(xa) : xa) * wa;
+    acc += (kRoundX ? round_bf16(xb) : xb) * wb;
   }
   return acc;
 }
@@ -45,7 +48,7 @@ void w4_scalar(const float* xf, int64_t M, const PackedW4Sp24& w, const float* b
           float part = 0.f;
           for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
             const uint8_t* t = w.qweight + (b * chunks + c) * 192;
-            part += chunk_dot(xf + m * w.k_pad + c * 32, t + 128, l,
+            part += chunk_dot<true>(xf + m * w.k_pad + c * 32, t + 128, l,
                               [&](int j, float& wa, float& wb) {
                                 const uint32_t v = lane_word(t + 64 * (j / 4), l);
                                 wa = static_cast<float>(static_cast<int>((v >> (4 * (j % 4))) & 15) - 8);
@@ -70,7 +73,7 @@ void bf16_scalar(const float* xf, int64_t M, const PackedSp24& w, const float* b
         float acc = 0.f;
         for (int64_t c = 0; c < chunks; ++c) {
           const uint8_t* t = w.packed + (b * chunks + c) * 576;
-          acc += chunk_dot(xf + m * w.k_pad + c * 32, t + 512, l,
+          acc += chunk_dot<false>(xf + m * w.k_pad + c * 32, t + 512, l,
                            [&](int j, float& wa, float& wb) {
                              const uint32_t v = lane_word(t + 64 * j, l);
                              wa = bf16_to_f32(static_cast<uint16_t>(v & 0xFFFF));
@@ -125,7 +128,8 @@ void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, 
   run_sp24(
       x, w, num_threads,
       [&](const auto& a, bool native, int64_t b, int64_t e) {
-        detail::gemm_w4a16_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
+        // x rounded to bf16: the hi part alone (see the header).
+        detail::gemm_w4a16_sp24_avx512(a.hi, nullptr, x.rows, w, bias, y, b, e, native);
       },
       [&](const float* xf, int64_t b, int64_t e) { w4_scalar(xf, x.rows, w, bias, y, b, e); });
 }

@@ -5,9 +5,11 @@ same codes/values and scales; A = |x| |W|^T + |b|.
 * Reference: one float32 matmul over all k_pad columns: within gamma(k_pad + 4) * A.
 * Portable path: x exactly, the 2 kept products per group of 4 summed in float32, a scale per
   group, the bias: fewer roundings per term than the reference, so the same bound holds.
-* AVX-512 paths: bfloat16 x exactly; float32 x as a bfloat16 hi + lo pair (|x - hi - lo| <=
-  2**-18 |x|) with every bf16 product exact and 2 per kept weight accumulated (k_pad additions
-  per term at most): within (gamma(k_pad + 4) + 2**-18) * A.
+* gemm_w4a16_sp24 consumes x rounded to bfloat16 on every path (its contract): the exact value
+  is computed from x.bfloat16(), and every path lies within gamma(k_pad + 4) * A of it.
+* gemm_sp24 on the AVX-512 paths: bfloat16 x exactly; float32 x as a bfloat16 hi + lo pair
+  (|x - hi - lo| <= 2**-18 |x|) with every bf16 product exact and 2 per kept weight accumulated
+  (k_pad additions per term at most): within (gamma(k_pad + 4) + 2**-18) * A.
 * bfloat16 outputs: one more rounding to bfloat16 on either side (see check_output).
 """
 
@@ -64,7 +66,10 @@ def weight_args(op_name, n, k, group_size, seed=0):
     return (p.packed,), formats.unpack_sp24(p).double()
 
 
-def bounds(x, w, bias, k_pad, isa):
+def bounds(op_name, x, w, bias, k_pad, isa):
+    if op_name == "gemm_w4a16_sp24":  # defined on x rounded to bfloat16
+        exact, a = float_gemm_exact(x.bfloat16(), w, bias)
+        return exact, gamma(k_pad + 4) * a, gamma(k_pad + 4) * a
     exact, a = float_gemm_exact(x, w, bias)
     bound = gamma(k_pad + 4) * a
     op_bound = bound + 2.0**-18 * a if isa != "scalar" and x.dtype == torch.float32 else bound
@@ -85,7 +90,7 @@ def test_matches_reference(isa, op_name, case, with_bias, dtype):
     assert y.dtype == dtype and y.shape == (m, n)
     k_pad = (k + 31) // 32 * 32 if group_size == -1 or op_name == "gemm_sp24" else \
         formats.int4_padding(n, k, group_size)[1]
-    exact, bound, op_bound = bounds(x, w, bias, k_pad, isa)
+    exact, bound, op_bound = bounds(op_name, x, w, bias, k_pad, isa)
     check_output(y, y_ref, exact, bound, f"{op_name}[{isa}]", op_bound)
 
 
