@@ -98,6 +98,21 @@ PackedW8 packed_w8(uintptr_t qweight, uintptr_t scales, int64_t n, int64_t k, in
                   n, k, n_pad, k_pad};
 }
 
+// 2:4 int4 follows int4_tile16x8's padding rules (k_pad a multiple of the group, itself of 32).
+PackedW4Sp24 packed_w4_sp24(uintptr_t qweight, uintptr_t scales, int64_t n, int64_t k,
+                            int64_t n_pad, int64_t k_pad, int64_t group, const std::string& op) {
+  const PackedW4 dense = packed_w4(qweight, scales, 0, n, k, n_pad, k_pad, group, op);
+  return PackedW4Sp24{dense.qweight, dense.scales, n, k, n_pad, k_pad, group};
+}
+
+PackedSp24 packed_sp24(uintptr_t packed, int64_t n, int64_t k, int64_t n_pad, int64_t k_pad,
+                       const std::string& op) {
+  check_padding(n, k, n_pad, k_pad, 32, op);
+  require(k_pad - k < 32, op, "k_pad must be K rounded up to a multiple of 32");
+  check_ptr(packed, 1, op, "packed");
+  return PackedSp24{reinterpret_cast<const uint8_t*>(packed), n, k, n_pad, k_pad};
+}
+
 const float* bias_ptr(uintptr_t bias, const std::string& op) {
   if (bias) check_ptr(bias, 4, op, "bias");
   return reinterpret_cast<const float*>(bias);
@@ -143,16 +158,11 @@ DecodeLinear decode_linear(const py::tuple& t, const std::string& op, const std:
                 "act_block must be 0 (per token) or a positive multiple of 4");
       }
       break;
-    case static_cast<int>(LinearKind::W4A16_SP24): {
-      const PackedW4 dense = packed_w4(weight, scales, 0, n, k, n_pad, k_pad, group, where);
-      l.w4_sp24 = PackedW4Sp24{dense.qweight, dense.scales, n, k, n_pad, k_pad, group};
+    case static_cast<int>(LinearKind::W4A16_SP24):
+      l.w4_sp24 = packed_w4_sp24(weight, scales, n, k, n_pad, k_pad, group, where);
       break;
-    }
     case static_cast<int>(LinearKind::SP24):
-      check_padding(n, k, n_pad, k_pad, 32, where);
-      require(k_pad - k < 32, where, "k_pad must be K rounded up to a multiple of 32");
-      check_ptr(weight, 1, where, "packed");
-      l.sp24 = PackedSp24{reinterpret_cast<const uint8_t*>(weight), n, k, n_pad, k_pad};
+      l.sp24 = packed_sp24(weight, n, k, n_pad, k_pad, where);
       break;
     default:
       fail(where, "unknown kernel kind " + std::to_string(kind));
@@ -320,9 +330,7 @@ PYBIND11_MODULE(_C, m) {
     const std::string op = "gemm_w4a16_sp24";
     Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
     Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
-    // The same padding rules as int4_tile16x8 (k_pad a multiple of the group, itself of 32).
-    PackedW4 dense = packed_w4(qweight, scales, 0, n, k, n_pad, k_pad, group, op);
-    PackedW4Sp24 w{dense.qweight, dense.scales, n, k, n_pad, k_pad, group};
+    const PackedW4Sp24 w = packed_w4_sp24(qweight, scales, n, k, n_pad, k_pad, group, op);
     const float* b = bias_ptr(bias, op);
     int t = threads(nt, op);
     py::gil_scoped_release nogil;
@@ -334,14 +342,11 @@ PYBIND11_MODULE(_C, m) {
     const std::string op = "gemm_sp24";
     Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
     Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
-    check_padding(n, k, n_pad, k_pad, 32, op);
-    require(k_pad - k < 32, op, "k_pad must be K rounded up to a multiple of 32");
-    check_ptr(packed, 1, op, "packed");
+    const PackedSp24 w = packed_sp24(packed, n, k, n_pad, k_pad, op);
     const float* b = bias_ptr(bias, op);
     int t = threads(nt, op);
     py::gil_scoped_release nogil;
-    gemm_sp24(xm, PackedSp24{reinterpret_cast<const uint8_t*>(packed), n, k, n_pad, k_pad}, b, ym,
-              t);
+    gemm_sp24(xm, w, b, ym, t);
   });
 
   m.def("dequant_w4", [](uintptr_t qweight, uintptr_t scales, uintptr_t zeros, int64_t n,

@@ -18,9 +18,7 @@ inline uint32_t lane_word(const uint8_t* plane, int lane) {
 
 // Σ over one 32-column chunk of row lane l: the two slots of each group times their activations.
 // value(j, lane) gives the slot pair (w_a, w_b) of group j as floats.
-inline float round_bf16(float v) { return bf16_to_f32(f32_to_bf16(v)); }
-
-template <bool kRoundX, typename Values>
+template <typename Values>
 float chunk_dot(const float* xc, const uint8_t* pos_plane, int l, Values value) {
   const uint32_t pos = lane_word(pos_plane, l);
   float acc = 0.f;
@@ -28,9 +26,8 @@ float chunk_dot(const float* xc, const uint8_t* pos_plane, int l, Values value) 
     const int pa = (pos >> (2 * j)) & 3, pb = (pos >> (16 + 2 * j)) & 3;
     float wa, wb;
     value(j, wa, wb);
-    const float xa = xc[4 * j + pa], xb = xc[4 * j + pb];
-    acc += (kRoundX ? round_bf16(xa) : xa) * wa;
-    acc += (kRoundX ? round_bf16(xb) : xb) * wb;
+    acc += xc[4 * j + pa] * wa;
+    acc += xc[4 * j + pb] * wb;
   }
   return acc;
 }
@@ -48,7 +45,7 @@ void w4_scalar(const float* xf, int64_t M, const PackedW4Sp24& w, const float* b
           float part = 0.f;
           for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
             const uint8_t* t = w.qweight + (b * chunks + c) * 192;
-            part += chunk_dot<true>(xf + m * w.k_pad + c * 32, t + 128, l,
+            part += chunk_dot(xf + m * w.k_pad + c * 32, t + 128, l,
                               [&](int j, float& wa, float& wb) {
                                 const uint32_t v = lane_word(t + 64 * (j / 4), l);
                                 wa = static_cast<float>(static_cast<int>((v >> (4 * (j % 4))) & 15) - 8);
@@ -73,7 +70,7 @@ void bf16_scalar(const float* xf, int64_t M, const PackedSp24& w, const float* b
         float acc = 0.f;
         for (int64_t c = 0; c < chunks; ++c) {
           const uint8_t* t = w.packed + (b * chunks + c) * 576;
-          acc += chunk_dot<false>(xf + m * w.k_pad + c * 32, t + 512, l,
+          acc += chunk_dot(xf + m * w.k_pad + c * 32, t + 512, l,
                            [&](int j, float& wa, float& wb) {
                              const uint32_t v = lane_word(t + 64 * j, l);
                              wa = bf16_to_f32(static_cast<uint16_t>(v & 0xFFFF));
@@ -86,38 +83,47 @@ void bf16_scalar(const float* xf, int64_t M, const PackedSp24& w, const float* b
 }
 
 #ifdef LLMACCEL_HAVE_AVX512
-// x as bf16 words: hi = round(x), lo = round(x − hi) (no lo for bf16 x, which is exact).
+// x as bf16 words: hi = round(x), and lo = round(x − hi) when asked for and x is fp32 (bf16 x
+// is exact: no lo).
 struct SplitAct {
   const uint16_t *hi, *lo;
 };
 
-SplitAct split_act(const Matrix& x, int64_t k_pad) {
+SplitAct split_act(const Matrix& x, int64_t k_pad, bool want_lo) {
   const float* xf = stage_act_f32(x, k_pad);
-  const bool exact = x.dtype == DType::BF16;
+  const bool lo_needed = want_lo && x.dtype == DType::F32;
   auto* buf = static_cast<uint16_t*>(scratch(1).get(sizeof(uint16_t) * x.rows * k_pad * 2));
-  uint16_t* lo = buf + x.rows * k_pad;
-  detail::split_bf16_avx512(xf, x.rows * k_pad, buf, exact ? nullptr : lo);
-  return {buf, exact ? nullptr : lo};
+  uint16_t* lo = lo_needed ? buf + x.rows * k_pad : nullptr;
+  detail::split_bf16_avx512(xf, x.rows * k_pad, buf, lo);
+  return {buf, lo};
 }
 #endif
 
-}  // namespace
-
-namespace {
+// x staged as fp32 (M, k_pad) for the portable path, rounded to bf16 once here when the kernel
+// consumes bf16 activations.
+const float* stage_portable(const Matrix& x, int64_t k_pad, bool x_bf16) {
+  const float* xf = stage_act_f32(x, k_pad);
+  if (!x_bf16 || x.dtype == DType::BF16) return xf;
+  auto* out = static_cast<float*>(scratch(1).get(sizeof(float) * x.rows * k_pad));
+  for (int64_t i = 0; i < x.rows * k_pad; ++i) out[i] = bf16_to_f32(f32_to_bf16(xf[i]));
+  return out;
+}
 
 // Both kernels: activations staged once for the path, then row blocks split across threads.
+// x_bf16: the kernel consumes x rounded to bf16 (no lo part on any path).
 template <typename W, typename Avx512, typename Scalar>
-void run_sp24(const Matrix& x, const W& w, int num_threads, Avx512 avx512, Scalar scalar) {
+void run_sp24(const Matrix& x, const W& w, bool x_bf16, int num_threads, Avx512 avx512,
+              Scalar scalar) {
 #ifdef LLMACCEL_HAVE_AVX512
   if (cpu_isa_avx512()) {
-    const SplitAct a = split_act(x, w.k_pad);
+    const SplitAct a = split_act(x, w.k_pad, !x_bf16);
     const bool native = cpu_isa() == CpuIsa::Avx512Bf16;
     return parallel_for(w.n_pad / 16, num_threads,
                         [&](int64_t b, int64_t e) { avx512(a, native, b, e); });
   }
 #endif
   (void)avx512;
-  const float* xf = stage_act_f32(x, w.k_pad);
+  const float* xf = stage_portable(x, w.k_pad, x_bf16);
   parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) { scalar(xf, b, e); });
 }
 
@@ -126,10 +132,9 @@ void run_sp24(const Matrix& x, const W& w, int num_threads, Avx512 avx512, Scala
 void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, const Matrix& y,
                      int num_threads) {
   run_sp24(
-      x, w, num_threads,
+      x, w, /*x_bf16=*/true, num_threads,  // see the header: x rounded to bf16
       [&](const auto& a, bool native, int64_t b, int64_t e) {
-        // x rounded to bf16: the hi part alone (see the header).
-        detail::gemm_w4a16_sp24_avx512(a.hi, nullptr, x.rows, w, bias, y, b, e, native);
+        detail::gemm_w4a16_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
       },
       [&](const float* xf, int64_t b, int64_t e) { w4_scalar(xf, x.rows, w, bias, y, b, e); });
 }
@@ -137,7 +142,7 @@ void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, 
 void gemm_sp24(const Matrix& x, const PackedSp24& w, const float* bias, const Matrix& y,
                int num_threads) {
   run_sp24(
-      x, w, num_threads,
+      x, w, /*x_bf16=*/false, num_threads,
       [&](const auto& a, bool native, int64_t b, int64_t e) {
         detail::gemm_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
       },

@@ -101,20 +101,24 @@ class QuantLinear(nn.Module):
             out.bias = torch.cat([q.bias for q in layers])
         return out
 
+    def codes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The stored integer codes, scales and zero points (None: symmetric int4, or int8) in
+        the forms load_codes takes."""
+        if self._w4:
+            return formats.unpack_int4(formats.PackedInt4(
+                self.qweight, self.scales, self.zeros, self.out_features, self.in_features,
+                self.group_size))
+        codes, scales = formats.unpack_int8(formats.PackedInt8(
+            self.qweight, self.scales, self.out_features, self.in_features))
+        return codes, scales, None
+
     def select_rows(self, index: torch.Tensor) -> "QuantLinear":
         """A layer computing outputs ``index`` of this one (a permutation or a subset of rows),
         with the same codes and scales: exact, no requantization."""
         index = torch.as_tensor(index, dtype=torch.long)
         out = QuantLinear(self.in_features, index.numel(), self.bias is not None, self.config)
-        if self._w4:
-            codes, scales, zeros = formats.unpack_int4(formats.PackedInt4(
-                self.qweight, self.scales, self.zeros, self.out_features, self.in_features,
-                self.group_size))
-            out.load_codes(codes[index], scales[index], None if zeros is None else zeros[index])
-        else:
-            codes, scales = formats.unpack_int8(formats.PackedInt8(
-                self.qweight, self.scales, self.out_features, self.in_features))
-            out.load_codes(codes[index], scales[index])
+        codes, scales, zeros = self.codes()
+        out.load_codes(codes[index], scales[index], None if zeros is None else zeros[index])
         if self.bias is not None:
             out.bias = self.bias[index].clone()
         return out

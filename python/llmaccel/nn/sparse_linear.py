@@ -53,8 +53,7 @@ class SparseLinear(nn.Module):
         not symmetric int4 or its codes are not 2:4."""
         if not isinstance(q.config, Int4WeightOnly) or not q.config.symmetric:
             raise ValueError(f"only symmetric int4 layers pack as 2:4 int4, got {q.config}")
-        codes, scales, _ = formats.unpack_int4(formats.PackedInt4(
-            q.qweight, q.scales, None, q.out_features, q.in_features, q.group_size))
+        codes, scales, _ = q.codes()
         out = cls(q.in_features, q.out_features, q.bias is not None,
                   Sparse24(4, q.config.group_size))
         p = formats.pack_int4_sp24(codes, scales, q.config.group_size)

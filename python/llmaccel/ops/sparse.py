@@ -9,6 +9,7 @@ import torch
 from .. import _C
 from ._library import (ACT_DTYPES, act_2d, check_bias, check_contiguous, check_cpu, check_dtype,
                        fail, lib, num_threads, ptr)
+from .gemm import _finish, _k_ok
 
 lib.define("gemm_w4a16_sp24(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
 lib.define("gemm_sp24(Tensor x, Tensor packed, Tensor? bias, int n) -> Tensor")
@@ -19,11 +20,6 @@ _W4_CHUNK_BYTES, _BF16_CHUNK_BYTES = 192, 576  # per 16 rows x 32 columns (see f
 def _check_rows(op: str, blocks: int, n: int) -> None:
     if not (blocks * 16 - 16 < n <= blocks * 16):
         fail(op, f"n={n} does not match the weight's {blocks} blocks of 16 rows")
-
-
-def _check_k(op: str, k: int, k_pad: int, mult: int) -> None:
-    if not (k_pad - mult < k <= k_pad):
-        fail(op, f"x has K={k} columns but the weight was packed for K in ({k_pad - mult}, {k_pad}]")
 
 
 def _w4_sp24(x, qweight, scales, bias, n):
@@ -43,14 +39,14 @@ def _w4_sp24(x, qweight, scales, bias, n):
         fail(op, f"{n_groups} groups do not split k_pad={k_pad} into multiples of 32")
     group = k_pad // n_groups
     x2 = act_2d(op, x)
-    _check_k(op, x2.shape[1], k_pad, group)
+    _k_ok(op, x2.shape[1], k_pad, group)
     check_bias(op, bias, n)
     out = torch.empty(x2.shape[0], n, dtype=x.dtype)
     if x2.shape[0]:
         _C.gemm_w4a16_sp24(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
                            ptr(qweight), ptr(scales), n, nb * 16, k_pad, group, ptr(bias),
                            ptr(out), n, num_threads())
-    return out if x.dim() == 2 else out.view(*x.shape[:-1], n)
+    return _finish(out, x, n)
 
 
 def _sp24(x, packed, bias, n):
@@ -63,13 +59,13 @@ def _sp24(x, packed, bias, n):
     nb, k_pad = packed.shape[0], packed.shape[1] // _BF16_CHUNK_BYTES * 32
     _check_rows(op, nb, n)
     x2 = act_2d(op, x)
-    _check_k(op, x2.shape[1], k_pad, 32)
+    _k_ok(op, x2.shape[1], k_pad, 32)
     check_bias(op, bias, n)
     out = torch.empty(x2.shape[0], n, dtype=x.dtype)
     if x2.shape[0]:
         _C.gemm_sp24(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
                      ptr(packed), n, nb * 16, k_pad, ptr(bias), ptr(out), n, num_threads())
-    return out if x.dim() == 2 else out.view(*x.shape[:-1], n)
+    return _finish(out, x, n)
 
 
 lib.impl("gemm_w4a16_sp24", _w4_sp24, "CPU")

@@ -24,7 +24,7 @@ def packable(mod: nn.Module, float_weights: bool = True) -> bool:
     if isinstance(mod, QuantLinear):
         if not isinstance(mod.config, Int4WeightOnly) or not mod.config.symmetric:
             return False
-        return is_2_4(mod.dequantize() != 0)
+        return is_2_4(mod.codes()[0] != 8)  # what the 2:4 format stores: codes, zero = 8
     if type(mod) is nn.Linear and float_weights and mod.weight.is_floating_point():
         return is_2_4(mod.weight.detach() != 0)
     return False

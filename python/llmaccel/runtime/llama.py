@@ -14,8 +14,7 @@ building; see the profile in the README). This runner keeps the model's own weig
 - attention of a single new token as two small matmuls over the cache (no mask, no kernel
   selection: sdpa's fixed cost is twice the work at this size);
 - QuantLinear's prepared kernels (ops.PreparedGemm): no dispatcher or re-validation per call;
-  float32 layers kept unquantized (lm_head) through gemm_f32 at decode.
-
+  float32 layers kept unquantized (lm_head) through gemm_f32 at decode;
 - decode steps (one new token per sequence) in C++: ops.LlamaDecodeStep runs the whole layer
   loop natively over the same kernels and the same cache, where the Python loop below costs ~25
   small torch ops per layer (~110 µs of Python and dispatch per layer on this machine, measured
@@ -256,16 +255,13 @@ class LlamaDecoder:
         out = torch.empty(b, t + new_tokens, dtype=torch.long)
         out[:, :t] = input_ids
         logits = self.forward(input_ids, 0)
-        prefill_end = None
+        nxt = logits.argmax(dim=-1)
+        prefill_end = time.perf_counter()
         for i in range(new_tokens):
-            nxt = logits.argmax(dim=-1)
             out[:, t + i] = nxt
-            if prefill_end is None:
-                prefill_end = time.perf_counter()
             if i + 1 < new_tokens:
-                logits = self.forward(nxt[:, None], t + i)
+                nxt = self.forward(nxt[:, None], t + i).argmax(dim=-1)
         end = time.perf_counter()
-        prefill_end = end if prefill_end is None else prefill_end
         return out, prefill_end - start, end - prefill_end
 
 
