@@ -27,6 +27,12 @@
 namespace py = pybind11;
 using namespace llmaccel;
 
+#ifdef LLMACCEL_WITH_CUDA
+namespace llmaccel {
+void bind_cuda(py::module_& m);  // bindings_cuda.cpp
+}
+#endif
+
 namespace {
 
 [[noreturn]] void fail(const std::string& op, const std::string& what) {
@@ -237,6 +243,9 @@ PYBIND11_MODULE(_C, m) {
 #endif
     return d;
   });
+#ifdef LLMACCEL_WITH_CUDA
+  bind_cuda(m);
+#endif
 
   m.def("quant_act_int8",
         [](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx, int64_t block,

@@ -9,6 +9,7 @@ from .. import formats, ops, quantizers
 from ..configs import Int4WeightOnly, Int8Dynamic, Int8WeightOnly, LayerScheme
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+_CUDA_DTYPES = (torch.float16, torch.bfloat16)
 # Int8WeightOnly's int8-activation path quantizes x per token in blocks of this many columns.
 # On SmolLM2-135M (512-token windows, fp32 42.56): one scale per whole row gave 44.37, 128-column
 # blocks 43.29, float activations 42.97. Smaller blocks are closer (64: 43.10) but slower than
@@ -42,6 +43,11 @@ class QuantLinear(nn.Module):
     dynamic int8 activations with VNNI from there on, quantized per token and per block of
     columns (the int4 group size; 128 for Int8WeightOnly). Int8Dynamic is W8A8 at every M with
     one activation scale per token.
+
+    On CUDA (``.to("cuda")``) qweight is repacked into the CUDA kernels' layout while state_dict
+    keeps the canonical one; x is float16 or bfloat16 (others are computed in bfloat16 and cast
+    back), and the op picks its kernel by M (``ops.cuda_path``). Buffers keep their dtypes
+    under ``.to(dtype)``: only their device changes.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool, config: LayerScheme):
@@ -55,6 +61,8 @@ class QuantLinear(nn.Module):
         # Rows of x from which activations are quantized to int8 (VNNI kernels).
         min_m = 1 if isinstance(config, Int8Dynamic) else config.act_int8_min_m
         self._int8_min_m = min_m if min_m is not None else float("inf")
+        self._cuda_op = ("gemm_w4a16" if self._w4 else
+                         "gemm_w8a8" if isinstance(config, Int8Dynamic) else "gemm_w8a16")
         n_pad = (out_features + 15) // 16 * 16
         if isinstance(config, Int4WeightOnly):
             _, k_pad, g = formats.int4_padding(out_features, in_features, config.group_size)
@@ -73,7 +81,56 @@ class QuantLinear(nn.Module):
 
     @property
     def format(self) -> formats.FormatSpec:
+        """The canonical format (what checkpoints hold; on CUDA the buffer is its device layout)."""
         return formats.INT4_TILE16X8 if self._w4 else formats.INT8_TILE16X4
+
+    # ---- device layouts: canonical on the CPU and on disk, the CUDA kernels' layout on a GPU ----
+
+    def _device_layout(self) -> bool:
+        return self.qweight.dtype == torch.int32
+
+    def _to_device_layout(self, qweight: torch.Tensor) -> torch.Tensor:
+        return formats.to_cuda_int4(qweight) if self._w4 else formats.to_cuda_int8(qweight)
+
+    def _to_canonical(self, qweight: torch.Tensor) -> torch.Tensor:
+        if qweight.dtype != torch.int32:
+            return qweight
+        if self._w4:
+            return formats.from_cuda_int4(qweight)
+        return formats.from_cuda_int8(qweight, (self.in_features + 3) // 4 * 4)
+
+    def canonical_qweight(self) -> torch.Tensor:
+        """qweight in the canonical format (a repacked copy when the layer is on a GPU)."""
+        return self._to_canonical(self.qweight)
+
+    def _apply(self, fn, recurse=True):
+        # Packed buffers follow the device only: model.to(torch.bfloat16) or .half() must not
+        # round the float32 scales and bias (the kernels take them as float32). Moving to CUDA
+        # repacks qweight into the kernels' layout, moving off CUDA repacks it back.
+        for name, t in self._buffers.items():
+            if t is None:
+                continue
+            new = fn(t)
+            if new.dtype != t.dtype:
+                new = t.to(new.device)
+            if name == "qweight":
+                if new.device.type == "cuda" and new.dtype != torch.int32:
+                    new = self._to_device_layout(new)
+                elif new.device.type != "cuda" and new.dtype == torch.int32:
+                    new = self._to_canonical(new)
+            self._buffers[name] = new
+        return self
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self._device_layout():
+            destination[prefix + "qweight"] = self.canonical_qweight()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "qweight"
+        if self._device_layout() and key in state_dict and state_dict[key].dtype != torch.int32:
+            state_dict[key] = self._to_device_layout(state_dict[key].to(self.qweight.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, config: LayerScheme) -> "QuantLinear":
@@ -104,12 +161,13 @@ class QuantLinear(nn.Module):
     def codes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The stored integer codes, scales and zero points (None: symmetric int4, or int8) in
         the forms load_codes takes."""
+        qweight = self.canonical_qweight()
         if self._w4:
             return formats.unpack_int4(formats.PackedInt4(
-                self.qweight, self.scales, self.zeros, self.out_features, self.in_features,
+                qweight, self.scales, self.zeros, self.out_features, self.in_features,
                 self.group_size))
         codes, scales = formats.unpack_int8(formats.PackedInt8(
-            self.qweight, self.scales, self.out_features, self.in_features))
+            qweight, self.scales, self.out_features, self.in_features))
         return codes, scales, None
 
     def select_rows(self, index: torch.Tensor) -> "QuantLinear":
@@ -121,7 +179,7 @@ class QuantLinear(nn.Module):
         out.load_codes(codes[index], scales[index], None if zeros is None else zeros[index])
         if self.bias is not None:
             out.bias = self.bias[index].clone()
-        return out
+        return out.to(self.qweight.device)
 
     def load_weight(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         """Quantizes a float weight (out_features, in_features) into this layer's buffers."""
@@ -139,7 +197,9 @@ class QuantLinear(nn.Module):
     def load_codes(self, codes: torch.Tensor, scales: torch.Tensor,
                    zeros: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> None:
         """Packs integer codes computed elsewhere (GPTQ, AWQ; the forms quantizers.quantize_int4 /
-        quantize_int8 return) into this layer's buffers."""
+        quantize_int8 return) into this layer's buffers (packed on the CPU, then moved to the
+        layer's device)."""
+        device = self.qweight.device
         if tuple(codes.shape) != (self.out_features, self.in_features):
             raise ValueError(f"codes shape {tuple(codes.shape)} does not match "
                              f"({self.out_features}, {self.in_features})")
@@ -153,6 +213,8 @@ class QuantLinear(nn.Module):
         self.qweight, self.scales = p.qweight, p.scales
         if self.bias is not None and bias is not None:
             self.bias = bias.detach().float().cpu().clone()
+        if device.type != "cpu":
+            self.to(device)
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out_features, in_features) this layer represents."""
@@ -190,10 +252,16 @@ class QuantLinear(nn.Module):
             raise ValueError(f"QuantLinear expects x with {self.in_features} features in its last "
                              f"dimension, got shape {tuple(x.shape)}")
         orig = x.dtype
+        if not x.is_cpu:
+            # The CUDA kernels take 16-bit activations and choose their own path by M.
+            if orig not in _CUDA_DTYPES:
+                x = x.to(torch.bfloat16)
+            y = self._op(self._cuda_op, x)
+            return y if y.dtype == orig else y.to(orig)
         if orig not in _KERNEL_DTYPES:
             x = x.float()
         op = self.kernel_for(x.numel() // self.in_features)
-        if torch.compiler.is_compiling() or not x.is_cpu:
+        if torch.compiler.is_compiling():
             y = self._op(op, x)  # traced: the registered op, never the Python fast path
         else:
             y = self._prepared(op)(x)

@@ -13,6 +13,8 @@ from .dequant import dequant_w4, dequant_w8
 from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
 from .sparse import gemm_sp24, gemm_w4a16_sp24
+# CUDA kernels register last: they implement the ops defined above for the CUDA device.
+from .cuda import HAVE_CUDA_KERNELS, SWAPAB_MAX_M, cuda_path  # noqa: E402
 
 
 def cpu_info() -> dict:
@@ -53,6 +55,9 @@ def cuda_info() -> dict:
 __all__ = [
     "cpu_info",
     "cuda_info",
+    "cuda_path",
+    "HAVE_CUDA_KERNELS",
+    "SWAPAB_MAX_M",
     "DecodeLinear",
     "dequant_w4",
     "dequant_w8",

@@ -1,0 +1,69 @@
+// The CUDA entry points of llmaccel._C (compiled only with LLMACCEL_WITH_CUDA). Device buffers
+// arrive as raw addresses and the stream as its cudaStream_t value (torch's
+// current_stream().cuda_stream); the launchers in gemm/gemm_cuda.h check sizes and alignment and
+// throw std::invalid_argument (→ ValueError) before anything is launched.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+#include "gemm/gemm_cuda.h"
+
+namespace py = pybind11;
+
+namespace llmaccel {
+
+namespace {
+template <class T> T* as(uintptr_t p) { return reinterpret_cast<T*>(p); }
+void* stream_of(uintptr_t s) { return reinterpret_cast<void*>(s); }
+}  // namespace
+
+void bind_cuda(py::module_& m) {
+  m.def("cuda_gemm_w4a16",
+        [](uintptr_t x, int dt, int64_t m_, int64_t k, int64_t ldx, uintptr_t w, int64_t n_tiles,
+           int64_t nk, uintptr_t scales, uintptr_t zeros, int64_t n_groups, int64_t group,
+           int64_t n, uintptr_t bias, uintptr_t out, int64_t ldo, uintptr_t stream) {
+          cuda::gemm_w4a16(as<const void>(x), dt, m_, k, ldx, as<const uint32_t>(w), n_tiles, nk,
+                           as<const float>(scales), as<const uint8_t>(zeros), n_groups, group, n,
+                           as<const float>(bias), as<void>(out), ldo, stream_of(stream));
+        });
+  m.def("cuda_gemm_w8a16",
+        [](uintptr_t x, int dt, int64_t m_, int64_t k, int64_t ldx, uintptr_t w, int64_t n_tiles,
+           int64_t nk, uintptr_t scales, int64_t n, uintptr_t bias, uintptr_t out, int64_t ldo,
+           uintptr_t stream) {
+          cuda::gemm_w8a16(as<const void>(x), dt, m_, k, ldx, as<const uint32_t>(w), n_tiles, nk,
+                           as<const float>(scales), n, as<const float>(bias), as<void>(out), ldo,
+                           stream_of(stream));
+        });
+  m.def("cuda_gemm_w8a8",
+        [](uintptr_t xq, int64_t m_, int64_t ldx, uintptr_t xscale, uintptr_t w, int64_t n_tiles,
+           int64_t nk, uintptr_t scales, int64_t n, uintptr_t bias, uintptr_t out, int out_dt,
+           int64_t ldo, uintptr_t stream) {
+          cuda::gemm_w8a8(as<const int8_t>(xq), m_, ldx, as<const float>(xscale),
+                          as<const uint32_t>(w), n_tiles, nk, as<const float>(scales), n,
+                          as<const float>(bias), as<void>(out), out_dt, ldo, stream_of(stream));
+        });
+  m.def("cuda_quant_act_int8",
+        [](uintptr_t x, int dt, int64_t m_, int64_t k, int64_t ldx, int64_t block,
+           int64_t n_blocks, uintptr_t q, int64_t ldq, uintptr_t scale, uintptr_t qsum,
+           uintptr_t stream) {
+          cuda::quant_act_int8(as<const void>(x), dt, m_, k, ldx, block, n_blocks, as<int8_t>(q),
+                               ldq, as<float>(scale), as<int32_t>(qsum), stream_of(stream));
+        });
+  m.def("cuda_dequant_w4",
+        [](uintptr_t w, int64_t n_tiles, int64_t nk, uintptr_t scales, uintptr_t zeros,
+           int64_t n_groups, int64_t group, int64_t n, int64_t k, uintptr_t out, int out_dt,
+           int64_t ldo, uintptr_t stream) {
+          cuda::dequant_w4(as<const uint32_t>(w), n_tiles, nk, as<const float>(scales),
+                           as<const uint8_t>(zeros), n_groups, group, n, k, as<void>(out), out_dt,
+                           ldo, stream_of(stream));
+        });
+  m.def("cuda_dequant_w8",
+        [](uintptr_t w, int64_t n_tiles, int64_t nk, uintptr_t scales, int64_t n, int64_t k,
+           uintptr_t out, int out_dt, int64_t ldo, uintptr_t stream) {
+          cuda::dequant_w8(as<const uint32_t>(w), n_tiles, nk, as<const float>(scales), n, k,
+                           as<void>(out), out_dt, ldo, stream_of(stream));
+        });
+  m.attr("cuda_swapab_max_m") = cuda::kSwapAbMaxM;
+}
+
+}  // namespace llmaccel

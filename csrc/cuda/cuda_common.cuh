@@ -1,0 +1,121 @@
+// Device helpers shared by the CUDA kernels: tensor-core MMA wrappers, streaming loads, the
+// 16-bit activation types, and the launch check. sm_80+ (mma.sync, cp.async, createpolicy).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace llmaccel::cuda {
+
+// Activation / output element types, as the Python side numbers them.
+enum DType : int { kF16 = 0, kBF16 = 1, kF32 = 2 };
+
+inline void check_launch(const char* what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(e));
+}
+
+// ---- 16-bit activation types -------------------------------------------------------------------
+// kMagic: the bit pattern of 2^p (1024 for fp16, 128 for bf16) in both halves, whose mantissa ULP
+// is 1, so OR-ing a small integer u into the low mantissa bits gives exactly 2^p + u (the
+// dequantization "bit trick": no integer→float conversion instruction).
+template <class T> struct Act16;
+template <> struct Act16<__half> {
+  using T2 = __half2;
+  static constexpr uint32_t kMagic = 0x64006400u;  // 1024 | 1024
+  static constexpr uint32_t kMagicHalf = 0x6400u;
+  __device__ static T2 splat(float v) { return __float2half2_rn(v); }
+  __device__ static T2 sub(T2 a, T2 b) { return __hsub2(a, b); }
+  __device__ static T2 mul(T2 a, T2 b) { return __hmul2(a, b); }
+  __device__ static __half from_float(float v) { return __float2half_rn(v); }
+  __device__ static uint32_t pack2(float lo, float hi) {
+    T2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+};
+template <> struct Act16<__nv_bfloat16> {
+  using T2 = __nv_bfloat162;
+  static constexpr uint32_t kMagic = 0x43004300u;  // 128 | 128
+  static constexpr uint32_t kMagicHalf = 0x4300u;
+  __device__ static T2 splat(float v) { return __float2bfloat162_rn(v); }
+  __device__ static T2 sub(T2 a, T2 b) { return __hsub2(a, b); }
+  __device__ static T2 mul(T2 a, T2 b) { return __hmul2(a, b); }
+  __device__ static __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
+  __device__ static uint32_t pack2(float lo, float hi) {
+    T2 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+};
+
+template <class T2> __device__ __forceinline__ T2 as_t2(uint32_t u) {
+  return *reinterpret_cast<T2*>(&u);
+}
+template <class T2> __device__ __forceinline__ uint32_t as_u32(T2 v) {
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// ---- tensor-core MMA ---------------------------------------------------------------------------
+// D = A·B + D, A 16×16 (row), B 16×8 (col), fp32 accumulators.
+__device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0,
+                                          uint32_t b1, __half) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0,
+                                          uint32_t b1, __nv_bfloat16) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// D = A·B + D, A 16×32 s8 (row), B 32×8 s8 (col), exact int32 accumulators.
+__device__ __forceinline__ void mma_16832_s8(int c[4], const uint32_t a[4], uint32_t b0,
+                                             uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// ---- loads -------------------------------------------------------------------------------------
+// Weights at decode sizes are read exactly once: keep them out of L1 and first in line for L2
+// eviction, so the activations (read by every block) stay cached.
+__device__ __forceinline__ uint64_t l2_evict_first_policy() {
+  uint64_t p;
+  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+  return p;
+}
+__device__ __forceinline__ uint2 ld_stream_v2(const void* ptr, uint64_t policy) {
+  uint2 v;
+  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v2.u32 {%0,%1}, [%2], %3;\n"
+      : "=r"(v.x), "=r"(v.y)
+      : "l"(ptr), "l"(policy));
+  return v;
+}
+__device__ __forceinline__ uint4 ld_stream_v4(const void* ptr, uint64_t policy) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(ptr), "l"(policy));
+  return v;
+}
+
+// 16-byte asynchronous global→shared copy; src_bytes < 16 zero-fills the rest (0: all zeros).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+}  // namespace llmaccel::cuda

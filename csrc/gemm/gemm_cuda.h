@@ -1,0 +1,54 @@
+// CUDA GEMMs over the device weight layouts (formats.py: int4_cuda_mma16x32, int8_cuda_mma16x32).
+// Torch-free: raw device pointers, sizes and a cudaStream_t passed as void*. Launches are
+// asynchronous on that stream, allocate nothing and never synchronize (CUDA-graph capturable).
+// Each throws std::invalid_argument on a bad size and std::runtime_error on a launch failure.
+//
+// Activations x are (m, k) rows of ldx elements, k a multiple of 8 and x, ldx 16-byte aligned
+// (the Python op pads otherwise); out is (m, n) rows of ldo elements in x's type.
+#pragma once
+#include <cstdint>
+
+namespace llmaccel::cuda {
+
+// int4 group-wise weights (n_tiles × nk chunks of 32 columns), scales/zeros in int4_tile16x8's
+// (n_tiles, n_groups, 16) layout, zeros null for symmetric (zero 8). x_dtype: kF16 or kBF16.
+// y = x · ((q − zero) · scale)ᵀ + bias, the scaled weight rounded to x's type, fp32 sums.
+// m ≤ kSwapAbMaxM per call is what it is fast for; larger m runs the same kernel on 64-row
+// slices (the Python op switches to dequantize + cuBLAS there).
+void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, const uint32_t* w,
+                int64_t n_tiles, int64_t nk, const float* scales, const uint8_t* zeros,
+                int64_t n_groups, int64_t group, int64_t n, const float* bias, void* out,
+                int64_t ldo, void* stream);
+
+// int8 per-channel weights: y = (x · qᵀ) · scale + bias, exact integer weights in the MMA.
+void gemm_w8a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, const uint32_t* w,
+                int64_t n_tiles, int64_t nk, const float* scales, int64_t n, const float* bias,
+                void* out, int64_t ldo, void* stream);
+
+// int8 × int8: xq (m, nk·32) int8 rows of ldx bytes, zero beyond k, one scale per row;
+// y = (Σ xq·q) · (xscale[m] · scale[n]) + bias in out_dtype (kF16 / kBF16), exact int32 sums.
+// m ≤ 64: the swapped small-M kernel; larger: a 128×128 tiled int8 tensor-core GEMM.
+void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, const uint32_t* w,
+               int64_t n_tiles, int64_t nk, const float* scales, int64_t n, const float* bias,
+               void* out, int out_dtype, int64_t ldo, void* stream);
+
+// Dynamic symmetric int8 quantization per row and block of `block` columns, bit-exact with
+// quant_act_int8 on the CPU (see quant/quant_act_int8.h): x (m, k) in x_dtype (kF16, kBF16,
+// kF32) → q (m, k_out = n_blocks·block) rows of ldq, zero past k; scale and qsum (m, n_blocks),
+// qsum may be null.
+void quant_act_int8(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, int64_t block,
+                    int64_t n_blocks, int8_t* q, int64_t ldq, float* scale, int32_t* qsum,
+                    void* stream);
+
+// Device layouts → (n, k) rows of ldo in out_dtype (kF32, kF16, kBF16): (q − zero)·scale and
+// q·scale computed in fp32 exactly as the CPU dequant, then rounded to out_dtype.
+void dequant_w4(const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
+                const uint8_t* zeros, int64_t n_groups, int64_t group, int64_t n, int64_t k,
+                void* out, int out_dtype, int64_t ldo, void* stream);
+void dequant_w8(const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales, int64_t n,
+                int64_t k, void* out, int out_dtype, int64_t ldo, void* stream);
+
+// Largest m one swapped small-M launch takes (8-row tiles × 8).
+constexpr int64_t kSwapAbMaxM = 64;
+
+}  // namespace llmaccel::cuda

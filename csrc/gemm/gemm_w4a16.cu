@@ -1,0 +1,33 @@
+// gemm_w4a16 on CUDA: int4 group-wise weights × fp16/bf16 activations (see gemm_cuda.h).
+#include "cuda/cuda_common.cuh"
+#include "gemm/gemm_cuda.h"
+#include "gemm/gemm_cuda_checks.h"
+#include "gemm/gemm_swapab.cuh"
+
+namespace llmaccel::cuda {
+
+void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, const uint32_t* w,
+                int64_t n_tiles, int64_t nk, const float* scales, const uint8_t* zeros,
+                int64_t n_groups, int64_t group, int64_t n, const float* bias, void* out,
+                int64_t ldo, void* stream) {
+  const char* op = "gemm_w4a16";
+  check_gemm_sizes(op, m, k, ldx, n, n_tiles, nk, ldo, x, w, out);
+  require(scales != nullptr, op, "null scales");
+  require(group >= 32 && group % 32 == 0 && n_groups >= 1 && n_groups * group >= nk * 32 &&
+              (n_groups - 1) * group < nk * 32,
+          op, "group size and group count do not match the packed K");
+  require(x_dtype == kF16 || x_dtype == kBF16, op, "x must be float16 or bfloat16");
+  SwapAbParams p{x, nullptr, w, scales, zeros, bias, out, ldx, ldo, int(m), int(n), int(k),
+                 int(n_tiles), int(nk), int(group), int(n_groups)};
+  auto s = static_cast<cudaStream_t>(stream);
+  if (x_dtype == kF16) {
+    if (zeros) launch_swapab<Wo::W4A16, __half, true>(p, s);
+    else launch_swapab<Wo::W4A16, __half, false>(p, s);
+  } else {
+    if (zeros) launch_swapab<Wo::W4A16, __nv_bfloat16, true>(p, s);
+    else launch_swapab<Wo::W4A16, __nv_bfloat16, false>(p, s);
+  }
+  check_launch(op);
+}
+
+}  // namespace llmaccel::cuda

@@ -1,0 +1,98 @@
+// quant_act_int8 on CUDA: one thread block per (row, column block), bit-exact with the CPU kernel and
+// reference/quant.py (true fp32 divisions, round-half-even, the same NaN/inf and tiny-block
+// rules; see quant_act_int8.h).
+#include <cmath>
+
+#include "cuda/cuda_common.cuh"
+#include "gemm/gemm_cuda.h"
+#include "gemm/gemm_cuda_checks.h"
+#include "quant/quant_act_int8.h"
+
+namespace llmaccel::cuda {
+namespace {
+
+template <class T> __device__ __forceinline__ float to_f(T v) { return float(v); }
+template <> __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+constexpr int kThreads = 256;
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    quant_act_int8_kernel(const T* x, int64_t k, int64_t ldx, int64_t block, int64_t n_blocks,
+                          int8_t* q, int64_t ldq, float* scale, int32_t* qsum) {
+  const int64_t row = blockIdx.x, b = blockIdx.y, c0 = b * block;
+  const T* xr = x + row * ldx;
+  __shared__ float s_max[kThreads / 32];
+  __shared__ int s_sum[kThreads / 32];
+
+  float amax = 0.f;
+  bool finite = true;
+  for (int64_t c = c0 + threadIdx.x; c < c0 + block && c < k; c += kThreads) {
+    const float v = to_f(xr[c]);
+    finite &= isfinite(v);
+    amax = fmaxf(amax, fabsf(v));
+  }
+  finite = __syncthreads_and(finite);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  if ((threadIdx.x & 31) == 0) s_max[threadIdx.x >> 5] = amax;
+  __syncthreads();
+  amax = s_max[0];
+#pragma unroll
+  for (int w = 1; w < kThreads / 32; ++w) amax = fmaxf(amax, s_max[w]);
+
+  const bool usable = finite && amax >= llmaccel::kQuantActMinAbsMax;
+  const float inv = usable ? __fdiv_rn(127.f, amax) : 0.f;
+  int sum = 0;
+  for (int64_t c = c0 + threadIdx.x; c < c0 + block; c += kThreads) {
+    int v = 0;
+    if (usable && c < k) v = max(-127, min(127, __float2int_rn(__fmul_rn(to_f(xr[c]), inv))));
+    q[row * ldq + c] = int8_t(v);
+    sum += v;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if ((threadIdx.x & 31) == 0) s_sum[threadIdx.x >> 5] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int total = 0;
+#pragma unroll
+    for (int w = 0; w < kThreads / 32; ++w) total += s_sum[w];
+    scale[row * n_blocks + b] = !finite ? __int_as_float(0x7fc00000) : usable ? __fdiv_rn(amax, 127.f) : 0.f;
+    if (qsum) qsum[row * n_blocks + b] = total;
+  }
+}
+
+}  // namespace
+
+void quant_act_int8(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, int64_t block,
+                    int64_t n_blocks, int8_t* q, int64_t ldq, float* scale, int32_t* qsum,
+                    void* stream) {
+  const char* op = "quant_act_int8";
+  require(m >= 1 && k >= 1 && block >= 1 && n_blocks >= 1, op, "sizes must be positive");
+  require(n_blocks * block >= k && (n_blocks - 1) * block < k, op, "blocks do not cover k");
+  require(ldx >= k && ldq >= n_blocks * block, op, "row strides too small");
+  require(n_blocks <= 65535, op, "at most 65535 blocks per row");
+  require(x && q && scale, op, "null pointer");
+  const dim3 grid{unsigned(m), unsigned(n_blocks)};
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (x_dtype) {
+    case kF16:
+      quant_act_int8_kernel<<<grid, kThreads, 0, s>>>(static_cast<const __half*>(x), k, ldx,
+                                                      block, n_blocks, q, ldq, scale, qsum);
+      break;
+    case kBF16:
+      quant_act_int8_kernel<<<grid, kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(x), k,
+                                                      ldx, block, n_blocks, q, ldq, scale, qsum);
+      break;
+    case kF32:
+      quant_act_int8_kernel<<<grid, kThreads, 0, s>>>(static_cast<const float*>(x), k, ldx,
+                                                      block, n_blocks, q, ldq, scale, qsum);
+      break;
+    default: require(false, op, "x must be float16, bfloat16 or float32");
+  }
+  check_launch(op);
+}
+
+}  // namespace llmaccel::cuda

@@ -1,0 +1,264 @@
+"""CUDA implementations of the llmaccel ops (registered only when the native module was built
+with CUDA). The same op names and signatures as on the CPU, with two differences:
+
+- weights arrive in the CUDA device layouts (``formats.to_cuda_int4`` / ``to_cuda_int8``, which
+  ``QuantLinear.to("cuda")`` applies); scales, zeros and bias keep their canonical layouts;
+- activations are float16 or bfloat16 (the tensor cores' types); the output is x's dtype.
+
+Kernels launch on torch's current stream, allocate through torch and never synchronize, so the
+ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cuda_path``):
+
+- ``gemm_w4a16`` / ``gemm_w8a16``: M ≤ ``SWAPAB_MAX_M[op]``: the swapped tensor-core kernel
+  (weights read once, straight into MMA fragments); above: dequantize to x's dtype and call
+  cuBLAS through torch, where a weight-only kernel no longer wins.
+- ``gemm_w8a8``: per-token int8 quantization, then the swapped int8 kernel up to M = 64 and a
+  tiled int8 tensor-core GEMM above.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _C
+from ._library import check_bias, check_dtype, fail, lib
+
+HAVE_CUDA_KERNELS = hasattr(_C, "cuda_gemm_w4a16")
+
+_DT = {torch.float16: 0, torch.bfloat16: 1}
+_F32 = 2
+# Largest M for the swapped small-M kernel; above it dequantize + cuBLAS is faster (H100
+# measurements in bench/results/*_gpu_*.md). The kernel itself takes any M.
+SWAPAB_MAX_M = {"gemm_w4a16": 64, "gemm_w8a16": 64}
+
+
+def cuda_path(op: str, m: int) -> str:
+    """The kernel path ``op`` takes on CUDA for x with m rows."""
+    if op == "gemm_w8a8":
+        return "quant + int8 swapAB mma" if m <= 64 else "quant + int8 tiled mma"
+    if op not in SWAPAB_MAX_M:
+        raise ValueError(f"{op} has no CUDA kernel")
+    return "swapAB mma" if m <= SWAPAB_MAX_M[op] else "dequant + cuBLAS"
+
+
+def _stream(t: torch.Tensor) -> int:
+    return torch.cuda.current_stream(t.device).cuda_stream
+
+
+def _same_device(op: str, x: torch.Tensor, **tensors: torch.Tensor | None) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.device != x.device:
+            fail(op, f"{name} is on {t.device} but x is on {x.device}: all tensors must be on "
+                     f"one CUDA device")
+
+
+def _act(op: str, x: torch.Tensor, k_layout: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (..., K) → (x2 (M, K) view, xk (M, K8) with K8 = K rounded up to 8, unit column
+    stride, 16-byte aligned rows: what the kernels read; a zero-padded copy when needed)."""
+    if x.dtype not in _DT:
+        check_dtype(op, "x", x, torch.float16, torch.bfloat16)
+    if x.dim() < 1 or x.shape[-1] == 0:
+        fail(op, f"x must have a non-empty last dimension, got shape {tuple(x.shape)}")
+    k = x.shape[-1]
+    if k > k_layout:
+        fail(op, f"x has K={k} columns but the weight was packed for at most {k_layout}")
+    x2 = x.reshape(-1, k)
+    k8 = (k + 7) // 8 * 8
+    if (k8 == k and x2.stride(1) == 1 and x2.stride(0) % 8 == 0 and x2.data_ptr() % 16 == 0
+            and x2.stride(0) >= k):
+        return x2, x2
+    xk = torch.zeros(x2.shape[0], k8, dtype=x.dtype, device=x.device)
+    xk[:, :k] = x2
+    return x2, xk
+
+
+def _w4_layout(op: str, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+               n: int) -> tuple[int, int, int, int]:
+    """Checks an int4_cuda_mma16x32 weight; returns (n_tiles, nk, n_groups, group)."""
+    if qweight.dtype == torch.uint8 and qweight.dim() == 2:
+        fail(op, "qweight is in the CPU layout int4_tile16x8; on CUDA the ops take "
+                 "int4_cuda_mma16x32 (formats.to_cuda_int4; QuantLinear.to('cuda') repacks)")
+    check_dtype(op, "qweight", qweight, torch.int32)
+    check_dtype(op, "scales", scales, torch.float32)
+    if qweight.dim() != 4 or qweight.shape[2:] != (32, 2) or not qweight.is_contiguous():
+        fail(op, f"qweight must be a contiguous int4_cuda_mma16x32 tensor (n_pad/16, k_pad/32, "
+                 f"32, 2), got {tuple(qweight.shape)}")
+    nt, nk = qweight.shape[:2]
+    if not (nt * 16 - 16 < n <= nt * 16):
+        fail(op, f"n={n} does not match qweight's {nt} tiles of 16 rows")
+    if scales.dim() != 3 or scales.shape[0] != nt or scales.shape[2] != 16 or not scales.is_contiguous():
+        fail(op, f"scales must be contiguous ({nt}, n_groups, 16), got {tuple(scales.shape)}")
+    ng = scales.shape[1]
+    if ng < 1 or (nk * 32) % ng or (nk * 32 // ng) % 32:
+        fail(op, f"{ng} groups do not split k_pad={nk * 32} into multiples of 32")
+    if zeros is not None:
+        check_dtype(op, "zeros", zeros, torch.uint8)
+        if zeros.shape != scales.shape or not zeros.is_contiguous():
+            fail(op, f"zeros must be contiguous with the shape of scales {tuple(scales.shape)}")
+    return nt, nk, ng, nk * 32 // ng
+
+
+def _w8_layout(op: str, qweight: torch.Tensor, scales: torch.Tensor, n: int) -> tuple[int, int]:
+    """Checks an int8_cuda_mma16x32 weight; returns (n_tiles, nk)."""
+    if qweight.dtype == torch.int8 and qweight.dim() == 2:
+        fail(op, "qweight is in the CPU layout int8_tile16x4; on CUDA the ops take "
+                 "int8_cuda_mma16x32 (formats.to_cuda_int8; QuantLinear.to('cuda') repacks)")
+    check_dtype(op, "qweight", qweight, torch.int32)
+    check_dtype(op, "scales", scales, torch.float32)
+    if qweight.dim() != 4 or qweight.shape[2:] != (32, 4) or not qweight.is_contiguous():
+        fail(op, f"qweight must be a contiguous int8_cuda_mma16x32 tensor (n_pad/16, "
+                 f"ceil(k_pad/32), 32, 4), got {tuple(qweight.shape)}")
+    nt, nk = qweight.shape[:2]
+    if not (nt * 16 - 16 < n <= nt * 16):
+        fail(op, f"n={n} does not match qweight's {nt} tiles of 16 rows")
+    if tuple(scales.shape) != (nt * 16,) or not scales.is_contiguous():
+        fail(op, f"scales must be contiguous ({nt * 16},), got {tuple(scales.shape)}")
+    return nt, nk
+
+
+def _ptr(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def _out(x: torch.Tensor, m: int, n: int) -> torch.Tensor:
+    return torch.empty(m, n, dtype=x.dtype, device=x.device)
+
+
+def _finish(y: torch.Tensor, x: torch.Tensor, n: int) -> torch.Tensor:
+    return y.view(*x.shape[:-1], n)
+
+
+def _dense(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The large-M path: cuBLAS on the dequantized weight (x's dtype), fp32 bias."""
+    if bias is None:
+        return x2 @ w.t()
+    return torch.addmm(bias.to(x2.dtype), x2, w.t())
+
+
+def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
+    op = "gemm_w4a16"
+    _same_device(op, x, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
+    nt, nk, ng, group = _w4_layout(op, qweight, scales, zeros, n)
+    x2, xk = _act(op, x, nk * 32)
+    if x2.shape[1] <= nk * 32 - group:
+        fail(op, f"x has K={x2.shape[1]} columns but the weight was packed for K in "
+                 f"({nk * 32 - group}, {nk * 32}]")
+    check_bias(op, bias, n)
+    m, k = x2.shape
+    if m == 0:
+        return _finish(_out(x, 0, n), x, n)
+    s = _stream(x)
+    if m > SWAPAB_MAX_M[op]:
+        w = torch.empty(n, k, dtype=x.dtype, device=x.device)
+        _C.cuda_dequant_w4(qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group,
+                           n, k, w.data_ptr(), _DT[x.dtype], k, s)
+        return _finish(_dense(x2, w, bias), x, n)
+    out = _out(x, m, n)
+    _C.cuda_gemm_w4a16(xk.data_ptr(), _DT[x.dtype], m, xk.shape[1], xk.stride(0),
+                       qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group, n,
+                       _ptr(bias), out.data_ptr(), n, s)
+    return _finish(out, x, n)
+
+
+def _gemm_w8a16(x, qweight, scales, bias, n):
+    op = "gemm_w8a16"
+    _same_device(op, x, qweight=qweight, scales=scales, bias=bias)
+    nt, nk = _w8_layout(op, qweight, scales, n)
+    x2, xk = _act(op, x, nk * 32)
+    check_bias(op, bias, n)
+    m, k = x2.shape
+    if m == 0:
+        return _finish(_out(x, 0, n), x, n)
+    s = _stream(x)
+    if m > SWAPAB_MAX_M[op]:
+        w = torch.empty(n, k, dtype=x.dtype, device=x.device)
+        _C.cuda_dequant_w8(qweight.data_ptr(), nt, nk, scales.data_ptr(), n, k, w.data_ptr(),
+                           _DT[x.dtype], k, s)
+        return _finish(_dense(x2, w, bias), x, n)
+    out = _out(x, m, n)
+    _C.cuda_gemm_w8a16(xk.data_ptr(), _DT[x.dtype], m, xk.shape[1], xk.stride(0),
+                       qweight.data_ptr(), nt, nk, scales.data_ptr(), n, _ptr(bias),
+                       out.data_ptr(), n, s)
+    return _finish(out, x, n)
+
+
+def _gemm_w8a8(x, qweight, scales, bias, n, act_block=0):
+    op = "gemm_w8a8"
+    _same_device(op, x, qweight=qweight, scales=scales, bias=bias)
+    if act_block != 0:
+        fail(op, f"act_block={act_block}: on CUDA activations are quantized per token "
+                 f"(act_block=0) only")
+    nt, nk = _w8_layout(op, qweight, scales, n)
+    x2, _ = _act(op, x, nk * 32)
+    check_bias(op, bias, n)
+    m, k = x2.shape
+    if m == 0:
+        return _finish(_out(x, 0, n), x, n)
+    if x2.stride(1) != 1:
+        x2 = x2.contiguous()
+    s = _stream(x)
+    kq = nk * 32
+    xq = torch.empty(m, kq, dtype=torch.int8, device=x.device)
+    xs = torch.empty(m, dtype=torch.float32, device=x.device)
+    _C.cuda_quant_act_int8(x2.data_ptr(), _DT[x.dtype], m, k, x2.stride(0), kq, 1,
+                           xq.data_ptr(), kq, xs.data_ptr(), 0, s)
+    out = _out(x, m, n)
+    _C.cuda_gemm_w8a8(xq.data_ptr(), m, kq, xs.data_ptr(), qweight.data_ptr(), nt, nk,
+                      scales.data_ptr(), n, _ptr(bias), out.data_ptr(), _DT[x.dtype], n, s)
+    return _finish(out, x, n)
+
+
+def _dequant_w4(qweight, scales, zeros, n, k):
+    op = "dequant_w4"
+    _same_device(op, qweight, scales=scales, zeros=zeros)
+    nt, nk, ng, group = _w4_layout(op, qweight, scales, zeros, n)
+    if not (nk * 32 - group < k <= nk * 32):
+        fail(op, f"k={k} does not match the packed k_pad={nk * 32} (group {group})")
+    out = torch.empty(n, k, dtype=torch.float32, device=qweight.device)
+    _C.cuda_dequant_w4(qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group, n,
+                       k, out.data_ptr(), _F32, k, _stream(qweight))
+    return out
+
+
+def _dequant_w8(qweight, scales, n, k):
+    op = "dequant_w8"
+    _same_device(op, qweight, scales=scales)
+    nt, nk = _w8_layout(op, qweight, scales, n)
+    if not (nk * 32 - 32 < k <= nk * 32):
+        fail(op, f"k={k} does not match the packed {nk} chunks of 32 columns")
+    out = torch.empty(n, k, dtype=torch.float32, device=qweight.device)
+    _C.cuda_dequant_w8(qweight.data_ptr(), nt, nk, scales.data_ptr(), n, k, out.data_ptr(), _F32,
+                       k, _stream(qweight))
+    return out
+
+
+def _quantize_act_int8(x, block):
+    op = "quantize_act_int8"
+    dt = {torch.float16: 0, torch.bfloat16: 1, torch.float32: _F32}.get(x.dtype)
+    if dt is None:
+        check_dtype(op, "x", x, torch.float16, torch.bfloat16, torch.float32)
+    if x.dim() != 2:
+        fail(op, f"x must be 2-D (M, K), got shape {tuple(x.shape)}")
+    if block < 1:
+        fail(op, f"block must be >= 1, got {block}")
+    m, k = x.shape
+    if k == 0:
+        fail(op, "x must have at least one column")
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    nb = (k + block - 1) // block
+    q = torch.empty(m, nb * block, dtype=torch.int8, device=x.device)
+    scale = torch.empty(m, nb, dtype=torch.float32, device=x.device)
+    qsum = torch.empty(m, nb, dtype=torch.int32, device=x.device)
+    if m:
+        _C.cuda_quant_act_int8(x.data_ptr(), dt, m, k, x.stride(0), block, nb, q.data_ptr(),
+                               nb * block, scale.data_ptr(), qsum.data_ptr(), _stream(x))
+    return q, scale, qsum
+
+
+if HAVE_CUDA_KERNELS:
+    lib.impl("gemm_w4a16", _gemm_w4a16, "CUDA")
+    lib.impl("gemm_w8a16", _gemm_w8a16, "CUDA")
+    lib.impl("gemm_w8a8", _gemm_w8a8, "CUDA")
+    lib.impl("dequant_w4", _dequant_w4, "CUDA")
+    lib.impl("dequant_w8", _dequant_w8, "CUDA")
+    lib.impl("quantize_act_int8", _quantize_act_int8, "CUDA")
