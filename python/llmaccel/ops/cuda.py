@@ -115,6 +115,13 @@ def _w8_layout(op: str, qweight: torch.Tensor, scales: torch.Tensor, n: int) -> 
     return nt, nk
 
 
+def _w8_k_ok(op: str, k: int, nk: int) -> None:
+    # The layout knows k_pad only to its 32-column chunks: K must fall in the last chunk.
+    if not (nk * 32 - 32 < k <= nk * 32):
+        fail(op, f"x has K={k} columns but the weight was packed for K in "
+                 f"({nk * 32 - 32}, {nk * 32}]")
+
+
 def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
@@ -164,6 +171,7 @@ def _gemm_w8a16(x, qweight, scales, bias, n):
     _same_device(op, x, qweight=qweight, scales=scales, bias=bias)
     nt, nk = _w8_layout(op, qweight, scales, n)
     x2, xk = _act(op, x, nk * 32)
+    _w8_k_ok(op, x2.shape[1], nk)
     check_bias(op, bias, n)
     m, k = x2.shape
     if m == 0:
@@ -189,6 +197,7 @@ def _gemm_w8a8(x, qweight, scales, bias, n, act_block=0):
                  f"(act_block=0) only")
     nt, nk = _w8_layout(op, qweight, scales, n)
     x2, _ = _act(op, x, nk * 32)
+    _w8_k_ok(op, x2.shape[1], nk)
     check_bias(op, bias, n)
     m, k = x2.shape
     if m == 0:
