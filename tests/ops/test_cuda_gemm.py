@@ -92,10 +92,16 @@ W8_CASES = [
 
 
 def poison_cuda_cache():
-    """Fills blocks of the caching allocator with 0xFF bytes (NaN in float16, bfloat16 and float32)
-    and frees them, so that outputs allocated next and not written by a kernel read as NaN."""
-    blocks = [torch.full((1 << 20,), 255, dtype=torch.uint8, device="cuda") for _ in range(8)]
-    blocks += [torch.full((1 << 24,), 255, dtype=torch.uint8, device="cuda") for _ in range(2)]
+    """Refills the caching allocator's free memory with 0xFF bytes (NaN in float16, bfloat16 and
+    float32, -1 in the integer types) on the current stream: the cached segments are released,
+    then blocks of every size class are allocated, filled and freed, so that the allocations that
+    follow (outputs, workspaces) read as NaN wherever a kernel does not write them."""
+    torch.cuda.empty_cache()
+    blocks = []
+    for size, count in ((1 << 24, 2), (1 << 20, 8), (1 << 18, 8), (1 << 16, 16), (1 << 14, 16),
+                        (1 << 12, 16), (1 << 9, 16)):
+        blocks += [torch.full((size,), 255, dtype=torch.uint8, device="cuda")
+                   for _ in range(count)]
     del blocks
 
 
@@ -283,7 +289,9 @@ def test_cuda_gemm_runs_on_the_current_stream(op_name, m):
     2. the default stream is kept busy and then zeroes x: a kernel launched there (stream 0, the
        usual mistake) would run after that and read zeros, where the side stream reads x at once.
     A warm-up call on the side stream first, so that nothing inside the busy window allocates
-    new memory or loads a module (which could synchronize the device)."""
+    new memory or loads a module (which could synchronize the device); the caching allocator is
+    poisoned, so a workspace (the dequantized weight of the large-M path) written on the wrong
+    stream is read as NaN by the kernel that uses it."""
     k, n = 264, 100
     p, w = cuda_weight(op_name, n, k, seed=m)
     bias = make_bias(n)
@@ -293,6 +301,7 @@ def test_cuda_gemm_runs_on_the_current_stream(op_name, m):
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         run_op(op_name, x_src, w, bias_cuda, n)  # warm-up
+        poison_cuda_cache()  # a workspace written late (on another stream) reads as NaN
         x = torch.zeros_like(x_src)
         _sleep_current_stream()
         x.copy_(x_src)
@@ -302,6 +311,8 @@ def test_cuda_gemm_runs_on_the_current_stream(op_name, m):
     check_against_reference(op_name, y1, x_src, p, bias, f"{op_name} M={m} busy side stream")
 
     x = x_src.clone()
+    with torch.cuda.stream(side):
+        poison_cuda_cache()
     side.wait_stream(torch.cuda.current_stream())  # x is ready for the side stream
     _sleep_current_stream()  # the default stream: busy, then
     x.zero_()  # it overwrites x
