@@ -40,22 +40,6 @@ constexpr int kSwapAbWarps = 8;
 
 template <Wo KIND> struct WoWords { static constexpr int kWords = KIND == Wo::W4A16 ? 2 : 4; };
 
-// One chunk's weight words of one lane for one tile.
-template <Wo KIND> struct WFrag { uint32_t v[WoWords<KIND>::kWords]; };
-
-template <Wo KIND>
-__device__ __forceinline__ WFrag<KIND> load_wfrag(const uint32_t* w, int64_t idx, uint64_t pol) {
-  WFrag<KIND> f;
-  if constexpr (KIND == Wo::W4A16) {
-    uint2 u = ld_stream_v2(w + idx * 2, pol);
-    f.v[0] = u.x; f.v[1] = u.y;
-  } else {
-    uint4 u = ld_stream_v4(w + idx * 4, pol);
-    f.v[0] = u.x; f.v[1] = u.y; f.v[2] = u.z; f.v[3] = u.w;
-  }
-  return f;
-}
-
 // int4 word (8 nibbles, formats.py order) → the four A registers of one m16n8k16 step:
 // (q − zero) · scale in T, rows r (regs 0, 2) and r + 8 (regs 1, 3).
 template <class T>
@@ -100,20 +84,33 @@ __device__ __forceinline__ void dequant_w8_step(uint32_t w_lo, uint32_t w_hi, ui
 }
 
 // T: the activation/output type (for W8A8 only the output type).
-template <Wo KIND, class T, bool ZP, int MT, int R, int U>
-__global__ void __launch_bounds__(kSwapAbWarps * 32)
+// Per chunk and row tile, what a lane needs besides its weights: the activation fragments and
+// (int4) the two group scales and zero points of its rows. Read one trip ahead into registers.
+template <Wo KIND, class T, int MT, int R> struct ChunkIn {
+  typename std::conditional<KIND == Wo::W8A8, uint2, uint4>::type x[MT];
+  uint32_t s_lo[R], s_hi[R], zp_lo[R], zp_hi[R];  // T2 bit patterns (W4A16 only)
+};
+
+// T: the activation/output type (for W8A8 only the output type). U chunks per trip, S stages.
+template <Wo KIND, class T, bool ZP, int MT, int R, int U, int S>
+__global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 8: 24 warps per SM
     gemm_swapab_kernel(const SwapAbParams p) {
   constexpr int KW = kSwapAbWarps;
   constexpr bool kInt = KIND == Wo::W8A8;
+  constexpr int WB = WoWords<KIND>::kWords * 4;  // weight bytes per lane, chunk and tile
+  constexpr int kStage = U * R * 32 * WB;        // one warp's ring slot
   using Acc = typename std::conditional<kInt, int, float>::type;
-  using XFrag = typename std::conditional<kInt, uint2, uint4>::type;  // one lane, one chunk
   using A = Act16<T>;
+  using In = ChunkIn<KIND, T, MT, R>;
 
+  extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, j = lane & 3;
   const int tile0 = blockIdx.x * R;
   const int m0 = blockIdx.y * MT * 8;
   const uint64_t pol = l2_evict_first_policy();
+  uint8_t* ring = smem + warp * S * kStage;  // this warp's S slots
+  const uint8_t* wbytes = reinterpret_cast<const uint8_t*>(p.w);
 
   Acc acc[R][MT][4];
 #pragma unroll
@@ -123,98 +120,130 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[t][mt][i] = 0;
 
-  // Row of x this lane feeds into operand B of m-tile mt, or -1 past m.
-  int xrow[MT];
+  int xrow[MT];  // row of x this lane feeds into operand B of m-tile mt, or -1 past m
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) xrow[mt] = (m0 + mt * 8 + r < p.m) ? m0 + mt * 8 + r : -1;
 
-  // Weights: register double buffer, so the next trip's U chunks are in flight while this
-  // trip's are multiplied (a warp alone keeps U·256 B of int4 codes on the way at all times).
-  // Activations and scales are read when used: they are L1/L2 hits shared by every block.
-  auto load_trip = [&](int c0, WFrag<KIND> (&wf)[U][R]) {
+  // Trips of this warp: U consecutive chunks at c0 = (warp + KW·t)·U.
+  const int first = warp * U;
+  const int trips = first < p.nk ? (p.nk - first + KW * U - 1) / (KW * U) : 0;
+  auto trip_c0 = [&](int t) { return first + t * KW * U; };
+
+  // Weights: a multi-stage cp.async ring per warp. Each lane copies exactly the bytes it will
+  // read itself, so the warp needs no barrier: wait_group orders a lane's own copies.
+  auto issue = [&](int t) {
+    uint8_t* dst = ring + (t % S) * kStage;
+    const int c0 = trip_c0(t);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int rt = 0; rt < R; ++rt) {
+        const int c = c0 + u;
+        const bool ok = c < p.nk && tile0 + rt < p.n_tiles;
+        const uint8_t* src = ok ? wbytes + ((int64_t(tile0 + rt) * p.nk + c) * 32 + lane) * WB : wbytes;
+        cp_async_hint<WB>(dst + ((u * R + rt) * 32 + lane) * WB, src, ok ? WB : 0, pol);
+      }
+  };
+  auto load_in = [&](int t, In (&in)[U]) {
+    const int c0 = trip_c0(t);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int c = c0 + u;
+      const int c = c0 + u, col = c * 32 + j * 8;
 #pragma unroll
-      for (int t = 0; t < R; ++t) {
-        if (c < p.nk && tile0 + t < p.n_tiles) {
-          wf[u][t] = load_wfrag<KIND>(p.w, (int64_t(tile0 + t) * p.nk + c) * 32 + lane, pol);
+      for (int mt = 0; mt < MT; ++mt) {
+        if (xrow[mt] >= 0 && c < p.nk && col < p.k) {
+          if constexpr (kInt)
+            in[u].x[mt] = __ldg(reinterpret_cast<const uint2*>(
+                static_cast<const int8_t*>(p.x) + xrow[mt] * p.ldx + col));
+          else
+            in[u].x[mt] = __ldg(reinterpret_cast<const uint4*>(
+                static_cast<const T*>(p.x) + xrow[mt] * p.ldx + col));
         } else {
+          if constexpr (kInt) in[u].x[mt] = make_uint2(0, 0);
+          else in[u].x[mt] = make_uint4(0, 0, 0, 0);
+        }
+      }
+      if constexpr (KIND == Wo::W4A16) {
 #pragma unroll
-          for (int i = 0; i < WoWords<KIND>::kWords; ++i) wf[u][t].v[i] = 0;
+        for (int rt = 0; rt < R; ++rt) {
+          // Group of this chunk (groups are whole chunks); padded tiles have scale 0.
+          const int tile = min(tile0 + rt, p.n_tiles - 1);
+          const int g = min(min(c, p.nk - 1) * 32 / p.group, p.n_groups - 1);
+          const int64_t mi = (int64_t(tile) * p.n_groups + g) * 16 + r;
+          in[u].s_lo[rt] = as_u32(A::splat(__ldg(p.scales + mi)));
+          in[u].s_hi[rt] = as_u32(A::splat(__ldg(p.scales + mi + 8)));
+          if constexpr (ZP) {
+            in[u].zp_lo[rt] = A::kMagic | (uint32_t(__ldg(p.zeros + mi)) * 0x00010001u);
+            in[u].zp_hi[rt] = A::kMagic | (uint32_t(__ldg(p.zeros + mi + 8)) * 0x00010001u);
+          } else {
+            in[u].zp_lo[rt] = in[u].zp_hi[rt] = A::kMagic | 0x00080008u;
+          }
         }
       }
     }
   };
-  auto compute_trip = [&](int c0, const WFrag<KIND> (&wf)[U][R]) {
+  auto compute = [&](int t, const In (&in)[U]) {
+    const uint8_t* src = ring + (t % S) * kStage;
+    const int c0 = trip_c0(t);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int c = c0 + u;
-      if (c >= p.nk) break;
-      const int col = c * 32 + j * 8;
-      XFrag xf[MT];
+      if (c0 + u >= p.nk) break;
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        if (xrow[mt] >= 0 && col < p.k) {
-          if constexpr (kInt)
-            xf[mt] = __ldg(reinterpret_cast<const uint2*>(
-                static_cast<const int8_t*>(p.x) + xrow[mt] * p.ldx + col));
-          else
-            xf[mt] = __ldg(reinterpret_cast<const uint4*>(
-                static_cast<const T*>(p.x) + xrow[mt] * p.ldx + col));
+      for (int rt = 0; rt < R; ++rt) {
+        const uint8_t* wp = src + ((u * R + rt) * 32 + lane) * WB;
+        uint32_t w[4];
+        if constexpr (WB == 8) {
+          const uint2 v = *reinterpret_cast<const uint2*>(wp);
+          w[0] = v.x; w[1] = v.y; w[2] = w[3] = 0;
         } else {
-          if constexpr (kInt) xf[mt] = make_uint2(0, 0);
-          else xf[mt] = make_uint4(0, 0, 0, 0);
+          const uint4 v = *reinterpret_cast<const uint4*>(wp);
+          w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
         }
-      }
-#pragma unroll
-      for (int t = 0; t < R; ++t) {
         if constexpr (KIND == Wo::W8A8) {
 #pragma unroll
-          for (int mt = 0; mt < MT; ++mt) mma_16832_s8(acc[t][mt], wf[u][t].v, xf[mt].x, xf[mt].y);
+          for (int mt = 0; mt < MT; ++mt) mma_16832_s8(acc[rt][mt], w, in[u].x[mt].x, in[u].x[mt].y);
         } else {
           uint32_t a[2][4];
           if constexpr (KIND == Wo::W4A16) {
-            // Group of this chunk (groups are whole chunks); padded tiles have scale 0.
-            const int tile = min(tile0 + t, p.n_tiles - 1);
-            const int g = min(c * 32 / p.group, p.n_groups - 1);
-            const int64_t mi = (int64_t(tile) * p.n_groups + g) * 16 + r;
-            const uint32_t s_lo = as_u32(A::splat(__ldg(p.scales + mi)));
-            const uint32_t s_hi = as_u32(A::splat(__ldg(p.scales + mi + 8)));
-            uint32_t zp_lo = A::kMagic | 0x00080008u, zp_hi = zp_lo;
-            if constexpr (ZP) {
-              zp_lo = A::kMagic | (uint32_t(__ldg(p.zeros + mi)) * 0x00010001u);
-              zp_hi = A::kMagic | (uint32_t(__ldg(p.zeros + mi + 8)) * 0x00010001u);
-            }
-            dequant_w4_step<T>(wf[u][t].v[0], zp_lo, zp_hi, s_lo, s_hi, a[0]);
-            dequant_w4_step<T>(wf[u][t].v[1], zp_lo, zp_hi, s_lo, s_hi, a[1]);
+            dequant_w4_step<T>(w[0], in[u].zp_lo[rt], in[u].zp_hi[rt], in[u].s_lo[rt],
+                               in[u].s_hi[rt], a[0]);
+            dequant_w4_step<T>(w[1], in[u].zp_lo[rt], in[u].zp_hi[rt], in[u].s_lo[rt],
+                               in[u].s_hi[rt], a[1]);
           } else {
-            dequant_w8_step(wf[u][t].v[0], wf[u][t].v[1], a[0], T());
-            dequant_w8_step(wf[u][t].v[2], wf[u][t].v[3], a[1], T());
+            dequant_w8_step(w[0], w[1], a[0], T());
+            dequant_w8_step(w[2], w[3], a[1], T());
           }
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt) {
-            mma_16816(acc[t][mt], a[0], xf[mt].x, xf[mt].y, T());
-            mma_16816(acc[t][mt], a[1], xf[mt].z, xf[mt].w, T());
+            mma_16816(acc[rt][mt], a[0], in[u].x[mt].x, in[u].x[mt].y, T());
+            mma_16816(acc[rt][mt], a[1], in[u].x[mt].z, in[u].x[mt].w, T());
           }
         }
       }
     }
   };
+  // One trip: its weights landed (all but the newest S-2 copy groups are complete), refill the
+  // slot the previous trip freed, fetch the next trip's activations, multiply this one.
+  auto step = [&](int t, const In (&cur)[U], In (&nxt)[U]) {
+    cp_async_wait<S - 2>();
+    if (t + S - 1 < trips) issue(t + S - 1);
+    cp_async_commit();  // one group per trip, empty or not, so the wait count stays exact
+    if (t + 1 < trips) load_in(t + 1, nxt);
+    compute(t, cur);
+  };
 
-  WFrag<KIND> buf[2][U][R];
-  int c0 = warp * U;
-  if (c0 < p.nk) load_trip(c0, buf[0]);
-  // Two trips per iteration so the buffers swap roles by name, not by register copies.
-  for (; c0 < p.nk; c0 += 2 * KW * U) {
-    const int c1 = c0 + KW * U;
-    if (c1 < p.nk) load_trip(c1, buf[1]);
-    compute_trip(c0, buf[0]);
-    if (c1 >= p.nk) break;
-    const int c2 = c1 + KW * U;
-    if (c2 < p.nk) load_trip(c2, buf[0]);
-    compute_trip(c1, buf[1]);
+#pragma unroll
+  for (int s = 0; s < S - 1; ++s) {
+    if (s < trips) issue(s);
+    cp_async_commit();
   }
+  In in0[U], in1[U];
+  if (trips > 0) load_in(0, in0);
+  for (int t = 0; t < trips; t += 2) {  // two per iteration: the register buffers swap by name
+    step(t, in0, in1);
+    if (t + 1 < trips) step(t + 1, in1, in0);
+  }
+  cp_async_wait<0>();
 
   // The warps' partial sums over their K chunks meet in shared memory (a tree of halvings).
   constexpr int kRegs = R * MT * 4;
@@ -275,22 +304,28 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32)
 namespace llmaccel::cuda {
 
 // MT (8-row tiles of x per block) by M; R (row tiles per warp) grows with MT so a fetched
-// activation fragment feeds more MMAs; U (chunks per warp per trip) keeps 4 KB of weights in
-// flight per warp (double-buffered: 8 KB of registers) at M ≤ 16, less where the accumulators
-// take the room. First H100 run with 2 KB and no double buffer: 35-39 % of HBM bandwidth.
-template <Wo KIND, class T, bool ZP, int MT, int R, int U>
+// activation fragment feeds more MMAs; U (chunks per trip) shrinks as the activation registers
+// grow, and S (ring stages) grows so each warp keeps ~3 KB of weights in flight: 3 (S-1) slots
+// of U·R·256 B (int4). Earlier versions held weights in registers: 2 KB per warp without
+// overlap, 35-39 % of HBM at M=1; 4 KB double-buffered with x read at use, 25-28 % (H100).
+template <Wo KIND, class T, bool ZP, int MT, int R, int U, int S>
 void launch_swapab_mt(const SwapAbParams& p, cudaStream_t stream) {
+  constexpr int kSmem = kSwapAbWarps * S * U * R * 32 * WoWords<KIND>::kWords * 4;
+  auto kernel = gemm_swapab_kernel<KIND, T, ZP, MT, R, U, S>;
+  // Static (the reduction buffer) plus dynamic shared memory above 48 KB needs this opt-in
+  // (per device; cheap to repeat).
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   const dim3 grid((p.n_tiles + R - 1) / R, (p.m + MT * 8 - 1) / (MT * 8));
-  gemm_swapab_kernel<KIND, T, ZP, MT, R, U><<<grid, kSwapAbWarps * 32, 0, stream>>>(p);
+  kernel<<<grid, kSwapAbWarps * 32, kSmem, stream>>>(p);
 }
 
 template <Wo KIND, class T, bool ZP>
 void launch_swapab(const SwapAbParams& p, cudaStream_t stream) {
-  constexpr int kU = KIND == Wo::W4A16 ? 16 : 8;  // 4 KB of weights per warp per trip
-  if (p.m <= 8) launch_swapab_mt<KIND, T, ZP, 1, 1, kU>(p, stream);
-  else if (p.m <= 16) launch_swapab_mt<KIND, T, ZP, 2, 1, kU>(p, stream);
-  else if (p.m <= 32) launch_swapab_mt<KIND, T, ZP, 4, 2, kU / 2>(p, stream);
-  else launch_swapab_mt<KIND, T, ZP, 8, 2, kU / 4>(p, stream);
+  constexpr bool k4 = KIND == Wo::W4A16;  // int4: 256 B per chunk and tile; int8: 512 B
+  if (p.m <= 8) launch_swapab_mt<KIND, T, ZP, 1, 1, 4, k4 ? 4 : 3>(p, stream);
+  else if (p.m <= 16) launch_swapab_mt<KIND, T, ZP, 2, 1, 4, k4 ? 4 : 3>(p, stream);
+  else if (p.m <= 32) launch_swapab_mt<KIND, T, ZP, 4, 2, 2, k4 ? 4 : 3>(p, stream);
+  else launch_swapab_mt<KIND, T, ZP, 8, 2, 1, k4 ? 8 : 4>(p, stream);
 }
 
 }  // namespace llmaccel::cuda
