@@ -113,18 +113,14 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
                "r"(src_bytes));
 }
-// The same with an L2 cache policy (evict-first for weights streamed once); 8 bytes go through
-// .ca (the only form with 8-byte copies), 16 bytes through .cg (bypassing L1).
-template <int BYTES>
-__device__ __forceinline__ void cp_async_hint(void* smem, const void* gmem, int src_bytes,
-                                              uint64_t policy) {
+// 16 bytes with an L2 cache policy (evict-first for weights streamed once), bypassing L1.
+// The first H100 run of an 8-byte .ca copy that combined a zero-fill size with the policy
+// stopped with an illegal instruction; this form carries the policy alone, and out-of-range
+// pieces take the plain zero-fill copy instead.
+__device__ __forceinline__ void cp_async16_hint(void* smem, const void* gmem, uint64_t policy) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  if constexpr (BYTES == 16)
-    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(s),
-                 "l"(gmem), "r"(src_bytes), "l"(policy));
-  else
-    asm volatile("cp.async.ca.shared.global.L2::cache_hint [%0], [%1], 8, %2, %3;\n" ::"r"(s),
-                 "l"(gmem), "r"(src_bytes), "l"(policy));
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(s),
+               "l"(gmem), "l"(policy));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {

@@ -129,20 +129,24 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
   const int trips = first < p.nk ? (p.nk - first + KW * U - 1) / (KW * U) : 0;
   auto trip_c0 = [&](int t) { return first + t * KW * U; };
 
-  // Weights: a multi-stage cp.async ring per warp. Each lane copies exactly the bytes it will
-  // read itself, so the warp needs no barrier: wait_group orders a lane's own copies.
+  // Weights: a multi-stage cp.async ring per warp, in 16-byte pieces: a (chunk, tile) unit
+  // is 32·WB bytes, so piece q of unit v lands at v·32·WB + 16q. int4 units hold two lanes'
+  // words per piece, so the warp syncs (__syncwarp) after each wait before lanes read.
+  constexpr int kPieces = U * R * 2 * WB;  // 16-byte pieces per slot (≡ 32·WB·U·R / 16)
+  static_assert(kPieces % 32 == 0, "a slot must split evenly over the warp's lanes");
   auto issue = [&](int t) {
     uint8_t* dst = ring + (t % S) * kStage;
     const int c0 = trip_c0(t);
 #pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int rt = 0; rt < R; ++rt) {
-        const int c = c0 + u;
-        const bool ok = c < p.nk && tile0 + rt < p.n_tiles;
-        const uint8_t* src = ok ? wbytes + ((int64_t(tile0 + rt) * p.nk + c) * 32 + lane) * WB : wbytes;
-        cp_async_hint<WB>(dst + ((u * R + rt) * 32 + lane) * WB, src, ok ? WB : 0, pol);
-      }
+    for (int i = 0; i < kPieces / 32; ++i) {
+      const int q = i * 32 + lane, unit = q / (2 * WB), piece = q % (2 * WB);
+      const int u = unit / R, rt = unit % R, c = c0 + u;
+      void* d = dst + unit * 32 * WB + piece * 16;
+      if (c < p.nk && tile0 + rt < p.n_tiles)
+        cp_async16_hint(d, wbytes + (int64_t(tile0 + rt) * p.nk + c) * 32 * WB + piece * 16, pol);
+      else
+        cp_async16(d, wbytes, 0);
+    }
   };
   auto load_in = [&](int t, In (&in)[U]) {
     const int c0 = trip_c0(t);
@@ -226,6 +230,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
   // slot the previous trip freed, fetch the next trip's activations, multiply this one.
   auto step = [&](int t, const In (&cur)[U], In (&nxt)[U]) {
     cp_async_wait<S - 2>();
+    __syncwarp();  // other lanes' pieces of this slot are visible; all lanes left slot t-1
     if (t + S - 1 < trips) issue(t + S - 1);
     cp_async_commit();  // one group per trip, empty or not, so the wait count stays exact
     if (t + 1 < trips) load_in(t + 1, nxt);
