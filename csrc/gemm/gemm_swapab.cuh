@@ -329,10 +329,10 @@ void launch_swapab(const SwapAbParams& p, cudaStream_t stream) {
   constexpr bool k4 = KIND == Wo::W4A16;  // int4: 256 B per chunk and tile; int8: 512 B
   if (p.m <= 8) launch_swapab_mt<KIND, T, ZP, 1, 1, 4, k4 ? 4 : 3>(p, stream);
   else if (p.m <= 16) launch_swapab_mt<KIND, T, ZP, 2, 1, 4, k4 ? 4 : 3>(p, stream);
-  else if (p.m <= 32) launch_swapab_mt<KIND, T, ZP, 4, 2, 2, k4 ? 4 : 3>(p, stream);
-  // S stays ≤ 4: an 8-stage ring (cp.async.wait_group 6) ran into an illegal instruction on
-  // the H100, cause not established.
-  else launch_swapab_mt<KIND, T, ZP, 8, 2, 1, 4>(p, stream);
+  // M > 32: the same 32-row kernel over ceil(M/32) row blocks of x (grid.y), each reading the
+  // weights again. A 64-row variant (MT=8, one chunk per trip) stopped with an illegal
+  // instruction on the H100 (2026-11-22, cause not established), so it is not built.
+  else launch_swapab_mt<KIND, T, ZP, 4, 2, 2, k4 ? 4 : 3>(p, stream);
 }
 
 }  // namespace llmaccel::cuda
