@@ -13,26 +13,12 @@ import torch
 
 from llmaccel import formats, ops, reference
 
-from ..helpers import make_w4, make_w8, make_x
+from ..helpers import make_w4, make_w8, make_x, poison_cuda_cache
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 QUANT_DTYPES = [torch.float16, torch.bfloat16, torch.float32]
 QUANT_DTYPE_IDS = ["fp16", "bf16", "f32"]
-
-
-def poison_cuda_cache():
-    """Refills the caching allocator's free memory with 0xFF bytes (NaN in float16, bfloat16 and
-    float32, -1 in the integer types) on the current stream: the cached segments are released,
-    then blocks of every size class are allocated, filled and freed, so that the allocations that
-    follow (outputs, workspaces) read as NaN wherever a kernel does not write them."""
-    torch.cuda.empty_cache()
-    blocks = []
-    for size, count in ((1 << 24, 2), (1 << 20, 8), (1 << 18, 8), (1 << 16, 16), (1 << 14, 16),
-                        (1 << 12, 16), (1 << 9, 16)):
-        blocks += [torch.full((size,), 255, dtype=torch.uint8, device="cuda")
-                   for _ in range(count)]
-    del blocks
 
 
 def cuda_w4(p):

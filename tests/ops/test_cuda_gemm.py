@@ -34,7 +34,7 @@ import torch
 from llmaccel import formats, ops, reference
 
 from ..helpers import assert_within, float_gemm_exact, make_bias, make_w4, make_w8, make_x
-from ..helpers import w4_exact, w8_exact
+from ..helpers import poison_cuda_cache, w4_exact, w8_exact
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -89,20 +89,6 @@ W8_CASES = [
     (64, 512, 1000, "rtn"),
     (65, 512, 1000, "codes"),
 ]
-
-
-def poison_cuda_cache():
-    """Refills the caching allocator's free memory with 0xFF bytes (NaN in float16, bfloat16 and
-    float32, -1 in the integer types) on the current stream: the cached segments are released,
-    then blocks of every size class are allocated, filled and freed, so that the allocations that
-    follow (outputs, workspaces) read as NaN wherever a kernel does not write them."""
-    torch.cuda.empty_cache()
-    blocks = []
-    for size, count in ((1 << 24, 2), (1 << 20, 8), (1 << 18, 8), (1 << 16, 16), (1 << 14, 16),
-                        (1 << 12, 16), (1 << 9, 16)):
-        blocks += [torch.full((size,), 255, dtype=torch.uint8, device="cuda")
-                   for _ in range(count)]
-    del blocks
 
 
 def cuda_weight(op_name, n, k, group_size=64, symmetric=False, source="codes", seed=0):

@@ -179,7 +179,8 @@ def test_meta_x(op_w):
                                                   reason="no CUDA device")),
 ])
 def test_device_without_kernel(op_w, device):
-    """No op has a CUDA kernel in this build: a CUDA x must raise, never reach a CPU kernel."""
+    """A CUDA x with CPU weights must raise (a CUDA kernel refuses the mixed devices, an op
+    without one has no CUDA kernel), never reach a CPU kernel."""
     op_name, w = op_w
     with pytest.raises((ValueError, NotImplementedError, RuntimeError), match="(?i)cuda"):
         call(op_name, w, x=make_x((3, K)).to(device))

@@ -71,22 +71,33 @@ def _act(op: str, x: torch.Tensor, k_layout: int) -> tuple[torch.Tensor, torch.T
     return x2, xk
 
 
-def _w4_layout(op: str, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
-               n: int) -> tuple[int, int, int, int]:
-    """Checks an int4_cuda_mma16x32 weight; returns (n_tiles, nk, n_groups, group)."""
-    if qweight.dtype == torch.uint8 and qweight.dim() == 2:
-        fail(op, "qweight is in the CPU layout int4_tile16x8; on CUDA the ops take "
-                 "int4_cuda_mma16x32 (formats.to_cuda_int4; QuantLinear.to('cuda') repacks)")
+def _device_layout(op: str, qweight: torch.Tensor, scales: torch.Tensor, n: int, words: int,
+                   canonical: torch.dtype, fmt: str, cpu_fmt: str, helper: str) -> tuple[int, int]:
+    """Checks a CUDA-layout qweight (n_tiles, nk, 32, words) and float32 scales; returns
+    (n_tiles, nk)."""
+    if qweight.dtype == canonical and qweight.dim() == 2:
+        fail(op, f"qweight is in the CPU layout {cpu_fmt}; on CUDA the ops take {fmt} "
+                 f"(formats.{helper}; QuantLinear.to('cuda') repacks)")
     check_dtype(op, "qweight", qweight, torch.int32)
     check_dtype(op, "scales", scales, torch.float32)
-    if qweight.dim() != 4 or qweight.shape[2:] != (32, 2) or not qweight.is_contiguous():
-        fail(op, f"qweight must be a contiguous int4_cuda_mma16x32 tensor (n_pad/16, k_pad/32, "
-                 f"32, 2), got {tuple(qweight.shape)}")
+    if qweight.dim() != 4 or qweight.shape[2:] != (32, words) or not qweight.is_contiguous():
+        fail(op, f"qweight must be a contiguous {fmt} tensor (n_pad/16, k chunks of 32, 32, "
+                 f"{words}), got {tuple(qweight.shape)}")
     nt, nk = qweight.shape[:2]
     if not (nt * 16 - 16 < n <= nt * 16):
         fail(op, f"n={n} does not match qweight's {nt} tiles of 16 rows")
-    if scales.dim() != 3 or scales.shape[0] != nt or scales.shape[2] != 16 or not scales.is_contiguous():
-        fail(op, f"scales must be contiguous ({nt}, n_groups, 16), got {tuple(scales.shape)}")
+    if not scales.is_contiguous():
+        fail(op, "scales must be contiguous")
+    return nt, nk
+
+
+def _w4_layout(op: str, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+               n: int) -> tuple[int, int, int, int]:
+    """Checks an int4_cuda_mma16x32 weight; returns (n_tiles, nk, n_groups, group)."""
+    nt, nk = _device_layout(op, qweight, scales, n, 2, torch.uint8, "int4_cuda_mma16x32",
+                            "int4_tile16x8", "to_cuda_int4")
+    if scales.dim() != 3 or scales.shape[0] != nt or scales.shape[2] != 16:
+        fail(op, f"scales must be ({nt}, n_groups, 16), got {tuple(scales.shape)}")
     ng = scales.shape[1]
     if ng < 1 or (nk * 32) % ng or (nk * 32 // ng) % 32:
         fail(op, f"{ng} groups do not split k_pad={nk * 32} into multiples of 32")
@@ -99,19 +110,10 @@ def _w4_layout(op: str, qweight: torch.Tensor, scales: torch.Tensor, zeros: torc
 
 def _w8_layout(op: str, qweight: torch.Tensor, scales: torch.Tensor, n: int) -> tuple[int, int]:
     """Checks an int8_cuda_mma16x32 weight; returns (n_tiles, nk)."""
-    if qweight.dtype == torch.int8 and qweight.dim() == 2:
-        fail(op, "qweight is in the CPU layout int8_tile16x4; on CUDA the ops take "
-                 "int8_cuda_mma16x32 (formats.to_cuda_int8; QuantLinear.to('cuda') repacks)")
-    check_dtype(op, "qweight", qweight, torch.int32)
-    check_dtype(op, "scales", scales, torch.float32)
-    if qweight.dim() != 4 or qweight.shape[2:] != (32, 4) or not qweight.is_contiguous():
-        fail(op, f"qweight must be a contiguous int8_cuda_mma16x32 tensor (n_pad/16, "
-                 f"ceil(k_pad/32), 32, 4), got {tuple(qweight.shape)}")
-    nt, nk = qweight.shape[:2]
-    if not (nt * 16 - 16 < n <= nt * 16):
-        fail(op, f"n={n} does not match qweight's {nt} tiles of 16 rows")
-    if tuple(scales.shape) != (nt * 16,) or not scales.is_contiguous():
-        fail(op, f"scales must be contiguous ({nt * 16},), got {tuple(scales.shape)}")
+    nt, nk = _device_layout(op, qweight, scales, n, 4, torch.int8, "int8_cuda_mma16x32",
+                            "int8_tile16x4", "to_cuda_int8")
+    if tuple(scales.shape) != (nt * 16,):
+        fail(op, f"scales must be ({nt * 16},), got {tuple(scales.shape)}")
     return nt, nk
 
 
