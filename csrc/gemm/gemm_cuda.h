@@ -13,8 +13,9 @@ namespace llmaccel::cuda {
 // int4 group-wise weights (n_tiles × nk chunks of 32 columns), scales/zeros in int4_tile16x8's
 // (n_tiles, n_groups, 16) layout, zeros null for symmetric (zero 8). x_dtype: kF16 or kBF16.
 // y = x · ((q − zero) · scale)ᵀ + bias, the scaled weight rounded to x's type, fp32 sums.
-// m ≤ kSwapAbMaxM per call is what it is fast for; larger m runs the same kernel on 64-row
-// slices (the Python op switches to dequantize + cuBLAS there).
+// Any m: the swapped small-M kernel covers x in blocks of up to 32 rows (grid.y), each block
+// reading the weights again; it is meant for m ≤ kSwapAbMaxM, above which the Python op
+// dequantizes and calls cuBLAS instead.
 void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, const uint32_t* w,
                 int64_t n_tiles, int64_t nk, const float* scales, const uint8_t* zeros,
                 int64_t n_groups, int64_t group, int64_t n, const float* bias, void* out,
