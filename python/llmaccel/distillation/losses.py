@@ -81,6 +81,16 @@ def _log_probs(logits: torch.Tensor, temperature: float, dtype: torch.dtype) -> 
     return torch.log_softmax(logits.to(dtype) / temperature, dim=-1)
 
 
+def _softened(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+              temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked (log p_S, log p_T) at temperature T, in the compute dtype; the teacher detached."""
+    _check_temperature(temperature)
+    _check_pair(student_logits, teacher_logits)
+    dtype = _compute_dtype(student_logits, teacher_logits)
+    return (_log_probs(student_logits, temperature, dtype),
+            _log_probs(teacher_logits.detach(), temperature, dtype))
+
+
 def _kl_tokens(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """KL(p ‖ q) per token from log-probabilities (..., V) → (...)."""
     return torch.sum(log_p.exp() * (log_p - log_q), dim=-1)
@@ -116,22 +126,14 @@ def kl_forward(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     bool or 0/1, True where a token counts (padding excluded). Returns a scalar in the compute
     dtype; p = softmax(logits / T).
     """
-    _check_temperature(temperature)
-    _check_pair(student_logits, teacher_logits)
-    dtype = _compute_dtype(student_logits, teacher_logits)
-    log_s = _log_probs(student_logits, temperature, dtype)
-    log_t = _log_probs(teacher_logits.detach(), temperature, dtype)
+    log_s, log_t = _softened(student_logits, teacher_logits, temperature)
     return _token_mean(_kl_tokens(log_t, log_s), mask) * temperature ** 2
 
 
 def kl_reverse(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                temperature: float = 1.0, mask: torch.Tensor | None = None) -> torch.Tensor:
     """KL(p_S ‖ p_T) · T², averaged over the selected tokens. Shapes as in ``kl_forward``."""
-    _check_temperature(temperature)
-    _check_pair(student_logits, teacher_logits)
-    dtype = _compute_dtype(student_logits, teacher_logits)
-    log_s = _log_probs(student_logits, temperature, dtype)
-    log_t = _log_probs(teacher_logits.detach(), temperature, dtype)
+    log_s, log_t = _softened(student_logits, teacher_logits, temperature)
     return _token_mean(_kl_tokens(log_s, log_t), mask) * temperature ** 2
 
 
@@ -143,12 +145,8 @@ def jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
     beta = 0.5 is the symmetric JSD, bounded by ln 2 per token. Shapes as in ``kl_forward``.
     """
-    _check_temperature(temperature)
     _check_beta(beta)
-    _check_pair(student_logits, teacher_logits)
-    dtype = _compute_dtype(student_logits, teacher_logits)
-    log_s = _log_probs(student_logits, temperature, dtype)
-    log_t = _log_probs(teacher_logits.detach(), temperature, dtype)
+    log_s, log_t = _softened(student_logits, teacher_logits, temperature)
     # log m via logsumexp: forming β·p_T + (1−β)·p_S in probability space would round the
     # tails to 0 and make log m = −inf wherever both distributions are tiny.
     log_m = torch.logsumexp(torch.stack([math.log(beta) + log_t,

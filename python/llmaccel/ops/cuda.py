@@ -51,9 +51,8 @@ def _same_device(op: str, x: torch.Tensor, **tensors: torch.Tensor | None) -> No
                      f"one CUDA device")
 
 
-def _act(op: str, x: torch.Tensor, k_layout: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (..., K) → (x2 (M, K) view, xk (M, K8) with K8 = K rounded up to 8, unit column
-    stride, 16-byte aligned rows: what the kernels read; a zero-padded copy when needed)."""
+def _act(op: str, x: torch.Tensor, k_layout: int) -> torch.Tensor:
+    """x (..., K) float16/bfloat16 → an (M, K) view, K within the packed columns."""
     if x.dtype not in _DT:
         check_dtype(op, "x", x, torch.float16, torch.bfloat16)
     if x.dim() < 1 or x.shape[-1] == 0:
@@ -61,14 +60,20 @@ def _act(op: str, x: torch.Tensor, k_layout: int) -> tuple[torch.Tensor, torch.T
     k = x.shape[-1]
     if k > k_layout:
         fail(op, f"x has K={k} columns but the weight was packed for at most {k_layout}")
-    x2 = x.reshape(-1, k)
+    return x.reshape(-1, k)
+
+
+def _kernel_rows(x2: torch.Tensor) -> torch.Tensor:
+    """What the swapped kernel reads: rows of K rounded up to 8, unit column stride, 16-byte
+    aligned (16-byte loads of 8 columns); x2 itself when it is so, else a zero-padded copy."""
+    m, k = x2.shape
     k8 = (k + 7) // 8 * 8
     if (k8 == k and x2.stride(1) == 1 and x2.stride(0) % 8 == 0 and x2.data_ptr() % 16 == 0
             and x2.stride(0) >= k):
-        return x2, x2
-    xk = torch.zeros(x2.shape[0], k8, dtype=x.dtype, device=x.device)
+        return x2
+    xk = torch.zeros(m, k8, dtype=x2.dtype, device=x2.device)
     xk[:, :k] = x2
-    return x2, xk
+    return xk
 
 
 def _device_layout(op: str, qweight: torch.Tensor, scales: torch.Tensor, n: int, words: int,
@@ -147,7 +152,7 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     op = "gemm_w4a16"
     _same_device(op, x, qweight=qweight, scales=scales, zeros=zeros, bias=bias)
     nt, nk, ng, group = _w4_layout(op, qweight, scales, zeros, n)
-    x2, xk = _act(op, x, nk * 32)
+    x2 = _act(op, x, nk * 32)
     if x2.shape[1] <= nk * 32 - group:
         fail(op, f"x has K={x2.shape[1]} columns but the weight was packed for K in "
                  f"({nk * 32 - group}, {nk * 32}]")
@@ -162,6 +167,7 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
                            n, k, w.data_ptr(), _DT[x.dtype], k, s)
         return _finish(_dense(x2, w, bias), x, n)
     out = _out(x, m, n)
+    xk = _kernel_rows(x2)
     _C.cuda_gemm_w4a16(xk.data_ptr(), _DT[x.dtype], m, xk.shape[1], xk.stride(0),
                        qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group, n,
                        _ptr(bias), out.data_ptr(), n, s)
@@ -172,7 +178,7 @@ def _gemm_w8a16(x, qweight, scales, bias, n):
     op = "gemm_w8a16"
     _same_device(op, x, qweight=qweight, scales=scales, bias=bias)
     nt, nk = _w8_layout(op, qweight, scales, n)
-    x2, xk = _act(op, x, nk * 32)
+    x2 = _act(op, x, nk * 32)
     _w8_k_ok(op, x2.shape[1], nk)
     check_bias(op, bias, n)
     m, k = x2.shape
@@ -185,6 +191,7 @@ def _gemm_w8a16(x, qweight, scales, bias, n):
                            _DT[x.dtype], k, s)
         return _finish(_dense(x2, w, bias), x, n)
     out = _out(x, m, n)
+    xk = _kernel_rows(x2)
     _C.cuda_gemm_w8a16(xk.data_ptr(), _DT[x.dtype], m, xk.shape[1], xk.stride(0),
                        qweight.data_ptr(), nt, nk, scales.data_ptr(), n, _ptr(bias),
                        out.data_ptr(), n, s)
@@ -198,7 +205,7 @@ def _gemm_w8a8(x, qweight, scales, bias, n, act_block=0):
         fail(op, f"act_block={act_block}: on CUDA activations are quantized per token "
                  f"(act_block=0) only")
     nt, nk = _w8_layout(op, qweight, scales, n)
-    x2, _ = _act(op, x, nk * 32)
+    x2 = _act(op, x, nk * 32)
     _w8_k_ok(op, x2.shape[1], nk)
     check_bias(op, bias, n)
     m, k = x2.shape
