@@ -59,6 +59,15 @@ template <class T2> __device__ __forceinline__ uint32_t as_u32(T2 v) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// (a & b) | c in one LOP3: the compiler splits it into an AND and an OR when one of the inputs is
+// shared with other expressions (seen in the decode kernel's SASS: 8 extra instructions per 32
+// weights), so the dequantization spells it out.
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // (a&b)|c
+  return d;
+}
+
 // ---- tensor-core MMA ---------------------------------------------------------------------------
 // D = A·B + D, A 16×16 (row), B 16×8 (col), fp32 accumulators.
 __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0,
@@ -113,15 +122,10 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
                "r"(src_bytes));
 }
-// 16 bytes with an L2 cache policy (evict-first for weights streamed once), bypassing L1.
-// The first H100 run of an 8-byte .ca copy that combined a zero-fill size with the policy
-// stopped with an illegal instruction; this form carries the policy alone, and out-of-range
-// pieces take the plain zero-fill copy instead.
-__device__ __forceinline__ void cp_async16_hint(void* smem, const void* gmem, uint64_t policy) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(s),
-               "l"(gmem), "l"(policy));
-}
+// No L2 cache-policy form of cp.async here: with ".L2::cache_hint" ptxas 13.0 gave one copy of the
+// decode kernel's ring a memory descriptor in an odd uniform register pair (LDGSTS ... desc[UR1]),
+// which the H100 stops on as "an illegal instruction" (compute-sanitizer pointed at it,
+// 2026-11-22). The plain .cg copy already keeps weights out of L1.
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));

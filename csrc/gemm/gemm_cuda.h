@@ -10,28 +10,46 @@
 
 namespace llmaccel::cuda {
 
+// M ≤ kDecodeMaxM runs the decode kernel (gemm_decode.cuh): the weight stream split evenly over
+// all resident warps, tiles shared by several warps finished through this workspace. counters:
+// n_counters int32, zero before the first call and left zero by every call (so one workspace
+// serves a stream's calls one after another, never two calls at once); partials: scratch.
+struct DecodeWorkspace {
+  int* counters = nullptr;
+  int64_t n_counters = 0;
+  void* partials = nullptr;
+  int64_t partial_bytes = 0;
+};
+constexpr int64_t kDecodeMaxM = 16;
+// The workspace a call with these sizes needs on the current device; chunks_per_group: the int4
+// group size / 32, or 0 for int8 weights.
+void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per_group,
+                      int64_t* n_counters, int64_t* partial_bytes);
+
 // int4 group-wise weights (n_tiles × nk chunks of 32 columns), scales/zeros in int4_tile16x8's
 // (n_tiles, n_groups, 16) layout, zeros null for symmetric (zero 8). x_dtype: kF16 or kBF16.
-// y = x · ((q − zero) · scale)ᵀ + bias, the scaled weight rounded to x's type, fp32 sums.
-// Any m: the swapped small-M kernel covers x in blocks of up to 32 rows (grid.y), each block
-// reading the weights again; it is meant for m ≤ kSwapAbMaxM, above which the Python op
-// dequantizes and calls cuBLAS instead.
+// y = x · ((q − zero) · scale)ᵀ + bias. m ≤ kDecodeMaxM: exact integers q − zero in the MMA,
+// fp32 sums per group times the fp32 scale. Larger m: the swapped small-M kernel over blocks of
+// up to 32 rows (grid.y), each block reading the weights again, the scaled weight rounded to
+// x's type; it is meant for m ≤ kSwapAbMaxM, above which the Python op dequantizes and calls
+// cuBLAS instead.
 void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, const uint32_t* w,
                 int64_t n_tiles, int64_t nk, const float* scales, const uint8_t* zeros,
                 int64_t n_groups, int64_t group, int64_t n, const float* bias, void* out,
-                int64_t ldo, void* stream);
+                int64_t ldo, const DecodeWorkspace& ws, void* stream);
 
 // int8 per-channel weights: y = (x · qᵀ) · scale + bias, exact integer weights in the MMA.
 void gemm_w8a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, const uint32_t* w,
                 int64_t n_tiles, int64_t nk, const float* scales, int64_t n, const float* bias,
-                void* out, int64_t ldo, void* stream);
+                void* out, int64_t ldo, const DecodeWorkspace& ws, void* stream);
 
 // int8 × int8: xq (m, nk·32) int8 rows of ldx bytes, zero beyond k, one scale per row;
 // y = (Σ xq·q) · (xscale[m] · scale[n]) + bias in out_dtype (kF16 / kBF16), exact int32 sums.
-// m ≤ 64: the swapped small-M kernel; larger: a 128×128 tiled int8 tensor-core GEMM.
+// m ≤ kDecodeMaxM: the decode kernel; ≤ 64: the swapped small-M kernel; larger: a 128×128 tiled
+// int8 tensor-core GEMM.
 void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, const uint32_t* w,
                int64_t n_tiles, int64_t nk, const float* scales, int64_t n, const float* bias,
-               void* out, int out_dtype, int64_t ldo, void* stream);
+               void* out, int out_dtype, int64_t ldo, const DecodeWorkspace& ws, void* stream);
 
 // Dynamic symmetric int8 quantization per row and block of `block` columns, bit-exact with
 // quant_act_int8 on the CPU (see quant/quant_act_int8.h): x (m, k) in x_dtype (kF16, kBF16,

@@ -6,7 +6,7 @@
 // warps split K, each taking U consecutive 32-column chunks per trip (trips interleave, so the
 // block reads one stretch of the tile), and their partial sums meet in shared memory at the end.
 // Weights are read once, in the fragment order the MMA takes (formats.py: int4/int8_cuda_mma16x32),
-// through a per-warp multi-stage cp.async ring with an L2 evict-first policy; no other warp uses
+// through a per-warp multi-stage cp.async ring (.cg: past L1); no other warp uses
 // them, so the ring needs no block barrier. x and the group scales are read one trip ahead into
 // registers through L1 (every block reads x).
 // Measured on H100 (bench/gpu/NOTES.md): bound by instruction issue, not by bytes in flight.
@@ -94,7 +94,7 @@ template <Wo KIND, class T, int MT, int R> struct ChunkIn {
 
 // T: the activation/output type (for W8A8 only the output type). U chunks per trip, S stages.
 template <Wo KIND, class T, bool ZP, int MT, int R, int U, int S>
-__global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 8: 24 warps per SM
+__global__ void __launch_bounds__(kSwapAbWarps * 32, 1)
     gemm_swapab_kernel(const SwapAbParams p) {
   constexpr int KW = kSwapAbWarps;
   constexpr bool kInt = KIND == Wo::W8A8;
@@ -109,7 +109,6 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
   const int r = lane >> 2, j = lane & 3;
   const int tile0 = blockIdx.x * R;
   const int m0 = blockIdx.y * MT * 8;
-  const uint64_t pol = l2_evict_first_policy();
   uint8_t* ring = smem + warp * S * kStage;  // this warp's S slots
   const uint8_t* wbytes = reinterpret_cast<const uint8_t*>(p.w);
 
@@ -144,7 +143,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
       const int u = unit / R, rt = unit % R, c = c0 + u;
       void* d = dst + unit * 32 * WB + piece * 16;
       if (c < p.nk && tile0 + rt < p.n_tiles)
-        cp_async16_hint(d, wbytes + (int64_t(tile0 + rt) * p.nk + c) * 32 * WB + piece * 16, pol);
+        cp_async16(d, wbytes + (int64_t(tile0 + rt) * p.nk + c) * 32 * WB + piece * 16, 16);
       else
         cp_async16(d, wbytes, 0);
     }
@@ -325,15 +324,14 @@ void launch_swapab_mt(const SwapAbParams& p, cudaStream_t stream) {
   kernel<<<grid, kSwapAbWarps * 32, kSmem, stream>>>(p);
 }
 
+// M ≤ kDecodeMaxM runs the decode kernel (gemm_decode.cuh); above, this 32-row kernel covers
+// ceil(M/32) row blocks of x (grid.y), each reading the weights again. A 64-row variant (MT=8,
+// one chunk per trip) stopped with an illegal instruction on the H100, likely the ptxas fault
+// described at cp_async16 (found later), so it is not built.
 template <Wo KIND, class T, bool ZP>
 void launch_swapab(const SwapAbParams& p, cudaStream_t stream) {
   constexpr bool k4 = KIND == Wo::W4A16;  // int4: 256 B per chunk and tile; int8: 512 B
-  if (p.m <= 8) launch_swapab_mt<KIND, T, ZP, 1, 1, 4, k4 ? 4 : 3>(p, stream);
-  else if (p.m <= 16) launch_swapab_mt<KIND, T, ZP, 2, 1, 4, k4 ? 4 : 3>(p, stream);
-  // M > 32: the same 32-row kernel over ceil(M/32) row blocks of x (grid.y), each reading the
-  // weights again. A 64-row variant (MT=8, one chunk per trip) stopped with an illegal
-  // instruction on the H100 (2026-11-22, cause not established), so it is not built.
-  else launch_swapab_mt<KIND, T, ZP, 4, 2, 2, k4 ? 4 : 3>(p, stream);
+  launch_swapab_mt<KIND, T, ZP, 4, 2, 2, k4 ? 4 : 3>(p, stream);
 }
 
 }  // namespace llmaccel::cuda

@@ -2,6 +2,7 @@
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
+#include "gemm/gemm_decode.cuh"
 #include "gemm/gemm_swapab.cuh"
 
 namespace llmaccel::cuda {
@@ -9,7 +10,7 @@ namespace llmaccel::cuda {
 void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, const uint32_t* w,
                 int64_t n_tiles, int64_t nk, const float* scales, const uint8_t* zeros,
                 int64_t n_groups, int64_t group, int64_t n, const float* bias, void* out,
-                int64_t ldo, void* stream) {
+                int64_t ldo, const DecodeWorkspace& ws, void* stream) {
   const char* op = "gemm_w4a16";
   check_gemm_sizes(op, m, k, ldx, n, n_tiles, nk, ldo, x, w, out);
   require(scales != nullptr, op, "null scales");
@@ -20,7 +21,16 @@ void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, c
   SwapAbParams p{x, nullptr, w, scales, zeros, bias, out, ldx, ldo, int(m), int(n), int(k),
                  int(n_tiles), int(nk), int(group), int(n_groups)};
   auto s = static_cast<cudaStream_t>(stream);
-  if (x_dtype == kF16) {
+  if (m <= kDecodeMaxM) {
+    const int cpg = int(group / 32);  // chunks per group
+    if (x_dtype == kF16) {
+      if (zeros) run_decode<Wo::W4A16, __half, true>(op, p, ws, cpg, s);
+      else run_decode<Wo::W4A16, __half, false>(op, p, ws, cpg, s);
+    } else {
+      if (zeros) run_decode<Wo::W4A16, __nv_bfloat16, true>(op, p, ws, cpg, s);
+      else run_decode<Wo::W4A16, __nv_bfloat16, false>(op, p, ws, cpg, s);
+    }
+  } else if (x_dtype == kF16) {
     if (zeros) launch_swapab<Wo::W4A16, __half, true>(p, s);
     else launch_swapab<Wo::W4A16, __half, false>(p, s);
   } else {

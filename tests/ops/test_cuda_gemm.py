@@ -20,8 +20,10 @@ gemm_w8a8: the kernel quantizes x per token over all of K exactly as the referen
 (quantize_act_int8 is bit-exact on CUDA, test_cuda_dequant_quant.py) and the int32 dots are exact,
 so only the float epilogue and the output rounding differ: the same tolerances hold.
 
-Internal paths by M: M <= 64 runs the swap-AB tensor-core kernel, larger M dequantizes and calls
-cuBLAS (weight-only) or runs the int8 tensor-core GEMM (w8a8); the cases cover both sides of 64.
+Internal paths by M: M <= 16 runs the decode kernel (the weight stream split over all resident
+warps, int4 scales applied to float32 group sums, which only removes the per-weight rounding),
+M <= 64 the swap-AB tensor-core kernel, larger M dequantizes and calls cuBLAS (weight-only) or runs
+the int8 tensor-core GEMM (w8a8); the cases cover both sides of 8, 16 and 64.
 Outputs are allocated after poison_cuda_cache(), so an element no kernel writes reads as NaN.
 """
 
@@ -69,6 +71,9 @@ W4_CASES = [
     (1, 4096, 256, 128, "rtn"),
     (64, 512, 1000, 128, "rtn"),
     (65, 512, 1000, 64, "codes"),
+    (9, 264, 100, 64, "rtn"),
+    (16, 1000, 72, 32, "codes"),
+    (12, 999, 16, -1, "rtn"),
 ]
 # (M, K, N, weight source): K a multiple of 32 or not (33, 101, 200, 264, 1000: the CUDA layout
 # pads K to 32), and K % 8 != 0 (33, 101).
@@ -88,6 +93,8 @@ W8_CASES = [
     (96, 2048, 48, "codes"),
     (64, 512, 1000, "rtn"),
     (65, 512, 1000, "codes"),
+    (9, 200, 72, "rtn"),
+    (16, 1000, 100, "codes"),
 ]
 
 
@@ -168,6 +175,37 @@ def test_cuda_gemm_w8_matches_reference(op_name, case, with_bias, dtype):
         poison_cuda_cache()
         y = run_op(op_name, x, w, bias_cuda, n)
         check_against_reference(op_name, y, x, p, bias, f"{op_name} {_w8_id(case)} x{seed}")
+
+
+# The decode kernel's split: on 132 SMs × 16 warps, 2048 × 4096 int4 is 16384 units of 32 columns,
+# ~7.8 per warp, so most tiles are shared by many warps and most warps finish two tiles; 48 × 64
+# gives each warp one unit; 4000 × 96 lets warps own whole tiles. Odd N: a partial last tile.
+DECODE_CASES = [(2048, 4096, 128), (2000, 4096, 64), (48, 64, -1), (4000, 96, 32)]
+
+
+@pytest.mark.parametrize("m", [1, 7, 16])
+@pytest.mark.parametrize("n,k,group_size", DECODE_CASES, ids=[f"N{n}-K{k}" for n, k, _ in DECODE_CASES])
+@pytest.mark.parametrize("op_name", OPS)
+def test_cuda_gemm_decode_split(op_name, n, k, group_size, m):
+    """The decode path (M <= DECODE_MAX_M) on shapes where tiles are shared by several warps and
+    warps finish several tiles: right against the reference, bit-identical on repeat (partial sums
+    meet in slot order, not arrival order), and the tile counters left at zero for the next call."""
+    assert m <= ops.DECODE_MAX_M and ops.cuda_path(op_name, m).endswith("decode mma")
+    if op_name == "gemm_w4a16":
+        p, w = cuda_weight(op_name, n, k, group_size, symmetric=False, source="rtn", seed=k)
+    else:
+        p, w = cuda_weight(op_name, n, k, source="rtn", seed=k)
+    bias = make_bias(n)
+    x = make_x((m, k), torch.bfloat16, seed=m).cuda()
+    poison_cuda_cache()
+    y = run_op(op_name, x, w, bias.cuda(), n)
+    check_against_reference(op_name, y, x, p, bias, f"{op_name} decode N={n} K={k} M={m}")
+    for _ in range(3):
+        assert torch.equal(run_op(op_name, x, w, bias.cuda(), n), y), "not deterministic"
+    torch.cuda.synchronize()
+    from llmaccel.ops import cuda as cuda_ops
+    counters, _ = cuda_ops._DECODE_WORKSPACES[(x.device.index, torch.cuda.current_stream().cuda_stream)]
+    assert int(counters.abs().sum()) == 0, "tile counters not reset"
 
 
 def cuda_x_like(layout, m, k, dtype, seed=0):

@@ -14,7 +14,7 @@ from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm
 from .quant import quantize_act_int8
 from .sparse import gemm_sp24, gemm_w4a16_sp24
 # CUDA kernels register last: they implement the ops defined above for the CUDA device.
-from .cuda import HAVE_CUDA_KERNELS, SWAPAB_MAX_M, cuda_path  # noqa: E402
+from .cuda import DECODE_MAX_M, HAVE_CUDA_KERNELS, SWAPAB_MAX_M, cuda_path  # noqa: E402
 
 
 def cpu_info() -> dict:
@@ -56,6 +56,7 @@ __all__ = [
     "cpu_info",
     "cuda_info",
     "cuda_path",
+    "DECODE_MAX_M",
     "HAVE_CUDA_KERNELS",
     "SWAPAB_MAX_M",
     "DecodeLinear",

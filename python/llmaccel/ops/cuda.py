@@ -8,9 +8,12 @@ with CUDA). The same op names and signatures as on the CPU, with two differences
 Kernels launch on torch's current stream, allocate through torch and never synchronize, so the
 ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cuda_path``):
 
-- ``gemm_w4a16`` / ``gemm_w8a16``: M ≤ ``SWAPAB_MAX_M[op]``: the swapped tensor-core kernel
-  (weights read once, straight into MMA fragments); above: dequantize to x's dtype and call
-  cuBLAS through torch, where a weight-only kernel no longer wins.
+- M ≤ ``DECODE_MAX_M`` (all three GEMMs): the decode kernel, the weight stream split evenly over
+  every resident warp (csrc/gemm/gemm_decode.cuh); tiles shared by several warps are finished
+  through a small workspace (``_decode_workspace``).
+- ``gemm_w4a16`` / ``gemm_w8a16``: up to ``SWAPAB_MAX_M[op]``: the swapped tensor-core kernel
+  (weights read once per 32 rows of x, straight into MMA fragments); above: dequantize to x's
+  dtype and call cuBLAS through torch, where a weight-only kernel no longer wins.
 - ``gemm_w8a8``: per-token int8 quantization, then the swapped int8 kernel up to M = 64 and a
   tiled int8 tensor-core GEMM above.
 """
@@ -29,15 +32,55 @@ _F32 = 2
 # Largest M for the swapped small-M kernel; above it dequantize + cuBLAS is faster (H100
 # measurements in bench/results/*_gpu_*.md). The kernel itself takes any M.
 SWAPAB_MAX_M = {"gemm_w4a16": 64, "gemm_w8a16": 64}
+DECODE_MAX_M = _C.cuda_decode_max_m if HAVE_CUDA_KERNELS else 16
 
 
 def cuda_path(op: str, m: int) -> str:
     """The kernel path ``op`` takes on CUDA for x with m rows."""
-    if op == "gemm_w8a8":
-        return "quant + int8 swapAB mma" if m <= 64 else "quant + int8 tiled mma"
-    if op not in SWAPAB_MAX_M:
+    if op not in ("gemm_w8a8", *SWAPAB_MAX_M):
         raise ValueError(f"{op} has no CUDA kernel")
+    if op == "gemm_w8a8":
+        if m <= DECODE_MAX_M:
+            return "quant + int8 decode mma"
+        return "quant + int8 swapAB mma" if m <= 64 else "quant + int8 tiled mma"
+    if m <= DECODE_MAX_M:
+        return "decode mma"
     return "swapAB mma" if m <= SWAPAB_MAX_M[op] else "dequant + cuBLAS"
+
+
+# Per (device, stream): the decode kernel's tile counters (int32, zero between calls: each call
+# leaves them zero) and its scratch for partial sums. Calls on one stream run one after another,
+# so they can share them; another stream gets its own. While a CUDA graph is being captured each
+# call takes fresh ones from the graph's pool instead (their zeroing is captured with it), so a
+# replay never shares counters with eager calls or with another graph.
+_DECODE_WORKSPACES: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+_MAX_WORKSPACES = 32  # streams remembered; the oldest is dropped past this
+
+
+def _decode_workspace(x: torch.Tensor, m: int, nt: int, nk: int,
+                      group: int = 0) -> tuple[int, int, int, int]:
+    """(counters address, n_counters, partials address, partial bytes) for a decode-size call
+    (group: the int4 group size, 0 for int8 weights), or zeros when m is above the decode
+    kernel's range."""
+    if m > DECODE_MAX_M:
+        return 0, 0, 0, 0
+    n_counters, n_bytes = _C.cuda_decode_workspace(m, nt, nk, group // 32)
+    if torch.cuda.is_current_stream_capturing():
+        counters = torch.zeros(n_counters, dtype=torch.int32, device=x.device)
+        partials = torch.empty(max(n_bytes, 4), dtype=torch.uint8, device=x.device)
+    else:
+        key = (x.device.index, _stream(x))
+        have = _DECODE_WORKSPACES.get(key)
+        if have is None or have[0].numel() < n_counters or have[1].numel() < n_bytes:
+            grow = (0, 0) if have is None else (have[0].numel(), have[1].numel())
+            have = (torch.zeros(max(n_counters, grow[0]), dtype=torch.int32, device=x.device),
+                    torch.empty(max(n_bytes, grow[1], 4), dtype=torch.uint8, device=x.device))
+            _DECODE_WORKSPACES.pop(key, None)
+            if len(_DECODE_WORKSPACES) >= _MAX_WORKSPACES:
+                _DECODE_WORKSPACES.pop(next(iter(_DECODE_WORKSPACES)))
+            _DECODE_WORKSPACES[key] = have
+        counters, partials = have
+    return counters.data_ptr(), counters.numel(), partials.data_ptr(), partials.numel()
 
 
 def _stream(t: torch.Tensor) -> int:
@@ -170,7 +213,7 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     xk = _kernel_rows(x2)
     _C.cuda_gemm_w4a16(xk.data_ptr(), _DT[x.dtype], m, xk.shape[1], xk.stride(0),
                        qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group, n,
-                       _ptr(bias), out.data_ptr(), n, s)
+                       _ptr(bias), out.data_ptr(), n, *_decode_workspace(x, m, nt, nk, group), s)
     return _finish(out, x, n)
 
 
@@ -194,7 +237,7 @@ def _gemm_w8a16(x, qweight, scales, bias, n):
     xk = _kernel_rows(x2)
     _C.cuda_gemm_w8a16(xk.data_ptr(), _DT[x.dtype], m, xk.shape[1], xk.stride(0),
                        qweight.data_ptr(), nt, nk, scales.data_ptr(), n, _ptr(bias),
-                       out.data_ptr(), n, s)
+                       out.data_ptr(), n, *_decode_workspace(x, m, nt, nk), s)
     return _finish(out, x, n)
 
 
@@ -221,7 +264,8 @@ def _gemm_w8a8(x, qweight, scales, bias, n, act_block=0):
                            xq.data_ptr(), kq, xs.data_ptr(), 0, s)
     out = _out(x, m, n)
     _C.cuda_gemm_w8a8(xq.data_ptr(), m, kq, xs.data_ptr(), qweight.data_ptr(), nt, nk,
-                      scales.data_ptr(), n, _ptr(bias), out.data_ptr(), _DT[x.dtype], n, s)
+                      scales.data_ptr(), n, _ptr(bias), out.data_ptr(), _DT[x.dtype], n,
+                      *_decode_workspace(x, m, nt, nk), s)
     return _finish(out, x, n)
 
 

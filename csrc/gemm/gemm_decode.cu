@@ -1,0 +1,21 @@
+// Host side of the decode kernel's workspace (gemm_decode.cuh): how much one call needs.
+#include "gemm/gemm_cuda.h"
+#include "gemm/gemm_decode.cuh"
+
+namespace llmaccel::cuda {
+
+void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per_group,
+                      int64_t* n_counters, int64_t* partial_bytes) {
+  const char* op = "decode_workspace";
+  require(m >= 1 && m <= kDecodeMaxM, op, "m must be in 1..kDecodeMaxM");
+  require(n_tiles >= 1 && nk >= 1, op, "the weight must have at least one tile and chunk");
+  require(n_tiles * nk < (int64_t(1) << 31), op, "too many weight chunks");
+  const int sms = current_device_sms();
+  require(sms > 0, op, "no CUDA device");
+  const DecodeShape sh = decode_shape(chunks_per_group > 0, nk, chunks_per_group);
+  const DecodeSplit sp = plan_decode(n_tiles, nk, sh.u, sms);
+  *n_counters = n_tiles;
+  *partial_bytes = decode_partial_bytes(sp, m, n_tiles);
+}
+
+}  // namespace llmaccel::cuda
