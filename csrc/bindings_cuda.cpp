@@ -36,23 +36,18 @@ void bind_cuda(py::module_& m) {
   m.def("cuda_gemm_w8a16",
         [](uintptr_t x, int dt, int64_t m_, int64_t k, int64_t ldx, uintptr_t w, int64_t n_tiles,
            int64_t nk, uintptr_t scales, int64_t n, uintptr_t bias, uintptr_t out, int64_t ldo,
-           uintptr_t counters, int64_t n_counters, uintptr_t partials, int64_t partial_bytes,
            uintptr_t stream) {
           cuda::gemm_w8a16(as<const void>(x), dt, m_, k, ldx, as<const uint32_t>(w), n_tiles, nk,
                            as<const float>(scales), n, as<const float>(bias), as<void>(out), ldo,
-                           workspace(counters, n_counters, partials, partial_bytes),
                            stream_of(stream));
         });
   m.def("cuda_gemm_w8a8",
         [](uintptr_t xq, int64_t m_, int64_t ldx, uintptr_t xscale, uintptr_t w, int64_t n_tiles,
            int64_t nk, uintptr_t scales, int64_t n, uintptr_t bias, uintptr_t out, int out_dt,
-           int64_t ldo, uintptr_t counters, int64_t n_counters, uintptr_t partials,
-           int64_t partial_bytes, uintptr_t stream) {
+           int64_t ldo, uintptr_t stream) {
           cuda::gemm_w8a8(as<const int8_t>(xq), m_, ldx, as<const float>(xscale),
                           as<const uint32_t>(w), n_tiles, nk, as<const float>(scales), n,
-                          as<const float>(bias), as<void>(out), out_dt, ldo,
-                          workspace(counters, n_counters, partials, partial_bytes),
-                          stream_of(stream));
+                          as<const float>(bias), as<void>(out), out_dt, ldo, stream_of(stream));
         });
   m.def("cuda_quant_act_int8",
         [](uintptr_t x, int dt, int64_t m_, int64_t k, int64_t ldx, int64_t block,
@@ -76,8 +71,8 @@ void bind_cuda(py::module_& m) {
                            as<void>(out), out_dt, ldo, stream_of(stream));
         });
   // (n_counters, partial_bytes) for a decode-size call (m ≤ cuda_decode_max_m) on the current
-  // device (cpg: int4 group / 32, 0 for int8): the ops keep one zeroed counter array per stream
-  // and grow it as needed.
+  // device (cpg: int4 group / 32): the op keeps one zeroed counter array per stream and grows
+  // it as needed.
   m.def("cuda_decode_workspace", [](int64_t m_, int64_t n_tiles, int64_t nk, int64_t cpg) {
     int64_t n_counters = 0, partial_bytes = 0;
     cuda::decode_workspace(m_, n_tiles, nk, cpg, &n_counters, &partial_bytes);

@@ -10,8 +10,8 @@
 
 namespace llmaccel::cuda {
 
-// M ≤ kDecodeMaxM runs the decode kernel (gemm_decode.cuh): the weight stream split evenly over
-// all resident warps, tiles shared by several warps finished through this workspace. counters:
+// gemm_w4a16 at M ≤ kDecodeMaxM runs the decode kernel (gemm_decode.cuh): the weight stream split
+// evenly over all resident warps, tiles shared by several warps finished through this workspace. counters:
 // n_counters int32, zero before the first call and left zero by every call (so one workspace
 // serves a stream's calls one after another, never two calls at once); partials: scratch.
 struct DecodeWorkspace {
@@ -21,8 +21,8 @@ struct DecodeWorkspace {
   int64_t partial_bytes = 0;
 };
 constexpr int64_t kDecodeMaxM = 16;
-// The workspace a call with these sizes needs on the current device; chunks_per_group: the int4
-// group size / 32, or 0 for int8 weights.
+// The workspace a gemm_w4a16 call with these sizes needs on the current device;
+// chunks_per_group: the group size / 32.
 void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per_group,
                       int64_t* n_counters, int64_t* partial_bytes);
 
@@ -41,15 +41,14 @@ void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, c
 // int8 per-channel weights: y = (x · qᵀ) · scale + bias, exact integer weights in the MMA.
 void gemm_w8a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, const uint32_t* w,
                 int64_t n_tiles, int64_t nk, const float* scales, int64_t n, const float* bias,
-                void* out, int64_t ldo, const DecodeWorkspace& ws, void* stream);
+                void* out, int64_t ldo, void* stream);
 
 // int8 × int8: xq (m, nk·32) int8 rows of ldx bytes, zero beyond k, one scale per row;
 // y = (Σ xq·q) · (xscale[m] · scale[n]) + bias in out_dtype (kF16 / kBF16), exact int32 sums.
-// m ≤ kDecodeMaxM: the decode kernel; ≤ 64: the swapped small-M kernel; larger: a 128×128 tiled
-// int8 tensor-core GEMM.
+// m ≤ 64: the swapped small-M kernel; larger: a 128×128 tiled int8 tensor-core GEMM.
 void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, const uint32_t* w,
                int64_t n_tiles, int64_t nk, const float* scales, int64_t n, const float* bias,
-               void* out, int out_dtype, int64_t ldo, const DecodeWorkspace& ws, void* stream);
+               void* out, int out_dtype, int64_t ldo, void* stream);
 
 // Dynamic symmetric int8 quantization per row and block of `block` columns, bit-exact with
 // quant_act_int8 on the CPU (see quant/quant_act_int8.h): x (m, k) in x_dtype (kF16, kBF16,

@@ -12,7 +12,7 @@ void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per
   require(n_tiles * nk < (int64_t(1) << 31), op, "too many weight chunks");
   const int sms = current_device_sms();
   require(sms > 0, op, "no CUDA device");
-  const DecodeShape sh = decode_shape(chunks_per_group > 0, nk, chunks_per_group);
+  const DecodeShape sh = decode_shape(nk, chunks_per_group);
   const DecodeSplit sp = plan_decode(n_tiles, nk, sh.u, sms);
   *n_counters = n_tiles;
   *partial_bytes = decode_partial_bytes(sp, m, n_tiles);

@@ -54,18 +54,18 @@ struct DecodeSplit {
   int stages = 0, warps = 0, max_parts = 0;  // max_parts: most warps sharing one tile
   int tile_stages = 0;                       // stages per tile (nk / U)
   int* counters = nullptr;                   // (n_tiles) int32, zero at entry and at exit
-  void* partials = nullptr;                  // (n_tiles, max_parts, 16, m) fp32 (int32: W8A8)
+  float* partials = nullptr;                 // (n_tiles, max_parts, 16, m)
 };
 
 // Stage shape for a weight: U units per stage (4 when stages can tile K exactly, else 1) and GU,
-// the units per int4 group when a group is shorter than a stage (1 or 2; 0 when each group covers
-// whole stages, as g128 does with U = 4, and for int8, which has no groups).
+// the units per group when a group is shorter than a stage (1 or 2; 0 when each group covers
+// whole stages, as g128 does with U = 4).
 struct DecodeShape {
   int u, gu;
 };
-inline DecodeShape decode_shape(bool int4, int64_t nk, int64_t cpg) {
+inline DecodeShape decode_shape(int64_t nk, int64_t cpg) {
   if (nk % 4 != 0) return {1, 0};
-  if (!int4 || cpg % 4 == 0) return {4, 0};
+  if (cpg % 4 == 0) return {4, 0};
   if (cpg == 1 || cpg == 2) return {4, int(cpg)};
   return {1, 0};
 }
@@ -127,19 +127,18 @@ __device__ __forceinline__ void w4_zero_consts(uint32_t z_lo, uint32_t z_hi, uin
 
 // What a lane needs for one stage besides its weights, read one stage ahead into registers: its
 // activation fragments per unit, and (int4) its rows' scales and zeros per group of the stage.
-template <Wo KIND, int MT, int U, int NG> struct DecodeIn {
-  typename std::conditional<KIND == Wo::W8A8, uint2, uint4>::type x[U][MT];
+template <int MT, int U, int NG> struct DecodeIn {
+  uint4 x[U][MT];
   float s_lo[NG], s_hi[NG];
   uint32_t z[NG];  // zero of row r in bits 0-7, of row r + 8 in bits 8-15
 };
 
-// T: the activation/output type (for W8A8 only the output type). MT: 8-row tiles of x (1 or 2).
-// U units per stage, GU units per group inside a stage (0: groups span whole stages), S stages.
-template <Wo KIND, class T, bool ZP, int MT, int U, int GU, int S>
+// int4 weights × x in T (fp16/bf16). MT: 8-row tiles of x (1 or 2). U units per stage, GU units
+// per group inside a stage (0: groups span whole stages), S stages.
+template <class T, bool ZP, int MT, int U, int GU, int S>
 __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
-    gemm_decode_kernel(const SwapAbParams p, const DecodeSplit sp, const int cpg) {
-  constexpr bool kW4 = KIND == Wo::W4A16, kInt = KIND == Wo::W8A8;
-  constexpr int WB = WoWords<KIND>::kWords * 4;  // bytes per lane and unit
+    gemm_decode_w4_kernel(const SwapAbParams p, const DecodeSplit sp, const int cpg) {
+  constexpr int WB = 8;  // bytes per lane and unit: two words of 8 nibbles
   constexpr int kUnit = 32 * WB;
   constexpr int kStage = U * kUnit;
   constexpr int kPieces = kStage / 16;  // 16-byte cp.async pieces per stage
@@ -147,9 +146,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
   static_assert(kPieces % 32 == 0 || kPieces == 16, "a stage must split over the warp's lanes");
   static_assert(S >= 2, "a ring needs two stages");
   static_assert(GU == 0 || U % (GU > 0 ? GU : 1) == 0, "groups must tile the stage");
-  using Acc = typename std::conditional<kInt, int, float>::type;
+  using Acc = float;
   using A = Act16<T>;
-  using In = DecodeIn<KIND, MT, U, NG>;
+  using In = DecodeIn<MT, U, NG>;
 
   extern __shared__ __align__(16) uint8_t smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -175,7 +174,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
     for (int i = 0; i < 4; ++i) acc[mt][i] = gacc[0][mt][i] = gacc[1][mt][i] = 0;
   float s_lo = 0.f, s_hi = 0.f;  // the current group's scales (rows r, r + 8)
   uint32_t zlo = 0, zhi = 0;
-  if constexpr (kW4 && !ZP) w4_zero_consts(8u, 8u, zlo, zhi, T());
+  if constexpr (!ZP) w4_zero_consts(8u, 8u, zlo, zhi, T());
 
   auto issue = [&](int s) {
     uint8_t* dst = ring + (s % S) * kStage;
@@ -190,7 +189,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
 
   // Where a stage sits: its tile, index cs in the tile, and (groups spanning stages, GU = 0)
   // its group and index gs in the group. Advanced one stage at a time: no division per stage.
-  const int spg = kW4 && GU == 0 ? cpg / U : 1;  // stages per group
+  const int spg = GU == 0 ? cpg / U : 1;  // stages per group
   struct Pos {
     int tile, cs, grp, gs;
   };
@@ -215,43 +214,32 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
       const int col = (c0 + v) * 32 + j * 8;
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
-        const bool ok = xrow[mt] >= 0 && col < p.k;
-        if constexpr (kInt) {
-          in.x[v][mt] = make_uint2(0, 0);
-          if (ok) in.x[v][mt] = __ldg(reinterpret_cast<const uint2*>(
-                      static_cast<const int8_t*>(p.x) + xrow[mt] * p.ldx + col));
-        } else {
-          in.x[v][mt] = make_uint4(0, 0, 0, 0);
-          if (ok) in.x[v][mt] = __ldg(reinterpret_cast<const uint4*>(
-                      static_cast<const T*>(p.x) + xrow[mt] * p.ldx + col));
-        }
+        in.x[v][mt] = make_uint4(0, 0, 0, 0);
+        if (xrow[mt] >= 0 && col < p.k)
+          in.x[v][mt] = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) +
+                                                              xrow[mt] * p.ldx + col));
       }
     }
-    if constexpr (kW4) {
 #pragma unroll
-      for (int g = 0; g < NG; ++g) {
-        const int grp = GU > 0 ? (c0 + g * GU) / GU : lp.grp;
-        const int64_t mi = (int64_t(lp.tile) * p.n_groups + grp) * 16 + r;
-        in.s_lo[g] = __ldg(p.scales + mi);
-        in.s_hi[g] = __ldg(p.scales + mi + 8);
-        if constexpr (ZP) in.z[g] = __ldg(p.zeros + mi) | (uint32_t(__ldg(p.zeros + mi + 8)) << 8);
-      }
+    for (int g = 0; g < NG; ++g) {
+      const int grp = GU > 0 ? (c0 + g * GU) / GU : lp.grp;
+      const int64_t mi = (int64_t(lp.tile) * p.n_groups + grp) * 16 + r;
+      in.s_lo[g] = __ldg(p.scales + mi);
+      in.s_hi[g] = __ldg(p.scales + mi + 8);
+      if constexpr (ZP) in.z[g] = __ldg(p.zeros + mi) | (uint32_t(__ldg(p.zeros + mi + 8)) << 8);
     }
     next(lp);
   };
 
   // The current group's fp32 sums, times its scales, join the tile's sums.
   auto fold_group = [&]() {
-    if constexpr (kW4) {
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          acc[mt][i] = fmaf(gacc[0][mt][i] + gacc[1][mt][i], i < 2 ? s_lo : s_hi, acc[mt][i]);
-          gacc[0][mt][i] = gacc[1][mt][i] = 0.f;
-        }
+      for (int i = 0; i < 4; ++i) {
+        acc[mt][i] = fmaf(gacc[0][mt][i] + gacc[1][mt][i], i < 2 ? s_lo : s_hi, acc[mt][i]);
+        gacc[0][mt][i] = gacc[1][mt][i] = 0.f;
       }
-    }
   };
   auto set_group = [&](const In& in, int g) {
     s_lo = in.s_lo[g];
@@ -267,17 +255,13 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
       const int n = tile * 16 + r + 8 * h;
       if (n >= p.n) continue;
       const float b = p.bias ? __ldg(p.bias + n) : 0.f;
-      const float ws = kW4 ? 1.f : __ldg(p.scales + n);
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int m = mt * 8 + 2 * j + e;
           if (m >= p.m) continue;
-          float y;
-          if constexpr (kInt) y = float(v[mt][2 * h + e]) * (__ldg(p.xscale + m) * ws) + b;
-          else y = v[mt][2 * h + e] * ws + b;
-          out[int64_t(m) * p.ldo + n] = A::from_float(y);
+          out[int64_t(m) * p.ldo + n] = A::from_float(v[mt][2 * h + e] + b);
         }
     }
   };
@@ -293,7 +277,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
     return int((int64_t(s + 1) * sp.warps - 1) / sp.stages);
   };
   auto slots_of = [&](int tile) {
-    return static_cast<Acc*>(sp.partials) + int64_t(tile) * sp.max_parts * 16 * p.m;
+    return sp.partials + int64_t(tile) * sp.max_parts * 16 * p.m;
   };
   auto write_part = [&](int tile, const Acc (&v)[MT][4]) {
     Acc* mine = slots_of(tile) + int64_t(gw - warp_of(tile * ts)) * 16 * p.m;
@@ -356,45 +340,26 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
   auto compute = [&](int s, const In& in) {
     if (s != 0 && cp.cs == 0) finish_tile(cp.tile - 1);  // the previous stage ended a tile
     // Groups spanning whole stages (GU = 0) start and end on stage boundaries.
-    if constexpr (kW4 && GU == 0)
+    if constexpr (GU == 0)
       if (s == 0 || cp.gs == 0) set_group(in, 0);
     const uint8_t* src = ring + (s % S) * kStage + lane * WB;
 #pragma unroll
     for (int v = 0; v < U; ++v) {
-      if constexpr (kW4 && GU > 0)
+      if constexpr (GU > 0)
         if (v % GU == 0) set_group(in, v / GU);
-      if constexpr (kW4) {
-        const uint2 w = *reinterpret_cast<const uint2*>(src + v * kUnit);
-        uint32_t a0[4], a1[4];
-        dequant_w4_int(w.x, zlo, zhi, a0, T());
-        dequant_w4_int(w.y, zlo, zhi, a1, T());
+      const uint2 w = *reinterpret_cast<const uint2*>(src + v * kUnit);
+      uint32_t a0[4], a1[4];
+      dequant_w4_int(w.x, zlo, zhi, a0, T());
+      dequant_w4_int(w.y, zlo, zhi, a1, T());
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          mma_16816(gacc[0][mt], a0, in.x[v][mt].x, in.x[v][mt].y, T());
-          mma_16816(gacc[1][mt], a1, in.x[v][mt].z, in.x[v][mt].w, T());
-        }
-        if constexpr (GU > 0)
-          if ((v + 1) % GU == 0) fold_group();
-      } else {
-        const uint4 w = *reinterpret_cast<const uint4*>(src + v * kUnit);
-        const uint32_t wr[4] = {w.x, w.y, w.z, w.w};
-        if constexpr (kInt) {
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
-            mma_16832_s8(acc[mt], wr, in.x[v][mt].x, in.x[v][mt].y);
-        } else {
-          uint32_t a0[4], a1[4];
-          dequant_w8_step(wr[0], wr[1], a0, T());
-          dequant_w8_step(wr[2], wr[3], a1, T());
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt) {
-            mma_16816(acc[mt], a0, in.x[v][mt].x, in.x[v][mt].y, T());
-            mma_16816(acc[mt], a1, in.x[v][mt].z, in.x[v][mt].w, T());
-          }
-        }
+      for (int mt = 0; mt < MT; ++mt) {
+        mma_16816(gacc[0][mt], a0, in.x[v][mt].x, in.x[v][mt].y, T());
+        mma_16816(gacc[1][mt], a1, in.x[v][mt].z, in.x[v][mt].w, T());
       }
+      if constexpr (GU > 0)
+        if ((v + 1) % GU == 0) fold_group();
     }
-    if constexpr (kW4 && GU == 0)
+    if constexpr (GU == 0)
       if (cp.gs == spg - 1) fold_group();  // the stage ends its group
     next(cp);
   };
@@ -453,24 +418,22 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
   }
 }
 
-// Configurations: U units per stage, S stages: ~3-5 KB of weights in flight per warp.
-template <Wo KIND, class T, bool ZP, int MT, int U, int GU, int S>
+// Configurations: U units per stage, S stages: 5 KB of weights in flight per warp at U = 4.
+template <class T, bool ZP, int MT, int U, int GU>
 void launch_decode_cfg(const SwapAbParams& p, const DecodeSplit& sp, int cpg,
                        cudaStream_t stream) {
-  constexpr int kSmem = kDecodeWarps * S * U * 32 * WoWords<KIND>::kWords * 4;
-  auto kernel = gemm_decode_kernel<KIND, T, ZP, MT, U, GU, S>;
-  if constexpr (kSmem > 48 * 1024)  // dynamic shared memory above 48 KB needs the opt-in
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  constexpr int S = U == 4 ? 6 : 8;
+  constexpr int kSmem = kDecodeWarps * S * U * 256;  // ≤ 48 KB: no opt-in needed
+  static_assert(kSmem <= 48 * 1024, "above 48 KB the kernel needs cudaFuncSetAttribute");
   const int blocks = (sp.warps + kDecodeWarps - 1) / kDecodeWarps;
-  kernel<<<blocks, kDecodeWarps * 32, kSmem, stream>>>(p, sp, cpg);
+  gemm_decode_w4_kernel<T, ZP, MT, U, GU, S><<<blocks, kDecodeWarps * 32, kSmem, stream>>>(
+      p, sp, cpg);
 }
 
-template <Wo KIND, class T, bool ZP, int U, int GU>
+template <class T, bool ZP, int U, int GU>
 void launch_decode_u(const SwapAbParams& p, const DecodeSplit& sp, int cpg, cudaStream_t stream) {
-  constexpr bool k4 = KIND == Wo::W4A16;  // int4: 256 B per unit; int8: 512 B
-  constexpr int S = U == 4 ? (k4 ? 6 : 4) : 8;
-  if (p.m <= 8) launch_decode_cfg<KIND, T, ZP, 1, U, GU, S>(p, sp, cpg, stream);
-  else launch_decode_cfg<KIND, T, ZP, 2, U, GU, S>(p, sp, cpg, stream);
+  if (p.m <= 8) launch_decode_cfg<T, ZP, 1, U, GU>(p, sp, cpg, stream);
+  else launch_decode_cfg<T, ZP, 2, U, GU>(p, sp, cpg, stream);
 }
 
 // SMs of the current device (cached: the attribute query is not free on every call).
@@ -486,23 +449,21 @@ inline int current_device_sms() {
 }
 
 // Plans the split for the current device, checks the caller's workspace, launches.
-template <Wo KIND, class T, bool ZP>
-void run_decode(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
-                cudaStream_t stream) {
+template <class T, bool ZP>
+void run_decode_w4(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
+                   cudaStream_t stream) {
   require(int64_t(p.n_tiles) * p.nk < (int64_t(1) << 31), op, "too many weight chunks");
-  const DecodeShape sh = decode_shape(KIND == Wo::W4A16, p.nk, cpg);
+  const DecodeShape sh = decode_shape(p.nk, cpg);
   DecodeSplit sp = plan_decode(p.n_tiles, p.nk, sh.u, current_device_sms());
   require(ws.counters && ws.partials && ws.n_counters >= p.n_tiles &&
               ws.partial_bytes >= decode_partial_bytes(sp, p.m, p.n_tiles),
           op, "the decode workspace is missing or too small (size it with decode_workspace)");
   sp.counters = ws.counters;
-  sp.partials = ws.partials;
-  if (sh.u == 1) launch_decode_u<KIND, T, ZP, 1, 0>(p, sp, cpg, stream);
-  else if (sh.gu == 0) launch_decode_u<KIND, T, ZP, 4, 0>(p, sp, cpg, stream);
-  else if constexpr (KIND == Wo::W4A16) {
-    if (sh.gu == 1) launch_decode_u<KIND, T, ZP, 4, 1>(p, sp, cpg, stream);
-    else launch_decode_u<KIND, T, ZP, 4, 2>(p, sp, cpg, stream);
-  }
+  sp.partials = static_cast<float*>(ws.partials);
+  if (sh.u == 1) launch_decode_u<T, ZP, 1, 0>(p, sp, cpg, stream);
+  else if (sh.gu == 0) launch_decode_u<T, ZP, 4, 0>(p, sp, cpg, stream);
+  else if (sh.gu == 1) launch_decode_u<T, ZP, 4, 1>(p, sp, cpg, stream);
+  else launch_decode_u<T, ZP, 4, 2>(p, sp, cpg, stream);
 }
 
 }  // namespace llmaccel::cuda

@@ -94,7 +94,7 @@ template <Wo KIND, class T, int MT, int R> struct ChunkIn {
 
 // T: the activation/output type (for W8A8 only the output type). U chunks per trip, S stages.
 template <Wo KIND, class T, bool ZP, int MT, int R, int U, int S>
-__global__ void __launch_bounds__(kSwapAbWarps * 32, 1)
+__global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 8: 24 warps per SM
     gemm_swapab_kernel(const SwapAbParams p) {
   constexpr int KW = kSwapAbWarps;
   constexpr bool kInt = KIND == Wo::W8A8;
@@ -324,13 +324,18 @@ void launch_swapab_mt(const SwapAbParams& p, cudaStream_t stream) {
   kernel<<<grid, kSwapAbWarps * 32, kSmem, stream>>>(p);
 }
 
-// M ≤ kDecodeMaxM runs the decode kernel (gemm_decode.cuh); above, this 32-row kernel covers
-// ceil(M/32) row blocks of x (grid.y), each reading the weights again. A 64-row variant (MT=8,
-// one chunk per trip) stopped with an illegal instruction on the H100, likely the ptxas fault
-// described at cp_async16 (found later), so it is not built.
+// int4 at M ≤ kDecodeMaxM runs the decode kernel (gemm_decode.cuh) instead; int8 stays here at
+// every M (on the H100 the decode kernel was 5-10 % slower for int8 at M ≤ 16, 2026-11-22).
+// M > 16: a 32-row kernel over ceil(M/32) row blocks of x (grid.y), each reading the weights
+// again. A 64-row variant (MT=8, one chunk per trip) stopped with an illegal instruction on the
+// H100, likely the ptxas fault described at cp_async16 (found later), so it is not built.
 template <Wo KIND, class T, bool ZP>
 void launch_swapab(const SwapAbParams& p, cudaStream_t stream) {
   constexpr bool k4 = KIND == Wo::W4A16;  // int4: 256 B per chunk and tile; int8: 512 B
+  if constexpr (!k4) {
+    if (p.m <= 8) return launch_swapab_mt<KIND, T, ZP, 1, 1, 4, 3>(p, stream);
+    if (p.m <= 16) return launch_swapab_mt<KIND, T, ZP, 2, 1, 4, 3>(p, stream);
+  }
   launch_swapab_mt<KIND, T, ZP, 4, 2, 2, k4 ? 4 : 3>(p, stream);
 }
 

@@ -24,11 +24,11 @@ void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, c
   if (m <= kDecodeMaxM) {
     const int cpg = int(group / 32);  // chunks per group
     if (x_dtype == kF16) {
-      if (zeros) run_decode<Wo::W4A16, __half, true>(op, p, ws, cpg, s);
-      else run_decode<Wo::W4A16, __half, false>(op, p, ws, cpg, s);
+      if (zeros) run_decode_w4<__half, true>(op, p, ws, cpg, s);
+      else run_decode_w4<__half, false>(op, p, ws, cpg, s);
     } else {
-      if (zeros) run_decode<Wo::W4A16, __nv_bfloat16, true>(op, p, ws, cpg, s);
-      else run_decode<Wo::W4A16, __nv_bfloat16, false>(op, p, ws, cpg, s);
+      if (zeros) run_decode_w4<__nv_bfloat16, true>(op, p, ws, cpg, s);
+      else run_decode_w4<__nv_bfloat16, false>(op, p, ws, cpg, s);
     }
   } else if (x_dtype == kF16) {
     if (zeros) launch_swapab<Wo::W4A16, __half, true>(p, s);

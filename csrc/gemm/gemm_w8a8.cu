@@ -9,7 +9,6 @@
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
-#include "gemm/gemm_decode.cuh"
 #include "gemm/gemm_swapab.cuh"
 
 namespace llmaccel::cuda {
@@ -154,8 +153,7 @@ template <class T> void launch_tiled(const TiledParams& p, cudaStream_t stream) 
 
 void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, const uint32_t* w,
                int64_t n_tiles, int64_t nk, const float* scales, int64_t n, const float* bias,
-               void* out, int out_dtype, int64_t ldo, const DecodeWorkspace& ws,
-               void* stream) {
+               void* out, int out_dtype, int64_t ldo, void* stream) {
   const char* op = "gemm_w8a8";
   check_gemm_sizes(op, m, nk * 32, ldx, n, n_tiles, nk, ldo, xq, w, out);
   require(ldx % 16 == 0, op, "ldx must be a multiple of 16 bytes");
@@ -165,15 +163,8 @@ void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, co
   if (m <= kSwapAbMaxM) {
     SwapAbParams p{xq, xscale, w, scales, nullptr, bias, out, ldx, ldo, int(m), int(n),
                    int(nk * 32), int(n_tiles), int(nk), 32, 1};
-    const int no_groups = int(nk);
-    if (m <= kDecodeMaxM) {
-      if (out_dtype == kF16) run_decode<Wo::W8A8, __half, false>(op, p, ws, no_groups, s);
-      else run_decode<Wo::W8A8, __nv_bfloat16, false>(op, p, ws, no_groups, s);
-    } else if (out_dtype == kF16) {
-      launch_swapab<Wo::W8A8, __half, false>(p, s);
-    } else {
-      launch_swapab<Wo::W8A8, __nv_bfloat16, false>(p, s);
-    }
+    if (out_dtype == kF16) launch_swapab<Wo::W8A8, __half, false>(p, s);
+    else launch_swapab<Wo::W8A8, __nv_bfloat16, false>(p, s);
   } else {
     TiledParams p{xq, xscale, reinterpret_cast<const uint8_t*>(w), scales, bias, out, ldx, ldo,
                   int(m), int(n), int(n_tiles), int(nk)};

@@ -20,10 +20,11 @@ gemm_w8a8: the kernel quantizes x per token over all of K exactly as the referen
 (quantize_act_int8 is bit-exact on CUDA, test_cuda_dequant_quant.py) and the int32 dots are exact,
 so only the float epilogue and the output rounding differ: the same tolerances hold.
 
-Internal paths by M: M <= 16 runs the decode kernel (the weight stream split over all resident
-warps, int4 scales applied to float32 group sums, which only removes the per-weight rounding),
-M <= 64 the swap-AB tensor-core kernel, larger M dequantizes and calls cuBLAS (weight-only) or runs
-the int8 tensor-core GEMM (w8a8); the cases cover both sides of 8, 16 and 64.
+Internal paths by M: gemm_w4a16 at M <= 16 runs the decode kernel (the weight stream split over
+all resident warps, scales applied to float32 group sums, which only removes the per-weight
+rounding); up to M = 64 the swap-AB tensor-core kernel runs, larger M dequantizes and calls
+cuBLAS (weight-only) or runs the int8 tensor-core GEMM (w8a8); the cases cover both sides of 8,
+16 and 64.
 Outputs are allocated after poison_cuda_cache(), so an element no kernel writes reads as NaN.
 """
 
@@ -177,24 +178,25 @@ def test_cuda_gemm_w8_matches_reference(op_name, case, with_bias, dtype):
         check_against_reference(op_name, y, x, p, bias, f"{op_name} {_w8_id(case)} x{seed}")
 
 
-# The decode kernel's split: on 132 SMs × 16 warps, 2048 × 4096 int4 is 16384 units of 32 columns,
-# ~7.8 per warp, so most tiles are shared by many warps and most warps finish two tiles; 48 × 64
-# gives each warp one unit; 4000 × 96 lets warps own whole tiles. Odd N: a partial last tile.
-DECODE_CASES = [(2048, 4096, 128), (2000, 4096, 64), (48, 64, -1), (4000, 96, 32)]
+# The decode kernel's split: on 132 SMs × 16 warps, 2048 × 4096 g128 is 4096 stages of 4 chunks,
+# ~2 per warp, so tiles are shared by many warps; g64 and g32 put 2 and 4 groups in a stage;
+# 48 × 64 (2 chunks: stages of 1) gives each warp one stage; 4000 × 96 g32 (3 chunks) lets warps
+# own whole tiles. Odd N: a partial last tile.
+DECODE_CASES = [(2048, 4096, 128), (2000, 4096, 64), (1000, 1024, 32), (48, 64, -1),
+                (4000, 96, 32), (300, 2048, -1)]
 
 
 @pytest.mark.parametrize("m", [1, 7, 16])
-@pytest.mark.parametrize("n,k,group_size", DECODE_CASES, ids=[f"N{n}-K{k}" for n, k, _ in DECODE_CASES])
-@pytest.mark.parametrize("op_name", OPS)
-def test_cuda_gemm_decode_split(op_name, n, k, group_size, m):
+@pytest.mark.parametrize("n,k,group_size", DECODE_CASES,
+                         ids=[f"N{n}-K{k}-g{g}" for n, k, g in DECODE_CASES])
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+def test_cuda_gemm_w4a16_decode_split(symmetric, n, k, group_size, m):
     """The decode path (M <= DECODE_MAX_M) on shapes where tiles are shared by several warps and
     warps finish several tiles: right against the reference, bit-identical on repeat (partial sums
     meet in slot order, not arrival order), and the tile counters left at zero for the next call."""
-    assert m <= ops.DECODE_MAX_M and ops.cuda_path(op_name, m).endswith("decode mma")
-    if op_name == "gemm_w4a16":
-        p, w = cuda_weight(op_name, n, k, group_size, symmetric=False, source="rtn", seed=k)
-    else:
-        p, w = cuda_weight(op_name, n, k, source="rtn", seed=k)
+    op_name = "gemm_w4a16"
+    assert m <= ops.DECODE_MAX_M and ops.cuda_path(op_name, m) == "decode mma"
+    p, w = cuda_weight(op_name, n, k, group_size, symmetric, source="rtn", seed=k)
     bias = make_bias(n)
     x = make_x((m, k), torch.bfloat16, seed=m).cuda()
     poison_cuda_cache()
@@ -204,7 +206,8 @@ def test_cuda_gemm_decode_split(op_name, n, k, group_size, m):
         assert torch.equal(run_op(op_name, x, w, bias.cuda(), n), y), "not deterministic"
     torch.cuda.synchronize()
     from llmaccel.ops import cuda as cuda_ops
-    counters, _ = cuda_ops._DECODE_WORKSPACES[(x.device.index, torch.cuda.current_stream().cuda_stream)]
+    key = (x.device.index, torch.cuda.current_stream().cuda_stream)
+    counters, _ = cuda_ops._DECODE_WORKSPACES[key]
     assert int(counters.abs().sum()) == 0, "tile counters not reset"
 
 

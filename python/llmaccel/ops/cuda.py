@@ -8,12 +8,12 @@ with CUDA). The same op names and signatures as on the CPU, with two differences
 Kernels launch on torch's current stream, allocate through torch and never synchronize, so the
 ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cuda_path``):
 
-- M ≤ ``DECODE_MAX_M`` (all three GEMMs): the decode kernel, the weight stream split evenly over
+- ``gemm_w4a16`` at M ≤ ``DECODE_MAX_M``: the decode kernel, the weight stream split evenly over
   every resident warp (csrc/gemm/gemm_decode.cuh); tiles shared by several warps are finished
   through a small workspace (``_decode_workspace``).
-- ``gemm_w4a16`` / ``gemm_w8a16``: up to ``SWAPAB_MAX_M[op]``: the swapped tensor-core kernel
-  (weights read once per 32 rows of x, straight into MMA fragments); above: dequantize to x's
-  dtype and call cuBLAS through torch, where a weight-only kernel no longer wins.
+- ``gemm_w4a16`` / ``gemm_w8a16`` up to ``SWAPAB_MAX_M[op]``: the swapped tensor-core kernel
+  (weights read once per 8, 16 or 32 rows of x, straight into MMA fragments); above: dequantize
+  to x's dtype and call cuBLAS through torch, where a weight-only kernel no longer wins.
 - ``gemm_w8a8``: per-token int8 quantization, then the swapped int8 kernel up to M = 64 and a
   tiled int8 tensor-core GEMM above.
 """
@@ -40,15 +40,13 @@ def cuda_path(op: str, m: int) -> str:
     if op not in ("gemm_w8a8", *SWAPAB_MAX_M):
         raise ValueError(f"{op} has no CUDA kernel")
     if op == "gemm_w8a8":
-        if m <= DECODE_MAX_M:
-            return "quant + int8 decode mma"
         return "quant + int8 swapAB mma" if m <= 64 else "quant + int8 tiled mma"
-    if m <= DECODE_MAX_M:
+    if op == "gemm_w4a16" and m <= DECODE_MAX_M:
         return "decode mma"
     return "swapAB mma" if m <= SWAPAB_MAX_M[op] else "dequant + cuBLAS"
 
 
-# Per (device, stream): the decode kernel's tile counters (int32, zero between calls: each call
+# Per (device, stream): the int4 decode kernel's tile counters (int32, zero between calls: each call
 # leaves them zero) and its scratch for partial sums. Calls on one stream run one after another,
 # so they can share them; another stream gets its own. While a CUDA graph is being captured each
 # call takes fresh ones from the graph's pool instead (their zeroing is captured with it), so a
@@ -58,10 +56,10 @@ _MAX_WORKSPACES = 32  # streams remembered; the oldest is dropped past this
 
 
 def _decode_workspace(x: torch.Tensor, m: int, nt: int, nk: int,
-                      group: int = 0) -> tuple[int, int, int, int]:
-    """(counters address, n_counters, partials address, partial bytes) for a decode-size call
-    (group: the int4 group size, 0 for int8 weights), or zeros when m is above the decode
-    kernel's range."""
+                      group: int) -> tuple[int, int, int, int]:
+    """(counters address, n_counters, partials address, partial bytes) for a gemm_w4a16 call
+    with m rows (group: the int4 group size), or zeros when m is above the decode kernel's
+    range."""
     if m > DECODE_MAX_M:
         return 0, 0, 0, 0
     n_counters, n_bytes = _C.cuda_decode_workspace(m, nt, nk, group // 32)
@@ -213,7 +211,8 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     xk = _kernel_rows(x2)
     _C.cuda_gemm_w4a16(xk.data_ptr(), _DT[x.dtype], m, xk.shape[1], xk.stride(0),
                        qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group, n,
-                       _ptr(bias), out.data_ptr(), n, *_decode_workspace(x, m, nt, nk, group), s)
+                       _ptr(bias), out.data_ptr(), n, *_decode_workspace(x, m, nt, nk, group),
+                       s)
     return _finish(out, x, n)
 
 
@@ -237,7 +236,7 @@ def _gemm_w8a16(x, qweight, scales, bias, n):
     xk = _kernel_rows(x2)
     _C.cuda_gemm_w8a16(xk.data_ptr(), _DT[x.dtype], m, xk.shape[1], xk.stride(0),
                        qweight.data_ptr(), nt, nk, scales.data_ptr(), n, _ptr(bias),
-                       out.data_ptr(), n, *_decode_workspace(x, m, nt, nk), s)
+                       out.data_ptr(), n, s)
     return _finish(out, x, n)
 
 
@@ -264,8 +263,7 @@ def _gemm_w8a8(x, qweight, scales, bias, n, act_block=0):
                            xq.data_ptr(), kq, xs.data_ptr(), 0, s)
     out = _out(x, m, n)
     _C.cuda_gemm_w8a8(xq.data_ptr(), m, kq, xs.data_ptr(), qweight.data_ptr(), nt, nk,
-                      scales.data_ptr(), n, _ptr(bias), out.data_ptr(), _DT[x.dtype], n,
-                      *_decode_workspace(x, m, nt, nk), s)
+                      scales.data_ptr(), n, _ptr(bias), out.data_ptr(), _DT[x.dtype], n, s)
     return _finish(out, x, n)
 
 
