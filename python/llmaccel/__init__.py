@@ -3,6 +3,8 @@
     import llmaccel
     llmaccel.quantize_(model, llmaccel.Int4WeightOnly(group_size=128))
     llmaccel.prune_(model, llmaccel.SparseGPT(pattern="2:4"), calibration=ids)
+    llmaccel.distill(student, teacher, llmaccel.DistillData(train_ids, eval_ids),
+                     llmaccel.DistillConfig(steps=500))
 """
 
 import torch  # noqa: F401  (first: _C then shares torch's libgomp, see CMakeLists.txt)
@@ -17,6 +19,7 @@ from .ops import cpu_info, cuda_info, set_cpu_isa
 from .quantization import quantize_
 from .pruning import Magnitude, SparseGPT, Structured, Wanda, prune_, sparsify_
 from .checkpoint import load_quantized, save_quantized
+from .distillation import DistillConfig, DistillData, distill
 
 __all__ = [
     "AWQ",
@@ -28,6 +31,9 @@ __all__ = [
     "QuantLinear",
     "cpu_info",
     "cuda_info",
+    "distill",
+    "DistillConfig",
+    "DistillData",
     "formats",
     "load_quantized",
     "ops",

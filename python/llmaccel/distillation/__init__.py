@@ -1,9 +1,25 @@
-"""Knowledge distillation, teacher → compressed student: soft losses on next-token
-distributions (forward/reverse KL, generalised JSD, top-k cached teacher), hard cross entropy,
-their mix, hidden-state matching and same-vocabulary checks."""
+"""Knowledge distillation, teacher → compressed student.
 
+* losses: forward/reverse KL, generalised JSD (temperature, T² scaling), top-k cached teacher,
+  hard cross entropy, their α mix, hidden-state matching, same-vocabulary checks;
+* students: pruned (masks kept fixed), fake-quantized with a straight-through estimator and
+  packed into QuantLinear with the same scales, fewer layers copied from the teacher;
+* trainer: ``distill(student, teacher, DistillData(train_ids, eval_ids), DistillConfig(...))``:
+  AdamW, warm-up + cosine, gradient accumulation, bf16 autocast, held-out perplexity and KL every
+  N steps, atomic safetensors checkpoints with exact resume.
+"""
+
+from .data import DistillData
 from .losses import (HiddenMatch, check_same_tokenizer, check_same_vocab_size, distill_loss,
                      hard_ce, jsd, kl_forward, kl_forward_topk, kl_reverse)
+from .students import (FakeQuantLinear, after_step, fake_quant_student, layer_dropped_student,
+                       pack_fake_quant, pruned_student, trainable_parameters)
+from .trainer import DistillConfig, DistillResult, distill, latest_checkpoint, lr_at
 
-__all__ = ["HiddenMatch", "check_same_tokenizer", "check_same_vocab_size", "distill_loss",
-           "hard_ce", "jsd", "kl_forward", "kl_forward_topk", "kl_reverse"]
+__all__ = [
+    "DistillConfig", "DistillData", "DistillResult", "FakeQuantLinear", "HiddenMatch",
+    "after_step", "check_same_tokenizer", "check_same_vocab_size", "distill", "distill_loss",
+    "fake_quant_student", "hard_ce", "jsd", "kl_forward", "kl_forward_topk", "kl_reverse",
+    "latest_checkpoint", "layer_dropped_student", "lr_at", "pack_fake_quant", "pruned_student",
+    "trainable_parameters",
+]
