@@ -2,14 +2,14 @@
 mode (a compressed checkpoint, or fewer layers of the teacher), and the packing after training.
 
     data = shakespeare_data(teacher_tok)
-    student, prep = build_student(teacher, teacher_tok, student="pruned_dir")
+    student, prep = build_student(teacher, student=pruned_model)  # or drop_layers=N
     result = distill(student, teacher, data, DistillConfig(...))
     finish_student(student, prep)          # FakeQuantLinear → QuantLinear, 2:4 → SparseLinear
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -27,7 +27,6 @@ class StudentPrep:
     fake_quant: bool = False           # QuantLinear/int4 SparseLinear → FakeQuantLinear
     pinned_zeros: bool = False         # pruned_student masks keep the zeros fixed
     had_sparse: bool = False           # the student held 2:4 SparseLinear layers
-    notes: list[str] = field(default_factory=list)
 
 
 def shakespeare_data(tokenizer, max_train_tokens: int | None = None,
@@ -47,6 +46,19 @@ def _has_zero_weights(model: nn.Module) -> bool:
     return any(_maskable(m) and bool((m.weight == 0).any()) for m in model.modules())
 
 
+def check_student_args(student_given: bool, drop_layers: int | None,
+                       fake_quant_bits: int | None, group_size: int | None) -> None:
+    """ValueError for student flags that contradict each other (before any model is loaded)."""
+    if student_given == (drop_layers is not None):
+        raise ValueError("give exactly one of --student (a compressed model) and --drop-layers "
+                         "(a student made from the teacher)")
+    if group_size is not None and fake_quant_bits is None:
+        raise ValueError("--group-size applies to --fake-quant-bits: give both")
+    if drop_layers is not None and fake_quant_bits is not None:
+        raise ValueError("--fake-quant-bits trains the QuantLinear layers of a quantized "
+                         "--student; a --drop-layers student is float")
+
+
 def build_student(teacher: nn.Module, student: nn.Module | None = None,
                   drop_layers: int | None = None, fake_quant_bits: int | None = None,
                   group_size: int | None = None) -> tuple[nn.Module, StudentPrep]:
@@ -56,15 +68,8 @@ def build_student(teacher: nn.Module, student: nn.Module | None = None,
         its QuantLinear layers train as FakeQuantLinear on their own scales). drop_layers: make
         the student from ``teacher`` keeping this many decoder layers. Exactly one of the two.
     """
-    if (student is None) == (drop_layers is None):
-        raise ValueError("give exactly one of --student (a compressed model) and --drop-layers "
-                         "(a student made from the teacher)")
-    if group_size is not None and fake_quant_bits is None:
-        raise ValueError("--group-size applies to --fake-quant-bits: give both")
+    check_student_args(student is not None, drop_layers, fake_quant_bits, group_size)
     if drop_layers is not None:
-        if fake_quant_bits is not None:
-            raise ValueError("--fake-quant-bits trains the QuantLinear layers of a quantized "
-                             "--student; a --drop-layers student is float")
         return layer_dropped_student(teacher, drop_layers), StudentPrep("layer-dropped")
     prep = StudentPrep("checkpoint")
     prep.had_sparse = any(isinstance(m, SparseLinear) for m in student.modules())
