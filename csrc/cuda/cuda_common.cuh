@@ -1,5 +1,5 @@
-// Device helpers shared by the CUDA kernels: tensor-core MMA wrappers, streaming loads, the
-// 16-bit activation types, and the launch check. sm_80+ (mma.sync, cp.async, createpolicy).
+// Device helpers shared by the CUDA kernels: tensor-core MMA wrappers, cp.async copies, the
+// 16-bit activation types, and the launch check. sm_80+ (mma.sync, cp.async).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -93,29 +93,7 @@ __device__ __forceinline__ void mma_16832_s8(int c[4], const uint32_t a[4], uint
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// ---- loads -------------------------------------------------------------------------------------
-// Weights at decode sizes are read exactly once: keep them out of L1 and first in line for L2
-// eviction, so the activations (read by every block) stay cached.
-__device__ __forceinline__ uint64_t l2_evict_first_policy() {
-  uint64_t p;
-  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
-  return p;
-}
-__device__ __forceinline__ uint2 ld_stream_v2(const void* ptr, uint64_t policy) {
-  uint2 v;
-  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v2.u32 {%0,%1}, [%2], %3;\n"
-      : "=r"(v.x), "=r"(v.y)
-      : "l"(ptr), "l"(policy));
-  return v;
-}
-__device__ __forceinline__ uint4 ld_stream_v4(const void* ptr, uint64_t policy) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(ptr), "l"(policy));
-  return v;
-}
-
+// ---- asynchronous copies -----------------------------------------------------------------------
 // 16-byte asynchronous global→shared copy; src_bytes < 16 zero-fills the rest (0: all zeros).
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));

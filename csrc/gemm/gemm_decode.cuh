@@ -183,7 +183,10 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
       if (lane < 16) cp_async16(dst + lane * 16, src + lane * 16, 16);
     } else {
 #pragma unroll
-      for (int i = 0; i < kPieces / 32; ++i) cp_async16(dst + (i * 32 + lane) * 16, src + (i * 32 + lane) * 16, 16);
+      for (int i = 0; i < kPieces / 32; ++i) {
+        const int off = (i * 32 + lane) * 16;
+        cp_async16(dst + off, src + off, 16);
+      }
     }
   };
 

@@ -7,7 +7,7 @@ import torch
 
 from llmaccel.distillation import (DistillConfig, DistillData, distill, fake_quant_student,
                                    latest_checkpoint, lr_at, pruned_student)
-from llmaccel.distillation import trainer
+from llmaccel.distillation import checkpoints, trainer
 from llmaccel.eval.quality import evaluate_quality
 
 from ..tiny_llama import tiny_llama
@@ -218,7 +218,7 @@ def test_failed_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypat
         # of the second checkpoint, after its student file was written.
         target, name = st, "save_file"
     else:
-        target, name = trainer, "atomic_write"
+        target, name = checkpoints, "atomic_write"
     real, calls = getattr(target, name), []
 
     def fails_midway(*args, **kwargs):

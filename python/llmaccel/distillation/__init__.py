@@ -14,7 +14,8 @@ from .losses import (HiddenMatch, check_same_tokenizer, check_same_vocab_size, d
                      hard_ce, jsd, kl_forward, kl_forward_topk, kl_reverse)
 from .students import (FakeQuantLinear, after_step, fake_quant_student, layer_dropped_student,
                        pack_fake_quant, pruned_student, trainable_parameters)
-from .trainer import DistillConfig, DistillResult, distill, latest_checkpoint, lr_at
+from .checkpoints import latest_checkpoint
+from .trainer import DistillConfig, DistillResult, distill, lr_at
 
 __all__ = [
     "DistillConfig", "DistillData", "DistillResult", "FakeQuantLinear", "HiddenMatch",

@@ -13,19 +13,16 @@ structure the student must keep (fixed sparsity masks, ...).
 
 Held-out quality (GPTQ-convention perplexity and KL(teacher ‖ student) over non-overlapping
 windows of eval_ids, ``eval.quality``) is measured before the first step, every eval_every steps
-and at the end. Checkpoints (see ``_save_checkpoint``) let an interrupted run continue exactly:
+and at the end. Checkpoints (``checkpoints.py``) let an interrupted run continue exactly:
 a resumed run ends with the same student weights, bit for bit, as one that never stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +30,7 @@ from pathlib import Path
 import torch
 
 from ..eval.quality import QualityResult, evaluate_quality
-from ..files import atomic_write
+from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import SEED_LIMIT, DistillData, gather_windows, sample_starts, step_seed
 from .losses import KINDS, check_same_vocab_size, distill_loss, hard_ce, kl_forward_topk
 
@@ -270,92 +267,9 @@ def _evaluate(student, teacher, eval_ids: torch.Tensor, cfg: DistillConfig) -> Q
         student.train(was_training)
 
 
-# ---- checkpoints ---------------------------------------------------------------------------
-
-def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The checkpoint folder that ``directory``/latest.json points to, or None."""
-    pointer = Path(directory) / LATEST
-    if not pointer.is_file():
-        return None
-    return Path(directory) / json.loads(pointer.read_text())["checkpoint"]
-
-
-def _save_checkpoint(directory: Path, student, optimizer, run: _Run, cfg: DistillConfig,
-                     fingerprint: dict) -> Path:
-    """Writes ``directory``/step-NNNNNNNN/ {student.safetensors, optimizer.safetensors,
-    state.json} and then points ``directory``/latest.json at it.
-
-    The folder is built under a temporary name and renamed; latest.json is replaced atomically
-    (``files.atomic_write``) only after that. A save that fails or is killed at any point
-    leaves latest.json pointing at the previous, complete checkpoint. Older checkpoints are
-    deleted once the new one is in place. Optimizer tensors go to safetensors and its
-    hyper-parameters to JSON: nothing is pickled."""
-    from safetensors import torch as st
-
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"step-{run.step:08d}"
-    final = directory / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=directory))
-    try:
-        # save_model, not save_file: it stores tied tensors (embeddings) once.
-        st.save_model(student, str(tmp / "student.safetensors"))
-        opt = optimizer.state_dict()
-        tensors, scalars = {}, {}
-        for idx, state in opt["state"].items():
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
-                else:
-                    scalars[f"{idx}.{key}"] = value
-        st.save_file(tensors, str(tmp / "optimizer.safetensors"))
-        meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                "config": _trajectory(cfg), "data": fingerprint, "run": dataclasses.asdict(run),
-                "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars}}
-        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
-        os.chmod(tmp, 0o755)
-        if final.exists():  # left by a run that died between the rename and the pointer
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        atomic_write(directory / LATEST, json.dumps({"checkpoint": name, "step": run.step}))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    for old in list(directory.glob("step-*")) + list(directory.glob(".step-*")):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
 def _trajectory(cfg: DistillConfig) -> dict:
+    """The config fields a resumed run must share with the checkpoint it continues."""
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RUN_CONTROL}
-
-
-def _load_checkpoint(path: Path, student, optimizer, cfg: DistillConfig,
-                     fingerprint: dict) -> _Run:
-    from safetensors import torch as st
-
-    meta = json.loads((path / "state.json").read_text())
-    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} version {CHECKPOINT_VERSION} "
-                         f"checkpoint")
-    saved, now = meta["config"], _trajectory(cfg)
-    diff = {k: (saved.get(k), now[k]) for k in now if saved.get(k) != now[k]}
-    if diff:
-        shown = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{path} was written with a different config ({shown}); resuming "
-                         f"would not continue the same run")
-    if meta["data"] != fingerprint:
-        raise ValueError(f"{path} was written for different token data "
-                         f"(checkpoint {meta['data']}, now {fingerprint})")
-    st.load_model(student, str(path / "student.safetensors"), strict=True,
-                  device=str(_device_of(student)))
-    state: dict[int, dict] = {}
-    for key, value in {**st.load_file(str(path / "optimizer.safetensors")),
-                       **meta["optimizer"]["scalars"]}.items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": state,
-                               "param_groups": meta["optimizer"]["param_groups"]})
-    return _Run(**meta["run"])
 
 
 # ---- the run -------------------------------------------------------------------------------
@@ -421,7 +335,9 @@ def distill(student, teacher, data: DistillData,
         if not cfg.resume:
             raise ValueError(f"{ckpt_dir} already holds a checkpoint ({found.name}); pass "
                              f"resume=True to continue it or choose another checkpoint_dir")
-        run, last_ckpt = _load_checkpoint(found, student, optimizer, cfg, fingerprint), found
+        saved = load_checkpoint(found, student, optimizer, _trajectory(cfg), fingerprint,
+                                _device_of(student))
+        run, last_ckpt = _Run(**saved), found
     saved_step = run.step if last_ckpt is not None else None
 
     device = _device_of(student)
@@ -450,7 +366,8 @@ def distill(student, teacher, data: DistillData,
     def checkpoint() -> None:
         nonlocal last_ckpt, saved_step
         run.elapsed_s = elapsed()
-        last_ckpt = _save_checkpoint(ckpt_dir, student, optimizer, run, cfg, fingerprint)
+        last_ckpt = save_checkpoint(ckpt_dir, student, optimizer, dataclasses.asdict(run),
+                                    _trajectory(cfg), fingerprint)
         saved_step = run.step
 
     bar = _progress_bar(cfg, run.step)
