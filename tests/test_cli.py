@@ -17,6 +17,7 @@ def test_make_config():
     assert make_config("gptq", group_size=64, symmetric=False) == llmaccel.GPTQ(4, 64, False)
     assert make_config("awq") == llmaccel.AWQ(4, 128, symmetric=False)
     assert make_config("smoothquant", alpha=0.8) == llmaccel.SmoothQuant(0.8)
+    assert make_config("gptq", bits=3, symmetric=False) == llmaccel.GPTQ(3, 128, False)
 
 
 def test_make_config_refuses_bad_combinations():
@@ -28,6 +29,9 @@ def test_make_config_refuses_bad_combinations():
         make_config("rtn", group_size=48)
     with pytest.raises(ValueError, match="method"):
         make_config("hqq")
+    for method in ("rtn", "awq"):
+        with pytest.raises(ValueError, match="3-bit weights come from --method gptq"):
+            make_config(method, bits=3)
 
 
 def test_every_command_has_help(capsys):

@@ -95,7 +95,10 @@ class GPTQ:
     compensated on the columns not yet rounded through the inverse Hessian of the layer's
     calibration inputs. Needs ``calibration``; runs one decoder layer at a time.
 
-    bits 4 (group_size as Int4WeightOnly) or 8 (per output channel).
+    bits 4 (group_size as Int4WeightOnly) or 8 (per output channel); 3 or 2: codes on a 3- or
+        2-bit grid stored in the int4 format (quantizers.int4_code_range), which the int4
+        kernels run unchanged; no smaller on disk or faster than 4 bits, a quality point (and
+        the starting grid for a low-bit distilled student).
     act_order: columns in decreasing Hessian-diagonal order, with static groups (group
         parameters from the original weight), so the packed layout and kernels are unchanged.
     damp: fraction of the mean Hessian diagonal added to it (rank-deficient inputs).
@@ -124,6 +127,9 @@ class GPTQ:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}")
 
     def scheme(self) -> Int4WeightOnly | Int8WeightOnly:
+        """What the quantized layers store (2- and 3-bit codes: the int4 format)."""
+        if self.bits in (2, 3):
+            return Int4WeightOnly(self.group_size, self.symmetric, self.act_int8_min_m)
         return _weight_scheme(self.bits, self.group_size, self.symmetric, self.act_int8_min_m)
 
 

@@ -10,6 +10,8 @@ import torch
 from .configs import Int4WeightOnly
 from .formats import int4_padding
 
+INT4_CONTAINER_BITS = (2, 3, 4)  # widths whose codes an int4 container holds
+
 
 def quantize_int4(w: torch.Tensor, group_size: int, symmetric: bool):
     """w (N, K) float → (codes uint8 (N, K) in 0..15, scales float32 (N, G), zeros uint8 or None).
@@ -33,48 +35,71 @@ def quantize_int4(w: torch.Tensor, group_size: int, symmetric: bool):
     return codes, scales.contiguous(), zeros
 
 
-def int4_group_params(groups: torch.Tensor, symmetric: bool):
-    """Per-group (scale, zero) of int4 codes for weights groups (..., g), float32, by the rules of
-    quantize_int4 (zero = 8 when symmetric). Shared with calibrated quantizers (GPTQ)."""
+def int4_code_range(bits: int = 4, symmetric: bool = True) -> tuple[int, int]:
+    """(lowest, highest) code of ``bits``-bit weights in the int4 container (int4_tile16x8).
+
+    The container's kernels compute (q − zero)·scale for any code q in 0..15, so 2- and 3-bit
+    weights live in it unchanged: asymmetric codes use 0..2^bits−1 with a zero point in that
+    range; symmetric codes sit around the format's fixed zero point 8, 8−2^(bits−1) ..
+    8+2^(bits−1)−1 (3 bits: 4..11). Fewer bits buy no bytes yet: the grid, not the size.
+    """
+    if not isinstance(bits, int) or isinstance(bits, bool) or bits not in INT4_CONTAINER_BITS:
+        raise ValueError(f"bits must be 2, 3 or 4 (codes kept in int4 containers), got {bits!r}")
+    half = 2 ** (bits - 1)
+    return (8 - half, 8 + half - 1) if symmetric else (0, 2 * half - 1)
+
+
+def int4_group_params(groups: torch.Tensor, symmetric: bool, bits: int = 4):
+    """Per-group (scale, zero) of ``bits``-bit codes (int4_code_range) for weight groups
+    (..., g), float32, by the rules of quantize_int4 with 2^bits levels: symmetric puts the
+    largest-magnitude weight on the lowest code (zero 8); asymmetric spans [min(w, 0),
+    max(w, 0)] with an integer zero point. Shared with calibrated quantizers (GPTQ) and
+    fake-quantized students."""
+    int4_code_range(bits, symmetric)  # validates bits
+    half = 2 ** (bits - 1)
     if symmetric:
         idx = groups.abs().argmax(dim=-1, keepdim=True)
-        scales = (groups.gather(-1, idx) / -8.0).squeeze(-1)
+        scales = (groups.gather(-1, idx) / -float(half)).squeeze(-1)
         return scales, torch.full_like(scales, 8.0)
+    levels = 2 ** bits - 1
     lo = groups.amin(dim=-1).clamp(max=0)
     hi = groups.amax(dim=-1).clamp(min=0)
-    scales = (hi - lo) / 15.0
+    scales = (hi - lo) / float(levels)
     inv = torch.where(scales > 0, 1.0 / scales, torch.zeros_like(scales))
-    return scales, torch.round(-lo * inv).clamp_(0, 15)
+    return scales, torch.round(-lo * inv).clamp_(0, levels)
 
 
 def int4_group_params_mse(groups: torch.Tensor, symmetric: bool, grid: int = 40,
-                          max_shrink: float = 0.4, norm: float = 2.4):
+                          max_shrink: float = 0.4, norm: float = 2.4, bits: int = 4):
     """As int4_group_params, but each group's range is also tried shrunk by up to
     ``max_shrink`` (in ``grid`` steps) and the one with the least Σ|w − q(w)|^norm kept: clipping
     a rare extreme weight buys finer steps for all the others (GPTQ's reference quantizer search;
     norm 2.4 weighs large errors a little more than squared error)."""
-    best_s, best_z = int4_group_params(groups, symmetric)
-    best_err = _group_err(groups, best_s, best_z, norm)
+    lo, hi = int4_code_range(bits, symmetric)
+    best_s, best_z = int4_group_params(groups, symmetric, bits)
+    best_err = _group_err(groups, best_s, best_z, norm, lo, hi)
     for i in range(1, int(max_shrink * grid) + 1):
         p = 1 - i / grid
-        s, z = int4_group_params(groups * p, symmetric)
-        err = _group_err(groups, s, z, norm)
+        s, z = int4_group_params(groups * p, symmetric, bits)
+        err = _group_err(groups, s, z, norm, lo, hi)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_s, best_z = torch.where(better, s, best_s), torch.where(better, z, best_z)
     return best_s, best_z
 
 
-def _group_err(groups, scales, zeros, norm):
+def _group_err(groups, scales, zeros, norm, lo, hi):
     s, z = scales.unsqueeze(-1), zeros.unsqueeze(-1)
-    return ((int4_encode(groups, s, z) - z) * s - groups).abs().pow(norm).sum(dim=-1)
+    return ((int4_encode(groups, s, z, lo, hi) - z) * s - groups).abs().pow(norm).sum(dim=-1)
 
 
-def int4_encode(w: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
-    """Codes 0..15 (float) of w under broadcastable scales and zero points: the nearest code,
-    clamped; (code − zero) · scale is the weight the kernels use."""
+def int4_encode(w: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                lo: int = 0, hi: int = 15) -> torch.Tensor:
+    """Codes lo..hi (float; int4_code_range gives them for fewer bits) of w under broadcastable
+    scales and zero points: the nearest code, clamped; (code − zero) · scale is the weight the
+    kernels use."""
     inv = torch.where(scales != 0, 1.0 / scales, torch.zeros_like(scales))
-    return (torch.round(w * inv) + zeros).clamp_(0, 15)
+    return (torch.round(w * inv) + zeros).clamp_(lo, hi)
 
 
 def quantize_int8(w: torch.Tensor):

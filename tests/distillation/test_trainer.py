@@ -346,6 +346,27 @@ def test_topk_teacher_runs_each_window_once():
     assert r.step_log[-1]["loss"] < r.step_log[0]["loss"]
 
 
+
+def test_teacher_scores_each_eval_window_once_and_alpha_zero_trains_without_it():
+    teacher, student = models()
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    shapes = []
+    teacher.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
+    data = token_data()
+    r = distill(student, teacher, data, config(steps=6, eval_every=2, alpha=0.0,
+                                               eval_seq_len=24))
+    # 4 evaluations (steps 0, 2, 4, 6) of the same 4 windows of 24: the teacher scores each
+    # window once; training windows (16 tokens) never reach it at alpha = 0.
+    assert shapes == [(1, 24)] * 4
+    assert [h["step"] for h in r.history] == [0, 2, 4, 6]
+    assert all(s["soft"] is None and s["hard"] == s["loss"] for s in r.step_log)
+    assert any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
+    # The cached reference gives the figures an uncached evaluation gives.
+    q = evaluate_quality(student.eval(), data.eval_ids, 24, 4, reference=teacher, progress=False)
+    assert (r.final_ppl, r.final_kl, r.history[-1]["eval_top1"]) == (q.ppl, q.kl,
+                                                                     q.top1_agreement)
+    assert r.teacher_ppl == evaluate_quality(teacher, data.eval_ids, 24, 4, progress=False).ppl
+
 # ---- progress bar --------------------------------------------------------------------------
 
 def test_progress_bar_shows_loss_and_ppl(capsys):

@@ -51,6 +51,47 @@ def test_dead_inputs_and_tail_group():
     assert torch.isfinite(wq).all()
 
 
+def rtn_at_bits(w, group, symmetric, bits):
+    """Round-to-nearest codes of ``bits`` bits in the int4 container, dequantized (N, K)."""
+    n, k = w.shape
+    groups = w.view(n, k // group, group)
+    s, z = quantizers.int4_group_params(groups, symmetric, bits)
+    lo, hi = quantizers.int4_code_range(bits, symmetric)
+    codes = quantizers.int4_encode(groups, s[..., None], z[..., None], lo, hi)
+    return ((codes - z[..., None]) * s[..., None]).view(n, k)
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("bits", [2, 3])
+def test_gptq_low_bits_on_the_int4_grid(bits, symmetric):
+    """3- and 2-bit GPTQ: codes stay on the narrower grid inside the int4 container (the int4
+    kernels dequantize them exactly), and beat round-to-nearest at the same width."""
+    n, k, group = 48, 96, 32
+    x = correlated(512, k, seed=5)
+    w = torch.randn(n, k, generator=torch.Generator().manual_seed(6))
+    codes, scales, zeros = gptq_quantize_int4(w, x.t() @ x, group, symmetric, act_order=True,
+                                              bits=bits)
+    lo, hi = quantizers.int4_code_range(bits, symmetric)
+    assert lo <= int(codes.min()) and int(codes.max()) <= hi
+    if zeros is not None:
+        assert lo <= int(zeros.min()) and int(zeros.max()) <= hi
+    gq = dequant(codes, scales, zeros, group, k)
+    e_gptq, e_rtn = layer_error(w, gq, x), layer_error(w, rtn_at_bits(w, group, symmetric, bits), x)
+    assert e_gptq < 0.8 * e_rtn, (e_gptq, e_rtn)
+
+
+def test_int4_code_range():
+    assert quantizers.int4_code_range(4, True) == (0, 15) == quantizers.int4_code_range(4, False)
+    assert quantizers.int4_code_range(3, True) == (4, 11)
+    assert quantizers.int4_code_range(3, False) == (0, 7)
+    assert quantizers.int4_code_range(2, True) == (6, 9)
+    for bad in (1, 5, 8, 3.0, True):
+        with pytest.raises(ValueError, match="bits must be 2, 3 or 4"):
+            quantizers.int4_code_range(bad, True)
+    with pytest.raises(ValueError, match="bits must be 2, 3 or 4"):
+        gptq_quantize_int4(torch.randn(4, 32), torch.eye(32), 32, bits=5)
+
+
 def test_bad_shapes():
     with pytest.raises(ValueError, match="hessian"):
         gptq_quantize_int4(torch.randn(4, 8), torch.eye(9))

@@ -54,6 +54,18 @@ def test_gptq_int8(model, calib, held_out):
     assert logit_error(q, model, held_out) < rtn
 
 
+def test_gptq_3bit(model, calib, held_out):
+    """bits=3: int4-format layers whose codes sit on the 3-bit grid; coarser than 4 bits."""
+    q3 = quantized(model, llmaccel.GPTQ(bits=3, group_size=32), calibration=calib)
+    down = q3.model.layers[0].mlp.down_proj
+    assert isinstance(down, QuantLinear) and down.config == llmaccel.Int4WeightOnly(32)
+    assert llmaccel.GPTQ(bits=3, group_size=32).scheme() == llmaccel.Int4WeightOnly(32)
+    codes = down.codes()[0]
+    assert 4 <= int(codes.min()) and int(codes.max()) <= 11
+    q4 = quantized(model, llmaccel.GPTQ(bits=4, group_size=32), calibration=calib)
+    assert logit_error(q4, model, held_out) < logit_error(q3, model, held_out)
+
+
 def test_awq_beats_rtn(model, calib, held_out):
     rtn = logit_error(quantized(model, llmaccel.Int4WeightOnly(32, symmetric=False)), model,
                       held_out)
@@ -136,7 +148,7 @@ def test_errors(model, calib):
     with pytest.raises(ValueError, match="batch_size"):
         llmaccel.quantize_(m, llmaccel.GPTQ(), calibration=calib, batch_size=0)
     with pytest.raises(ValueError, match="bits"):
-        llmaccel.GPTQ(bits=3)
+        llmaccel.GPTQ(bits=5)
     with pytest.raises(ValueError, match="symmetric"):
         llmaccel.GPTQ(bits=8, symmetric=False)
     with pytest.raises(ValueError, match="alpha"):

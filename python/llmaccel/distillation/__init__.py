@@ -6,7 +6,9 @@
   packed into QuantLinear with the same scales, fewer layers copied from the teacher;
 * trainer: ``distill(student, teacher, DistillData(train_ids, eval_ids), DistillConfig(...))``:
   AdamW, warm-up + cosine, gradient accumulation, bf16 autocast, held-out perplexity and KL every
-  N steps, atomic safetensors checkpoints with exact resume.
+  N steps, atomic safetensors checkpoints with exact resume;
+* run: ``build_student`` (from a compressed model or by dropping layers) and ``finish_student``
+  (back to QuantLinear / SparseLinear after training), ``shakespeare_data`` (the default text).
 """
 
 from .data import DistillData
@@ -16,11 +18,12 @@ from .students import (FakeQuantLinear, after_step, fake_quant_student, layer_dr
                        pack_fake_quant, pruned_student, trainable_parameters)
 from .checkpoints import latest_checkpoint
 from .trainer import DistillConfig, DistillResult, distill, lr_at
+from .run import build_student, finish_student, shakespeare_data
 
 __all__ = [
     "DistillConfig", "DistillData", "DistillResult", "FakeQuantLinear", "HiddenMatch",
-    "after_step", "check_same_tokenizer", "check_same_vocab_size", "distill", "distill_loss",
-    "fake_quant_student", "hard_ce", "jsd", "kl_forward", "kl_forward_topk", "kl_reverse",
+    "after_step", "build_student", "check_same_tokenizer", "check_same_vocab_size", "distill", "distill_loss",
+    "fake_quant_student", "finish_student", "hard_ce", "jsd", "kl_forward", "kl_forward_topk", "kl_reverse",
     "latest_checkpoint", "layer_dropped_student", "lr_at", "pack_fake_quant", "pruned_student",
-    "trainable_parameters",
+    "shakespeare_data", "trainable_parameters",
 ]

@@ -24,39 +24,26 @@ from .. import formats
 from ..configs import Int4WeightOnly
 from ..nn import QuantLinear, SparseLinear
 from ..quantization.layer_plan import DEFAULT_KEEP, FilterFn, swap_module
+from ..quantizers import INT4_CONTAINER_BITS, int4_code_range, int4_group_params
 from .constraints import add_constraint, constraints_of
 
-BITS = (2, 3, 4)  # what an int4 container holds; 1 bit leaves a symmetric grid {-s, 0}
+BITS = INT4_CONTAINER_BITS  # 1 bit would leave a symmetric grid {-s, 0}
 INITS = ("rtn", "quantized")
 
 
 def group_params(groups: torch.Tensor, bits: int, symmetric: bool):
     """Per-group (scale, zero point) float32 of ``bits``-bit codes for weight groups (..., g), in
-    int4-container units (module docstring): quantizers.int4_group_params's rules with 2^bits
-    levels, and equal to it bit for bit at bits=4."""
-    half = 2 ** (bits - 1)
-    if symmetric:
-        idx = groups.abs().argmax(dim=-1, keepdim=True)
-        scales = (groups.gather(-1, idx) / -float(half)).squeeze(-1)
-        return scales, torch.full_like(scales, 8.0)
-    levels = 2 ** bits - 1
-    lo = groups.amin(dim=-1).clamp(max=0)
-    hi = groups.amax(dim=-1).clamp(min=0)
-    scales = (hi - lo) / float(levels)
-    inv = torch.where(scales > 0, 1.0 / scales, torch.zeros_like(scales))
-    return scales, torch.round(-lo * inv).clamp_(0, levels)
+    int4-container units: quantizers.int4_group_params (equal to the 4-bit rules bit for bit)."""
+    return int4_group_params(groups, symmetric, bits)
 
 
 def code_range(bits: int, symmetric: bool) -> tuple[int, int]:
-    """(lowest, highest) container code of ``bits``-bit weights."""
-    _check_bits(bits)
-    half = 2 ** (bits - 1)
-    return (8 - half, 8 + half - 1) if symmetric else (0, 2 * half - 1)
+    """(lowest, highest) container code of ``bits``-bit weights (quantizers.int4_code_range)."""
+    return int4_code_range(bits, symmetric)
 
 
 def _check_bits(bits: int) -> None:
-    if not isinstance(bits, int) or isinstance(bits, bool) or bits not in BITS:
-        raise ValueError(f"bits must be 2, 3 or 4 (codes kept in int4 containers), got {bits!r}")
+    int4_code_range(bits)
 
 
 def _per_column(t: torch.Tensor, group: int, k: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -89,7 +90,8 @@ class DistillConfig:
     max_grad_norm: float | None = 1.0
     loss: str = "forward"            # soft loss: "forward" KL, "reverse" KL or "jsd" (β = 0.5)
     temperature: float = 1.0
-    alpha: float = 1.0               # weight of the soft loss; 1 − alpha on the hard CE
+    alpha: float = 1.0               # weight of the soft loss; 1 − alpha on the hard CE (0:
+                                     # fine-tuning alone, the teacher only evaluates)
     topk: int | None = None          # None: full teacher logits; k: cached teacher top-k
     eval_every: int | None = 100     # None: evaluate only before the first and after the last
     eval_windows: int | None = 16    # None: every non-overlapping window of eval_ids
@@ -205,6 +207,9 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def _loss(student_logits, teacher_out, labels, cfg: DistillConfig):
+    if cfg.alpha == 0:  # plain fine-tuning: the teacher was not run
+        hard = hard_ce(student_logits, labels)
+        return hard, {"hard": float(hard.detach()), "total": float(hard.detach())}
     if cfg.topk is None:
         return distill_loss(student_logits, teacher_out, labels, kind=cfg.loss,
                             temperature=cfg.temperature, alpha=cfg.alpha)
@@ -237,7 +242,9 @@ def _backward_step(student, teacher, windows: torch.Tensor, starts: torch.Tensor
     for chunk, chunk_starts in zip(windows.split(cfg.batch_size), starts.split(cfg.batch_size)):
         x = chunk.to(device)
         with _autocast(device, cfg.autocast_bf16):
-            if teacher_topk is not None:
+            if cfg.alpha == 0:
+                teacher_out = None
+            elif teacher_topk is not None:
                 teacher_out = teacher_topk(chunk_starts, device)
             else:
                 with torch.no_grad():
@@ -255,14 +262,36 @@ def _device_of(model) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _evaluate(student, teacher, eval_ids: torch.Tensor, cfg: DistillConfig) -> QualityResult:
+class _EvalReference:
+    """The teacher as evaluate_quality's reference, its logits kept per evaluation window: every
+    evaluation reads the same windows of the same frozen teacher, so each is computed once
+    (when they fit in ``max_bytes``; else the teacher runs every time)."""
+
+    def __init__(self, teacher, n_windows: int, window: int, vocab: int | None,
+                 max_bytes: int = 4 << 30):
+        self.teacher = teacher
+        self.cache: dict[bytes, torch.Tensor] | None = (
+            {} if vocab is not None and n_windows * window * vocab * 4 <= max_bytes else None)
+
+    @torch.no_grad()
+    def __call__(self, chunk: torch.Tensor):
+        if self.cache is None:
+            return self.teacher(chunk)
+        key = chunk.cpu().numpy().tobytes()
+        if key not in self.cache:
+            self.cache[key] = self.teacher(chunk).logits
+        return SimpleNamespace(logits=self.cache[key])
+
+
+def _evaluate(student, reference: _EvalReference, eval_ids: torch.Tensor,
+              cfg: DistillConfig) -> QualityResult:
     """Held-out quality in the models' own dtype (no autocast: the figure must not depend on
     the training precision), student in eval mode."""
     was_training = student.training
     student.eval()
     try:
         return evaluate_quality(student, eval_ids, cfg.eval_len, cfg.eval_windows,
-                                reference=teacher, progress=False)
+                                reference=reference, progress=False)
     finally:
         student.train(was_training)
 
@@ -343,7 +372,12 @@ def distill(student, teacher, data: DistillData,
     device = _device_of(student)
     eval_ids = data.eval_ids.to(device)
     teacher_topk = (_TeacherTopk(teacher, data.train_ids, cfg.seq_len, cfg.topk,
-                                 cfg.autocast_bf16) if cfg.topk is not None else None)
+                                 cfg.autocast_bf16)
+                    if cfg.topk is not None and cfg.alpha > 0 else None)
+    n_eval = eval_ids.numel() // cfg.eval_len
+    reference = _EvalReference(teacher, n_eval if cfg.eval_windows is None
+                               else min(n_eval, cfg.eval_windows), cfg.eval_len,
+                               getattr(getattr(teacher, "config", None), "vocab_size", None))
     cuda_devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
     was_training = student.training
     teacher.eval()
@@ -354,7 +388,7 @@ def distill(student, teacher, data: DistillData,
         return elapsed0 + time.perf_counter() - t0
 
     def record_eval() -> None:
-        q = _evaluate(student, teacher, eval_ids, cfg)
+        q = _evaluate(student, reference, eval_ids, cfg)
         since = [s["loss"] for s in run.step_log
                  if s["step"] > (run.history[-1]["step"] if run.history else 0)]
         run.history.append({"step": run.step,
@@ -374,7 +408,7 @@ def distill(student, teacher, data: DistillData,
     stopped_early = False
     try:
         if run.step == 0 and not run.history:
-            run.teacher_ppl = evaluate_quality(teacher, eval_ids, cfg.eval_len,
+            run.teacher_ppl = evaluate_quality(reference, eval_ids, cfg.eval_len,
                                                cfg.eval_windows, progress=False).ppl
             record_eval()
         while run.step < cfg.steps:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..formats import int4_padding
-from ..quantizers import int4_encode, int4_group_params, int4_group_params_mse
+from ..quantizers import int4_code_range, int4_encode, int4_group_params, int4_group_params_mse
 from . import obs
 
 
@@ -46,9 +46,12 @@ def _check_keep(keep: torch.Tensor | None, W: torch.Tensor) -> torch.Tensor | No
 def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int = 128,
                        symmetric: bool = True, damp: float = 0.01, act_order: bool = False,
                        block_size: int = 128, mse: bool = False,
-                       keep: torch.Tensor | None = None):
+                       keep: torch.Tensor | None = None, bits: int = 4):
     """w (N, K) float, hessian (K, K) = XᵀX (any positive scale) → (codes uint8 (N, K),
     scales float32 (N, G), zeros uint8 (N, G) or None), as quantizers.quantize_int4.
+
+    bits: 4, or 3 / 2 for codes on a coarser grid inside the same int4 container
+    (quantizers.int4_code_range: symmetric 3-bit codes are 4..11 around the zero point 8).
 
     damp: fraction of the mean diagonal added to H (numerical safety for rank-deficient X).
     mse: choose each group's range by quantizers.int4_group_params_mse (may clip) instead of
@@ -57,6 +60,7 @@ def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int =
     point's code — exactly 0.0 — whatever the error compensation of earlier columns added to
     them, and that error is compensated in turn; group ranges span the kept weights only.
     """
+    lo, hi = int4_code_range(bits, symmetric)
     W, H = obs.prepare(w, hessian)
     keep = _check_keep(keep, W)
     n, k = W.shape
@@ -70,8 +74,10 @@ def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int =
         padded[:, :cols.shape[1]] = cols
         if keep is not None:
             padded[:, :cols.shape[1]] *= keep[:, gi * g:gi * g + cols.shape[1]]
-        params = int4_group_params_mse if mse else int4_group_params
-        scales[:, gi], zeros[:, gi] = params(padded, symmetric)
+        if mse:
+            scales[:, gi], zeros[:, gi] = int4_group_params_mse(padded, symmetric, bits=bits)
+        else:
+            scales[:, gi], zeros[:, gi] = int4_group_params(padded, symmetric, bits)
 
     if act_order:
         for gi in range(k_pad // g):  # static groups, from the original weight
@@ -85,7 +91,7 @@ def gptq_quantize_int4(w: torch.Tensor, hessian: torch.Tensor, group_size: int =
         if not act_order and col % g == 0:
             # The group's parameters from its columns as updated so far.
             set_group(gi, upcoming(min(g, k - col)))
-        q = int4_encode(w_col, scales[:, gi], zeros[:, gi])
+        q = int4_encode(w_col, scales[:, gi], zeros[:, gi], lo, hi)
         if keep is not None:
             q = torch.where(keep[:, col], q, zeros[:, gi])
         codes[:, col] = q

@@ -145,10 +145,10 @@ def gptq_linear(lin: nn.Linear, cfg: GPTQ, hessian: torch.Tensor,
     """``lin`` quantized by GPTQ under ``cfg``, given its input Hessian (K, K), as a QuantLinear
     on lin's device. keep: bool (N, K), weights a pruning left; the others stay exactly zero."""
     q = QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, cfg.scheme())
-    if cfg.bits == 4:
+    if cfg.bits != 8:
         codes, scales, zeros = gptq.gptq_quantize_int4(
             lin.weight, hessian, cfg.group_size, cfg.symmetric, cfg.damp, cfg.act_order,
-            cfg.block_size, cfg.mse, keep)
+            cfg.block_size, cfg.mse, keep, cfg.bits)
     else:
         (codes, scales), zeros = gptq.gptq_quantize_int8(
             lin.weight, hessian, cfg.damp, cfg.act_order, cfg.block_size, keep), None
