@@ -144,12 +144,11 @@ def test_distill_speed_options_reach_the_config(teacher_dir, tmp_path):
                      "--out", str(out), *FAST, *extra]) == 0
         return llmaccel.checkpoint.read_description(out)["run"]["config"]
 
-    # Defaults: the cached top-64 teacher for the forward KL, steps // 10 warm-up, fp32.
+    # Defaults: the teacher's full distribution, steps // 10 warm-up, fp32.
     c = config(tmp_path / "a")
-    assert (c["topk"], c["warmup_steps"], c["autocast_bf16"]) == (64, 0, False)
-    c = config(tmp_path / "b", "--topk", "0", "--bf16", "--warmup-steps", "2")
-    assert (c["topk"], c["warmup_steps"], c["autocast_bf16"]) == (None, 2, True)
-    assert config(tmp_path / "c", "--loss", "jsd")["topk"] is None  # top-k is forward KL only
+    assert (c["topk"], c["warmup_steps"], c["autocast_bf16"]) == (None, 0, False)
+    c = config(tmp_path / "b", "--topk", "8", "--bf16", "--warmup-steps", "2")
+    assert (c["topk"], c["warmup_steps"], c["autocast_bf16"]) == (8, 2, True)
 
 def test_distill_resume_from_checkpoint_dir(teacher_dir, tmp_path):
     ck = tmp_path / "ck"

@@ -8,6 +8,7 @@ import torch
 
 from llmaccel.distillation import (HiddenMatch, check_same_tokenizer, check_same_vocab_size,
                                    distill_loss, hard_ce, jsd, kl_forward, kl_forward_topk,
+                                   kl_forward_topk_tail,
                                    kl_reverse)
 
 # float32 log-space losses against a float64 reference on O(1) values: a few ulps per term.
@@ -68,6 +69,20 @@ def ref_topk(s, values, indices, temperature, mask):
     pt = ref_probs(values, temperature)
     log_ps = torch.log(ref_probs(s, temperature)).gather(-1, indices)
     return ref_mean((pt * (torch.log(pt) - log_ps)).sum(-1), mask) * temperature ** 2
+
+
+def ref_topk_tail(s, t, k, temperature, mask):
+    """KL between the (k + 1)-outcome coarsenings: the teacher's top k tokens and the rest."""
+    pt, ps = ref_probs(t, temperature), ref_probs(s, temperature)
+    idx = pt.topk(k, dim=-1).indices
+    pt_k, ps_k = pt.gather(-1, idx), ps.gather(-1, idx)
+    pt_c = torch.cat([pt_k, 1 - pt_k.sum(-1, keepdim=True)], -1)
+    ps_c = torch.cat([ps_k, 1 - ps_k.sum(-1, keepdim=True)], -1)
+    return ref_mean((pt_c * (torch.log(pt_c) - torch.log(ps_c))).sum(-1), mask) * temperature ** 2
+
+
+def teacher_topk_logprobs(t, k, temperature):
+    return torch.log_softmax(t / temperature, -1).topk(k, dim=-1)
 
 
 def ref_ce(s, labels, ignore_index=-100):
@@ -183,6 +198,46 @@ def test_topk_matches_formula(temperature, masked):
     log_probs = torch.log_softmax(t, -1).gather(-1, idx)
     torch.testing.assert_close(kl_forward_topk(s, log_probs, idx, 1.0, mask),
                                kl_forward_topk(s, vals, idx, 1.0, mask), **TOL_F32)
+
+
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+@pytest.mark.parametrize("masked", [False, True], ids=["all", "masked"])
+def test_topk_tail_matches_formula(temperature, masked):
+    s, t = logits(seed=30), logits(seed=31)
+    mask = token_mask() if masked else None
+    vals, idx = teacher_topk_logprobs(t, 4, temperature)
+    got = kl_forward_topk_tail(s, vals, idx, temperature, mask)
+    torch.testing.assert_close(got.double(), ref_topk_tail(s, t, 4, temperature, mask),
+                               **TOL_F32)
+    assert float(got) >= 0
+    # The student that matches the teacher pays nothing; a full-vocabulary k is kl_forward.
+    assert abs(float(kl_forward_topk_tail(t, vals, idx, temperature, mask))) < TOL_ZERO
+    full = teacher_topk_logprobs(t, SHAPE[-1], temperature)
+    torch.testing.assert_close(kl_forward_topk_tail(s, *full, temperature, mask),
+                               kl_forward(s, t, temperature, mask), **TOL_F32)
+
+
+def test_topk_tail_keeps_the_tail_mass():
+    """Renormalising over the top k rewards a student that drops the teacher's tail; the tail
+    bucket does not: from the teacher's own logits, the tail loss is 0 and the renormalised
+    loss prefers the sharpened student."""
+    t = logits(seed=32)
+    vals, idx = teacher_topk_logprobs(t, 3, 1.0)
+    sharp = t.scatter(-1, idx, t.gather(-1, idx) + 5.0)  # mass moved into the top 3
+    assert kl_forward_topk_tail(t, vals, idx) < kl_forward_topk_tail(sharp, vals, idx)
+    assert kl_forward_topk(sharp, vals, idx) < kl_forward_topk(t, vals, idx)
+
+
+def test_topk_tail_gradient_and_errors():
+    s = logits(seed=33, dtype=torch.float64).requires_grad_()
+    vals, idx = teacher_topk_logprobs(logits(seed=34, dtype=torch.float64), 3, 2.5)
+    assert torch.autograd.gradcheck(lambda x: kl_forward_topk_tail(x, vals, idx, 2.5), (s,))
+    t = logits(seed=35)
+    raw = t.topk(3, dim=-1)
+    with pytest.raises(ValueError, match="must be log-probabilities"):
+        kl_forward_topk_tail(t, raw.values.abs() + 1, raw.indices)
+    with pytest.raises(ValueError, match="distinct"):
+        kl_forward_topk_tail(t, vals.float(), idx[..., :1].expand(2, 3, 3))
 
 
 # ---- precision and gradients -------------------------------------------------------------

@@ -13,7 +13,8 @@
 
 from .data import DistillData
 from .losses import (HiddenMatch, check_same_tokenizer, check_same_vocab_size, distill_loss,
-                     hard_ce, jsd, kl_forward, kl_forward_topk, kl_reverse)
+                     hard_ce, jsd, kl_forward, kl_forward_topk, kl_forward_topk_tail,
+                     kl_reverse)
 from .students import (FakeQuantLinear, after_step, fake_quant_student, layer_dropped_student,
                        pack_fake_quant, pruned_student, trainable_parameters)
 from .checkpoints import latest_checkpoint
@@ -22,8 +23,9 @@ from .run import build_student, finish_student, shakespeare_data
 
 __all__ = [
     "DistillConfig", "DistillData", "DistillResult", "FakeQuantLinear", "HiddenMatch",
-    "after_step", "build_student", "check_same_tokenizer", "check_same_vocab_size", "distill", "distill_loss",
-    "fake_quant_student", "finish_student", "hard_ce", "jsd", "kl_forward", "kl_forward_topk", "kl_reverse",
-    "latest_checkpoint", "layer_dropped_student", "lr_at", "pack_fake_quant", "pruned_student",
-    "shakespeare_data", "trainable_parameters",
+    "after_step", "build_student", "check_same_tokenizer", "check_same_vocab_size", "distill",
+    "distill_loss", "fake_quant_student", "finish_student", "hard_ce", "jsd", "kl_forward",
+    "kl_forward_topk", "kl_forward_topk_tail", "kl_reverse", "latest_checkpoint",
+    "layer_dropped_student", "lr_at", "pack_fake_quant", "pruned_student", "shakespeare_data",
+    "trainable_parameters",
 ]

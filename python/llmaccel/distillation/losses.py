@@ -155,6 +155,31 @@ def jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return _token_mean(per_token, mask) * temperature ** 2
 
 
+def _check_topk(student_logits: torch.Tensor, values: torch.Tensor, indices,
+                temperature: float, what: str = "teacher_topk_values") -> None:
+    _check_temperature(temperature)
+    _check_logits("student_logits", student_logits)
+    _check_logits(what, values)
+    if not isinstance(indices, torch.Tensor) or indices.is_floating_point() \
+            or indices.dtype == torch.bool or indices.is_complex():
+        raise ValueError("teacher_topk_indices must be an integer tensor (..., k)")
+    vocab = student_logits.shape[-1]
+    if values.shape != indices.shape or values.shape[:-1] != student_logits.shape[:-1]:
+        raise ValueError(f"{what} {_shape(values)} and teacher_topk_indices "
+                         f"{_shape(indices)} must both be (..., k) with the leading dims of "
+                         f"student_logits {_shape(student_logits)}")
+    if values.shape[-1] > vocab:
+        raise ValueError(f"k = {values.shape[-1]} exceeds the student's vocabulary V = {vocab} "
+                         f"(student_logits {_shape(student_logits)})")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab):
+        raise ValueError(f"teacher_topk_indices must lie in [0, {vocab}), got "
+                         f"[{int(indices.min())}, {int(indices.max())}]")
+    sorted_idx = indices.sort(dim=-1).values
+    if bool((sorted_idx[..., 1:] == sorted_idx[..., :-1]).any()):
+        raise ValueError("teacher_topk_indices repeat a token within a position; top-k ids "
+                         "must be distinct")
+
+
 def kl_forward_topk(student_logits: torch.Tensor, teacher_topk_values: torch.Tensor,
                     teacher_topk_indices: torch.Tensor, temperature: float = 1.0,
                     mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -170,33 +195,55 @@ def kl_forward_topk(student_logits: torch.Tensor, teacher_topk_values: torch.Ten
     mass the student puts outside the teacher's top-k is still penalised (the sum is ≥ 0 and is
     0 only when the student matches p̂_T there), and when k = V it is exactly ``kl_forward``.
     """
-    _check_temperature(temperature)
-    _check_logits("student_logits", student_logits)
-    _check_logits("teacher_topk_values", teacher_topk_values)
+    _check_topk(student_logits, teacher_topk_values, teacher_topk_indices, temperature)
     values, indices = teacher_topk_values, teacher_topk_indices
-    if not isinstance(indices, torch.Tensor) or indices.is_floating_point() \
-            or indices.dtype == torch.bool or indices.is_complex():
-        raise ValueError("teacher_topk_indices must be an integer tensor (..., k)")
-    vocab = student_logits.shape[-1]
-    if values.shape != indices.shape or values.shape[:-1] != student_logits.shape[:-1]:
-        raise ValueError(f"teacher_topk_values {_shape(values)} and teacher_topk_indices "
-                         f"{_shape(indices)} must both be (..., k) with the leading dims of "
-                         f"student_logits {_shape(student_logits)}")
-    if values.shape[-1] > vocab:
-        raise ValueError(f"k = {values.shape[-1]} exceeds the student's vocabulary V = {vocab} "
-                         f"(student_logits {_shape(student_logits)})")
-    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab):
-        raise ValueError(f"teacher_topk_indices must lie in [0, {vocab}), got "
-                         f"[{int(indices.min())}, {int(indices.max())}]")
-    sorted_idx = indices.sort(dim=-1).values
-    if bool((sorted_idx[..., 1:] == sorted_idx[..., :-1]).any()):
-        raise ValueError("teacher_topk_indices repeat a token within a position; top-k ids "
-                         "must be distinct")
     dtype = _compute_dtype(student_logits, values)
     log_s = _log_probs(student_logits, temperature, dtype)
     log_s_k = torch.gather(log_s, -1, indices.to(log_s.device, torch.long))
     log_t_k = _log_probs(values.detach().to(log_s.device), temperature, dtype)
     return _token_mean(_kl_tokens(log_t_k, log_s_k), mask) * temperature ** 2
+
+
+def kl_forward_topk_tail(student_logits: torch.Tensor, teacher_topk_logprobs: torch.Tensor,
+                         teacher_topk_indices: torch.Tensor, temperature: float = 1.0,
+                         mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Forward KL against a teacher cached as its top-k log-probabilities plus the rest, · T².
+
+    teacher_topk_logprobs (..., k): the teacher's log-probabilities at temperature T over the
+    whole vocabulary, log_softmax(logits / T), at teacher_topk_indices (..., k) (distinct ids
+    in [0, V)); student_logits (..., V); mask (...) as in ``kl_forward``.
+
+    Both distributions are coarsened to k + 1 outcomes, the k cached tokens and "any other"
+    (probability 1 − Σ_k p_T,k for the teacher; for the student, its mass outside the k tokens,
+    computed stably from its logits there); the loss per token is the KL between the coarsened
+    distributions. Unlike ``kl_forward_topk``, which renormalises
+    the teacher over its k tokens, it does not ask the student to put all its mass there: a
+    student trained on it keeps the teacher's tail mass, and its perplexity does not pay for the
+    tokens that fall outside the teacher's top k. k = V gives ``kl_forward`` exactly.
+    """
+    _check_topk(student_logits, teacher_topk_logprobs, teacher_topk_indices, temperature,
+                "teacher_topk_logprobs")
+    values, indices = teacher_topk_logprobs, teacher_topk_indices
+    dtype = _compute_dtype(student_logits, values)
+    log_t_k = values.detach().to(student_logits.device, dtype)
+    mass = log_t_k.exp().sum(dim=-1)
+    if values.numel() and float(mass.max()) > 1 + 1e-3:
+        raise ValueError(f"teacher_topk_logprobs must be log-probabilities over the whole "
+                         f"vocabulary (at most 1 in total per token), but one token's top-k "
+                         f"sums to {float(mass.max()):.4f}: pass log_softmax(logits / T) "
+                         f"values, not logits")
+    z = student_logits.to(dtype) / temperature
+    idx = indices.to(z.device, torch.long)
+    norm = torch.logsumexp(z, dim=-1, keepdim=True)
+    per_token = torch.sum(log_t_k.exp() * (log_t_k - (torch.gather(z, -1, idx) - norm)), dim=-1)
+    if values.shape[-1] < z.shape[-1]:
+        # The student's log-mass outside the k tokens, without subtracting from 1 (which loses
+        # all precision when the top k hold nearly everything).
+        outside = z.scatter(-1, idx, float("-inf"))
+        log_s_rest = torch.logsumexp(outside, dim=-1) - norm.squeeze(-1)
+        p_rest = (1 - mass).clamp(min=0)
+        per_token = per_token + torch.xlogy(p_rest, p_rest) - p_rest * log_s_rest
+    return _token_mean(per_token, mask) * temperature ** 2
 
 
 # ---- hard loss and the mix -----------------------------------------------------------------

@@ -33,7 +33,8 @@ import torch
 from ..eval.quality import QualityResult, evaluate_quality
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import SEED_LIMIT, DistillData, gather_windows, sample_starts, step_seed
-from .losses import KINDS, check_same_vocab_size, distill_loss, hard_ce, kl_forward_topk
+from .losses import (KINDS, check_same_vocab_size, distill_loss, hard_ce,
+                     kl_forward_topk_tail)
 
 CHECKPOINT_FORMAT = "llmaccel-distill-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -92,7 +93,8 @@ class DistillConfig:
     temperature: float = 1.0
     alpha: float = 1.0               # weight of the soft loss; 1 − alpha on the hard CE (0:
                                      # fine-tuning alone, the teacher only evaluates)
-    topk: int | None = None          # None: full teacher logits; k: cached teacher top-k
+    topk: int | None = None          # None: full teacher logits; k: the teacher's cached top-k
+                                     # log-probs + the rest of its mass (kl_forward_topk_tail)
     eval_every: int | None = 100     # None: evaluate only before the first and after the last
     eval_windows: int | None = 16    # None: every non-overlapping window of eval_ids
     eval_seq_len: int | None = None  # None: seq_len
@@ -176,16 +178,19 @@ class DistillResult:
 # ---- one step ------------------------------------------------------------------------------
 
 class _TeacherTopk:
-    """The teacher's top-k logits per training window, computed on first use and kept on the
-    CPU: windows recur (they are drawn from the grid of non-overlapping windows), so each is
-    run through the teacher once. Each window is computed alone, never batched with others, so
-    its entry is the same whichever windows a step happened to draw, and a resumed run that
-    rebuilds the cache gets identical values. Memory: windows seen × (seq_len − 1) × k ×
-    (2 bytes bf16 or 4 float32 + 4 for the int32 ids)."""
+    """The teacher's top-k log-probabilities at temperature T (log_softmax over the whole
+    vocabulary, what ``kl_forward_topk_tail`` takes) per training window, computed on first use
+    and kept on the CPU: windows recur (they are drawn from the grid of non-overlapping
+    windows), so each is run through the teacher once. Each window is computed alone, never
+    batched with others, so its entry is the same whichever windows a step happened to draw,
+    and a resumed run that rebuilds the cache gets identical values. Memory: windows seen ×
+    (seq_len − 1) × k × (4 bytes float32 + 4 for the int32 ids)."""
 
-    def __init__(self, teacher, ids: torch.Tensor, seq_len: int, k: int, autocast: bool):
+    def __init__(self, teacher, ids: torch.Tensor, seq_len: int, k: int, autocast: bool,
+                 temperature: float):
         self.teacher, self.ids, self.seq_len, self.k, self.autocast = (teacher, ids, seq_len, k,
                                                                        autocast)
+        self.temperature = temperature
         self.cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @torch.no_grad()
@@ -195,7 +200,8 @@ class _TeacherTopk:
                 x = self.ids[s:s + self.seq_len].unsqueeze(0).to(device)
                 with _autocast(device, self.autocast):
                     logits = self.teacher(x).logits[0, :-1]
-                v, i = logits.topk(self.k, dim=-1)
+                log_p = torch.log_softmax(logits.float() / self.temperature, dim=-1)
+                v, i = log_p.topk(self.k, dim=-1)
                 self.cache[s] = (v.cpu(), i.to(torch.int32).cpu())
         values = torch.stack([self.cache[s][0] for s in starts.tolist()]).to(device)
         indices = torch.stack([self.cache[s][1] for s in starts.tolist()]).to(device)
@@ -217,7 +223,7 @@ def _loss(student_logits, teacher_out, labels, cfg: DistillConfig):
     # weight 0 is left out, parts are detached floats).
     parts, total = {}, None
     if cfg.alpha > 0:
-        soft = kl_forward_topk(student_logits, *teacher_out, temperature=cfg.temperature)
+        soft = kl_forward_topk_tail(student_logits, *teacher_out, temperature=cfg.temperature)
         parts["soft"] = float(soft.detach())
         total = cfg.alpha * soft
     if cfg.alpha < 1:
@@ -372,7 +378,7 @@ def distill(student, teacher, data: DistillData,
     device = _device_of(student)
     eval_ids = data.eval_ids.to(device)
     teacher_topk = (_TeacherTopk(teacher, data.train_ids, cfg.seq_len, cfg.topk,
-                                 cfg.autocast_bf16)
+                                 cfg.autocast_bf16, cfg.temperature)
                     if cfg.topk is not None and cfg.alpha > 0 else None)
     n_eval = eval_ids.numel() // cfg.eval_len
     reference = _EvalReference(teacher, n_eval if cfg.eval_windows is None
