@@ -9,6 +9,9 @@
 #   make prune-demo  prune the default model (magnitude, Wanda, SparseGPT 50 % and 2:4, 2:4 + GPTQ
 #                w4, structured 30 %) and report quality and speed the same way
 #                (bench/prune_demo.py; PRUNE_ARGS="--quick" for a smoke run)
+#   make distill-demo  distil SparseGPT 2:4, GPTQ w3 and 20-layer students from the default model,
+#                ~10 min of training each, and report the perplexity recovered (bench/distill_demo.py;
+#                DISTILL_ARGS="--quick" for a smoke run)
 #   make peers   add llama-cpp-python (a source build, ~10 min) so the demo has a llama.cpp row
 #   make bench   bench/bench_gemm.py, full sweep   (BENCH_ARGS="--threads 1 ..." to pass options)
 #   make clean   build outputs and benchmark results (keeps .venv);  make distclean: also .venv
@@ -57,7 +60,7 @@ VENV_STAMP := $(VENV)/.llmaccel-venv.stamp
 BUILD_STAMP := $(VENV)/.llmaccel-build.stamp
 NATIVE_SRCS := $(shell find csrc -type f 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: venv build test data bench demo prune-demo peers clean distclean
+.PHONY: venv build test data bench demo prune-demo distill-demo peers clean distclean
 
 venv: $(VENV_STAMP)
 
@@ -105,6 +108,11 @@ prune-demo: data
 	$(VPY) bench/prune_demo.py $(PRUNE_ARGS)
 	@echo
 	@echo "Table above; also <date>_prune_cpu_<threads>t.md, .json and the plot .png (path above)"
+
+distill-demo: data
+	$(VPY) bench/distill_demo.py $(DISTILL_ARGS)
+	@echo
+	@echo "Table above; also <date>_distill_cpu_<threads>t.md, .json and the plot .png (path above)"
 
 peers: venv
 	CMAKE_ARGS="$(LLAMACPP_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 \

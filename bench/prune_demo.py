@@ -5,6 +5,7 @@ what each kept and gained, against the fp32 model and against magnitude pruning,
     python bench/prune_demo.py                  # SmolLM2-135M-Instruct, 2 threads
     python bench/prune_demo.py --quick          # smoke run, ~7-9 min here; numbers meaningless
     python bench/prune_demo.py --windows 64 --samples 64 --pair-rounds 5
+    python bench/prune_demo.py --pairs-only --pair-rounds 5   # speed targets on saved checkpoints
 
 For each scheme: prune (and quantize where the row says so; calibrated methods on the Shakespeare
 calibration plays), save the checkpoint atomically under $LLMACCEL_CACHE/prune_demo/, score it on
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -45,6 +47,7 @@ import llmaccel  # noqa: E402
 from demo import bench_subprocess, speed_row  # noqa: E402  (bench/ is the script's folder)
 from llmaccel.data import cache_dir, calibration_ids, shakespeare_text  # noqa: E402
 from llmaccel.eval import report  # noqa: E402
+from llmaccel.files import atomic_write  # noqa: E402
 from llmaccel.eval.quality import evaluate_quality  # noqa: E402
 from llmaccel.models import load_model  # noqa: E402
 
@@ -239,6 +242,46 @@ def targets(rows: list[dict], pairs: dict, e2e: tuple[str, bool] | None
     return out
 
 
+def pairs_only(args, t_start: float) -> int:
+    """The speed targets alone, on saved checkpoints: <date>_prune_pairs_cpu_<t>t.{md,json}."""
+    folder = {s.name: cache_dir() / "prune_demo" / s.folder for s in SCHEMES}
+    folder[FP32] = "default"
+    missing = [str(p) for p in folder.values() if p != "default" and not Path(p).exists()]
+    if missing:
+        sys.exit(f"--pairs-only needs the checkpoints of a full run; missing: {', '.join(missing)}")
+    rounds = max(args.pair_rounds, 1)
+    args.pair_rounds = rounds
+    lines = [f"# Pruning speed targets, {rounds} alternating rounds per pair "
+             f"({args.threads} threads)", "",
+             "| baseline | pruned | decode b=1 tok/s per round (baseline / pruned) | ratios | "
+             "median | target |", "|---|---|---|---|---:|---|"]
+    doc = []
+    for a, b, bound, strict in PAIRS:
+        print(f"\n== head to head: {b} vs {a}", flush=True)
+        h = head_to_head(args, str(folder[a]), str(folder[b]))
+        med = h["median_ratio"]
+        ok = med is not None and (med > bound if strict else med >= bound)
+        speeds = ", ".join(f"{x:.0f}/{y:.0f}" for x, y in zip(h["base"], h["pruned"]) if x and y)
+        lines.append(f"| {a} | {b} | {speeds} | {', '.join(f'{r:.2f}' for r in h['ratios'])} | "
+                     f"{'–' if med is None else f'{med:.2f}'} | {'>' if strict else '≥'} "
+                     f"{bound:.1f}× {'PASS' if ok else 'MISS'} |")
+        doc.append({"baseline": a, "pruned": b, "bound": bound, "strict": strict, **h,
+                    "pass": ok})
+    meta = {"date": datetime.date.today().isoformat(), "threads": args.threads,
+            "torch": torch.__version__, "llmaccel": llmaccel.__version__,
+            "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
+            "repeats": args.repeats, "seconds": round(time.perf_counter() - t_start)}
+    lines += ["", "Each round times both checkpoints in fresh `llmaccel bench` processes (order "
+              "alternating), batch 1, median of the repeats; ratio = pruned / baseline.", "",
+              "Run: " + ", ".join(f"{k}={v}" for k, v in meta.items()), ""]
+    stem = f"{meta['date']}_prune_pairs_cpu_{args.threads}t"
+    out = Path(args.out)
+    atomic_write(out / f"{stem}.md", "\n".join(lines))
+    atomic_write(out / f"{stem}.json", json.dumps({"meta": meta, "pairs": doc}, indent=1) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -260,6 +303,9 @@ def main() -> int:
                     "--quick: $LLMACCEL_CACHE/prune_demo/quick)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: few windows, samples and tokens; numbers not meaningful")
+    ap.add_argument("--pairs-only", action="store_true",
+                    help="only the speed targets' head-to-head rounds, on the checkpoints a full "
+                    "run left in $LLMACCEL_CACHE/prune_demo/ (after a kernel change)")
     args = ap.parse_args()
     for key, full, quick in (("windows", 16, 2), ("samples", 32, 4), ("calib_len", 512, 128),
                              ("new_tokens", 64, 16), ("repeats", 3, 1), ("pair_rounds", 3, 0)):
@@ -269,6 +315,8 @@ def main() -> int:
         args.out = str(cache_dir() / "prune_demo" / "quick" if args.quick else RESULTS)
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
+    if args.pairs_only:
+        return pairs_only(args, t_start)
 
     base, tok = load_model("default")
     eval_ids = tok(shakespeare_text("evaluation"), return_tensors="pt").input_ids[0]
