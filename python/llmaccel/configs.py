@@ -128,6 +128,8 @@ class GPTQ:
 
     def scheme(self) -> Int4WeightOnly | Int8WeightOnly:
         """What the quantized layers store (2- and 3-bit codes: the int4 format)."""
+        if type(self.bits) is not int or self.bits not in (2, 3, 4, 8):
+            raise ValueError(f"GPTQ bits must be 2, 3, 4 or 8, got {self.bits!r}")
         if self.bits in (2, 3):
             return Int4WeightOnly(self.group_size, self.symmetric, self.act_int8_min_m)
         return _weight_scheme(self.bits, self.group_size, self.symmetric, self.act_int8_min_m)

@@ -226,7 +226,8 @@ def kl_forward_topk_tail(student_logits: torch.Tensor, teacher_topk_logprobs: to
     values, indices = teacher_topk_logprobs, teacher_topk_indices
     dtype = _compute_dtype(student_logits, values)
     log_t_k = values.detach().to(student_logits.device, dtype)
-    mass = log_t_k.exp().sum(dim=-1)
+    p_t_k = log_t_k.exp()
+    mass = p_t_k.sum(dim=-1)
     if values.numel() and float(mass.max()) > 1 + 1e-3:
         raise ValueError(f"teacher_topk_logprobs must be log-probabilities over the whole "
                          f"vocabulary (at most 1 in total per token), but one token's top-k "
@@ -235,7 +236,7 @@ def kl_forward_topk_tail(student_logits: torch.Tensor, teacher_topk_logprobs: to
     z = student_logits.to(dtype) / temperature
     idx = indices.to(z.device, torch.long)
     norm = torch.logsumexp(z, dim=-1, keepdim=True)
-    per_token = torch.sum(log_t_k.exp() * (log_t_k - (torch.gather(z, -1, idx) - norm)), dim=-1)
+    per_token = torch.sum(p_t_k * (log_t_k - (torch.gather(z, -1, idx) - norm)), dim=-1)
     if values.shape[-1] < z.shape[-1]:
         # The student's log-mass outside the k tokens, without subtracting from 1 (which loses
         # all precision when the top k hold nearly everything).

@@ -213,14 +213,11 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def _loss(student_logits, teacher_out, labels, cfg: DistillConfig):
-    if cfg.alpha == 0:  # plain fine-tuning: the teacher was not run
-        hard = hard_ce(student_logits, labels)
-        return hard, {"hard": float(hard.detach()), "total": float(hard.detach())}
-    if cfg.topk is None:
+    if cfg.topk is None and cfg.alpha > 0:
         return distill_loss(student_logits, teacher_out, labels, kind=cfg.loss,
                             temperature=cfg.temperature, alpha=cfg.alpha)
-    # distill_loss takes full teacher logits; the top-k mix follows its rules (a term with
-    # weight 0 is left out, parts are detached floats).
+    # distill_loss takes full teacher logits; the top-k mix, and alpha = 0 (the teacher was not
+    # run), follow its rules (a term with weight 0 is left out, parts are detached floats).
     parts, total = {}, None
     if cfg.alpha > 0:
         soft = kl_forward_topk_tail(student_logits, *teacher_out, temperature=cfg.temperature)
