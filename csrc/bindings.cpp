@@ -3,6 +3,7 @@
 // and address is checked here and a bad one raises ValueError/TypeError before a kernel runs.
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -20,6 +21,7 @@
 #include "gemm/gemm_w8a8.h"
 #include "quant/quant_act_int8.h"
 #include "sparse/gemm_sp24.h"
+#include "train/distill_loss.h"
 #ifdef LLMACCEL_WITH_CUDA
 #include "cuda/device_info.h"
 #endif
@@ -246,6 +248,36 @@ PYBIND11_MODULE(_C, m) {
 #ifdef LLMACCEL_WITH_CUDA
   bind_cuda(m);
 #endif
+
+  m.def("distill_loss_rows",
+        [](uintptr_t s, int s_dtype, int64_t rows, int64_t v, int64_t lds, uintptr_t t,
+           int t_dtype, int64_t ldt, uintptr_t labels, float alpha, float temperature,
+           float scale, uintptr_t g, int g_dtype, int64_t ldg, uintptr_t kl, uintptr_t nll,
+           int nt) {
+          const std::string op = "distill_loss_rows";
+          require(alpha >= 0.f && alpha <= 1.f, op, "alpha must be in [0, 1]");
+          require(std::isfinite(temperature) && temperature > 0.f, op,
+                  "temperature must be finite and > 0");
+          DistillLossArgs a{};
+          a.student = act_matrix(s, s_dtype, rows, v, lds, op, "student");
+          if (alpha > 0.f) {
+            a.teacher = act_matrix(t, t_dtype, rows, v, ldt, op, "teacher");
+            check_ptr(kl, 4, op, "kl");
+            a.kl = reinterpret_cast<float*>(kl);
+          }
+          if (alpha < 1.f) {
+            check_ptr(labels, 8, op, "labels");
+            check_ptr(nll, 4, op, "nll");
+            a.labels = reinterpret_cast<const int64_t*>(labels);
+            a.nll = reinterpret_cast<float*>(nll);
+          }
+          a.grad = act_matrix(g, g_dtype, rows, v, ldg, op, "grad");
+          a.alpha = alpha;
+          a.temperature = temperature;
+          a.scale = scale;
+          py::gil_scoped_release nogil;
+          distill_loss_rows(a, threads(nt, op));
+        });
 
   m.def("quant_act_int8",
         [](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx, int64_t block,

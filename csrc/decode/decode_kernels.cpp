@@ -7,32 +7,12 @@
 #include <cstring>
 
 #include "common/cpu_features.h"
+#include "common/exp_poly.h"
 
 namespace llmaccel {
 namespace {
 
 constexpr int kLanes = 16;
-
-inline float exp_poly(float x) {
-  // Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n through the
-  // exponent bits. Clamped so that n stays in [-126, 127] (no denormal or infinite 2^n).
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float t = x * 1.44269504088896341f;
-  const int n = static_cast<int>(t + (t >= 0.f ? 0.5f : -0.5f));
-  const float fn = static_cast<float>(n);
-  const float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
-}
 
 inline float sum_lanes(const float* acc) {
   float s = 0.f;

@@ -127,6 +127,22 @@ def test_student_moves_towards_teacher(kind, alpha):
     assert all((s["hard"] is not None) == (alpha < 1) for s in r.step_log)
 
 
+def test_bf16_teacher_copy_trains_and_leaves_the_teacher_as_given():
+    teacher, student = models()
+    snapshot = {k: v.clone() for k, v in teacher.state_dict().items()}
+    r = distill(student, teacher, token_data(),
+                config(steps=20, batch_size=4, seq_len=32, eval_every=10, alpha=1.0,
+                       autocast_bf16=True, teacher_bf16=True))
+    assert r.history[-1]["eval_kl"] < 0.85 * r.history[0]["eval_kl"]
+    for model in (student, teacher):
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(v, snapshot[k]) for k, v in teacher.state_dict().items())
+    # Evaluation scores against the teacher as given (fp32), so the floor is unchanged.
+    alone = distill(tiny_llama(layers=2, vocab=VOCAB, seed=1), teacher, token_data(),
+                    config(steps=1, warmup_steps=0, batch_size=4, seq_len=32, alpha=1.0))
+    assert r.teacher_ppl == alone.teacher_ppl
+
+
 def test_evaluates_at_start_every_n_steps_and_at_end():
     teacher, student = models()
     data = token_data()
@@ -406,6 +422,8 @@ def test_progress_bar_off_under_ci(monkeypatch):
     (dict(seed=-1), "seed"),
     (dict(resume=True), "resume=True needs a checkpoint_dir"),
     (dict(max_time_s=0), "max_time_s"),
+    (dict(autocast_bf16="yes"), "autocast_bf16 must be a bool"),
+    (dict(teacher_bf16=1), "teacher_bf16 must be a bool"),
 ])
 def test_bad_config_is_refused(kw, match):
     with pytest.raises(ValueError, match=match):

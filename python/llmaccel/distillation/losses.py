@@ -69,6 +69,16 @@ def _check_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> N
                          f"{_shape(teacher_logits)} must have the same shape")
 
 
+def _check_labels(student_logits: torch.Tensor, labels) -> None:
+    _check_logits("student_logits", student_logits)
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() \
+            or labels.dtype == torch.bool or labels.is_complex():
+        raise ValueError("labels must be an integer tensor (...)")
+    if labels.shape != student_logits.shape[:-1]:
+        raise ValueError(f"labels {_shape(labels)} must match student_logits "
+                         f"{_shape(student_logits)} without its vocabulary dim")
+
+
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """At least float32 (bf16/fp16 softmax tails are too coarse); float64 stays float64."""
     dtype = torch.float32
@@ -256,13 +266,7 @@ def hard_ce(student_logits: torch.Tensor, labels: torch.Tensor,
     student_logits (..., V); labels (...) int, already aligned to the logits' positions (the
     caller shifts: labels[t] is the token that follows position t). Computed in ≥ float32.
     """
-    _check_logits("student_logits", student_logits)
-    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() \
-            or labels.dtype == torch.bool or labels.is_complex():
-        raise ValueError("labels must be an integer tensor (...)")
-    if labels.shape != student_logits.shape[:-1]:
-        raise ValueError(f"labels {_shape(labels)} must match student_logits "
-                         f"{_shape(student_logits)} without its vocabulary dim")
+    _check_labels(student_logits, labels)
     vocab = student_logits.shape[-1]
     keep = labels != ignore_index
     if not bool(keep.any()):

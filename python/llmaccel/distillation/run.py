@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..nn import QuantLinear, SparseLinear
@@ -42,6 +43,15 @@ def shakespeare_data(tokenizer, max_train_tokens: int | None = None,
     return DistillData(ids("calibration", max_train_tokens), ids("evaluation", max_eval_tokens))
 
 
+def layer_calibration(train_ids: torch.Tensor, windows: int = 8,
+                      seq_len: int = 512) -> torch.Tensor:
+    """The first ``windows`` non-overlapping windows of a training stream (as many as fit),
+    (n, seq_len): what ``build_student`` measures hidden states on to choose layers to drop."""
+    seq_len = min(seq_len, train_ids.numel())
+    n = max(1, min(windows, train_ids.numel() // seq_len))
+    return train_ids[:n * seq_len].view(n, seq_len)
+
+
 def _has_zero_weights(model: nn.Module) -> bool:
     return any(_maskable(m) and bool((m.weight == 0).any()) for m in model.modules())
 
@@ -61,16 +71,20 @@ def check_student_args(student_given: bool, drop_layers: int | None,
 
 def build_student(teacher: nn.Module, student: nn.Module | None = None,
                   drop_layers: int | None = None, fake_quant_bits: int | None = None,
-                  group_size: int | None = None) -> tuple[nn.Module, StudentPrep]:
+                  group_size: int | None = None,
+                  calibration: torch.Tensor | None = None) -> tuple[nn.Module, StudentPrep]:
     """The trainable student and what was done to it.
 
     student: a compressed model (pruned: zeros kept fixed; quantized: needs fake_quant_bits,
         its QuantLinear layers train as FakeQuantLinear on their own scales). drop_layers: make
-        the student from ``teacher`` keeping this many decoder layers. Exactly one of the two.
+        the student from ``teacher`` keeping this many decoder layers, dropping the block that
+        changes ``calibration``'s hidden states least (token ids; None: an even spread; see
+        ``layer_dropped_student``). Exactly one of student and drop_layers.
     """
     check_student_args(student is not None, drop_layers, fake_quant_bits, group_size)
     if drop_layers is not None:
-        return layer_dropped_student(teacher, drop_layers), StudentPrep("layer-dropped")
+        return (layer_dropped_student(teacher, drop_layers, calibration=calibration),
+                StudentPrep("layer-dropped"))
     prep = StudentPrep("checkpoint")
     prep.had_sparse = any(isinstance(m, SparseLinear) for m in student.modules())
     quantized = any(isinstance(m, QuantLinear) or (isinstance(m, SparseLinear)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .. import _C
 from .decode import DecodeLinear, LlamaDecodeStep
 from .dequant import dequant_w4, dequant_w8
+from .distill import distill_loss_rows
 from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
 from .sparse import gemm_sp24, gemm_w4a16_sp24
@@ -62,6 +63,7 @@ __all__ = [
     "DecodeLinear",
     "dequant_w4",
     "dequant_w8",
+    "distill_loss_rows",
     "PreparedGemm",
     "call_gemm",
     "gemm_f32",

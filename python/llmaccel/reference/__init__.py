@@ -2,6 +2,7 @@
 oracle, and a readable fallback. Same arguments and results as ``torch.ops.llmaccel.*``."""
 
 from .dequant import dequant_w4, dequant_w8
+from .distill import distill_loss_rows
 from .gemm import gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
 from .sparse import gemm_sp24, gemm_w4a16_sp24
@@ -9,6 +10,7 @@ from .sparse import gemm_sp24, gemm_w4a16_sp24
 __all__ = [
     "dequant_w4",
     "dequant_w8",
+    "distill_loss_rows",
     "gemm_f32",
     "gemm_sp24",
     "gemm_w4a16",
