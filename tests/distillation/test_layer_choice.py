@@ -47,6 +47,8 @@ def test_the_identity_block_is_chosen_and_dropping_it_changes_nothing(first):
     student = layer_dropped_student(teacher, 4, calibration=calib)
     assert student.config.num_hidden_layers == 4
     assert [m.self_attn.layer_idx for m in student.model.layers] == [0, 1, 2, 3]
+    assert student.config.llmaccel_kept_layers == [i for i in range(6)
+                                                   if not first <= i < first + 2]
     ids = random_ids(2, 10, vocab=VOCAB, seed=9)
     torch.testing.assert_close(logits(student, ids), logits(teacher, ids), rtol=1e-5, atol=1e-5)
 

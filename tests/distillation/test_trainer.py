@@ -61,7 +61,7 @@ def weights_equal(a, b) -> bool:
 
 
 def without_time(history):
-    return [{k: v for k, v in h.items() if k != "elapsed_s"} for h in history]
+    return [{k: v for k, v in h.items() if k not in ("elapsed_s", "eval_s")} for h in history]
 
 
 # ---- schedule ------------------------------------------------------------------------------
@@ -156,6 +156,10 @@ def test_evaluates_at_start_every_n_steps_and_at_end():
     assert [s["lr"] for s in r.step_log] == [lr_at(i, cfg) for i in range(7)]
     assert r.history[3]["lr"] == lr_at(6, cfg)
     assert r.steps == 7 and not r.stopped_early and r.checkpoint is None
+    # Evaluation time is counted apart: it grows with every evaluation, within elapsed time.
+    eval_s = [h["eval_s"] for h in r.history]
+    assert all(0 < a < b for a, b in zip(eval_s, eval_s[1:]))
+    assert all(h["eval_s"] < h["elapsed_s"] for h in r.history)
     # The figures are eval.quality's on the returned student, on eval_windows windows.
     q = evaluate_quality(student.eval(), data.eval_ids, 16, 4, reference=teacher, progress=False)
     assert (r.final_ppl, r.final_kl) == (q.ppl, q.kl)

@@ -133,7 +133,8 @@ def history_table(result, teacher_ppl: float | None = None) -> str:
             ("KL(teacher‖student)", f"{first['eval_kl']:.4f}", f"{last['eval_kl']:.4f}"),
             ("top-1 agreement", f"{first['eval_top1']:.3f}", f"{last['eval_top1']:.3f}"),
             ("steps", "0", str(result.steps)),
-            ("seconds", "", f"{last['elapsed_s']:.1f}")]
+            ("seconds training", "", f"{last['elapsed_s'] - last['eval_s']:.1f}"),
+            ("seconds evaluating", "", f"{last['eval_s']:.1f}")]
     lines = [f"{'':22s}{'before':>12s}{'after':>12s}"]
     lines += [f"{name:22s}{before:>12s}{after:>12s}" for name, before, after in rows]
     if result.stopped_early:

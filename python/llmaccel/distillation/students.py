@@ -129,7 +129,7 @@ def layer_dropped_student(teacher: nn.Module, n_layers: int | None = None, *,
     keep: the indices to keep, strictly increasing in 0..L−1.
 
     The copy's config has num_hidden_layers (and layer_types, where the model has them) for the
-    kept layers, and each kept layer's ``layer_idx`` is renumbered 0..n−1, so the KV cache,
+    kept layers and ``llmaccel_kept_layers`` (their teacher indices), and each kept layer's ``layer_idx`` is renumbered 0..n−1, so the KV cache,
     which is indexed by it, works.
     """
     path, layers = decoder_layers(teacher)
@@ -158,6 +158,8 @@ def layer_dropped_student(teacher: nn.Module, n_layers: int | None = None, *,
     cfg = getattr(student, "config", None)
     if cfg is not None:
         cfg.num_hidden_layers = len(keep)
+        # Provenance, saved with the config: which teacher layers the student started from.
+        cfg.llmaccel_kept_layers = list(keep)
         types = getattr(cfg, "layer_types", None)
         if isinstance(types, (list, tuple)) and len(types) == total:
             cfg.layer_types = [types[i] for i in keep]

@@ -152,6 +152,7 @@ class _Run:
 
     step: int = 0
     elapsed_s: float = 0.0
+    eval_s: float = 0.0        # of elapsed_s, spent evaluating (the teacher's floor included)
     teacher_ppl: float | None = None
     history: list[dict] = field(default_factory=list)
     step_log: list[dict] = field(default_factory=list)
@@ -162,7 +163,8 @@ class DistillResult:
     """steps: optimizer steps done (config.steps unless max_time_s stopped the run first).
     history: one dict per evaluation {step, train_loss (mean since the previous evaluation),
     eval_ppl, eval_kl (mean KL(teacher ‖ student) per token, nats), eval_top1 (argmax
-    agreement), lr (of the last step), elapsed_s}. step_log: one dict per step {step, loss,
+    agreement), lr (of the last step), elapsed_s, eval_s (the part of elapsed_s spent in
+    evaluations so far, this one included: elapsed_s − eval_s is training time)}. step_log: one dict per step {step, loss,
     soft, hard (None when alpha = 1), lr}. teacher_ppl: the teacher's own held-out
     perplexity, the floor to compare eval_ppl with. checkpoint: the last one written."""
 
@@ -408,14 +410,16 @@ def distill(student, teacher, data: DistillData,
         return elapsed0 + time.perf_counter() - t0
 
     def record_eval() -> None:
+        start = time.perf_counter()
         q = _evaluate(student, reference, eval_ids, cfg)
+        run.eval_s += time.perf_counter() - start
         since = [s["loss"] for s in run.step_log
                  if s["step"] > (run.history[-1]["step"] if run.history else 0)]
         run.history.append({"step": run.step,
                             "train_loss": sum(since) / len(since) if since else None,
                             "eval_ppl": q.ppl, "eval_kl": q.kl, "eval_top1": q.top1_agreement,
                             "lr": run.step_log[-1]["lr"] if run.step_log else None,
-                            "elapsed_s": elapsed()})
+                            "elapsed_s": elapsed(), "eval_s": run.eval_s})
 
     def checkpoint() -> None:
         nonlocal last_ckpt, saved_step
@@ -428,8 +432,10 @@ def distill(student, teacher, data: DistillData,
     stopped_early = False
     try:
         if run.step == 0 and not run.history:
+            start = time.perf_counter()
             run.teacher_ppl = evaluate_quality(reference, eval_ids, cfg.eval_len,
                                                cfg.eval_windows, progress=False).ppl
+            run.eval_s += time.perf_counter() - start
             record_eval()
         while run.step < cfg.steps:
             if cfg.max_time_s is not None and time.perf_counter() - t0 >= cfg.max_time_s:
