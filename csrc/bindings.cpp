@@ -412,6 +412,33 @@ PYBIND11_MODULE(_C, m) {
     dequant_w8(w, reinterpret_cast<float*>(out), ldo, t);
   });
 
+  m.def("time_linears",
+        [](const py::list& linears, uintptr_t x, int64_t rows, uintptr_t y, int64_t calls,
+           int nt) {
+          const std::string op = "time_linears";
+          require(linears.size() >= 1, op, "give at least one projection");
+          require(rows >= 1 && calls >= 1, op, "rows and calls must be >= 1");
+          check_ptr(x, 4, op, "x");
+          check_ptr(y, 4, op, "y");
+          std::vector<DecodeLinear> ls;
+          for (size_t i = 0; i < linears.size(); ++i) {
+            ls.push_back(decode_linear(linears[i].cast<py::tuple>(), op,
+                                       "projection " + std::to_string(i)));
+            require_shape(ls.back(), ls.front().n, ls.front().k, op,
+                          "projection " + std::to_string(i));
+          }
+          int t = threads(nt, op);
+          std::vector<double> seconds;
+          {
+            py::gil_scoped_release nogil;
+            seconds = time_linears(ls, reinterpret_cast<const float*>(x), rows,
+                                   reinterpret_cast<float*>(y), calls, t);
+          }
+          py::list out;
+          for (double s : seconds) out.append(s);
+          return out;
+        });
+
   // The whole-model decode step (decode/llama_decode.h). Python keeps every buffer alive.
   py::class_<LlamaDecodeStep>(m, "LlamaDecodeStep")
       .def(py::init([](const py::tuple& dims, uintptr_t embed, uintptr_t rot, uintptr_t norm,

@@ -53,6 +53,19 @@ enum Part { kQkv, kO, kGateUp, kDown, kLmHead, kAttention, kOther };
 
 }  // namespace
 
+std::vector<double> time_linears(const std::vector<DecodeLinear>& linears, const float* x,
+                                 int64_t m, float* y, int64_t calls, int num_threads) {
+  std::vector<double> seconds(static_cast<size_t>(calls));
+  for (int64_t c = 0; c < calls; ++c) {
+    const DecodeLinear& l = linears[static_cast<size_t>(c) % linears.size()];
+    const auto start = std::chrono::steady_clock::now();
+    run_linear(l, x, m, y, num_threads);
+    seconds[static_cast<size_t>(c)] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  return seconds;
+}
+
 void LlamaDecodeStep::set_profiling(bool on) {
   profiling_ = on;
   std::fill(seconds_, seconds_ + kParts, 0.0);

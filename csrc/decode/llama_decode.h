@@ -39,6 +39,13 @@ struct DecodeLinear {
   int64_t act_block;  // W8A8 only: activation block along K (0 = per token)
 };
 
+// Seconds of each of `calls` calls of run_linear, cycling through `linears` (copies of one
+// projection: a benchmark rotates through enough of them that every call reads its weights
+// from DRAM). x: (m, k) float32, y: (m, n) float32. A kernel's own time, without the Python
+// dispatch that an op call adds (~12 µs here, more than a small projection's kernel).
+std::vector<double> time_linears(const std::vector<DecodeLinear>& linears, const float* x,
+                                 int64_t m, float* y, int64_t calls, int num_threads);
+
 struct DecodeLayer {
   const float *ln1, *ln2;
   DecodeLinear qkv, o, gate_up, down;

@@ -155,3 +155,30 @@ def test_sparse_layers(quantized, isa):
         ref = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8,
                              min_new_tokens=8, do_sample=False, pad_token_id=0)
     assert torch.equal(LlamaDecoder(model, max_len=16, native=True).generate(prompt, 8), ref)
+
+
+def test_time_linears_times_each_call_and_checks_its_inputs():
+    from llmaccel import formats, ops, quantizers
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(48, 64, generator=g)
+    codes, scales, _ = quantizers.quantize_int4(w, 32, True)
+    packed = formats.pack_int4(codes, scales, None, 32)
+    dense = ops.DecodeLinear(ops.PreparedGemm("gemm_w4a16", packed.qweight, packed.scales, None,
+                                              None, 48, 64))
+    f32 = ops.DecodeLinear(w)
+    x = torch.randn(3, 64, generator=g)
+    seconds = ops.time_linears([dense, dense], x, 7)
+    assert len(seconds) == 7 and all(isinstance(s, float) and 0 < s < 1 for s in seconds)
+    assert len(ops.time_linears([f32], x, 1)) == 1
+    with pytest.raises(TypeError, match="non-empty list of DecodeLinear"):
+        ops.time_linears([], x, 1)
+    with pytest.raises(ValueError, match=r"x must be \(m >= 1, 64\)"):
+        ops.time_linears([dense], x[:, :32].contiguous(), 1)
+    with pytest.raises(TypeError, match="x must be float32"):
+        ops.time_linears([dense], x.bfloat16(), 1)
+    with pytest.raises(ValueError, match="calls must be an int >= 1"):
+        ops.time_linears([dense], x, 0)
+    other = ops.DecodeLinear(torch.randn(16, 64))
+    with pytest.raises(ValueError, match="projection 1 is 64 -> 16, expected 64 -> 48"):
+        ops.time_linears([dense, other], x, 1)

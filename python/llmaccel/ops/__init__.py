@@ -8,7 +8,7 @@ Every op is ``torch.ops.llmaccel.<name>`` with a fake implementation, so ``torch
 from __future__ import annotations
 
 from .. import _C
-from .decode import DecodeLinear, LlamaDecodeStep
+from .decode import DecodeLinear, LlamaDecodeStep, time_linears
 from .dequant import dequant_w4, dequant_w8
 from .distill import distill_loss_rows
 from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
@@ -77,5 +77,6 @@ __all__ = [
     "memory_read_bandwidth",
     "quantize_act_int8",
     "set_cpu_isa",
+    "time_linears",
     "vnni_peak_gmacs",
 ]

@@ -128,3 +128,25 @@ class LlamaDecodeStep:
         logits = torch.empty(self.batch, self.vocab, dtype=torch.float32)
         self._native.run(ptr(ids), pos, ptr(logits), num_threads())
         return logits
+
+
+def time_linears(linears: list[DecodeLinear], x: torch.Tensor, calls: int) -> list[float]:
+    """Seconds of each of ``calls`` calls of one projection's kernel, cycling through
+    ``linears`` (copies of one projection, as many as a benchmark needs for the weights to come
+    from DRAM), timed inside a native loop: the kernel as the decode step runs it, without the
+    ~12 µs of dispatch and checks that an op call adds here. x (m, k) float32 CPU contiguous.
+    For benchmarks (bench/bench_sparse.py); results are not returned."""
+    op = "time_linears"
+    if not linears or not all(isinstance(lin, DecodeLinear) for lin in linears):
+        fail(op, "linears must be a non-empty list of DecodeLinear", TypeError)
+    n, k = linears[0].n, linears[0].k
+    check_cpu(op, x=x)
+    check_dtype(op, "x", x, torch.float32)
+    check_contiguous(op, x=x)
+    if x.dim() != 2 or x.shape[1] != k or x.shape[0] < 1:
+        fail(op, f"x must be (m >= 1, {k}), got {tuple(x.shape)}")
+    if not isinstance(calls, int) or calls < 1:
+        fail(op, f"calls must be an int >= 1, got {calls!r}")
+    y = torch.empty(x.shape[0], n, dtype=torch.float32)
+    return _C.time_linears([lin.fields for lin in linears], ptr(x), x.shape[0], ptr(y), calls,
+                           num_threads())
