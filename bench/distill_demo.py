@@ -403,10 +403,10 @@ def main() -> int:
         "int4 format: the 3-bit grid, not yet the 3-bit size).",
         f"The 20-layer student keeps the teacher's layers {kept_layers(rows)}: it drops the "
         "10-layer block whose input and output hidden states are closest in angle on the first "
-        "8 × 512 training tokens (Gromov et al., 2024). Baselines: 'fine-tuned (no teacher)' trains on the same "
-        "windows for the same steps as the distilled run; 'equal time' gets the steps that "
-        "take the distilled run's training time at the fine-tuned run's measured s/step (a "
-        "step without the teacher's forward pass is cheaper).",
+        "8 × 512 training tokens (Gromov et al., 2024). Baselines: 'fine-tuned (no teacher)' "
+        "trains on the same windows for the same steps as the distilled run; 'equal time' gets "
+        "the steps that take the distilled run's training time at the fine-tuned run's "
+        "measured s/step (a step without the teacher's forward pass is cheaper).",
         "Gap recovered = (ppl before − ppl after) / (ppl before − teacher ppl), on the packed "
         "model where there is one.",
         "Compression before training (not in train s): "

@@ -19,7 +19,8 @@ using avx512::tail_mask;
 inline __m512 load16(const Matrix& x, int64_t r, int64_t j, __mmask16 m) {
   if (x.dtype == DType::F32)
     return _mm512_maskz_loadu_ps(m, static_cast<const float*>(x.data) + r * x.ld + j);
-  const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(x.data) + r * x.ld + j);
+  const uint16_t* row = static_cast<const uint16_t*>(x.data) + r * x.ld;
+  const __m256i h = _mm256_maskz_loadu_epi16(m, row + j);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 

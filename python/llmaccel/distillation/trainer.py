@@ -164,9 +164,10 @@ class DistillResult:
     history: one dict per evaluation {step, train_loss (mean since the previous evaluation),
     eval_ppl, eval_kl (mean KL(teacher ‖ student) per token, nats), eval_top1 (argmax
     agreement), lr (of the last step), elapsed_s, eval_s (the part of elapsed_s spent in
-    evaluations so far, this one included: elapsed_s − eval_s is training time)}. step_log: one dict per step {step, loss,
-    soft, hard (None when alpha = 1), lr}. teacher_ppl: the teacher's own held-out
-    perplexity, the floor to compare eval_ppl with. checkpoint: the last one written."""
+    evaluations so far, this one included: elapsed_s − eval_s is training time)}. step_log:
+    one dict per step {step, loss, soft, hard (None when alpha = 1), lr}. teacher_ppl: the
+    teacher's own held-out perplexity, the floor to compare eval_ppl with. checkpoint: the
+    last one written."""
 
     steps: int
     stopped_early: bool
@@ -222,25 +223,23 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def _loss(student_logits, teacher_out, labels, cfg: DistillConfig):
-    if cfg.topk is None and (cfg.loss == "forward" or cfg.alpha == 0):
-        # Forward KL and/or the hard loss with full logits: the fused loss, same value and
-        # gradient at a fraction of the time (losses_fused.py).
+    if cfg.alpha == 0 or (cfg.topk is None and cfg.loss == "forward"):
+        # The hard loss alone, or with the forward KL on full logits: the fused loss, same
+        # value and gradient at a fraction of the time (losses_fused.py).
         return distill_loss_fused(student_logits, teacher_out, labels,
                                   temperature=cfg.temperature, alpha=cfg.alpha)
     if cfg.topk is None:
         return distill_loss(student_logits, teacher_out, labels, kind=cfg.loss,
                             temperature=cfg.temperature, alpha=cfg.alpha)
-    # distill_loss takes full teacher logits; the top-k mix follows its rules (a term with
-    # weight 0 is left out, parts are detached floats).
-    parts, total = {}, None
-    if cfg.alpha > 0:
-        soft = kl_forward_topk_tail(student_logits, *teacher_out, temperature=cfg.temperature)
-        parts["soft"] = float(soft.detach())
-        total = cfg.alpha * soft
+    # A top-k teacher (alpha > 0 here): distill_loss takes full teacher logits, so the mix is
+    # made here by its rules (a term with weight 0 is left out, parts are detached floats).
+    soft = kl_forward_topk_tail(student_logits, *teacher_out, temperature=cfg.temperature)
+    parts = {"soft": float(soft.detach())}
+    total = cfg.alpha * soft
     if cfg.alpha < 1:
         hard = hard_ce(student_logits, labels)
         parts["hard"] = float(hard.detach())
-        total = (1 - cfg.alpha) * hard if total is None else total + (1 - cfg.alpha) * hard
+        total = total + (1 - cfg.alpha) * hard
     parts["total"] = float(total.detach())
     return total, parts
 
