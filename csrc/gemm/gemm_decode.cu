@@ -1,6 +1,9 @@
 // Host side of the decode kernel's workspace (gemm_decode.cuh): how much one call needs.
+#include <algorithm>
+
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_decode.cuh"
+#include "gemm/gemm_decode_kslice.cuh"
 
 namespace llmaccel::cuda {
 
@@ -14,8 +17,11 @@ void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per
   require(sms > 0, op, "no CUDA device");
   const DecodeShape sh = decode_shape(nk, chunks_per_group);
   const DecodeSplit sp = plan_decode(n_tiles, nk, sh.u, sms);
+  // Room for either decode kernel (decode_use_kslice may pick either per call); the K-slice
+  // kernel has at most n_tiles ranges.
   *n_counters = n_tiles;
-  *partial_bytes = decode_partial_bytes(sp, m, n_tiles);
+  *partial_bytes = std::max(decode_partial_bytes(sp, m, n_tiles),
+                            kslice_partial_bytes_bound(m, n_tiles, nk));
 }
 
 }  // namespace llmaccel::cuda

@@ -451,6 +451,18 @@ inline int current_device_sms() {
   return sms;
 }
 
+// Compute capability major of the current device (cached likewise).
+inline int current_device_major() {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  static int cache[64] = {};
+  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev];
+  int major = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (dev >= 0 && dev < 64) cache[dev] = major;
+  return major;
+}
+
 // Plans the split for the current device, checks the caller's workspace, launches.
 template <class T, bool ZP>
 void run_decode_w4(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,

@@ -3,6 +3,7 @@
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_decode.cuh"
+#include "gemm/gemm_decode_kslice.cuh"
 #include "gemm/gemm_swapab.cuh"
 
 namespace llmaccel::cuda {
@@ -23,7 +24,15 @@ void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, c
   auto s = static_cast<cudaStream_t>(stream);
   if (m <= kDecodeMaxM) {
     const int cpg = int(group / 32);  // chunks per group
-    if (x_dtype == kF16) {
+    if (decode_use_kslice(p, cpg)) {
+      if (x_dtype == kF16) {
+        if (zeros) run_kslice_w4<__half, true>(op, p, ws, cpg, s);
+        else run_kslice_w4<__half, false>(op, p, ws, cpg, s);
+      } else {
+        if (zeros) run_kslice_w4<__nv_bfloat16, true>(op, p, ws, cpg, s);
+        else run_kslice_w4<__nv_bfloat16, false>(op, p, ws, cpg, s);
+      }
+    } else if (x_dtype == kF16) {
       if (zeros) run_decode_w4<__half, true>(op, p, ws, cpg, s);
       else run_decode_w4<__half, false>(op, p, ws, cpg, s);
     } else {

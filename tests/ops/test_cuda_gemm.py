@@ -181,19 +181,24 @@ def test_cuda_gemm_w8_matches_reference(op_name, case, with_bias, dtype):
 # The decode kernel's split: on 132 SMs × 16 warps, 2048 × 4096 g128 is 4096 stages of 4 chunks,
 # ~2 per warp, so tiles are shared by many warps; g64 and g32 put 2 and 4 groups in a stage;
 # 48 × 64 (2 chunks: stages of 1) gives each warp one stage; 4000 × 96 g32 (3 chunks) lets warps
-# own whole tiles. Odd N: a partial last tile.
+# own whole tiles. Odd N: a partial last tile. 30000 × 128 (1875 tiles, one K chunk) gives the
+# K-slice kernel as many tiles per block as its shared memory allows.
 DECODE_CASES = [(2048, 4096, 128), (2000, 4096, 64), (1000, 1024, 32), (48, 64, -1),
-                (4000, 96, 32), (300, 2048, -1)]
+                (4000, 96, 32), (300, 2048, -1), (30000, 128, 128)]
 
 
+@pytest.mark.parametrize("kernel", ["kslice", "stream"])
 @pytest.mark.parametrize("m", [1, 7, 16])
 @pytest.mark.parametrize("n,k,group_size", DECODE_CASES,
                          ids=[f"N{n}-K{k}-g{g}" for n, k, g in DECODE_CASES])
 @pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
-def test_cuda_gemm_w4a16_decode_split(symmetric, n, k, group_size, m):
-    """The decode path (M <= DECODE_MAX_M) on shapes where tiles are shared by several warps and
-    warps finish several tiles: right against the reference, bit-identical on repeat (partial sums
-    meet in slot order, not arrival order), and the tile counters left at zero for the next call."""
+def test_cuda_gemm_w4a16_decode_split(symmetric, n, k, group_size, m, kernel, monkeypatch):
+    """Both decode kernels (M <= DECODE_MAX_M; LLMACCEL_DECODE_KERNEL picks one per call) on shapes
+    where tiles are shared by several warps or K chunks and warps finish several tiles: right
+    against the reference, bit-identical on repeat (partial sums meet in slot order, not arrival
+    order), and the counters left at zero for the next call. The K-slice kernel takes every
+    grouping here (g32, g64, g128 and per-channel over 2 to 128 chunks)."""
+    monkeypatch.setenv("LLMACCEL_DECODE_KERNEL", kernel)
     op_name = "gemm_w4a16"
     assert m <= ops.DECODE_MAX_M and ops.cuda_path(op_name, m) == "decode mma"
     p, w = cuda_weight(op_name, n, k, group_size, symmetric, source="rtn", seed=k)

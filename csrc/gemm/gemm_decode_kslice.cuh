@@ -1,0 +1,374 @@
+// Decode-size GEMM (M ≤ 16), int4, split by fixed K slices: every warp owns UPW consecutive
+// 32-column chunks of K for the whole kernel and walks a range of 16-row tiles through them.
+//
+// Why: the stream-K kernel (gemm_decode.cuh) gave each warp one contiguous stretch of weight
+// bytes, so the K position moved under it and every unit needed its own activation fragment
+// (a 64-bit address computation, a bounds check and an LDG.128 per 256 B of weights) plus a
+// cp.async → shared → register trip for the weights: ~100 issued instructions per unit where
+// the arithmetic is ~12-25 (bench/gpu/NOTES.md, d4: issue-bound at 36 % of HBM). With the K slice
+// fixed, the warp's activation fragments are read once into registers, the weights go straight
+// from global memory into registers (one coalesced 256 B load per unit, L1 bypassed), several
+// tiles ahead, and what is left per unit is the load, the dequantization and two MMAs.
+//
+// Work: grid (ranges, kchunks). Block (range, kc) holds kKsWarps warps whose slices tile the K
+// chunk kc (kKsWarps·UPW units) and runs over the range's tiles. Each warp's per-tile sums meet
+// the other warps' in shared memory (summed in warp order); with several K chunks, each block
+// writes its range's sums to its slot of the workspace and the last block of the range to count
+// itself in adds the slots in chunk order (results do not depend on timing), adds the bias,
+// writes y and rearms the counter. No block waits for another: no deadlock however they run.
+//
+// int4 codes become exact integers q − zero in T (dequant_w4_int), the MMAs sum x·(q − zero) of a
+// group in fp32, and the group scale multiplies that sum once, as in the stream-K kernel.
+#pragma once
+#include <algorithm>
+#include <cstdlib>
+#include <type_traits>
+
+#include "gemm/gemm_cuda.h"
+#include "gemm/gemm_cuda_checks.h"
+#include "gemm/gemm_decode.cuh"
+
+namespace llmaccel::cuda {
+
+constexpr int kKsWarps = 8;     // warps per block: their slices tile one K chunk
+constexpr int kKsUnits = 4;     // UPW: 32-column chunks per warp slice (one g128 group)
+constexpr int kKsMaxTiles = 16; // tiles per block at most (shared memory: 512·m B per tile)
+constexpr int64_t kSmemPerSm = 228 * 1024;         // sm_90
+constexpr int64_t kSmemPerBlockReserved = 1024;    // the runtime's share of each block
+
+struct KsPlan {
+  int kchunks = 0;   // grid.y: K chunks of kKsWarps·UPW units
+  int ranges = 0;    // grid.x: tile ranges
+  int tpb = 0;       // tiles per range (the last range may hold fewer)
+  int* counters = nullptr;    // (ranges) int32, zero at entry and at exit
+  float* partials = nullptr;  // (ranges, kchunks, tpb, 16, m) when kchunks > 1
+};
+
+// Whether the K-slice kernel takes this grouping: a slice must hold whole groups or lie in one.
+inline bool kslice_takes(int64_t cpg) { return cpg % kKsUnits == 0 || kKsUnits % cpg == 0; }
+
+// blocks_per_sm: the kernel's MINB; ring_bytes: its rings and barriers per block. A block's
+// reduction buffer, (tpb, kKsWarps, 16, m) floats, gets what MINB blocks leave of the SM's shared
+// memory (and at most 48 KB), which caps the tiles per block.
+inline KsPlan plan_kslice(int64_t m, int64_t n_tiles, int64_t nk, int sms, int blocks_per_sm,
+                          int64_t ring_bytes) {
+  KsPlan s;
+  const int64_t chunk = int64_t(kKsWarps) * kKsUnits;
+  s.kchunks = int((nk + chunk - 1) / chunk);
+  const int64_t target = std::max<int64_t>(1, int64_t(sms) * blocks_per_sm / s.kchunks);
+  const int64_t red_max = std::min<int64_t>(
+      48 * 1024, kSmemPerSm / blocks_per_sm - kSmemPerBlockReserved - ring_bytes - 256);
+  const int64_t cap = std::max<int64_t>(
+      1, std::min<int64_t>(kKsMaxTiles, red_max / (int64_t(kKsWarps) * 16 * m * 4)));
+  int64_t tpb = std::min<int64_t>((n_tiles + target - 1) / target, cap);
+  s.tpb = int(std::max<int64_t>(tpb, 1));
+  s.ranges = int((n_tiles + s.tpb - 1) / s.tpb);
+  return s;
+}
+inline int64_t kslice_partial_bytes(const KsPlan& s, int64_t m) {
+  return s.kchunks > 1 ? int64_t(s.ranges) * s.kchunks * s.tpb * 16 * m * 4 : 0;
+}
+// Enough for any plan of these sizes (ranges · tpb < n_tiles + tpb ≤ n_tiles + kKsMaxTiles).
+inline int64_t kslice_partial_bytes_bound(int64_t m, int64_t n_tiles, int64_t nk) {
+  const int64_t chunk = int64_t(kKsWarps) * kKsUnits, kchunks = (nk + chunk - 1) / chunk;
+  return kchunks > 1 ? (n_tiles + kKsMaxTiles) * kchunks * 16 * m * 4 : 0;
+}
+
+// Bytes of one ring slot: a warp's weights of one tile (UPW units of 256 B), then the scales
+// (64 B per group: rows 0-15 in fp32) and zeros (16 B per group) of the groups it touches.
+template <int NG, bool ZP> __host__ __device__ constexpr int ks_slot_bytes() {
+  return (kKsUnits * 256 + NG * 64 + (ZP ? NG * 16 : 0) + 127) / 128 * 128;
+}
+
+// bf16: int4 word → the four A registers as 128 + q, exact (a nibble under bf16's 2^7 magic).
+// The 128 + zero each weight should lose is taken off once per group instead, as
+// (128 + zero) · Σx over the group (see the kernel): 7 integer ops per word where subtracting
+// per weight costs 11.
+__device__ __forceinline__ void w4_offset_bf16(uint32_t w, uint32_t a[4]) {
+#pragma unroll
+  for (int p = 0; p < 4; ++p) a[p] = and_or(w >> (4 * p), 0x000F000Fu, 0x43004300u);
+}
+
+// T: fp16/bf16. MT: 8-row tiles of x. GU: units per group when a slice holds several groups
+// (1 or 2), 0 when the slice lies in one group. NB: slots in each warp's ring; MINB: blocks per
+// SM (__launch_bounds__, and the plan).
+//
+// Weights reach shared memory by bulk copies (sm_90's TMA engine): lane 0 of each warp copies its
+// slice of a tile (1 KB contiguous in the device layout) and the tile's scales into a slot of the
+// warp's own ring, NB tiles ahead, and an mbarrier per slot says when they have landed. Plain
+// loads capped the bytes in flight: ~48 % of HBM with two tiles of registers per warp, and every
+// stall was a wait on a global load (ncu, bench/gpu/NOTES.md).
+template <class T, bool ZP, int MT, int GU, int NB, int MINB>
+__global__ void __launch_bounds__(kKsWarps * 32, MINB)
+    gemm_decode_kslice_w4_kernel(const SwapAbParams p, const KsPlan plan, const int cpg) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr int UPW = kKsUnits;
+  constexpr int NG = GU > 0 ? UPW / GU : 1;
+  constexpr int GUN = GU > 0 ? GU : UPW;  // units per group inside the slice
+  constexpr int kSlot = ks_slot_bytes<NG, ZP>();
+  // bf16 sums x·(128 + q) and takes (128 + zero)·Σx off per group; fp16 subtracts per weight
+  // (its in-place high nibble needs no shift, and 1024·Σx would cost it ~7 bits of fp32).
+  constexpr bool kFold = std::is_same<T, __nv_bfloat16>::value;
+  using A = Act16<T>;
+  extern __shared__ __align__(128) uint8_t ks_smem[];
+  // (kKsWarps, NB) slots, then (kKsWarps, NB) barriers, then the reduction (tpb, kKsWarps, 16, m).
+  uint64_t* bars = reinterpret_cast<uint64_t*>(ks_smem + kKsWarps * NB * kSlot);
+  float* red = reinterpret_cast<float*>(bars + kKsWarps * NB);
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int r = lane >> 2, j = lane & 3;
+  const int kc = blockIdx.y, range = blockIdx.x;
+  const int u0 = (kc * kKsWarps + warp) * UPW;  // this warp's first unit (chunk) of K
+  const int nu = max(0, min(UPW, p.nk - u0));   // units of the slice inside K (warp-uniform)
+  const int t0 = range * plan.tpb, nt = min(plan.tpb, p.n_tiles - t0);
+  const int m = p.m;
+  uint8_t* ring = ks_smem + warp * NB * kSlot;
+  uint64_t* bar = bars + warp * NB;
+
+  // The ring: lane 0 copies tile t's bytes into slot t % NB, armed for exactly those bytes.
+  const int ngv = GU > 0 ? (nu + GUN - 1) / GUN : 1;  // groups the slice touches
+  const uint32_t wbytes = uint32_t(nu) * 256, sbytes = uint32_t(ngv) * 64;
+  const uint32_t zbytes = ZP ? uint32_t(ngv) * 16 : 0;
+  const uint8_t* wsrc = reinterpret_cast<const uint8_t*>(p.w) + (int64_t(t0) * p.nk + u0) * 256;
+  const int64_t tile_bytes = int64_t(p.nk) * 256;
+  const int grp0 = u0 / cpg;  // the slice's first group
+  auto issue = [&](int t) {
+    uint8_t* slot = ring + (t % NB) * kSlot;
+    const int64_t gi = (int64_t(t0 + t) * p.n_groups + grp0) * 16;
+    fence_proxy_async_smem();  // the warp's reads of this slot (a previous tile) come first
+    mbar_expect_tx(bar + t % NB, wbytes + sbytes + zbytes);
+    bulk_copy_g2s(slot, wsrc + t * tile_bytes, wbytes, bar + t % NB);
+    bulk_copy_g2s(slot + UPW * 256, p.scales + gi, sbytes, bar + t % NB);
+    if constexpr (ZP) bulk_copy_g2s(slot + UPW * 256 + NG * 64, p.zeros + gi, zbytes, bar + t % NB);
+  };
+  if (nu > 0 && lane == 0) {
+#pragma unroll
+    for (int s = 0; s < NB; ++s) mbar_init(bar + s, 1);
+    for (int t = 0; t < min(NB, nt); ++t) issue(t);
+  }
+
+  // The slice's activation fragments, for the whole kernel (formats.py's k order: lane j takes
+  // columns 8j..8j+7 of each chunk, the first four for the unit's first k16 step). Units past K
+  // get zeros, so the stale slot bytes they meet add nothing (every nibble is a finite weight).
+  uint4 xf[UPW][MT];
+#pragma unroll
+  for (int v = 0; v < UPW; ++v)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      const int row = mt * 8 + r, col = (u0 + v) * 32 + j * 8;
+      xf[v][mt] = make_uint4(0, 0, 0, 0);
+      if (v < nu && row < m && col < p.k)
+        xf[v][mt] = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) +
+                                                         int64_t(row) * p.ldx + col));
+    }
+
+  // kFold: Σx per group and column of this lane's C fragment (m = 8mt + 2j + e), by MMAs with an
+  // all-ones A (exact products, fp32 sums like the weights').
+  float xsum[NG][MT][2];
+  if constexpr (kFold) {
+    const uint32_t ones[4] = {0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u};
+#pragma unroll
+    for (int g = 0; g < NG; ++g)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int v = g * GUN; v < (g + 1) * GUN; ++v) {
+          mma_16816(c, ones, xf[v][mt].x, xf[v][mt].y, T());
+          mma_16816(c, ones, xf[v][mt].z, xf[v][mt].w, T());
+        }
+        xsum[g][mt][0] = c[0];
+        xsum[g][mt][1] = c[1];
+      }
+  }
+
+  uint32_t zlo = 0, zhi = 0;
+  if constexpr (!ZP && !kFold) w4_zero_consts(8u, 8u, zlo, zhi, T());
+  __syncwarp();  // the barriers are initialised before any lane waits on them
+
+  for (int t = 0; t < nt; ++t) {
+    float acc[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][i] = 0.f;
+    if (nu > 0) {
+      const uint8_t* slot = ring + (t % NB) * kSlot;
+      mbar_wait(bar + t % NB, (t / NB) & 1);
+      uint2 w[UPW];
+#pragma unroll
+      for (int v = 0; v < UPW; ++v) w[v] = *reinterpret_cast<const uint2*>(slot + v * 256 + lane * 8);
+      const float* sc = reinterpret_cast<const float*>(slot + UPW * 256);
+      const uint8_t* zp = slot + UPW * 256 + NG * 64;
+      float g0[MT][4], g1[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) g0[mt][i] = g1[mt][i] = 0.f;
+#pragma unroll
+      for (int v = 0; v < UPW; ++v) {
+        const int g = v / GUN;
+        if constexpr (ZP && !kFold)
+          if (v % GUN == 0) w4_zero_consts(zp[g * 16 + r], zp[g * 16 + r + 8], zlo, zhi, T());
+        uint32_t a0[4], a1[4];
+        if constexpr (kFold) {
+          w4_offset_bf16(w[v].x, a0);
+          w4_offset_bf16(w[v].y, a1);
+        } else {
+          dequant_w4_int(w[v].x, zlo, zhi, a0, T());
+          dequant_w4_int(w[v].y, zlo, zhi, a1, T());
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_16816(g0[mt], a0, xf[v][mt].x, xf[v][mt].y, T());
+          mma_16816(g1[mt], a1, xf[v][mt].z, xf[v][mt].w, T());
+        }
+        // A group ends: its fp32 sums (less (128 + zero)·Σx), times its scales, join the tile's.
+        // Groups past K hold stale scales: skipped.
+        if ((v + 1) % GUN == 0 && g * GUN < nu) {
+          const float s_lo = sc[g * 16 + r], s_hi = sc[g * 16 + r + 8];
+          float off_lo = 136.f, off_hi = 136.f;  // 128 + 8: the symmetric zero
+          if constexpr (ZP && kFold) {
+            off_lo = 128.f + float(zp[g * 16 + r]);
+            off_hi = 128.f + float(zp[g * 16 + r + 8]);
+          }
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              float sum = g0[mt][i] + g1[mt][i];
+              if constexpr (kFold) sum = fmaf(-(i < 2 ? off_lo : off_hi), xsum[g][mt][i & 1], sum);
+              acc[mt][i] = fmaf(sum, i < 2 ? s_lo : s_hi, acc[mt][i]);
+              g0[mt][i] = g1[mt][i] = 0.f;
+            }
+        }
+      }
+      __syncwarp();  // every lane has read the slot before it is refilled
+      if (lane == 0 && t + NB < nt) issue(t + NB);
+    }
+    // C fragment: rows r (regs 0, 1) and r + 8 (2, 3) of the tile, columns m = 8mt + 2j + e.
+    float* mine = red + (int64_t(t) * kKsWarps + warp) * 16 * m;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int row = r + (i >> 1) * 8, col = mt * 8 + 2 * j + (i & 1);
+        if (col < m) mine[row * m + col] = acc[mt][i];
+      }
+  }
+  __syncthreads();
+
+  // The block's sums per (tile, row, column), warps added in order.
+  const int per_range = nt * 16 * m;
+  const int64_t n0 = int64_t(t0) * 16;
+  T* out = static_cast<T*>(p.out);
+  auto write_y = [&](int idx, float v) {  // idx: (tile, row, column) within the range
+    const int col = idx % m, n = int(n0) + idx / m;
+    if (n < p.n) out[int64_t(col) * p.ldo + n] = A::from_float(v + (p.bias ? __ldg(p.bias + n) : 0.f));
+  };
+  if (plan.kchunks == 1) {
+    for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
+      const int t = idx / (16 * m), rest = idx - t * 16 * m;
+      float s = 0.f;
+#pragma unroll
+      for (int w = 0; w < kKsWarps; ++w) s += red[(t * kKsWarps + w) * 16 * m + rest];
+      write_y(idx, s);
+    }
+    return;
+  }
+  float* slots = plan.partials + int64_t(range) * plan.kchunks * plan.tpb * 16 * m;
+  for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
+    const int t = idx / (16 * m), rest = idx - t * 16 * m;
+    float s = 0.f;
+#pragma unroll
+    for (int w = 0; w < kKsWarps; ++w) s += red[(t * kKsWarps + w) * 16 * m + rest];
+    slots[int64_t(kc) * plan.tpb * 16 * m + idx] = s;
+  }
+  __threadfence();  // this block's slot is visible device-wide before its count says so
+  __syncthreads();
+  __shared__ int last;
+  if (threadIdx.x == 0) last = atomicAdd(plan.counters + range, 1) == plan.kchunks - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
+    float s = 0.f;
+    for (int c = 0; c < plan.kchunks; ++c) s += __ldcg(slots + int64_t(c) * plan.tpb * 16 * m + idx);
+    write_y(idx, s);
+  }
+  if (threadIdx.x == 0) plan.counters[range] = 0;
+#endif
+}
+
+template <int NG, bool ZP, int NB> constexpr int64_t ks_ring_bytes() {
+  return int64_t(kKsWarps) * NB * (ks_slot_bytes<NG, ZP>() + 8);
+}
+
+// Plans the split for the current device and this configuration (MINB blocks per SM), checks
+// the caller's workspace, launches.
+template <class T, bool ZP, int MT, int GU, int NB, int MINB>
+void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
+                   cudaStream_t stream) {
+  constexpr int NG = GU > 0 ? kKsUnits / GU : 1;
+  constexpr int64_t kRing = ks_ring_bytes<NG, ZP, NB>();
+  static_assert(kRing * MINB + MINB * kSmemPerBlockReserved < kSmemPerSm, "rings too large");
+  KsPlan plan = plan_kslice(p.m, p.n_tiles, p.nk, current_device_sms(), MINB, kRing);
+  if (plan.kchunks > 1)
+    require(ws.counters && ws.partials && ws.n_counters >= plan.ranges &&
+                ws.partial_bytes >= kslice_partial_bytes(plan, p.m),
+            op, "the decode workspace is missing or too small (size it with decode_workspace)");
+  plan.counters = ws.counters;
+  plan.partials = static_cast<float*>(ws.partials);
+  const int smem = int(kRing) + plan.tpb * kKsWarps * 16 * p.m * 4;
+  auto kernel = gemm_decode_kslice_w4_kernel<T, ZP, MT, GU, NB, MINB>;
+  // Above 48 KB a kernel needs the opt-in, once per device (not a stream operation: capturable).
+  static unsigned opted = 0;  // bit per device
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (dev < 32 && !(opted & (1u << dev))) {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(kSmemPerSm / MINB - kSmemPerBlockReserved));
+    opted |= 1u << dev;
+  }
+  kernel<<<dim3(plan.ranges, plan.kchunks), kKsWarps * 32, smem, stream>>>(p, plan, cpg);
+}
+
+// The K-slice kernel (sm_90: bulk copies) unless the grouping or the pointers' alignment rule it
+// out or LLMACCEL_DECODE_KERNEL=stream asks for the stream-K kernel (read per call, so that one
+// benchmark process can compare the two).
+inline bool decode_use_kslice(const SwapAbParams& p, int64_t cpg) {
+  const char* e = std::getenv("LLMACCEL_DECODE_KERNEL");
+  if (e && e[0] == 's') return false;
+  const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  return kslice_takes(cpg) && current_device_major() >= 9 && aligned(p.w) && aligned(p.scales) &&
+         aligned(p.zeros);
+}
+
+// Configurations (NB slots per warp ring, MINB blocks per SM). 8 rows of x: 3 blocks per SM;
+// 6 slots for m ≤ 4 (the most bytes in flight), 4 above (room for the larger reduction).
+// 16 rows: 2 blocks of 3 slots (registers: the second set of x fragments).
+template <class T, bool ZP, int GU>
+void launch_kslice_gu(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
+                      cudaStream_t s) {
+  if (p.m > 8) return launch_kslice<T, ZP, 2, GU, 3, 2>(op, p, ws, cpg, s);
+  if constexpr (std::is_same<T, __nv_bfloat16>::value && !ZP && GU == 0) {
+    // LLMACCEL_KS_VARIANT, for sweeps (bench/gpu/decode_iter.sh): other rings and occupancies.
+    const char* e = std::getenv("LLMACCEL_KS_VARIANT");
+    const int variant = e ? std::atoi(e) : 0;
+    if (variant == 1) return launch_kslice<T, ZP, 1, GU, 4, 4>(op, p, ws, cpg, s);
+    if (variant == 2) return launch_kslice<T, ZP, 1, GU, 8, 2>(op, p, ws, cpg, s);
+    if (variant == 3) return launch_kslice<T, ZP, 1, GU, 3, 4>(op, p, ws, cpg, s);
+  }
+  if (p.m > 4) return launch_kslice<T, ZP, 1, GU, 4, 3>(op, p, ws, cpg, s);
+  return launch_kslice<T, ZP, 1, GU, 6, 3>(op, p, ws, cpg, s);
+}
+
+template <class T, bool ZP>
+void run_kslice_w4(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
+                   cudaStream_t stream) {
+  if (cpg % kKsUnits == 0) launch_kslice_gu<T, ZP, 0>(op, p, ws, cpg, stream);
+  else if (cpg == 2) launch_kslice_gu<T, ZP, 2>(op, p, ws, cpg, stream);
+  else launch_kslice_gu<T, ZP, 1>(op, p, ws, cpg, stream);
+}
+
+}  // namespace llmaccel::cuda
