@@ -20,13 +20,23 @@ log=$OUT/iter.log
     || { tail -n 30 "$OUT/build.log"; exit 1; }
   echo "== tests $(date +%T)"
   "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py -k "w4a16" 2>&1 | tail -n 8
+  echo "== sanitizers $(date +%T)"
+  CSAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
+  for tool in memcheck racecheck synccheck; do
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 120 "$CSAN" --tool $tool --error-exitcode 1 \
+      --print-limit 10 "$PY" bench/gpu/sanitize_case.py >/tmp/san_$tool.log 2>&1
+    echo "$tool: rc $? $(tail -n 2 /tmp/san_$tool.log | tr '\n' ' ')"
+  done
   echo "== compare $(date +%T)"
   "$PY" bench/gpu/decode_compare.py --out "$OUT" \
     --shapes "${SHAPES:-4096x14336,14336x4096,8192x8192,1024x57344}" --m "${MS:-1,4,8,12,16}"
-  for v in ${VARIANTS:-1 2 3}; do
+  echo "== scaling at M=1: time against bytes $(date +%T)"
+  "$PY" bench/gpu/decode_compare.py --out /tmp/decode_scaling \
+    --shapes 4096x3584,4096x7168,4096x28672,4096x57344 --m 1 2>&1 | grep '^K'
+  for v in ${VARIANTS:-1 3}; do
     echo "== LLMACCEL_KS_VARIANT=$v $(date +%T)"
     LLMACCEL_KS_VARIANT=$v "$PY" bench/gpu/decode_compare.py --out /tmp/decode_sweep \
-      --shapes 4096x14336,8192x8192 --m 1,8 2>&1 | grep '^K'
+      --shapes ${VSHAPES:-4096x14336,8192x8192} --m ${VMS:-1,8} 2>&1 | grep '^K'
   done
   echo "== end $(date +%T)"
 } >"$log" 2>&1

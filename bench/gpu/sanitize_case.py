@@ -10,7 +10,7 @@ tensors out of large blocks, and memcheck only sees accesses beyond a cudaMalloc
 an out-of-bounds access into a neighbouring tensor goes unnoticed.
 
 K = 200 (not a multiple of the group, 64, nor of 32: the ops pad), N = 72 (not a multiple of
-16: a ragged row tile), M in 1, 3, 70, 300 (decode, small odd, ragged tiles); M=3 runs fp16
+16: a ragged row tile), M in 1, 3, 12, 70, 300 (decode, small odd, ragged tiles); M=3 runs fp16
 activations, the rest bf16; M=70 adds a bias.
 Inputs are made on the CPU and copied over, so almost every kernel the sanitizer sees is
 llmaccel's. Prints one line per case and OK at the end; exits 1 on any mismatch or error.
@@ -33,7 +33,7 @@ ref_quant = importlib.import_module("llmaccel.reference.quant")
 
 TOL = 2e-2
 K, N, GROUP = 200, 72, 64
-MS = (1, 3, 70, 300)
+MS = (1, 3, 12, 70, 300)
 FAILS: list[str] = []
 
 
@@ -65,17 +65,17 @@ def case(fn):
     return wrapped
 
 
-def act(m: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
-    return torch.randn(m, K, generator=gen).to(dtype)
+def act(m: int, dtype: torch.dtype, gen: torch.Generator, k: int = K) -> torch.Tensor:
+    return torch.randn(m, k, generator=gen).to(dtype)
 
 
-def w4(asym: bool, gen: torch.Generator):
-    _, k_pad, g = formats.int4_padding(N, K, GROUP)
-    codes = torch.randint(0, 16, (N, K), dtype=torch.uint8, generator=gen)
+def w4(asym: bool, gen: torch.Generator, k: int = K, group: int = GROUP):
+    _, k_pad, g = formats.int4_padding(N, k, group)
+    codes = torch.randint(0, 16, (N, k), dtype=torch.uint8, generator=gen)
     scales = 0.005 + 0.01 * torch.rand(N, k_pad // g, generator=gen)
     zeros = (torch.randint(0, 16, (N, k_pad // g), dtype=torch.uint8, generator=gen)
              if asym else None)
-    p = formats.pack_int4(codes, scales, zeros, GROUP)
+    p = formats.pack_int4(codes, scales, zeros, group)
     dev = (formats.to_cuda_int4(p.qweight).cuda(), p.scales.cuda(),
            p.zeros.cuda() if p.zeros is not None else None)
     return p, dev
@@ -110,6 +110,18 @@ def gemm_w4a16(asym: bool, m: int, gen: torch.Generator) -> None:
     out = llmaccel.ops.gemm_w4a16(x.cuda(), qw, sc, zp, None if bias is None else bias.cuda(), N)
     ref = ref_gemm.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, bias, N)
     check_out(f"gemm_w4a16 {'asym' if asym else 'sym'} g{GROUP} M={m} {x.dtype}", out, ref, x)
+
+
+@case
+def gemm_w4a16_kchunks(asym: bool, m: int, gen: torch.Generator) -> None:
+    """The decode kernel with its K split over blocks (K = 2080: 65 chunks of 32, three K chunks
+    of the K-slice kernel, the last one unit long; g128, so its last group is partial)."""
+    k = 2080
+    p, (qw, sc, zp) = w4(asym, gen, k, 128)
+    x = act(m, torch.bfloat16, gen, k)
+    out = llmaccel.ops.gemm_w4a16(x.cuda(), qw, sc, zp, None, N)
+    ref = ref_gemm.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, None, N)
+    check_out(f"gemm_w4a16 {'asym' if asym else 'sym'} g128 K={k} M={m} {x.dtype}", out, ref, x)
 
 
 @case
@@ -171,6 +183,9 @@ def main() -> int:
         gemm_w4a16(True, m, gen)
         gemm_w8("gemm_w8a16", m, gen)
         gemm_w8("gemm_w8a8", m, gen)
+    for m in (1, 12):
+        gemm_w4a16_kchunks(False, m, gen)
+        gemm_w4a16_kchunks(True, m, gen)
     dequant_w4(False, gen)
     dequant_w4(True, gen)
     dequant_w8(gen)

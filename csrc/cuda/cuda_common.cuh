@@ -141,6 +141,12 @@ __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32
       : "memory");
 #endif
 }
+// One arrival on the barrier's current phase.
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+#endif
+}
 // Orders this thread's earlier generic-proxy accesses to shared memory before later bulk copies
 // into it (a slot is refilled only after the warp has read it).
 __device__ __forceinline__ void fence_proxy_async_smem() {

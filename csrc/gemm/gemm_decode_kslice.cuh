@@ -74,10 +74,18 @@ inline int64_t kslice_partial_bytes_bound(int64_t m, int64_t n_tiles, int64_t nk
   return kchunks > 1 ? (n_tiles + kKsMaxTiles) * kchunks * 16 * m * 4 : 0;
 }
 
-// Bytes of one ring slot: a warp's weights of one tile (UPW units of 256 B), then the scales
-// (64 B per group: rows 0-15 in fp32) and zeros (16 B per group) of the groups it touches.
+// One ring slot: the block's K chunk of one tile (kKsWarps·UPW units of 256 B, contiguous in the
+// device layout), then the scales (64 B per group: rows 0-15 in fp32) and zeros (16 B per group)
+// of the ≤ kKsWarps·NG groups the chunk touches.
 template <int NG, bool ZP> __host__ __device__ constexpr int ks_slot_bytes() {
-  return (kKsUnits * 256 + NG * 64 + (ZP ? NG * 16 : 0) + 127) / 128 * 128;
+  return (kKsWarps * kKsUnits * 256 + kKsWarps * NG * (64 + (ZP ? 16 : 0)) + 127) / 128 * 128;
+}
+
+// Device-scope acquire-release fetch-add (sm_70+).
+__device__ __forceinline__ int atom_add_acq_rel_gpu(int* p, int v) {
+  int old;
+  asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], %2;\n" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  return old;
 }
 
 // bf16: int4 word → the four A registers as 128 + q, exact (a nibble under bf16's 2^7 magic).
@@ -90,171 +98,216 @@ __device__ __forceinline__ void w4_offset_bf16(uint32_t w, uint32_t a[4]) {
 }
 
 // T: fp16/bf16. MT: 8-row tiles of x. GU: units per group when a slice holds several groups
-// (1 or 2), 0 when the slice lies in one group. NB: slots in each warp's ring; MINB: blocks per
-// SM (__launch_bounds__, and the plan).
+// (1 or 2), 0 when the slice lies in one group. NB: ring slots; MINB: blocks per SM
+// (__launch_bounds__, and the plan).
 //
-// Weights reach shared memory by bulk copies (sm_90's TMA engine): lane 0 of each warp copies its
-// slice of a tile (1 KB contiguous in the device layout) and the tile's scales into a slot of the
-// warp's own ring, NB tiles ahead, and an mbarrier per slot says when they have landed. Plain
-// loads capped the bytes in flight: ~48 % of HBM with two tiles of registers per warp, and every
-// stall was a wait on a global load (ncu, bench/gpu/NOTES.md).
+// Weights reach shared memory by bulk copies (sm_90's TMA engine): a producer warp (the block's
+// last) copies the block's K chunk of each tile (8 KB contiguous) and the chunk's scales into a
+// ring slot, NB tiles ahead; a "full" mbarrier per slot says when they have landed, an "empty" one
+// collects the kKsWarps consumer warps once they have read the slot into registers. The consumer
+// warps only wait, read, dequantize and multiply. Plain loads (two tiles of registers per warp) and
+// per-warp rings whose copies each warp issued itself both stayed near 48 % of HBM: per warp,
+// the copies and slot bookkeeping cost as many instructions as the arithmetic.
 template <class T, bool ZP, int MT, int GU, int NB, int MINB>
-__global__ void __launch_bounds__(kKsWarps * 32, MINB)
+__global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     gemm_decode_kslice_w4_kernel(const SwapAbParams p, const KsPlan plan, const int cpg) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   constexpr int UPW = kKsUnits;
   constexpr int NG = GU > 0 ? UPW / GU : 1;
   constexpr int GUN = GU > 0 ? GU : UPW;  // units per group inside the slice
   constexpr int kSlot = ks_slot_bytes<NG, ZP>();
+  constexpr int kWBytes = kKsWarps * UPW * 256;           // weights in a slot
+  constexpr int kZOff = kWBytes + kKsWarps * NG * 64;     // zeros in a slot
   // bf16 sums x·(128 + q) and takes (128 + zero)·Σx off per group; fp16 subtracts per weight
   // (its in-place high nibble needs no shift, and 1024·Σx would cost it ~7 bits of fp32).
   constexpr bool kFold = std::is_same<T, __nv_bfloat16>::value;
   using A = Act16<T>;
   extern __shared__ __align__(128) uint8_t ks_smem[];
-  // (kKsWarps, NB) slots, then (kKsWarps, NB) barriers, then the reduction (tpb, kKsWarps, 16, m).
-  uint64_t* bars = reinterpret_cast<uint64_t*>(ks_smem + kKsWarps * NB * kSlot);
-  float* red = reinterpret_cast<float*>(bars + kKsWarps * NB);
+  // NB slots, NB "full" and NB "empty" barriers, then the reduction (tpb, kKsWarps, 16, m).
+  uint64_t* full = reinterpret_cast<uint64_t*>(ks_smem + NB * kSlot);
+  uint64_t* empty = full + NB;
+  float* red = reinterpret_cast<float*>(empty + NB);
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, j = lane & 3;
   const int kc = blockIdx.y, range = blockIdx.x;
-  const int u0 = (kc * kKsWarps + warp) * UPW;  // this warp's first unit (chunk) of K
-  const int nu = max(0, min(UPW, p.nk - u0));   // units of the slice inside K (warp-uniform)
   const int t0 = range * plan.tpb, nt = min(plan.tpb, p.n_tiles - t0);
   const int m = p.m;
-  uint8_t* ring = ks_smem + warp * NB * kSlot;
-  uint64_t* bar = bars + warp * NB;
+  const int cu0 = kc * kKsWarps * UPW;                   // the chunk's first unit
+  const int cun = min(kKsWarps * UPW, p.nk - cu0);       // its units inside K
+  const int g_first = cu0 / cpg;                         // its groups in the scales
+  const int ngb = (cu0 + cun - 1) / cpg - g_first + 1;
 
-  // The ring: lane 0 copies tile t's bytes into slot t % NB, armed for exactly those bytes.
-  const int ngv = GU > 0 ? (nu + GUN - 1) / GUN : 1;  // groups the slice touches
-  const uint32_t wbytes = uint32_t(nu) * 256, sbytes = uint32_t(ngv) * 64;
-  const uint32_t zbytes = ZP ? uint32_t(ngv) * 16 : 0;
-  const uint8_t* wsrc = reinterpret_cast<const uint8_t*>(p.w) + (int64_t(t0) * p.nk + u0) * 256;
-  const int64_t tile_bytes = int64_t(p.nk) * 256;
-  const int grp0 = u0 / cpg;  // the slice's first group
-  auto issue = [&](int t) {
-    uint8_t* slot = ring + (t % NB) * kSlot;
-    const int64_t gi = (int64_t(t0 + t) * p.n_groups + grp0) * 16;
-    fence_proxy_async_smem();  // the warp's reads of this slot (a previous tile) come first
-    mbar_expect_tx(bar + t % NB, wbytes + sbytes + zbytes);
-    bulk_copy_g2s(slot, wsrc + t * tile_bytes, wbytes, bar + t % NB);
-    bulk_copy_g2s(slot + UPW * 256, p.scales + gi, sbytes, bar + t % NB);
-    if constexpr (ZP) bulk_copy_g2s(slot + UPW * 256 + NG * 64, p.zeros + gi, zbytes, bar + t % NB);
-  };
-  if (nu > 0 && lane == 0) {
+  if (threadIdx.x == 0) {
 #pragma unroll
-    for (int s = 0; s < NB; ++s) mbar_init(bar + s, 1);
-    for (int t = 0; t < min(NB, nt); ++t) issue(t);
-  }
-
-  // The slice's activation fragments, for the whole kernel (formats.py's k order: lane j takes
-  // columns 8j..8j+7 of each chunk, the first four for the unit's first k16 step). Units past K
-  // get zeros, so the stale slot bytes they meet add nothing (every nibble is a finite weight).
-  uint4 xf[UPW][MT];
-#pragma unroll
-  for (int v = 0; v < UPW; ++v)
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-      const int row = mt * 8 + r, col = (u0 + v) * 32 + j * 8;
-      xf[v][mt] = make_uint4(0, 0, 0, 0);
-      if (v < nu && row < m && col < p.k)
-        xf[v][mt] = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) +
-                                                         int64_t(row) * p.ldx + col));
+    for (int b = 0; b < NB; ++b) {
+      mbar_init(full + b, 1);
+      mbar_init(empty + b, kKsWarps);
     }
+  }
+  __syncthreads();
 
-  // kFold: Σx per group and column of this lane's C fragment (m = 8mt + 2j + e), by MMAs with an
-  // all-ones A (exact products, fp32 sums like the weights').
-  float xsum[NG][MT][2];
-  if constexpr (kFold) {
-    const uint32_t ones[4] = {0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u};
+  if (warp == kKsWarps) {  // the producer
+    if (lane == 0) {
+      const uint32_t wbytes = uint32_t(cun) * 256, sbytes = uint32_t(ngb) * 64;
+      const uint32_t zbytes = ZP ? uint32_t(ngb) * 16 : 0;
+      const uint8_t* wsrc = reinterpret_cast<const uint8_t*>(p.w) + (int64_t(t0) * p.nk + cu0) * 256;
+      const int64_t tile_bytes = int64_t(p.nk) * 256;
+      for (int t = 0; t < nt; ++t) {
+        const int b = t % NB;
+        if (t >= NB) {
+          mbar_wait(empty + b, ((t / NB) - 1) & 1);  // its readers are done
+          fence_proxy_async_smem();  // their reads come before the copy's writes
+        }
+        uint8_t* slot = ks_smem + b * kSlot;
+        const int64_t gi = (int64_t(t0 + t) * p.n_groups + g_first) * 16;
+        mbar_expect_tx(full + b, wbytes + sbytes + zbytes);
+        bulk_copy_g2s(slot, wsrc + t * tile_bytes, wbytes, full + b);
+        bulk_copy_g2s(slot + kWBytes, p.scales + gi, sbytes, full + b);
+        if constexpr (ZP) bulk_copy_g2s(slot + kZOff, p.zeros + gi, zbytes, full + b);
+      }
+    }
+  } else {  // a consumer: the slice of kKsWarps·UPW units at u0
+    const int u0 = cu0 + warp * UPW;
+    const int nu = max(0, min(UPW, p.nk - u0));  // units of the slice inside K (warp-uniform)
+    const int gw = u0 / cpg - g_first;           // the slice's first group in the slot
+
+    // The slice's activation fragments, for the whole kernel (formats.py's k order: lane j takes
+    // columns 8j..8j+7 of each chunk, the first four for the unit's first k16 step). Units past
+    // K get zeros, so the stale slot bytes they meet add nothing (every nibble is a finite
+    // weight).
+    uint4 xf[UPW][MT];
 #pragma unroll
-    for (int g = 0; g < NG; ++g)
+    for (int v = 0; v < UPW; ++v)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
-        float c[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-        for (int v = g * GUN; v < (g + 1) * GUN; ++v) {
-          mma_16816(c, ones, xf[v][mt].x, xf[v][mt].y, T());
-          mma_16816(c, ones, xf[v][mt].z, xf[v][mt].w, T());
-        }
-        xsum[g][mt][0] = c[0];
-        xsum[g][mt][1] = c[1];
+        const int row = mt * 8 + r, col = (u0 + v) * 32 + j * 8;
+        xf[v][mt] = make_uint4(0, 0, 0, 0);
+        if (v < nu && row < m && col < p.k)
+          xf[v][mt] = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) +
+                                                           int64_t(row) * p.ldx + col));
       }
-  }
 
-  uint32_t zlo = 0, zhi = 0;
-  if constexpr (!ZP && !kFold) w4_zero_consts(8u, 8u, zlo, zhi, T());
-  __syncwarp();  // the barriers are initialised before any lane waits on them
-
-  for (int t = 0; t < nt; ++t) {
-    float acc[MT][4];
+    // kFold: Σx per group and column of this lane's C fragment (m = 8mt + 2j + e), by MMAs with
+    // an all-ones A (exact products, fp32 sums like the weights').
+    float xsum[NG][MT][2];
+    if constexpr (kFold) {
+      const uint32_t ones[4] = {0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u};
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[mt][i] = 0.f;
-    if (nu > 0) {
-      const uint8_t* slot = ring + (t % NB) * kSlot;
-      mbar_wait(bar + t % NB, (t / NB) & 1);
-      uint2 w[UPW];
-#pragma unroll
-      for (int v = 0; v < UPW; ++v) w[v] = *reinterpret_cast<const uint2*>(slot + v * 256 + lane * 8);
-      const float* sc = reinterpret_cast<const float*>(slot + UPW * 256);
-      const uint8_t* zp = slot + UPW * 256 + NG * 64;
-      float g0[MT][4], g1[MT][4];
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) g0[mt][i] = g1[mt][i] = 0.f;
-#pragma unroll
-      for (int v = 0; v < UPW; ++v) {
-        const int g = v / GUN;
-        if constexpr (ZP && !kFold)
-          if (v % GUN == 0) w4_zero_consts(zp[g * 16 + r], zp[g * 16 + r + 8], zlo, zhi, T());
-        uint32_t a0[4], a1[4];
-        if constexpr (kFold) {
-          w4_offset_bf16(w[v].x, a0);
-          w4_offset_bf16(w[v].y, a1);
-        } else {
-          dequant_w4_int(w[v].x, zlo, zhi, a0, T());
-          dequant_w4_int(w[v].y, zlo, zhi, a1, T());
-        }
+      for (int g = 0; g < NG; ++g)
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
-          mma_16816(g0[mt], a0, xf[v][mt].x, xf[v][mt].y, T());
-          mma_16816(g1[mt], a1, xf[v][mt].z, xf[v][mt].w, T());
-        }
-        // A group ends: its fp32 sums (less (128 + zero)·Σx), times its scales, join the tile's.
-        // Groups past K hold stale scales: skipped.
-        if ((v + 1) % GUN == 0 && g * GUN < nu) {
-          const float s_lo = sc[g * 16 + r], s_hi = sc[g * 16 + r + 8];
-          float off_lo = 136.f, off_hi = 136.f;  // 128 + 8: the symmetric zero
-          if constexpr (ZP && kFold) {
-            off_lo = 128.f + float(zp[g * 16 + r]);
-            off_hi = 128.f + float(zp[g * 16 + r + 8]);
+          float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+          for (int v = g * GUN; v < (g + 1) * GUN; ++v) {
+            mma_16816(c, ones, xf[v][mt].x, xf[v][mt].y, T());
+            mma_16816(c, ones, xf[v][mt].z, xf[v][mt].w, T());
           }
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              float sum = g0[mt][i] + g1[mt][i];
-              if constexpr (kFold) sum = fmaf(-(i < 2 ? off_lo : off_hi), xsum[g][mt][i & 1], sum);
-              acc[mt][i] = fmaf(sum, i < 2 ? s_lo : s_hi, acc[mt][i]);
-              g0[mt][i] = g1[mt][i] = 0.f;
-            }
+          xsum[g][mt][0] = c[0];
+          xsum[g][mt][1] = c[1];
         }
-      }
-      __syncwarp();  // every lane has read the slot before it is refilled
-      if (lane == 0 && t + NB < nt) issue(t + NB);
     }
-    // C fragment: rows r (regs 0, 1) and r + 8 (2, 3) of the tile, columns m = 8mt + 2j + e.
-    float* mine = red + (int64_t(t) * kKsWarps + warp) * 16 * m;
+    uint32_t zlo = 0, zhi = 0;
+    if constexpr (!ZP && !kFold) w4_zero_consts(8u, 8u, zlo, zhi, T());
+
+    // Where this lane's C fragment goes in the reduction buffer (−1: a column past m).
+    int red_off[MT][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int row = r + (i >> 1) * 8, col = mt * 8 + 2 * j + (i & 1);
-        if (col < m) mine[row * m + col] = acc[mt][i];
+        red_off[mt][i] = col < m ? (warp * 16 + row) * m + col : -1;
       }
+    const int red_tile = kKsWarps * 16 * m;
+
+    // One tile from slot b (a compile-time index: the loop below is unrolled by NB).
+    auto consume = [&](int t, int b, uint32_t parity) {
+      const uint8_t* slot = ks_smem + b * kSlot;
+      mbar_wait(full + b, parity);
+      uint2 w[UPW];
+#pragma unroll
+      for (int v = 0; v < UPW; ++v)
+        w[v] = *reinterpret_cast<const uint2*>(slot + (warp * UPW + v) * 256 + lane * 8);
+      float s_lo[NG], s_hi[NG];
+      uint32_t z_lo[NG], z_hi[NG];
+#pragma unroll
+      for (int g = 0; g < NG; ++g) {
+        const float* sc = reinterpret_cast<const float*>(slot + kWBytes) + (gw + g) * 16;
+        s_lo[g] = sc[r];
+        s_hi[g] = sc[r + 8];
+        if constexpr (ZP) {
+          z_lo[g] = slot[kZOff + (gw + g) * 16 + r];
+          z_hi[g] = slot[kZOff + (gw + g) * 16 + r + 8];
+        }
+      }
+
+      float acc[MT][4], g0[MT][4], g1[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[mt][i] = g0[mt][i] = g1[mt][i] = 0.f;
+      if (nu > 0) {
+#pragma unroll
+        for (int v = 0; v < UPW; ++v) {
+          const int g = v / GUN;
+          if constexpr (ZP && !kFold)
+            if (v % GUN == 0) w4_zero_consts(z_lo[g], z_hi[g], zlo, zhi, T());
+          uint32_t a0[4], a1[4];
+          if constexpr (kFold) {
+            w4_offset_bf16(w[v].x, a0);
+            w4_offset_bf16(w[v].y, a1);
+          } else {
+            dequant_w4_int(w[v].x, zlo, zhi, a0, T());
+            dequant_w4_int(w[v].y, zlo, zhi, a1, T());
+          }
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_16816(g0[mt], a0, xf[v][mt].x, xf[v][mt].y, T());
+            mma_16816(g1[mt], a1, xf[v][mt].z, xf[v][mt].w, T());
+          }
+          // A group ends: its fp32 sums (less (128 + zero)·Σx), times its scales, join the
+          // tile's. Groups past K hold stale scales: skipped.
+          if ((v + 1) % GUN == 0 && g * GUN < nu) {
+            float off_lo = 136.f, off_hi = 136.f;  // 128 + 8: the symmetric zero
+            if constexpr (ZP && kFold) {
+              off_lo = 128.f + float(z_lo[g]);
+              off_hi = 128.f + float(z_hi[g]);
+            }
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+              for (int i = 0; i < 4; ++i) {
+                float sum = g0[mt][i] + g1[mt][i];
+                if constexpr (kFold)
+                  sum = fmaf(-(i < 2 ? off_lo : off_hi), xsum[g][mt][i & 1], sum);
+                acc[mt][i] = fmaf(sum, i < 2 ? s_lo[g] : s_hi[g], acc[mt][i]);
+                g0[mt][i] = g1[mt][i] = 0.f;
+              }
+          }
+        }
+      }
+      // The slot goes back only once the MMAs and folds above have consumed every register read
+      // from it: their data dependencies guarantee that all lanes' shared-memory reads have
+      // completed, which a barrier arrival alone does not promise against the bulk copy (another
+      // proxy) that refills the slot. (Measured: releasing right after the reads gave wrong sums
+      // at 4 blocks per SM.)
+      __syncwarp();
+      if (lane == 0) mbar_arrive(empty + b);
+      float* tile_red = red + t * red_tile;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          if (red_off[mt][i] >= 0) tile_red[red_off[mt][i]] = acc[mt][i];
+    };
+
+    uint32_t parity = 0;
+    for (int tb = 0; tb < nt; tb += NB, parity ^= 1) {
+#pragma unroll
+      for (int b = 0; b < NB; ++b)
+        if (tb + b < nt) consume(tb + b, b, parity);
+    }
   }
   __syncthreads();
 
@@ -284,13 +337,13 @@ __global__ void __launch_bounds__(kKsWarps * 32, MINB)
     for (int w = 0; w < kKsWarps; ++w) s += red[(t * kKsWarps + w) * 16 * m + rest];
     slots[int64_t(kc) * plan.tpb * 16 * m + idx] = s;
   }
-  __threadfence();  // this block's slot is visible device-wide before its count says so
+  // The count is an acquire-release atomic by one thread after the block barrier (the pattern of
+  // CUTLASS's semaphore): it publishes every thread's slot writes without a full fence per thread.
   __syncthreads();
   __shared__ int last;
-  if (threadIdx.x == 0) last = atomicAdd(plan.counters + range, 1) == plan.kchunks - 1;
+  if (threadIdx.x == 0) last = atom_add_acq_rel_gpu(plan.counters + range, 1) == plan.kchunks - 1;
   __syncthreads();
   if (!last) return;
-  __threadfence();
   for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
     float s = 0.f;
     for (int c = 0; c < plan.kchunks; ++c) s += __ldcg(slots + int64_t(c) * plan.tpb * 16 * m + idx);
@@ -301,7 +354,7 @@ __global__ void __launch_bounds__(kKsWarps * 32, MINB)
 }
 
 template <int NG, bool ZP, int NB> constexpr int64_t ks_ring_bytes() {
-  return int64_t(kKsWarps) * NB * (ks_slot_bytes<NG, ZP>() + 8);
+  return int64_t(NB) * ks_slot_bytes<NG, ZP>() + 2 * NB * 8;  // slots and their two barriers
 }
 
 // Plans the split for the current device and this configuration (MINB blocks per SM), checks
@@ -330,7 +383,7 @@ void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace&
                          int(kSmemPerSm / MINB - kSmemPerBlockReserved));
     opted |= 1u << dev;
   }
-  kernel<<<dim3(plan.ranges, plan.kchunks), kKsWarps * 32, smem, stream>>>(p, plan, cpg);
+  kernel<<<dim3(plan.ranges, plan.kchunks), (kKsWarps + 1) * 32, smem, stream>>>(p, plan, cpg);
 }
 
 // The K-slice kernel (sm_90: bulk copies) unless the grouping or the pointers' alignment rule it
@@ -344,13 +397,13 @@ inline bool decode_use_kslice(const SwapAbParams& p, int64_t cpg) {
          aligned(p.zeros);
 }
 
-// Configurations (NB slots per warp ring, MINB blocks per SM). 8 rows of x: 3 blocks per SM;
-// 6 slots for m ≤ 4 (the most bytes in flight), 4 above (room for the larger reduction).
-// 16 rows: 2 blocks of 3 slots (registers: the second set of x fragments).
+// Configurations (NB ring slots, MINB blocks per SM). 8 rows of x: 3 blocks per SM; 6 slots
+// for m ≤ 4 (the most bytes in flight), 4 above (room for the larger reduction). 16 rows:
+// 2 blocks (registers: the second set of x fragments).
 template <class T, bool ZP, int GU>
 void launch_kslice_gu(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
                       cudaStream_t s) {
-  if (p.m > 8) return launch_kslice<T, ZP, 2, GU, 3, 2>(op, p, ws, cpg, s);
+  if (p.m > 8) return launch_kslice<T, ZP, 2, GU, 4, 2>(op, p, ws, cpg, s);
   if constexpr (std::is_same<T, __nv_bfloat16>::value && !ZP && GU == 0) {
     // LLMACCEL_KS_VARIANT, for sweeps (bench/gpu/decode_iter.sh): other rings and occupancies.
     const char* e = std::getenv("LLMACCEL_KS_VARIANT");
