@@ -397,23 +397,31 @@ inline bool decode_use_kslice(const SwapAbParams& p, int64_t cpg) {
          aligned(p.zeros);
 }
 
-// Configurations (NB ring slots, MINB blocks per SM). 8 rows of x: 3 blocks per SM; 6 slots
-// for m ≤ 4 (the most bytes in flight), 4 above (room for the larger reduction). 16 rows:
-// 2 blocks (registers: the second set of x fragments).
+// Configurations (NB ring slots, MINB blocks per SM). Up to 8 rows of x, symmetric, one group per
+// slice (g128 and coarser): 4 blocks of 3 slots (H100, 2026-11-22: 18.7-20.6 µs at M = 1 on the
+// issue's shapes against 19.6-22.8 µs for 3 blocks of 4-6 slots: more warps beat deeper rings).
+// Zero points or several groups per slice need more registers than 4 blocks allow (≤ 56): 3
+// blocks, 6 slots at m ≤ 4, 4 above (room for the larger reduction). 16 rows: 2 blocks (the
+// second set of x fragments).
 template <class T, bool ZP, int GU>
 void launch_kslice_gu(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
                       cudaStream_t s) {
   if (p.m > 8) return launch_kslice<T, ZP, 2, GU, 4, 2>(op, p, ws, cpg, s);
-  if constexpr (std::is_same<T, __nv_bfloat16>::value && !ZP && GU == 0) {
-    // LLMACCEL_KS_VARIANT, for sweeps (bench/gpu/decode_iter.sh): other rings and occupancies.
-    const char* e = std::getenv("LLMACCEL_KS_VARIANT");
-    const int variant = e ? std::atoi(e) : 0;
-    if (variant == 1) return launch_kslice<T, ZP, 1, GU, 4, 4>(op, p, ws, cpg, s);
-    if (variant == 2) return launch_kslice<T, ZP, 1, GU, 8, 2>(op, p, ws, cpg, s);
-    if (variant == 3) return launch_kslice<T, ZP, 1, GU, 3, 4>(op, p, ws, cpg, s);
+  if constexpr (!ZP && GU == 0) {
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+      // LLMACCEL_KS_VARIANT, for sweeps (bench/gpu/decode_iter.sh): 1 = 4 slots at 4 blocks,
+      // 2 = 6 at 3, 3 = 4 at 3.
+      const char* e = std::getenv("LLMACCEL_KS_VARIANT");
+      const int variant = e ? std::atoi(e) : 0;
+      if (variant == 1) return launch_kslice<T, ZP, 1, GU, 4, 4>(op, p, ws, cpg, s);
+      if (variant == 2) return launch_kslice<T, ZP, 1, GU, 6, 3>(op, p, ws, cpg, s);
+      if (variant == 3) return launch_kslice<T, ZP, 1, GU, 4, 3>(op, p, ws, cpg, s);
+    }
+    return launch_kslice<T, ZP, 1, GU, 3, 4>(op, p, ws, cpg, s);
+  } else {
+    if (p.m > 4) return launch_kslice<T, ZP, 1, GU, 4, 3>(op, p, ws, cpg, s);
+    return launch_kslice<T, ZP, 1, GU, 6, 3>(op, p, ws, cpg, s);
   }
-  if (p.m > 4) return launch_kslice<T, ZP, 1, GU, 4, 3>(op, p, ws, cpg, s);
-  return launch_kslice<T, ZP, 1, GU, 6, 3>(op, p, ws, cpg, s);
 }
 
 template <class T, bool ZP>
