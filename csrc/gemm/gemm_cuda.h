@@ -10,10 +10,13 @@
 
 namespace llmaccel::cuda {
 
-// gemm_w4a16 at M ≤ kDecodeMaxM runs the decode kernel (gemm_decode.cuh): the weight stream split
-// evenly over all resident warps, tiles shared by several warps finished through this workspace. counters:
+// gemm_w4a16 at M ≤ kDecodeMaxM runs a decode kernel: on sm_90 the K-slice kernel
+// (gemm_decode_kslice.cuh: fixed K slices per warp, bulk-copy ring) for every grouping it takes,
+// else the stream-K kernel (gemm_decode.cuh: the weight stream split evenly over all resident
+// warps). Both finish tiles shared by several warps or blocks through this workspace. counters:
 // n_counters int32, zero before the first call and left zero by every call (so one workspace
 // serves a stream's calls one after another, never two calls at once); partials: scratch.
+// LLMACCEL_DECODE_KERNEL=stream forces the stream-K kernel (benchmarks compare the two).
 struct DecodeWorkspace {
   int* counters = nullptr;
   int64_t n_counters = 0;

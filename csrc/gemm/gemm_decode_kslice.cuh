@@ -1,24 +1,27 @@
-// Decode-size GEMM (M ≤ 16), int4, split by fixed K slices: every warp owns UPW consecutive
-// 32-column chunks of K for the whole kernel and walks a range of 16-row tiles through them.
+// Decode-size GEMM (M ≤ 16), int4, sm_90, split by fixed K slices: every consumer warp owns UPW
+// consecutive 32-column chunks of K for the whole kernel and walks a range of 16-row tiles
+// through them; a producer warp feeds the block's tiles to shared memory with bulk copies.
 //
 // Why: the stream-K kernel (gemm_decode.cuh) gave each warp one contiguous stretch of weight
 // bytes, so the K position moved under it and every unit needed its own activation fragment
 // (a 64-bit address computation, a bounds check and an LDG.128 per 256 B of weights) plus a
-// cp.async → shared → register trip for the weights: ~100 issued instructions per unit where
-// the arithmetic is ~12-25 (bench/gpu/NOTES.md, d4: issue-bound at 36 % of HBM). With the K slice
-// fixed, the warp's activation fragments are read once into registers, the weights go straight
-// from global memory into registers (one coalesced 256 B load per unit, L1 bypassed), several
-// tiles ahead, and what is left per unit is the load, the dequantization and two MMAs.
+// per-warp cp.async ring: ~100 issued instructions per unit where the arithmetic is ~15-25
+// (bench/gpu/NOTES.md, d4: 36 % of HBM). With the K slice fixed, a warp reads its activation
+// fragments once into registers; the weights of a tile arrive by one bulk copy per block (the
+// block's K chunk of a tile is 8 KB contiguous in the device layout), and what is left per unit
+// in a consumer is one shared-memory read, the dequantization and two MMAs.
 //
-// Work: grid (ranges, kchunks). Block (range, kc) holds kKsWarps warps whose slices tile the K
-// chunk kc (kKsWarps·UPW units) and runs over the range's tiles. Each warp's per-tile sums meet
-// the other warps' in shared memory (summed in warp order); with several K chunks, each block
-// writes its range's sums to its slot of the workspace and the last block of the range to count
-// itself in adds the slots in chunk order (results do not depend on timing), adds the bias,
-// writes y and rearms the counter. No block waits for another: no deadlock however they run.
+// Work: grid (ranges, kchunks). Block (range, kc) holds kKsWarps consumer warps whose slices
+// tile the K chunk kc (kKsWarps·UPW units) and one producer warp; it runs over the range's
+// tiles. Each warp's per-tile sums meet the other warps' in shared memory (summed in warp
+// order); with several K chunks, each block writes its range's sums to its slot of the workspace
+// and the last block of the range to count itself in adds the slots in chunk order (results do
+// not depend on timing), adds the bias, writes y and rearms the counter. No block waits for
+// another: no deadlock however they are scheduled.
 //
-// int4 codes become exact integers q − zero in T (dequant_w4_int), the MMAs sum x·(q − zero) of a
-// group in fp32, and the group scale multiplies that sum once, as in the stream-K kernel.
+// Numerics: the MMAs sum x·(q − zero) of a group exactly per product in fp32 (fp16: the codes
+// become exact integers q − zero; bf16: the codes enter as 128 + q and (128 + zero)·Σx is taken off
+// per group) and the group scale multiplies that sum once, as in the stream-K kernel.
 #pragma once
 #include <algorithm>
 #include <cstdlib>

@@ -20,9 +20,10 @@ gemm_w8a8: the kernel quantizes x per token over all of K exactly as the referen
 (quantize_act_int8 is bit-exact on CUDA, test_cuda_dequant_quant.py) and the int32 dots are exact,
 so only the float epilogue and the output rounding differ: the same tolerances hold.
 
-Internal paths by M: gemm_w4a16 at M <= 16 runs the decode kernel (the weight stream split over
-all resident warps, scales applied to float32 group sums, which only removes the per-weight
-rounding); up to M = 64 the swap-AB tensor-core kernel runs, larger M dequantizes and calls
+Internal paths by M: gemm_w4a16 at M <= 16 runs a decode kernel (on sm_90 the K-slice kernel, else
+the stream-K one; both apply scales to float32 group sums, which only removes the per-weight
+rounding; bf16 in the K-slice kernel also takes (128 + zero) * sum(x) off each group sum, a
+cancellation that costs ~2^-16 relative, far inside the tolerance); up to M = 64 the swap-AB tensor-core kernel runs, larger M dequantizes and calls
 cuBLAS (weight-only) or runs the int8 tensor-core GEMM (w8a8); the cases cover both sides of 8,
 16 and 64.
 Outputs are allocated after poison_cuda_cache(), so an element no kernel writes reads as NaN.

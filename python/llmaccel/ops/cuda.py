@@ -8,9 +8,11 @@ with CUDA). The same op names and signatures as on the CPU, with two differences
 Kernels launch on torch's current stream, allocate through torch and never synchronize, so the
 ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cuda_path``):
 
-- ``gemm_w4a16`` at M ≤ ``DECODE_MAX_M``: the decode kernel, the weight stream split evenly over
-  every resident warp (csrc/gemm/gemm_decode.cuh); tiles shared by several warps are finished
-  through a small workspace (``_decode_workspace``).
+- ``gemm_w4a16`` at M ≤ ``DECODE_MAX_M``: a decode kernel. On sm_90 the K-slice kernel (each
+  warp keeps one K slice of x in registers, a producer warp streams the weights in with bulk
+  copies: csrc/gemm/gemm_decode_kslice.cuh), else the stream-K kernel (the weight stream split
+  evenly over every resident warp: csrc/gemm/gemm_decode.cuh); partial sums of a tile shared by
+  several warps or blocks meet in a small workspace (``_decode_workspace``).
 - ``gemm_w4a16`` / ``gemm_w8a16`` up to ``SWAPAB_MAX_M[op]``: the swapped tensor-core kernel
   (weights read once per 8, 16 or 32 rows of x, straight into MMA fragments); above: dequantize
   to x's dtype and call cuBLAS through torch, where a weight-only kernel no longer wins.
