@@ -107,7 +107,7 @@ __device__ __forceinline__ void w4_offset_bf16(uint32_t w, uint32_t a[4]) {
 // Weights reach shared memory by bulk copies (sm_90's TMA engine): a producer warp (the block's
 // last) copies the block's K chunk of each tile (8 KB contiguous) and the chunk's scales into a
 // ring slot, NB tiles ahead; a "full" mbarrier per slot says when they have landed, an "empty" one
-// collects the kKsWarps consumer warps once they have read the slot into registers. The consumer
+// collects the kKsWarps consumer warps once the MMAs have consumed what they read. The consumer
 // warps only wait, read, dequantize and multiply. Plain loads (two tiles of registers per warp) and
 // per-warp rings whose copies each warp issued itself both stayed near 48 % of HBM: per warp,
 // the copies and slot bookkeeping cost as many instructions as the arithmetic.
