@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <string>
 
 #include "gemm/gemm_cuda.h"
 
@@ -78,6 +79,7 @@ void bind_cuda(py::module_& m) {
     cuda::decode_workspace(m_, n_tiles, nk, cpg, &n_counters, &partial_bytes);
     return py::make_tuple(n_counters, partial_bytes);
   });
+  m.def("cuda_decode_kernel", [](int64_t cpg) { return std::string(cuda::decode_kernel(cpg)); });
   m.attr("cuda_swapab_max_m") = cuda::kSwapAbMaxM;
   m.attr("cuda_decode_max_m") = cuda::kDecodeMaxM;
 }

@@ -24,6 +24,9 @@ struct DecodeWorkspace {
   int64_t partial_bytes = 0;
 };
 constexpr int64_t kDecodeMaxM = 16;
+// Which decode kernel gemm_w4a16 runs on the current device for this int4 grouping (16-byte
+// aligned weights, as QuantLinear's are): "kslice" or "stream".
+const char* decode_kernel(int64_t chunks_per_group);
 // The workspace a gemm_w4a16 call with these sizes needs on the current device;
 // chunks_per_group: the group size / 32.
 void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per_group,

@@ -24,4 +24,9 @@ void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per
                             kslice_partial_bytes_bound(m, n_tiles, nk));
 }
 
+const char* decode_kernel(int64_t chunks_per_group) {
+  SwapAbParams aligned{};  // null pointers count as aligned
+  return decode_use_kslice(aligned, chunks_per_group) ? "kslice" : "stream";
+}
+
 }  // namespace llmaccel::cuda

@@ -389,6 +389,24 @@ void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace&
   kernel<<<dim3(plan.ranges, plan.kchunks), (kKsWarps + 1) * 32, smem, stream>>>(p, plan, cpg);
 }
 
+// Whether the current device runs a build of the K-slice kernel made for sm_90 or later: its body
+// is compiled out below sm_90, and a device of a newer family without sm_90 code of its own would
+// JIT the sm_80 PTX (an empty kernel). Cached per device.
+inline bool kslice_built_for_device() {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  static signed char cache[64] = {};  // 0 unknown, 1 yes, -1 no
+  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev] > 0;
+  cudaFuncAttributes a{};
+  const bool ok = current_device_major() >= 9 &&
+                  cudaFuncGetAttributes(&a, gemm_decode_kslice_w4_kernel<__nv_bfloat16, false, 1,
+                                                                         0, 3, 4>) == cudaSuccess &&
+                  a.ptxVersion >= 90;
+  cudaGetLastError();  // a failed query must not linger as the next launch's error
+  if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
+  return ok;
+}
+
 // The K-slice kernel (sm_90: bulk copies) unless the grouping or the pointers' alignment rule it
 // out or LLMACCEL_DECODE_KERNEL=stream asks for the stream-K kernel (read per call, so that one
 // benchmark process can compare the two).
@@ -396,7 +414,7 @@ inline bool decode_use_kslice(const SwapAbParams& p, int64_t cpg) {
   const char* e = std::getenv("LLMACCEL_DECODE_KERNEL");
   if (e && e[0] == 's') return false;
   const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
-  return kslice_takes(cpg) && current_device_major() >= 9 && aligned(p.w) && aligned(p.scales) &&
+  return kslice_takes(cpg) && kslice_built_for_device() && aligned(p.w) && aligned(p.scales) &&
          aligned(p.zeros);
 }
 

@@ -217,6 +217,20 @@ def test_cuda_gemm_w4a16_decode_split(symmetric, n, k, group_size, m, kernel, mo
     assert int(counters.abs().sum()) == 0, "tile counters not reset"
 
 
+@pytest.mark.parametrize("group_size,expected_sm90", [(128, "kslice"), (64, "kslice"), (32, "kslice"),
+                                                     (96, "stream")])
+def test_cuda_gemm_w4a16_decode_kernel_choice(group_size, expected_sm90, monkeypatch):
+    """sm_90 devices run the K-slice decode kernel for every grouping whose groups tile its 4-chunk
+    slices (g96, 3 chunks, does not), older ones the stream-K kernel; LLMACCEL_DECODE_KERNEL=stream
+    forces the latter. A build without sm_90 code must not pick the K-slice kernel (its body is
+    compiled out there)."""
+    from llmaccel import _C
+    sm90 = torch.cuda.get_device_capability() >= (9, 0)
+    assert _C.cuda_decode_kernel(group_size // 32) == (expected_sm90 if sm90 else "stream")
+    monkeypatch.setenv("LLMACCEL_DECODE_KERNEL", "stream")
+    assert _C.cuda_decode_kernel(group_size // 32) == "stream"
+
+
 def cuda_x_like(layout, m, k, dtype, seed=0):
     """x with m rows in a given memory layout on CUDA (as helpers.x_like, plus 'misaligned': a
     contiguous (m, k) view whose data pointer is one element past an aligned one)."""
