@@ -439,28 +439,20 @@ void launch_decode_u(const SwapAbParams& p, const DecodeSplit& sp, int cpg, cuda
   else launch_decode_cfg<T, ZP, 2, U, GU>(p, sp, cpg, stream);
 }
 
-// SMs of the current device (cached: the attribute query is not free on every call).
-inline int current_device_sms() {
+// An attribute of the current device, cached per device (the query is not free on every call).
+template <cudaDeviceAttr kAttr> inline int current_device_attr() {
   int dev = 0;
   cudaGetDevice(&dev);
   static int cache[64] = {};
   if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev];
-  int sms = 0;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (dev >= 0 && dev < 64) cache[dev] = sms;
-  return sms;
+  int v = 0;
+  cudaDeviceGetAttribute(&v, kAttr, dev);
+  if (dev >= 0 && dev < 64) cache[dev] = v;
+  return v;
 }
-
-// Compute capability major of the current device (cached likewise).
+inline int current_device_sms() { return current_device_attr<cudaDevAttrMultiProcessorCount>(); }
 inline int current_device_major() {
-  int dev = 0;
-  cudaGetDevice(&dev);
-  static int cache[64] = {};
-  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev];
-  int major = 0;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  if (dev >= 0 && dev < 64) cache[dev] = major;
-  return major;
+  return current_device_attr<cudaDevAttrComputeCapabilityMajor>();
 }
 
 // Plans the split for the current device, checks the caller's workspace, launches.

@@ -1,4 +1,6 @@
 // gemm_w4a16 on CUDA: int4 group-wise weights × fp16/bf16 activations (see gemm_cuda.h).
+#include <type_traits>
+
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
@@ -22,29 +24,28 @@ void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, c
   SwapAbParams p{x, nullptr, w, scales, zeros, bias, out, ldx, ldo, int(m), int(n), int(k),
                  int(n_tiles), int(nk), int(group), int(n_groups)};
   auto s = static_cast<cudaStream_t>(stream);
+  // f(T(), std::integral_constant<bool, ZP>()) for x's type T and whether there are zero points.
+  const auto with_types = [&](auto&& f) {
+    if (x_dtype == kF16) {
+      if (zeros) f(__half(), std::true_type());
+      else f(__half(), std::false_type());
+    } else {
+      if (zeros) f(__nv_bfloat16(), std::true_type());
+      else f(__nv_bfloat16(), std::false_type());
+    }
+  };
   if (m <= kDecodeMaxM) {
     const int cpg = int(group / 32);  // chunks per group
-    if (decode_use_kslice(p, cpg)) {
-      if (x_dtype == kF16) {
-        if (zeros) run_kslice_w4<__half, true>(op, p, ws, cpg, s);
-        else run_kslice_w4<__half, false>(op, p, ws, cpg, s);
-      } else {
-        if (zeros) run_kslice_w4<__nv_bfloat16, true>(op, p, ws, cpg, s);
-        else run_kslice_w4<__nv_bfloat16, false>(op, p, ws, cpg, s);
-      }
-    } else if (x_dtype == kF16) {
-      if (zeros) run_decode_w4<__half, true>(op, p, ws, cpg, s);
-      else run_decode_w4<__half, false>(op, p, ws, cpg, s);
-    } else {
-      if (zeros) run_decode_w4<__nv_bfloat16, true>(op, p, ws, cpg, s);
-      else run_decode_w4<__nv_bfloat16, false>(op, p, ws, cpg, s);
-    }
-  } else if (x_dtype == kF16) {
-    if (zeros) launch_swapab<Wo::W4A16, __half, true>(p, s);
-    else launch_swapab<Wo::W4A16, __half, false>(p, s);
+    const bool kslice = decode_use_kslice(p, cpg);
+    with_types([&](auto t, auto zp) {
+      using T = decltype(t);
+      if (kslice) run_kslice_w4<T, decltype(zp)::value>(op, p, ws, cpg, s);
+      else run_decode_w4<T, decltype(zp)::value>(op, p, ws, cpg, s);
+    });
   } else {
-    if (zeros) launch_swapab<Wo::W4A16, __nv_bfloat16, true>(p, s);
-    else launch_swapab<Wo::W4A16, __nv_bfloat16, false>(p, s);
+    with_types([&](auto t, auto zp) {
+      launch_swapab<Wo::W4A16, decltype(t), decltype(zp)::value>(p, s);
+    });
   }
   check_launch(op);
 }
