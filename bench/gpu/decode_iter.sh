@@ -33,6 +33,9 @@ log=$OUT/iter.log
   echo "== scaling at M=1: time against bytes $(date +%T)"
   "$PY" bench/gpu/decode_compare.py --out /tmp/decode_scaling \
     --shapes 4096x3584,4096x7168,4096x28672,4096x57344 --m 1 2>&1 | grep '^K'
+  echo "== LLMACCEL_KS_REDUCE=cluster (K chunks in a cluster's shared memory) $(date +%T)"
+  LLMACCEL_KS_REDUCE=cluster "$PY" bench/gpu/decode_compare.py --out /tmp/decode_cluster \
+    --shapes 4096x14336,8192x8192,4096x4096 --m 1,8,16 2>&1 | grep '^K'
   for v in ${VARIANTS:-1 3}; do
     echo "== LLMACCEL_KS_VARIANT=$v $(date +%T)"
     LLMACCEL_KS_VARIANT=$v "$PY" bench/gpu/decode_compare.py --out /tmp/decode_sweep \

@@ -27,6 +27,8 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include <cooperative_groups.h>
+
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_decode.cuh"
@@ -43,8 +45,9 @@ struct KsPlan {
   int kchunks = 0;   // grid.y: K chunks of kKsWarps·UPW units
   int ranges = 0;    // grid.x: tile ranges
   int tpb = 0;       // tiles per range (the last range may hold fewer)
-  int* counters = nullptr;    // (ranges) int32, zero at entry and at exit
-  float* partials = nullptr;  // (ranges, kchunks, tpb, 16, m) when kchunks > 1
+  int cluster = 0;   // 1: the K chunks of a range are one cluster and meet in its shared memory
+  int* counters = nullptr;    // (ranges) int32, zero at entry and at exit (cluster = 0)
+  float* partials = nullptr;  // (ranges, kchunks, tpb, 16, m) when kchunks > 1 (cluster = 0)
 };
 
 // Whether the K-slice kernel takes this grouping: a slice must hold whole groups or lie in one.
@@ -318,28 +321,43 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   const int per_range = nt * 16 * m;
   const int64_t n0 = int64_t(t0) * 16;
   T* out = static_cast<T*>(p.out);
-  auto write_y = [&](int idx, float v) {  // idx: (tile, row, column) within the range
-    const int col = idx % m, n = int(n0) + idx / m;
-    if (n < p.n) out[int64_t(col) * p.ldo + n] = A::from_float(v + (p.bias ? __ldg(p.bias + n) : 0.f));
-  };
-  if (plan.kchunks == 1) {
-    for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
-      const int t = idx / (16 * m), rest = idx - t * 16 * m;
-      float s = 0.f;
-#pragma unroll
-      for (int w = 0; w < kKsWarps; ++w) s += red[(t * kKsWarps + w) * 16 * m + rest];
-      write_y(idx, s);
-    }
-    return;
-  }
-  float* slots = plan.partials + int64_t(range) * plan.kchunks * plan.tpb * 16 * m;
-  for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
+  auto block_sum = [&](int idx) {  // idx: (tile, row, column) within the range
     const int t = idx / (16 * m), rest = idx - t * 16 * m;
     float s = 0.f;
 #pragma unroll
     for (int w = 0; w < kKsWarps; ++w) s += red[(t * kKsWarps + w) * 16 * m + rest];
-    slots[int64_t(kc) * plan.tpb * 16 * m + idx] = s;
+    return s;
+  };
+  auto write_y = [&](int idx, float v) {
+    const int col = idx % m, n = int(n0) + idx / m;
+    if (n < p.n) out[int64_t(col) * p.ldo + n] = A::from_float(v + (p.bias ? __ldg(p.bias + n) : 0.f));
+  };
+  if (plan.kchunks == 1) {
+    for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) write_y(idx, block_sum(idx));
+    return;
   }
+  if (plan.cluster) {
+    // The range's K chunks form one thread-block cluster: each block leaves its sums in its own
+    // shared memory (the ring, idle now) and the chunk-0 block adds them in chunk order through
+    // distributed shared memory (the same order as the workspace path: the same bits), with no
+    // round trip through L2 and no counter.
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    float* mine = reinterpret_cast<float*>(ks_smem);
+    for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) mine[idx] = block_sum(idx);
+    cluster.sync();
+    if (kc == 0)
+      for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
+        float s = 0.f;
+        for (int c = 0; c < plan.kchunks; ++c) s += cluster.map_shared_rank(mine, c)[idx];
+        write_y(idx, s);
+      }
+    cluster.sync();  // every block's shared memory lives until chunk 0 has read it
+    return;
+  }
+  float* slots = plan.partials + int64_t(range) * plan.kchunks * plan.tpb * 16 * m;
+  for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x)
+    slots[int64_t(kc) * plan.tpb * 16 * m + idx] = block_sum(idx);
   // The count is an acquire-release atomic by one thread after the block barrier (the pattern of
   // CUTLASS's semaphore): it publishes every thread's slot writes without a full fence per thread.
   __syncthreads();
@@ -368,8 +386,13 @@ void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace&
   constexpr int NG = GU > 0 ? kKsUnits / GU : 1;
   constexpr int64_t kRing = ks_ring_bytes<NG, ZP, NB>();
   static_assert(kRing * MINB + MINB * kSmemPerBlockReserved < kSmemPerSm, "rings too large");
+  static_assert(kRing >= kKsMaxTiles * 16 * kDecodeMaxM * 4, "the cluster sums live in the ring");
   KsPlan plan = plan_kslice(p.m, p.n_tiles, p.nk, current_device_sms(), MINB, kRing);
-  if (plan.kchunks > 1)
+  // LLMACCEL_KS_REDUCE=cluster: K chunks meet in a cluster's shared memory (at most 8 blocks, the
+  // portable cluster size) instead of the workspace. Opt-in until measured (bench/gpu/NOTES.md).
+  const char* reduce = std::getenv("LLMACCEL_KS_REDUCE");
+  plan.cluster = reduce && reduce[0] == 'c' && plan.kchunks > 1 && plan.kchunks <= 8;
+  if (plan.kchunks > 1 && !plan.cluster)
     require(ws.counters && ws.partials && ws.n_counters >= plan.ranges &&
                 ws.partial_bytes >= kslice_partial_bytes(plan, p.m),
             op, "the decode workspace is missing or too small (size it with decode_workspace)");
@@ -386,7 +409,23 @@ void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace&
                          int(kSmemPerSm / MINB - kSmemPerBlockReserved));
     opted |= 1u << dev;
   }
-  kernel<<<dim3(plan.ranges, plan.kchunks), (kKsWarps + 1) * 32, smem, stream>>>(p, plan, cpg);
+  if (!plan.cluster) {
+    kernel<<<dim3(plan.ranges, plan.kchunks), (kKsWarps + 1) * 32, smem, stream>>>(p, plan, cpg);
+    return;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(plan.ranges, plan.kchunks);
+  cfg.blockDim = dim3((kKsWarps + 1) * 32);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = plan.kchunks;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, kernel, p, plan, cpg);  // errors surface in check_launch
 }
 
 // Whether the current device runs a build of the K-slice kernel made for sm_90 or later: its body

@@ -188,7 +188,7 @@ DECODE_CASES = [(2048, 4096, 128), (2000, 4096, 64), (1000, 1024, 32), (48, 64, 
                 (4000, 96, 32), (300, 2048, -1), (30000, 128, 128)]
 
 
-@pytest.mark.parametrize("kernel", ["kslice", "stream"])
+@pytest.mark.parametrize("kernel", ["kslice", "kslice-cluster", "stream"])
 @pytest.mark.parametrize("m", [1, 7, 16])
 @pytest.mark.parametrize("n,k,group_size", DECODE_CASES,
                          ids=[f"N{n}-K{k}-g{g}" for n, k, g in DECODE_CASES])
@@ -199,7 +199,9 @@ def test_cuda_gemm_w4a16_decode_split(symmetric, n, k, group_size, m, kernel, mo
     against the reference, bit-identical on repeat (partial sums meet in slot order, not arrival
     order), and the counters left at zero for the next call. The K-slice kernel takes every
     grouping here (g32, g64, g128 and per-channel over 2 to 128 chunks)."""
-    monkeypatch.setenv("LLMACCEL_DECODE_KERNEL", kernel)
+    monkeypatch.setenv("LLMACCEL_DECODE_KERNEL", kernel.split("-")[0])
+    if kernel == "kslice-cluster":  # K chunks meet in a thread-block cluster (2 to 8 of them)
+        monkeypatch.setenv("LLMACCEL_KS_REDUCE", "cluster")
     op_name = "gemm_w4a16"
     assert m <= ops.DECODE_MAX_M and ops.cuda_path(op_name, m) == "decode mma"
     p, w = cuda_weight(op_name, n, k, group_size, symmetric, source="rtn", seed=k)
@@ -229,6 +231,24 @@ def test_cuda_gemm_w4a16_decode_kernel_choice(group_size, expected_sm90, monkeyp
     assert _C.cuda_decode_kernel(group_size // 32) == (expected_sm90 if sm90 else "stream")
     monkeypatch.setenv("LLMACCEL_DECODE_KERNEL", "stream")
     assert _C.cuda_decode_kernel(group_size // 32) == "stream"
+
+
+@pytest.mark.parametrize("m", [1, 7, 16])
+@pytest.mark.parametrize("k", [2048, 4096, 8192])
+def test_cuda_gemm_w4a16_kslice_cluster_same_bits(k, m, monkeypatch):
+    """The K-slice kernel's two ways of adding K chunks (2, 4, 8 of them here), through the
+    workspace or through a cluster's shared memory, add in the same order: the same bits."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters: sm_90")
+    n = 1000
+    p, w = cuda_weight("gemm_w4a16", n, k, 128, True, source="rtn", seed=k)
+    x = make_x((m, k), torch.bfloat16, seed=m).cuda()
+    monkeypatch.setenv("LLMACCEL_DECODE_KERNEL", "kslice")
+    y_ws = run_op("gemm_w4a16", x, w, None, n)
+    monkeypatch.setenv("LLMACCEL_KS_REDUCE", "cluster")
+    y_cl = run_op("gemm_w4a16", x, w, None, n)
+    assert torch.equal(y_ws, y_cl)
+    check_against_reference("gemm_w4a16", y_cl, x, p, None, f"cluster K={k} M={m}")
 
 
 def cuda_x_like(layout, m, k, dtype, seed=0):
