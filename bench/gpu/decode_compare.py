@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gpu_timing import ColdTimer, measure_ceilings  # noqa: E402
 
 from llmaccel import formats, ops  # noqa: E402
+from llmaccel.files import atomic_write  # noqa: E402
 from llmaccel.reference import dequant as ref_dequant  # noqa: E402
 
 KERNELS = ("kslice", "stream")
@@ -77,7 +78,8 @@ def main() -> int:
                 t = timer(lambda: ops.gemm_w4a16(x, qw, sc, None, None, n))
                 row[f"{kern}_us"] = t["time_s"] * 1e6
             os.environ.pop("LLMACCEL_DECODE_KERNEL", None)
-            row["kernels_max_diff"] = (outs["kslice"].float() - outs["stream"].float()).abs().max().item()
+            diff = outs["kslice"].float() - outs["stream"].float()
+            row["kernels_max_diff"] = diff.abs().max().item()
             row["linear_us"] = timer(lambda: F.linear(x, w16))["time_s"] * 1e6
             for kern in KERNELS:
                 us = row.get(f"{kern}_us")
@@ -91,18 +93,16 @@ def main() -> int:
         del w_dq, w16, qw, sc
         torch.cuda.empty_cache()
     name = re.sub(r"[^a-z0-9]+", "_", torch.cuda.get_device_name(0).lower()).strip("_")
-    meta = {"date": dt.datetime.now().isoformat(timespec="seconds"), "gpu": torch.cuda.get_device_name(0),
-            "torch": torch.__version__, "cuda": torch.version.cuda, "ceilings": ceil, "args": vars(a)}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{dt.date.today().isoformat()}_gpu_{name}_decode_compare"
-    tmp = stem.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    tmp.replace(stem.with_suffix(".json"))
+    meta = {"date": dt.datetime.now().isoformat(timespec="seconds"),
+            "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "ceilings": ceil, "args": vars(a)}
+    stem = Path(a.out) / f"{dt.date.today().isoformat()}_gpu_{name}_decode_compare"
+    atomic_write(stem.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# gemm_w4a16 decode kernels, {meta['gpu']}, {meta['date']}", "",
-             f"torch {meta['torch']}, CUDA {meta['cuda']}; HBM ceiling {ceil['hbm_gbps']:.0f} GB/s; "
-             f"{a.dtype} x, int4 g{a.group} symmetric; cold L2, median of CUDA-event-timed calls.",
-             "", "| K×N | M | F.linear µs | kslice µs | × bf16 | % HBM | stream µs | × bf16 | % HBM |",
+             f"torch {meta['torch']}, CUDA {meta['cuda']}; HBM ceiling "
+             f"{ceil['hbm_gbps']:.0f} GB/s; {a.dtype} x, int4 g{a.group} symmetric; cold L2, "
+             "median of CUDA-event-timed calls.", "",
+             "| K×N | M | F.linear µs | kslice µs | × bf16 | % HBM | stream µs | × bf16 | % HBM |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         cells = []
@@ -110,10 +110,9 @@ def main() -> int:
             us = r.get(f"{kern}_us")
             cells += ([f"{us:.1f}", f"{r[f'{kern}_x']:.2f}", f"{100 * r[f'{kern}_hbm']:.0f}"]
                       if us else ["FAIL", "", ""])
-        lines.append(f"| {r['k']}×{r['n']} | {r['m']} | {r['linear_us']:.1f} | " + " | ".join(cells) + " |")
-    tmp = stem.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(stem.with_suffix(".md"))
+        lines.append(f"| {r['k']}×{r['n']} | {r['m']} | {r['linear_us']:.1f} | "
+                     + " | ".join(cells) + " |")
+    atomic_write(stem.with_suffix(".md"), "\n".join(lines) + "\n")
     ok = all(r.get(f"{kern}_us") for r in rows for kern in KERNELS)
     return 0 if ok else 1
 

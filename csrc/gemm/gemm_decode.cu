@@ -25,6 +25,7 @@ void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per
 }
 
 const char* decode_kernel(int64_t chunks_per_group) {
+  require(chunks_per_group >= 1, "decode_kernel", "chunks_per_group (group / 32) must be >= 1");
   SwapAbParams aligned{};  // null pointers count as aligned
   return decode_use_kslice(aligned, chunks_per_group) ? "kslice" : "stream";
 }

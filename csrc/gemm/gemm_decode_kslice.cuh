@@ -157,7 +157,8 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     if (lane == 0) {
       const uint32_t wbytes = uint32_t(cun) * 256, sbytes = uint32_t(ngb) * 64;
       const uint32_t zbytes = ZP ? uint32_t(ngb) * 16 : 0;
-      const uint8_t* wsrc = reinterpret_cast<const uint8_t*>(p.w) + (int64_t(t0) * p.nk + cu0) * 256;
+      const uint8_t* wsrc =
+          reinterpret_cast<const uint8_t*>(p.w) + (int64_t(t0) * p.nk + cu0) * 256;
       const int64_t tile_bytes = int64_t(p.nk) * 256;
       for (int t = 0; t < nt; ++t) {
         const int b = t % NB;
@@ -330,7 +331,8 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   };
   auto write_y = [&](int idx, float v) {
     const int col = idx % m, n = int(n0) + idx / m;
-    if (n < p.n) out[int64_t(col) * p.ldo + n] = A::from_float(v + (p.bias ? __ldg(p.bias + n) : 0.f));
+    if (n < p.n)
+      out[int64_t(col) * p.ldo + n] = A::from_float(v + (p.bias ? __ldg(p.bias + n) : 0.f));
   };
   if (plan.kchunks == 1) {
     for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) write_y(idx, block_sum(idx));
@@ -367,7 +369,8 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   if (!last) return;
   for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
     float s = 0.f;
-    for (int c = 0; c < plan.kchunks; ++c) s += __ldcg(slots + int64_t(c) * plan.tpb * 16 * m + idx);
+    for (int c = 0; c < plan.kchunks; ++c)
+      s += __ldcg(slots + int64_t(c) * plan.tpb * 16 * m + idx);
     write_y(idx, s);
   }
   if (threadIdx.x == 0) plan.counters[range] = 0;

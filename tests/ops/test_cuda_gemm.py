@@ -23,9 +23,9 @@ so only the float epilogue and the output rounding differ: the same tolerances h
 Internal paths by M: gemm_w4a16 at M <= 16 runs a decode kernel (on sm_90 the K-slice kernel, else
 the stream-K one; both apply scales to float32 group sums, which only removes the per-weight
 rounding; bf16 in the K-slice kernel also takes (128 + zero) * sum(x) off each group sum, a
-cancellation that costs ~2^-16 relative, far inside the tolerance); up to M = 64 the swap-AB tensor-core kernel runs, larger M dequantizes and calls
-cuBLAS (weight-only) or runs the int8 tensor-core GEMM (w8a8); the cases cover both sides of 8,
-16 and 64.
+cancellation that costs ~2^-16 relative, far inside the tolerance); up to M = 64 the swap-AB
+tensor-core kernel runs, larger M dequantizes and calls cuBLAS (weight-only) or runs the int8
+tensor-core GEMM (w8a8); the cases cover both sides of 8, 16 and 64.
 Outputs are allocated after poison_cuda_cache(), so an element no kernel writes reads as NaN.
 """
 
@@ -219,8 +219,8 @@ def test_cuda_gemm_w4a16_decode_split(symmetric, n, k, group_size, m, kernel, mo
     assert int(counters.abs().sum()) == 0, "tile counters not reset"
 
 
-@pytest.mark.parametrize("group_size,expected_sm90", [(128, "kslice"), (64, "kslice"), (32, "kslice"),
-                                                     (96, "stream")])
+@pytest.mark.parametrize("group_size,expected_sm90",
+                         [(128, "kslice"), (64, "kslice"), (32, "kslice"), (96, "stream")])
 def test_cuda_gemm_w4a16_decode_kernel_choice(group_size, expected_sm90, monkeypatch):
     """sm_90 devices run the K-slice decode kernel for every grouping whose groups tile its 4-chunk
     slices (g96, 3 chunks, does not), older ones the stream-K kernel; LLMACCEL_DECODE_KERNEL=stream
