@@ -5,9 +5,13 @@
 // holding the chunk's 32 activations as bf16 words; the permute reads the low 5 bits of each
 // 16-bit index, which is 4j + pos. One vpdbf16ps then adds w_a·x_a + w_b·x_b per row. Per group
 // and 16 rows: shift + vpternlogd (the index), vpermw (the activations), [shift + vpermw (int4
-// codes → bf16 pair)], vdpbf16ps; fp32 x adds a second permute + product for its lo part.
+// codes → bf16 pair)], vdpbf16ps; fp32 x adds a second permute + product for its lo part. With
+// one row of x (decode), each group permutes a register of its own 4 activations repeated
+// instead, and the index is the shifted positions alone (group_x).
 // Without AVX512_BF16 the pair product is emulated by two fp32 FMAs on the widened halves.
 #include <immintrin.h>
+
+#include <cstring>
 
 #include "common/avx512_util.h"
 #include "sparse/gemm_sp24.h"
@@ -43,6 +47,16 @@ inline __m512i code_lut() {
   return _mm512_load_si512(t);
 }
 
+
+// x[4j .. 4j+3] of row m's chunk c (4 bf16 words = 8 bytes) repeated across the register. vpermw
+// indexes it with 16-bit words whose low 2 bits are a position: the bits above (the next
+// groups' positions) select among identical copies, so no masking or 4j offset is needed.
+inline __m512i group_x(const uint16_t* xc, int j) {
+  int64_t v;
+  std::memcpy(&v, xc + 4 * j, sizeof v);
+  return _mm512_set1_epi64(v);
+}
+
 // One tile: MR rows of x × NR blocks of 16 output rows. kInt4: int4 codes with group scales;
 // otherwise bf16 values. kLo: fp32 x, carried as hi + lo.
 template <int MR, int NR, bool kInt4, bool kLo, bool kNative>
@@ -51,12 +65,21 @@ void tile(const uint16_t* xhi, const uint16_t* xlo, const uint8_t* data, const f
           int64_t m0, int64_t b0) {
   constexpr int64_t kChunkBytes = kInt4 ? 192 : 576, kPosOffset = kInt4 ? 128 : 512;
   constexpr int64_t kAhead = (2048 + kChunkBytes - 1) / kChunkBytes * kChunkBytes;
-  const int64_t chunks = k_pad / 32;
+  // One row of x: a repeated 4-word register per group (group_x) saves the index's masking and
+  // offset, 1 of ~6 vector ops per group and 16 rows (hot in L2: 12-15 % faster at M = 1).
+  // Several rows: one chunk register per row, shared by every group, is fewer loads and
+  // registers; the index then carries 4j (group_index).
+  constexpr bool kRepeatX = MR == 1;
+  const int64_t chunks = k_pad / 32, block_bytes = chunks * kChunkBytes;
   const int64_t per_group = kInt4 ? group_size / 32 : chunks, n_groups = chunks / per_group;
+  // Near the end of the blocks the prefetch distance lands in the next tile's block r, NR - 1
+  // blocks further on: with small K (SmolLM2's 576 = 3.4 KiB per block) every tile otherwise
+  // began with a cold DRAM round trip per stream (M = 1: 576→1536 15.9 → 13.3 µs, 2 threads).
+  const int64_t hop = (NR - 1) * block_bytes;
   const __m512i lut = kInt4 ? code_lut() : _mm512_setzero_si512();
   const uint8_t* qb[NR];
 #pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r) qb[r] = data + (b0 + r) * chunks * kChunkBytes;
+  for (int r = 0; r < NR; ++r) qb[r] = data + (b0 + r) * block_bytes;
   __m512 out[MR][NR];
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
@@ -73,37 +96,48 @@ void tile(const uint16_t* xhi, const uint16_t* xlo, const uint8_t* data, const f
 #pragma GCC unroll 8
         for (int r = 0; r < NR; ++r) acc[c][m][r] = _mm512_setzero_ps();
     for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
-      __m512i xh[MR], xl[MR];
-#pragma GCC unroll 8
-      for (int m = 0; m < MR; ++m) {
-        xh[m] = _mm512_loadu_si512(xhi + (m0 + m) * k_pad + c * 32);
-        if constexpr (kLo) xl[m] = _mm512_loadu_si512(xlo + (m0 + m) * k_pad + c * 32);
-      }
+      __m512i pos[NR], codes[NR][2];
 #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) {
         const uint8_t* t = qb[r] + c * kChunkBytes;
-        const __m512i pos = _mm512_loadu_si512(t + kPosOffset);
+        pos[r] = _mm512_loadu_si512(t + kPosOffset);
+        if constexpr (kInt4) {
+          codes[r][0] = _mm512_loadu_si512(t);
+          codes[r][1] = _mm512_loadu_si512(t + 64);
+        }
         // Each block's weights are a stream read exactly once: fetch ~2 KiB ahead, one line
         // per 64 bytes of chunk. Two chunks ahead (384 B) left DRAM latency exposed: at M = 1
         // the kernel read 37-42 GB/s where dense gemm_w4a16 read 52-55 (0.92-1.00x dense);
         // 1 KiB gave 1.23-1.34x, 2 KiB 1.27-1.35x (bench/bench_sparse.py, 4096-wide shapes).
-        const char* ahead = reinterpret_cast<const char*>(t + kAhead);
+        const int64_t at = c * kChunkBytes + kAhead;
+        const char* ahead = reinterpret_cast<const char*>(t + kAhead + (at >= block_bytes ? hop : 0));
 #pragma GCC unroll 9
-        for (int64_t line = 0; line < kChunkBytes; line += 64)
-          _mm_prefetch(ahead + line, _MM_HINT_T0);
-        __m512i codes[2];
-        if constexpr (kInt4) {
-          codes[0] = _mm512_loadu_si512(t);
-          codes[1] = _mm512_loadu_si512(t + 64);
+        for (int64_t line = 0; line < kChunkBytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+      }
+      __m512i xh[MR], xl[MR];
+      if constexpr (!kRepeatX) {
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; ++m) {
+          xh[m] = _mm512_loadu_si512(xhi + (m0 + m) * k_pad + c * 32);
+          if constexpr (kLo) xl[m] = _mm512_loadu_si512(xlo + (m0 + m) * k_pad + c * 32);
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        if constexpr (kRepeatX) {
+          xh[0] = group_x(xhi + m0 * k_pad + c * 32, j);
+          if constexpr (kLo) xl[0] = group_x(xlo + m0 * k_pad + c * 32, j);
         }
 #pragma GCC unroll 8
-        for (int j = 0; j < 8; ++j) {
-          const __m512i idx = group_index(pos, j);
+        for (int r = 0; r < NR; ++r) {
+          const __m512i idx = !kRepeatX ? group_index(pos[r], j)
+                              : j == 0  ? pos[r]
+                                        : _mm512_srli_epi32(pos[r], 2 * j);
           __m512i wv;
           if constexpr (kInt4)
-            wv = _mm512_permutexvar_epi16(_mm512_srli_epi32(codes[j / 4], 4 * (j % 4)), lut);
+            wv = _mm512_permutexvar_epi16(_mm512_srli_epi32(codes[r][j / 4], 4 * (j % 4)), lut);
           else
-            wv = _mm512_loadu_si512(t + 64 * j);
+            wv = _mm512_loadu_si512(qb[r] + c * kChunkBytes + 64 * j);
 #pragma GCC unroll 8
           for (int m = 0; m < MR; ++m) {
             dot_pairs<kNative>(acc[j & 1][m][r], wv, _mm512_permutexvar_epi16(idx, xh[m]));
@@ -134,7 +168,9 @@ template <int MR, bool kInt4, bool kLo, bool kNative>
 void row_chunk(const uint16_t* xhi, const uint16_t* xlo, const uint8_t* data, const float* scales,
                int64_t k_pad, int64_t group_size, int64_t n, const float* bias, const Matrix& y,
                int64_t m0, int64_t nb0, int64_t nb1) {
-  constexpr int NR = MR <= 2 ? 4 : 2;
+  // Every block's codes and positions of a chunk stay in registers across its 8 groups: four
+  // blocks fit beside one row's accumulators, two beside 2-4 rows' (four spilled at M = 2).
+  constexpr int NR = MR == 1 ? 4 : 2;
   int64_t b = nb0;
   for (; b + NR <= nb1; b += NR)
     tile<MR, NR, kInt4, kLo, kNative>(xhi, xlo, data, scales, k_pad, group_size, n, bias, y, m0, b);
