@@ -23,11 +23,22 @@ void tile(const float* xf, int64_t K, const float* w, const float* bias, const M
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
+  // Software prefetch 2 KiB ahead in every stream; past a row's end, at the same offset in the
+  // next tile's row r (rows are contiguous, so NR - 1 rows further on). The hardware
+  // prefetchers alone restart on each short row (576 floats = 2.3 KiB in SmolLM2): 24-45 GB/s at
+  // M = 1 against 36-75 GB/s with this, in the same runs (2 threads, SmolLM2 shapes and its
+  // 49152 × 576 lm_head). A clamped or past-the-end address is harmless: prefetches never fault.
+  constexpr int64_t kAhead = 512;
+  const int64_t hop = (NR - 1) * K;
   for (int64_t k = 0; k < K; k += 16) {
     const __mmask16 mk = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
     __m512 wv[NR];
+    const int64_t at = k + kAhead;
 #pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) wv[r] = _mm512_maskz_loadu_ps(mk, wr[r] + k);
+    for (int r = 0; r < NR; ++r) {
+      wv[r] = _mm512_maskz_loadu_ps(mk, wr[r] + k);
+      _mm_prefetch(reinterpret_cast<const char*>(wr[r] + at + (at >= K ? hop : 0)), _MM_HINT_T0);
+    }
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
       const __m512 xv = _mm512_maskz_loadu_ps(mk, xf + (m0 + i) * K + k);
