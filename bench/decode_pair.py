@@ -38,6 +38,32 @@ from llmaccel.runtime import LlamaDecoder  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def alternate(paths: list[str], rounds: int, prompt_tokens: int, new_tokens: int) -> dict:
+    """Loads every checkpoint in this process and alternates their native decode steps on one
+    prompt, round by round (a b, b a, ...). Per path: "walls", seconds per token of each round,
+    and "parts", each round's per-part profile (seconds per token)."""
+    max_len = prompt_tokens + new_tokens + 1
+    decoders, vocab = {}, None
+    for name in paths:
+        model, _ = load_model_or_checkpoint(name)
+        decoders[name] = LlamaDecoder(model, max_len, native=True)
+        vocab = model.config.vocab_size
+    prompt = torch.randint(100, vocab, (1, prompt_tokens),
+                           generator=torch.Generator().manual_seed(0))
+    for name, dec in decoders.items():
+        time_steps(dec, prompt, 4)  # warm-up: first touch of buffers, thread pool
+        if dec.step is None:
+            raise SystemExit(f"{name}: no native decode step for this model (see "
+                             f"llmaccel.runtime.LlamaDecoder)")
+    runs = {n: {"walls": [], "parts": []} for n in decoders}
+    for i in range(rounds):
+        for name in list(decoders) if i % 2 == 0 else list(decoders)[::-1]:
+            w, p = time_steps(decoders[name], prompt, new_tokens)
+            runs[name]["walls"].append(w)
+            runs[name]["parts"].append(p)
+    return runs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("base")
@@ -49,30 +75,12 @@ def main() -> int:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    max_len = args.prompt_tokens + args.new_tokens + 1
-    decoders, vocab = {}, None
-    for name in (args.base, args.other):
-        model, _ = load_model_or_checkpoint(name)
-        decoders[name] = LlamaDecoder(model, max_len, native=True)
-        vocab = model.config.vocab_size
-    prompt = torch.randint(100, vocab, (1, args.prompt_tokens),
-                           generator=torch.Generator().manual_seed(0))
-    for name, dec in decoders.items():
-        time_steps(dec, prompt, 4)  # warm-up: first touch of buffers, thread pool
-        if dec.step is None:
-            raise SystemExit(f"{name}: no native decode step for this model (see "
-                             f"llmaccel.runtime.LlamaDecoder)")
-    walls = {n: [] for n in decoders}
-    parts = {n: [] for n in decoders}
-    for i in range(args.rounds):
-        order = list(decoders) if i % 2 == 0 else list(decoders)[::-1]
-        for name in order:
-            w, p = time_steps(decoders[name], prompt, args.new_tokens)
-            walls[name].append(w)
-            parts[name].append(p)
+    runs = alternate([args.base, args.other], args.rounds, args.prompt_tokens, args.new_tokens)
+    walls = {n: r["walls"] for n, r in runs.items()}
+    parts = {n: r["parts"] for n, r in runs.items()}
     ratios = [b / o for b, o in zip(walls[args.base], walls[args.other])]
     rows = []
-    for name in decoders:
+    for name in runs:
         med = {p: statistics.median(r[p] for r in parts[name]) * 1e3 for p in PARTS}
         rows.append({"checkpoint": name, "step_ms": statistics.median(walls[name]) * 1e3,
                      "parts_ms": med, "rounds_ms": [w * 1e3 for w in walls[name]]})

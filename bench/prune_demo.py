@@ -4,8 +4,8 @@ what each kept and gained, against the fp32 model and against magnitude pruning,
 
     python bench/prune_demo.py                  # SmolLM2-135M-Instruct, 2 threads
     python bench/prune_demo.py --quick          # smoke run, ~7-9 min here; numbers meaningless
-    python bench/prune_demo.py --windows 64 --samples 64 --pair-rounds 5
-    python bench/prune_demo.py --pairs-only --pair-rounds 5   # speed targets on saved checkpoints
+    python bench/prune_demo.py --windows 64 --samples 64 --pair-rounds 25
+    python bench/prune_demo.py --pairs-only     # speed targets again, on the saved checkpoints
 
 For each scheme: prune (and quantize where the row says so; calibrated methods on the Shakespeare
 calibration plays), save the checkpoint atomically under $LLMACCEL_CACHE/prune_demo/, score it on
@@ -14,9 +14,9 @@ then time decode and prefill at batch 1 in a fresh `llmaccel bench` process on t
 (bench/demo.py's mechanism: the runtime a user gets from the saved files).
 
 The speed targets compare like with like — the same runner and kernels, with and without
-pruning — in alternating rounds (A, B, B, A, ...): this machine drifts by up to 2x within
-minutes, so only a ratio measured side by side means anything. The table's speeds are one
-measurement per row.
+pruning — with both checkpoints loaded in one process, their native decode steps alternating
+round by round (A, B, B, A, ...): this machine drifts by up to 2x within minutes, so only a ratio
+measured side by side means anything. The table's speeds are one measurement per row.
 
 Writes <out>/<date>_prune_cpu_<threads>t.{md,json,png} (default out: bench/results; --quick:
 <date>_prune_cpu_<threads>t_quick.* under $LLMACCEL_CACHE/prune_demo/quick); prints the table and
@@ -44,7 +44,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import llmaccel  # noqa: E402
-from demo import bench_subprocess, speed_row  # noqa: E402  (bench/ is the script's folder)
+from decode_pair import alternate  # noqa: E402  (bench/ is the script's folder)
+from demo import bench_subprocess, speed_row  # noqa: E402
 from llmaccel.data import cache_dir, calibration_ids, shakespeare_text  # noqa: E402
 from llmaccel.eval import report  # noqa: E402
 from llmaccel.files import atomic_write  # noqa: E402
@@ -198,15 +199,16 @@ def measure_speed(path: str, args) -> dict:
 
 
 def head_to_head(args, a: str, b: str) -> dict:
-    """Decode b=1 of checkpoints a and b in alternating rounds (a b, b a, ...), each in a fresh
-    process; the ratio b / a per round (rounds with a failed measurement left out) and their
-    median (None when no round succeeded)."""
-    runs = {a: [], b: []}
-    for i in range(args.pair_rounds):
-        for path in (a, b) if i % 2 == 0 else (b, a):
-            runs[path].append(measure_speed(path, args)["decode_b1"])
-    ratios = [y / x for x, y in zip(runs[a], runs[b]) if x and y]
-    return {"base": runs[a], "pruned": runs[b], "ratios": ratios,
+    """Decode b=1 of checkpoints a and b, both loaded in this process, their native decode steps
+    alternating round by round (a b, b a, ...; decode_pair.alternate): tokens/s per round, the
+    ratio b / a per round and its median. In fresh processes per round (how this began), one
+    process's own noise on this shared VM (allocator, page cache, a neighbour) moved a round's
+    ratio by up to ±0.4 and a 5-round median by ±0.15; side by side in one process it is the
+    same two decode steps, the same prompt and the same minute."""
+    runs = alternate([a, b], args.pair_rounds, args.prompt_tokens, args.new_tokens)
+    tok_s = {p: [1.0 / w for w in runs[p]["walls"]] for p in (a, b)}
+    ratios = [y / x for x, y in zip(tok_s[a], tok_s[b])]
+    return {"base": tok_s[a], "pruned": tok_s[b], "ratios": ratios,
             "median_ratio": statistics.median(ratios) if ratios else None}
 
 
@@ -271,8 +273,10 @@ def pairs_only(args, t_start: float) -> int:
             "torch": torch.__version__, "llmaccel": llmaccel.__version__,
             "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
             "repeats": args.repeats, "seconds": round(time.perf_counter() - t_start)}
-    lines += ["", "Each round times both checkpoints in fresh `llmaccel bench` processes (order "
-              "alternating), batch 1, median of the repeats; ratio = pruned / baseline.", "",
+    lines += ["", "Both checkpoints loaded in one process, their native decode steps alternating "
+              "round by round (bench/decode_pair.py), batch 1, "
+              f"{args.prompt_tokens}-token prompt, {args.new_tokens} greedy steps per round; "
+              "ratio = pruned / baseline tokens/s.", "",
               "Run: " + ", ".join(f"{k}={v}" for k, v in meta.items()), ""]
     stem = f"{meta['date']}_prune_pairs_cpu_{args.threads}t"
     out = Path(args.out)
@@ -298,7 +302,7 @@ def main() -> int:
                     help="timed runs per measurement, median (default 3; --quick 1)")
     ap.add_argument("--pair-rounds", type=int, default=None,
                     help="alternating rounds per speed target; 0: use the table's speeds "
-                    "(default 3; --quick 0)")
+                    "(default 15; --quick 0)")
     ap.add_argument("--out", default=None, help="folder for the report (default bench/results; "
                     "--quick: $LLMACCEL_CACHE/prune_demo/quick)")
     ap.add_argument("--quick", action="store_true",
@@ -308,7 +312,7 @@ def main() -> int:
                     "run left in $LLMACCEL_CACHE/prune_demo/ (after a kernel change)")
     args = ap.parse_args()
     for key, full, quick in (("windows", 16, 2), ("samples", 32, 4), ("calib_len", 512, 128),
-                             ("new_tokens", 64, 16), ("repeats", 3, 1), ("pair_rounds", 3, 0)):
+                             ("new_tokens", 64, 16), ("repeats", 3, 1), ("pair_rounds", 15, 0)):
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
     if args.out is None:
@@ -389,7 +393,8 @@ def main() -> int:
         f"{args.threads} threads, median of {args.repeats}; llmaccel runner (LlamaDecoder) in a "
         "fresh `llmaccel bench` process on the saved checkpoint for every row; × fp32 = decode "
         "b=1 over the fp32 row's (same runner). Speed targets: "
-        + (f"median ratio of {args.pair_rounds} alternating rounds per pair."
+        + (f"median ratio of {args.pair_rounds} alternating rounds per pair, both checkpoints "
+           "in one process (bench/decode_pair.py)."
            if args.pair_rounds else "the table's rows, measured minutes apart."),
         "50 % unstructured rows keep dense fp32 layers holding zeros (no sparse kernel: fp32 "
         "speed). 2:4 float rows are converted by sparsify_ to bf16 SparseLinear (values rounded "
