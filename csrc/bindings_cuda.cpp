@@ -71,9 +71,9 @@ void bind_cuda(py::module_& m) {
           cuda::dequant_w8(as<const uint32_t>(w), n_tiles, nk, as<const float>(scales), n, k,
                            as<void>(out), out_dt, ldo, stream_of(stream));
         });
-  // (n_counters, partial_bytes) for a decode-size call (m ≤ cuda_decode_max_m) on the current
-  // device (cpg: int4 group / 32): the op keeps one zeroed counter array per stream and grows
-  // it as needed.
+  // (n_counters, partial_bytes) for a gemm_w4a16 call on the current device (cpg: int4 group /
+  // 32): at m ≤ cuda_decode_max_m the decode kernels' (the op keeps one zeroed counter array
+  // per stream and grows it as needed); above, the opt-in tiled kernel's partial sums or zeros.
   m.def("cuda_decode_workspace", [](int64_t m_, int64_t n_tiles, int64_t nk, int64_t cpg) {
     int64_t n_counters = 0, partial_bytes = 0;
     cuda::decode_workspace(m_, n_tiles, nk, cpg, &n_counters, &partial_bytes);

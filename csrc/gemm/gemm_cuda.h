@@ -28,7 +28,8 @@ constexpr int64_t kDecodeMaxM = 16;
 // aligned weights, as QuantLinear's are): "kslice" or "stream".
 const char* decode_kernel(int64_t chunks_per_group);
 // The workspace a gemm_w4a16 call with these sizes needs on the current device;
-// chunks_per_group: the group size / 32.
+// chunks_per_group: the group size / 32. Above kDecodeMaxM: the opt-in tiled kernel's split
+// partial sums (LLMACCEL_W4_TILED, gemm_tiled_w4.cuh), or nothing.
 void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per_group,
                       int64_t* n_counters, int64_t* partial_bytes);
 
@@ -38,7 +39,9 @@ void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per
 // fp32 sums per group times the fp32 scale. Larger m: the swapped small-M kernel over blocks of
 // up to 32 rows (grid.y), each block reading the weights again, the scaled weight rounded to
 // x's type; it is meant for m ≤ kSwapAbMaxM, above which the Python op dequantizes and calls
-// cuBLAS instead.
+// cuBLAS instead. With LLMACCEL_W4_TILED=<max M> (opt-in, not yet run on a GPU), M above the
+// decode range up to that bound runs the tiled kernel (gemm_tiled_w4.cuh) in its place, with
+// the workspace decode_workspace sizes.
 void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, const uint32_t* w,
                 int64_t n_tiles, int64_t nk, const float* scales, const uint8_t* zeros,
                 int64_t n_groups, int64_t group, int64_t n, const float* bias, void* out,

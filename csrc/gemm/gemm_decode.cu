@@ -4,17 +4,25 @@
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_decode.cuh"
 #include "gemm/gemm_decode_kslice.cuh"
+#include "gemm/gemm_tiled_w4.cuh"
 
 namespace llmaccel::cuda {
 
 void decode_workspace(int64_t m, int64_t n_tiles, int64_t nk, int64_t chunks_per_group,
                       int64_t* n_counters, int64_t* partial_bytes) {
   const char* op = "decode_workspace";
-  require(m >= 1 && m <= kDecodeMaxM, op, "m must be in 1..kDecodeMaxM");
+  require(m >= 1, op, "m must be >= 1");
   require(n_tiles >= 1 && nk >= 1, op, "the weight must have at least one tile and chunk");
   require(n_tiles * nk < (int64_t(1) << 31), op, "too many weight chunks");
   const int sms = current_device_sms();
   require(sms > 0, op, "no CUDA device");
+  if (m > kDecodeMaxM) {  // the opt-in tiled kernel's split partial sums, or nothing
+    *n_counters = 0;
+    *partial_bytes = m <= tiled_max_m()
+                         ? tiled_partial_bytes(m, n_tiles, tiled_splits(m, n_tiles, nk, sms))
+                         : 0;
+    return;
+  }
   const DecodeShape sh = decode_shape(nk, chunks_per_group);
   const DecodeSplit sp = plan_decode(n_tiles, nk, sh.u, sms);
   // Room for either decode kernel (decode_use_kslice may pick either per call); the K-slice

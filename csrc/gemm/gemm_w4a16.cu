@@ -7,6 +7,7 @@
 #include "gemm/gemm_decode.cuh"
 #include "gemm/gemm_decode_kslice.cuh"
 #include "gemm/gemm_swapab.cuh"
+#include "gemm/gemm_tiled_w4.cuh"
 
 namespace llmaccel::cuda {
 
@@ -41,6 +42,12 @@ void gemm_w4a16(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, c
       using T = decltype(t);
       if (kslice) run_kslice_w4<T, decltype(zp)::value>(op, p, ws, cpg, s);
       else run_decode_w4<T, decltype(zp)::value>(op, p, ws, cpg, s);
+    });
+  } else if (m <= tiled_max_m()) {
+    const int sms = current_device_sms();
+    with_types([&](auto t, auto zp) {
+      launch_tiled_w4<decltype(t), decltype(zp)::value>(op, p, ws.partials, ws.partial_bytes,
+                                                          sms, s);
     });
   } else {
     with_types([&](auto t, auto zp) {

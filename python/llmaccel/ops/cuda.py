@@ -18,9 +18,15 @@ ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cu
   to x's dtype and call cuBLAS through torch, where a weight-only kernel no longer wins.
 - ``gemm_w8a8``: per-token int8 quantization, then the swapped int8 kernel up to M = 64 and a
   tiled int8 tensor-core GEMM above.
+- Opt-in, not yet run on a GPU: ``LLMACCEL_W4_TILED=<max M>`` sends ``gemm_w4a16`` above the
+  decode range and up to that M to a tiled kernel (x rows as the MMA's A operand, the int4
+  weights as B; csrc/gemm/gemm_tiled_w4.cuh) instead of the swapped kernel or dequantize + cuBLAS.
+  The native side reads the same variable on every call.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -37,6 +43,13 @@ SWAPAB_MAX_M = {"gemm_w4a16": 64, "gemm_w8a16": 64}
 DECODE_MAX_M = _C.cuda_decode_max_m if HAVE_CUDA_KERNELS else 16
 
 
+def tiled_max_m() -> int:
+    """LLMACCEL_W4_TILED: the largest M the opt-in tiled int4 kernel takes; 0 (off) unless it is
+    a whole decimal number, the rule the native side applies to the same variable."""
+    value = os.environ.get("LLMACCEL_W4_TILED", "")
+    return int(value) if value.isascii() and value.isdigit() else 0
+
+
 def cuda_path(op: str, m: int) -> str:
     """The kernel path ``op`` takes on CUDA for x with m rows."""
     if op not in ("gemm_w8a8", *SWAPAB_MAX_M):
@@ -45,6 +58,8 @@ def cuda_path(op: str, m: int) -> str:
         return "quant + int8 swapAB mma" if m <= 64 else "quant + int8 tiled mma"
     if op == "gemm_w4a16" and m <= DECODE_MAX_M:
         return "decode mma"
+    if op == "gemm_w4a16" and m <= tiled_max_m():
+        return "tiled mma"
     return "swapAB mma" if m <= SWAPAB_MAX_M[op] else "dequant + cuBLAS"
 
 
@@ -204,17 +219,23 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     if m == 0:
         return _finish(_out(x, 0, n), x, n)
     s = _stream(x)
-    if m > SWAPAB_MAX_M[op]:
+    if m > max(SWAPAB_MAX_M[op], tiled_max_m()):
         w = torch.empty(n, k, dtype=x.dtype, device=x.device)
         _C.cuda_dequant_w4(qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group,
                            n, k, w.data_ptr(), _DT[x.dtype], k, s)
         return _finish(_dense(x2, w, bias), x, n)
     out = _out(x, m, n)
     xk = _kernel_rows(x2)
+    partials = None  # the opt-in tiled kernel's split sums: held until the launch is queued
+    if DECODE_MAX_M < m <= tiled_max_m():
+        _, n_bytes = _C.cuda_decode_workspace(m, nt, nk, group // 32)
+        partials = torch.empty(max(n_bytes, 4), dtype=torch.uint8, device=x.device)
+        ws = (0, 0, partials.data_ptr(), partials.numel())
+    else:
+        ws = _decode_workspace(x, m, nt, nk, group)
     _C.cuda_gemm_w4a16(xk.data_ptr(), _DT[x.dtype], m, xk.shape[1], xk.stride(0),
                        qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group, n,
-                       _ptr(bias), out.data_ptr(), n, *_decode_workspace(x, m, nt, nk, group),
-                       s)
+                       _ptr(bias), out.data_ptr(), n, *ws, s)
     return _finish(out, x, n)
 
 

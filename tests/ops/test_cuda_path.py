@@ -1,0 +1,33 @@
+"""Which CUDA kernel path an op takes by M (ops.cuda_path): pure routing, runs without a GPU."""
+
+import pytest
+
+from llmaccel import ops
+
+
+def test_default_paths(monkeypatch):
+    monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
+    assert ops.cuda_path("gemm_w4a16", 1) == "decode mma"
+    assert ops.cuda_path("gemm_w4a16", ops.DECODE_MAX_M) == "decode mma"
+    assert ops.cuda_path("gemm_w4a16", ops.DECODE_MAX_M + 1) == "swapAB mma"
+    assert ops.cuda_path("gemm_w4a16", ops.SWAPAB_MAX_M["gemm_w4a16"] + 1) == "dequant + cuBLAS"
+    assert ops.cuda_path("gemm_w8a16", 1) == "swapAB mma"
+    assert ops.cuda_path("gemm_w8a8", 65) == "quant + int8 tiled mma"
+
+
+@pytest.mark.parametrize("value,m,expected", [
+    ("512", 17, "tiled mma"), ("512", 512, "tiled mma"), ("512", 513, "dequant + cuBLAS"),
+    ("512", 16, "decode mma"), ("0", 40, "swapAB mma"), ("", 40, "swapAB mma"),
+    ("junk", 40, "swapAB mma"), ("32", 40, "swapAB mma"),
+])
+def test_tiled_opt_in(monkeypatch, value, m, expected):
+    """LLMACCEL_W4_TILED=<max M> routes gemm_w4a16 above the decode range to the tiled kernel up
+    to that M; unset, empty, 0 or unreadable: off. Other ops are unaffected."""
+    monkeypatch.setenv("LLMACCEL_W4_TILED", value)
+    assert ops.cuda_path("gemm_w4a16", m) == expected
+    assert ops.cuda_path("gemm_w8a16", m) == ("swapAB mma" if m <= 64 else "dequant + cuBLAS")
+
+
+def test_unknown_op():
+    with pytest.raises(ValueError, match="no CUDA kernel"):
+        ops.cuda_path("gemm_f32", 1)
