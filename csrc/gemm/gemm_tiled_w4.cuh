@@ -96,13 +96,7 @@ __global__ void __launch_bounds__(kTiledWarps * 32)
     }
   };
 
-  float acc[4][2][4];
-#pragma unroll
-  for (int mi = 0; mi < 4; ++mi)
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[mi][h][e] = 0.f;
+  float acc[4][2][4] = {};  // [m16 tile][outputs 0-7, 8-15][C fragment]
 
   const int stile = min(tile, p.n_tiles - 1);
   uint32_t s_lo = 0, s_hi = 0, zp_lo = A::kMagic | 0x00080008u, zp_hi = zp_lo;
