@@ -15,9 +15,9 @@
 // MMA A-operand order of the swapped kernel, 16 rows (outputs) × 16 k per word. Read as B (k × n),
 // registers a0/a2 of that word are exactly the B fragment of outputs 0-7 and a1/a3 of outputs
 // 8-15. The layout's k order inside a chunk is lane j ↔ columns 8j .. 8j+7 (step 0 takes
-// 8j .. 8j+3, step 1 8j+4 .. 8j+7), so lane (g, j) needs x[g][8j .. 8j+7]: one 16-byte shared-memory
-// read covers both k16 steps' A registers of row g, and a quarter warp (rows g, g+1) reads 128
-// contiguous bytes, free of bank conflicts without a swizzle.
+// 8j .. 8j+3, step 1 8j+4 .. 8j+7), so lane (g, j) needs x[g][8j .. 8j+7]: one 16-byte
+// shared-memory read covers both k16 steps' A registers of row g, and a quarter warp (rows g,
+// g+1) reads 128 contiguous bytes, free of bank conflicts without a swizzle.
 #pragma once
 #include <algorithm>
 #include <cstdlib>

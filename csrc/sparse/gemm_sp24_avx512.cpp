@@ -47,10 +47,10 @@ inline __m512i code_lut() {
   return _mm512_load_si512(t);
 }
 
-
-// x[4j .. 4j+3] of row m's chunk c (4 bf16 words = 8 bytes) repeated across the register. vpermw
-// indexes it with 16-bit words whose low 2 bits are a position: the bits above (the next
-// groups' positions) select among identical copies, so no masking or 4j offset is needed.
+// x[4j .. 4j+3] of a chunk (xc: its first activation; 4 bf16 words = 8 bytes) repeated across
+// the register. vpermw indexes it with 16-bit words whose low 2 bits are a position: the bits
+// above (the next groups' positions) select among identical copies, so no masking or 4j offset
+// is needed.
 inline __m512i group_x(const uint16_t* xc, int j) {
   int64_t v;
   std::memcpy(&v, xc + 4 * j, sizeof v);
@@ -110,9 +110,11 @@ void tile(const uint16_t* xhi, const uint16_t* xlo, const uint8_t* data, const f
         // the kernel read 37-42 GB/s where dense gemm_w4a16 read 52-55 (0.92-1.00x dense);
         // 1 KiB gave 1.23-1.34x, 2 KiB 1.27-1.35x (bench/bench_sparse.py, 4096-wide shapes).
         const int64_t at = c * kChunkBytes + kAhead;
-        const char* ahead = reinterpret_cast<const char*>(t + kAhead + (at >= block_bytes ? hop : 0));
+        const char* ahead =
+            reinterpret_cast<const char*>(t + kAhead + (at >= block_bytes ? hop : 0));
 #pragma GCC unroll 9
-        for (int64_t line = 0; line < kChunkBytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+        for (int64_t line = 0; line < kChunkBytes; line += 64)
+          _mm_prefetch(ahead + line, _MM_HINT_T0);
       }
       __m512i xh[MR], xl[MR];
       if constexpr (!kRepeatX) {
