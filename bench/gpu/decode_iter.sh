@@ -29,7 +29,7 @@ log=$OUT/iter.log
     echo "$tool: rc $? $(tail -n 2 /tmp/san_$tool.log | tr '\n' ' ')"
   done
   echo "== opt-in tiled int4 kernel, M > 16 (LLMACCEL_W4_TILED; first run on a GPU) $(date +%T)"
-  "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py -k "tiled" 2>&1 | tail -n 4
+  "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm_w4_tiled.py 2>&1 | tail -n 4
   for tool in memcheck racecheck; do
     LLMACCEL_W4_TILED=4096 PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 120 "$CSAN" --tool $tool \
       --error-exitcode 1 --print-limit 10 "$PY" bench/gpu/sanitize_case.py >/tmp/tsan_$tool.log 2>&1

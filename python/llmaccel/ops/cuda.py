@@ -219,7 +219,8 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     if m == 0:
         return _finish(_out(x, 0, n), x, n)
     s = _stream(x)
-    if m > max(SWAPAB_MAX_M[op], tiled_max_m()):
+    tiled = tiled_max_m() if m > DECODE_MAX_M else 0  # no environment lookup per decode call
+    if m > max(SWAPAB_MAX_M[op], tiled):
         w = torch.empty(n, k, dtype=x.dtype, device=x.device)
         _C.cuda_dequant_w4(qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group,
                            n, k, w.data_ptr(), _DT[x.dtype], k, s)
@@ -227,7 +228,7 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     out = _out(x, m, n)
     xk = _kernel_rows(x2)
     partials = None  # the opt-in tiled kernel's split sums: held until the launch is queued
-    if DECODE_MAX_M < m <= tiled_max_m():
+    if m <= tiled:
         _, n_bytes = _C.cuda_decode_workspace(m, nt, nk, group // 32)
         partials = torch.empty(max(n_bytes, 4), dtype=torch.uint8, device=x.device)
         ws = (0, 0, partials.data_ptr(), partials.numel())
