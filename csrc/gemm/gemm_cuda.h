@@ -59,6 +59,16 @@ void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, co
                int64_t n_tiles, int64_t nk, const float* scales, int64_t n, const float* bias,
                void* out, int out_dtype, int64_t ldo, void* stream);
 
+// gemm_w8a8 for large m on sm_90a (OPT-IN, NOT YET RUN ON A GPU; gemm_w8a8_wgmma.cuh): the same
+// product from x already quantized into the tiled image quant_act_int8_tiles writes (kt_count =
+// ceil(nk / 4) blocks of 128 columns). Throws unless w8a8_wgmma_available(): a compute
+// capability 9.0 device running this build's sm_90a code.
+bool w8a8_wgmma_available();
+void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float* xscale,
+                     const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
+                     int64_t n, const float* bias, void* out, int out_dtype, int64_t ldo,
+                     void* stream);
+
 // Dynamic symmetric int8 quantization per row and block of `block` columns, bit-exact with
 // quant_act_int8 on the CPU (see quant/quant_act_int8.h): x (m, k) in x_dtype (kF16, kBF16,
 // kF32) → q (m, k_out = n_blocks·block) rows of ldq, zero past k; scale and qsum (m, n_blocks),
@@ -66,6 +76,13 @@ void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, co
 void quant_act_int8(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx, int64_t block,
                     int64_t n_blocks, int8_t* q, int64_t ldq, float* scale, int32_t* qsum,
                     void* stream);
+
+// quant_act_int8 per token (one block of kt_count·128 columns) written as gemm_w8a8_wgmma's x
+// image: per 256 rows and 128 columns one 32 KB block of 128-byte rows whose 16-byte pieces are
+// swizzled (piece c of row r at c ^ (r % 8)), rows ordered by (row block, column block, row);
+// zero past k and in the rows from m up to the next multiple of 256. scale: (m,), as above.
+void quant_act_int8_tiles(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx,
+                          int8_t* q, int64_t kt_count, float* scale, void* stream);
 
 // Device layouts → (n, k) rows of ldo in out_dtype (kF32, kF16, kBF16): (q − zero)·scale and
 // q·scale computed in fp32 exactly as the CPU dequant, then rounded to out_dtype.

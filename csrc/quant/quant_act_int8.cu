@@ -6,6 +6,7 @@
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
+#include "gemm/gemm_w8a8_xtiles.h"
 #include "quant/quant_act_int8.h"
 
 namespace llmaccel::cuda {
@@ -17,18 +18,21 @@ template <> __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bf
 
 constexpr int kThreads = 256;
 
-template <class T>
+// kTiles: q is gemm_w8a8_wgmma's x image (ldq = its kt_count) and the grid also covers the
+// zero rows from m up to the next multiple of 256, which write zeros and no scale.
+template <class T, bool kTiles>
 __global__ void __launch_bounds__(kThreads)
-    quant_act_int8_kernel(const T* x, int64_t k, int64_t ldx, int64_t block, int64_t n_blocks,
-                          int8_t* q, int64_t ldq, float* scale, int32_t* qsum) {
+    quant_act_int8_kernel(const T* x, int64_t m, int64_t k, int64_t ldx, int64_t block,
+                          int64_t n_blocks, int8_t* q, int64_t ldq, float* scale, int32_t* qsum) {
   const int64_t row = blockIdx.x, b = blockIdx.y, c0 = b * block;
-  const T* xr = x + row * ldx;
+  const bool pad_row = row >= m;
+  const T* xr = x + (pad_row ? 0 : row) * ldx;
   __shared__ float s_max[kThreads / 32];
   __shared__ int s_sum[kThreads / 32];
 
   float amax = 0.f;
   bool finite = true;
-  for (int64_t c = c0 + threadIdx.x; c < c0 + block && c < k; c += kThreads) {
+  for (int64_t c = c0 + threadIdx.x; !pad_row && c < c0 + block && c < k; c += kThreads) {
     const float v = to_f(xr[c]);
     finite &= isfinite(v);
     amax = fmaxf(amax, fabsf(v));
@@ -48,20 +52,44 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t c = c0 + threadIdx.x; c < c0 + block; c += kThreads) {
     int v = 0;
     if (usable && c < k) v = max(-127, min(127, __float2int_rn(__fmul_rn(to_f(xr[c]), inv))));
-    q[row * ldq + c] = int8_t(v);
+    q[kTiles ? w8a8_x_tile_offset(row, c, ldq) : row * ldq + c] = int8_t(v);
     sum += v;
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   if ((threadIdx.x & 31) == 0) s_sum[threadIdx.x >> 5] = sum;
   __syncthreads();
-  if (threadIdx.x == 0) {
+  if (threadIdx.x == 0 && !pad_row) {
     int total = 0;
 #pragma unroll
     for (int w = 0; w < kThreads / 32; ++w) total += s_sum[w];
     scale[row * n_blocks + b] = !finite ? __int_as_float(0x7fc00000) : usable ? __fdiv_rn(amax, 127.f) : 0.f;
     if (qsum) qsum[row * n_blocks + b] = total;
   }
+}
+
+template <bool kTiles>
+void launch_quant(const char* op, const void* x, int x_dtype, int64_t m, int64_t grid_rows,
+                  int64_t k, int64_t ldx, int64_t block, int64_t n_blocks, int8_t* q,
+                  int64_t ldq, float* scale, int32_t* qsum, void* stream) {
+  const dim3 grid{unsigned(grid_rows), unsigned(n_blocks)};
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (x_dtype) {
+    case kF16:
+      quant_act_int8_kernel<__half, kTiles><<<grid, kThreads, 0, s>>>(
+          static_cast<const __half*>(x), m, k, ldx, block, n_blocks, q, ldq, scale, qsum);
+      break;
+    case kBF16:
+      quant_act_int8_kernel<__nv_bfloat16, kTiles><<<grid, kThreads, 0, s>>>(
+          static_cast<const __nv_bfloat16*>(x), m, k, ldx, block, n_blocks, q, ldq, scale, qsum);
+      break;
+    case kF32:
+      quant_act_int8_kernel<float, kTiles><<<grid, kThreads, 0, s>>>(
+          static_cast<const float*>(x), m, k, ldx, block, n_blocks, q, ldq, scale, qsum);
+      break;
+    default: require(false, op, "x must be float16, bfloat16 or float32");
+  }
+  check_launch(op);
 }
 
 }  // namespace
@@ -74,25 +102,22 @@ void quant_act_int8(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ld
   require(n_blocks * block >= k && (n_blocks - 1) * block < k, op, "blocks do not cover k");
   require(ldx >= k && ldq >= n_blocks * block, op, "row strides too small");
   require(n_blocks <= 65535, op, "at most 65535 blocks per row");
+  require(m <= (int64_t(1) << 31) - 1, op, "too many rows");
   require(x && q && scale, op, "null pointer");
-  const dim3 grid{unsigned(m), unsigned(n_blocks)};
-  auto s = static_cast<cudaStream_t>(stream);
-  switch (x_dtype) {
-    case kF16:
-      quant_act_int8_kernel<<<grid, kThreads, 0, s>>>(static_cast<const __half*>(x), k, ldx,
-                                                      block, n_blocks, q, ldq, scale, qsum);
-      break;
-    case kBF16:
-      quant_act_int8_kernel<<<grid, kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(x), k,
-                                                      ldx, block, n_blocks, q, ldq, scale, qsum);
-      break;
-    case kF32:
-      quant_act_int8_kernel<<<grid, kThreads, 0, s>>>(static_cast<const float*>(x), k, ldx,
-                                                      block, n_blocks, q, ldq, scale, qsum);
-      break;
-    default: require(false, op, "x must be float16, bfloat16 or float32");
-  }
-  check_launch(op);
+  launch_quant<false>(op, x, x_dtype, m, m, k, ldx, block, n_blocks, q, ldq, scale, qsum, stream);
+}
+
+void quant_act_int8_tiles(const void* x, int x_dtype, int64_t m, int64_t k, int64_t ldx,
+                          int8_t* q, int64_t kt_count, float* scale, void* stream) {
+  const char* op = "quant_act_int8_tiles";
+  require(m >= 1 && k >= 1 && kt_count >= 1, op, "sizes must be positive");
+  require(kt_count * kWgK >= k && (kt_count - 1) * kWgK < k, op, "kt_count must be ceil(k / 128)");
+  require(ldx >= k, op, "row stride too small");
+  require(m <= (int64_t(1) << 31) - kWgXRows, op, "too many rows");
+  require(x && q && scale, op, "null pointer");
+  const int64_t rows = (m + kWgXRows - 1) / kWgXRows * kWgXRows;
+  launch_quant<true>(op, x, x_dtype, m, rows, k, ldx, kt_count * kWgK, 1, q, kt_count, scale,
+                     nullptr, stream);
 }
 
 }  // namespace llmaccel::cuda

@@ -7,6 +7,7 @@ from llmaccel import ops
 
 def test_default_paths(monkeypatch):
     monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
+    monkeypatch.delenv("LLMACCEL_W8A8_WGMMA", raising=False)
     assert ops.cuda_path("gemm_w4a16", 1) == "decode mma"
     assert ops.cuda_path("gemm_w4a16", ops.DECODE_MAX_M) == "decode mma"
     assert ops.cuda_path("gemm_w4a16", ops.DECODE_MAX_M + 1) == "swapAB mma"
@@ -31,3 +32,18 @@ def test_tiled_opt_in(monkeypatch, value, m, expected):
 def test_unknown_op():
     with pytest.raises(ValueError, match="no CUDA kernel"):
         ops.cuda_path("gemm_f32", 1)
+
+
+@pytest.mark.parametrize("value,available,m,expected", [
+    ("1", True, 65, "quant + int8 wgmma"), ("1", True, 4096, "quant + int8 wgmma"),
+    ("1", True, 64, "quant + int8 swapAB mma"), ("1", False, 4096, "quant + int8 tiled mma"),
+    ("", True, 4096, "quant + int8 tiled mma"), ("0", True, 4096, "quant + int8 tiled mma"),
+    ("yes", True, 4096, "quant + int8 tiled mma"),
+])
+def test_w8a8_wgmma_opt_in(monkeypatch, value, available, m, expected):
+    """LLMACCEL_W8A8_WGMMA=1 routes gemm_w8a8 above the swapped range to the wgmma kernel where
+    the device runs its sm_90a code; anything else, or another GPU, keeps the tiled kernel."""
+    monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", value)
+    monkeypatch.setattr(ops.cuda, "w8a8_wgmma_available", lambda: available)
+    assert ops.cuda_path("gemm_w8a8", m) == expected
+    assert ops.cuda_path("gemm_w4a16", m) != "quant + int8 wgmma"

@@ -22,6 +22,10 @@ ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cu
   decode range and up to that M to a tiled kernel (x rows as the MMA's A operand, the int4
   weights as B; csrc/gemm/gemm_tiled_w4.cuh) instead of the swapped kernel or dequantize + cuBLAS.
   The native side reads the same variable on every call.
+- Opt-in, not yet run on a GPU: ``LLMACCEL_W8A8_WGMMA=1`` sends ``gemm_w8a8`` above M = 64 on a
+  compute capability 9.0 device to a warpgroup-MMA kernel (sm_90a: the int8 weights as wgmma's
+  register operand, x quantized straight into the kernel's swizzled tile image and streamed in by
+  bulk copies; csrc/gemm/gemm_w8a8_wgmma.cuh). Elsewhere the tiled int8 GEMM runs as before.
 """
 
 from __future__ import annotations
@@ -50,12 +54,27 @@ def tiled_max_m() -> int:
     return int(value) if value.isascii() and value.isdigit() else 0
 
 
+def w8a8_wgmma_requested() -> bool:
+    """LLMACCEL_W8A8_WGMMA=1 asks for the opt-in wgmma kernel of gemm_w8a8 above M = 64."""
+    return os.environ.get("LLMACCEL_W8A8_WGMMA", "") == "1"
+
+
+def w8a8_wgmma_available() -> bool:
+    """Whether the current CUDA device runs this build's sm_90a wgmma kernel (compute
+    capability 9.0 only: arch-specific code does not carry over to other GPUs)."""
+    return HAVE_CUDA_KERNELS and torch.cuda.is_available() and _C.cuda_w8a8_wgmma_available()
+
+
 def cuda_path(op: str, m: int) -> str:
     """The kernel path ``op`` takes on CUDA for x with m rows."""
     if op not in ("gemm_w8a8", *SWAPAB_MAX_M):
         raise ValueError(f"{op} has no CUDA kernel")
     if op == "gemm_w8a8":
-        return "quant + int8 swapAB mma" if m <= 64 else "quant + int8 tiled mma"
+        if m <= 64:
+            return "quant + int8 swapAB mma"
+        if w8a8_wgmma_requested() and w8a8_wgmma_available():
+            return "quant + int8 wgmma"
+        return "quant + int8 tiled mma"
     if op == "gemm_w4a16" and m <= DECODE_MAX_M:
         return "decode mma"
     if op == "gemm_w4a16" and m <= tiled_max_m():
@@ -281,8 +300,21 @@ def _gemm_w8a8(x, qweight, scales, bias, n, act_block=0):
         x2 = x2.contiguous()
     s = _stream(x)
     kq = nk * 32
-    xq = torch.empty(m, kq, dtype=torch.int8, device=x.device)
     xs = torch.empty(m, dtype=torch.float32, device=x.device)
+    if cuda_path(op, m) == "quant + int8 wgmma":
+        # x quantized straight into the kernel's image: 128-column blocks of 256 rows (zero
+        # padding included, written by the quantization kernel)
+        kt = (nk + 3) // 4
+        rows = -(-m // _C.cuda_w8a8_x_tile_rows) * _C.cuda_w8a8_x_tile_rows
+        xt = torch.empty(rows * kt * _C.cuda_w8a8_x_tile_k, dtype=torch.int8, device=x.device)
+        _C.cuda_quant_act_int8_tiles(x2.data_ptr(), _DT[x.dtype], m, k, x2.stride(0),
+                                     xt.data_ptr(), kt, xs.data_ptr(), s)
+        out = _out(x, m, n)
+        _C.cuda_gemm_w8a8_wgmma(xt.data_ptr(), m, kt, xs.data_ptr(), qweight.data_ptr(), nt, nk,
+                                scales.data_ptr(), n, _ptr(bias), out.data_ptr(), _DT[x.dtype],
+                                n, s)
+        return _finish(out, x, n)
+    xq = torch.empty(m, kq, dtype=torch.int8, device=x.device)
     _C.cuda_quant_act_int8(x2.data_ptr(), _DT[x.dtype], m, k, x2.stride(0), kq, 1,
                            xq.data_ptr(), kq, xs.data_ptr(), 0, s)
     out = _out(x, m, n)
