@@ -50,8 +50,8 @@ void bind_cuda(py::module_& m) {
                           as<const uint32_t>(w), n_tiles, nk, as<const float>(scales), n,
                           as<const float>(bias), as<void>(out), out_dt, ldo, stream_of(stream));
         });
-  // Opt-in large-M path (sm_90a, not yet run on a GPU): x quantized into the kernel's tiled
-  // image (x_tile_rows × 128-column blocks), then the wgmma GEMM.
+  // Opt-in large-M paths (sm_90a, not yet run on a GPU): x quantized (w8a8) or copied (w4a16)
+  // into the kernel's swizzled image, then the wgmma GEMM.
   m.def("cuda_w8a8_wgmma_available", [] { return cuda::w8a8_wgmma_available(); });
   m.def("cuda_gemm_w8a8_wgmma",
         [](uintptr_t xt, int64_t m_, int64_t kt_count, uintptr_t xscale, uintptr_t w,
@@ -68,8 +68,23 @@ void bind_cuda(py::module_& m) {
           cuda::quant_act_int8_tiles(as<const void>(x), dt, m_, k, ldx, as<int8_t>(q), kt_count,
                                      as<float>(scale), stream_of(stream));
         });
-  m.attr("cuda_w8a8_x_tile_rows") = 256;
-  m.attr("cuda_w8a8_x_tile_k") = 128;
+  m.def("cuda_w4a16_wgmma_available", [] { return cuda::w4a16_wgmma_available(); });
+  m.def("cuda_gemm_w4a16_wgmma",
+        [](uintptr_t xt, int dt, int64_t m_, int64_t kt_count, uintptr_t w, int64_t n_tiles,
+           int64_t nk, uintptr_t scales, uintptr_t zeros, int64_t n_groups, int64_t group,
+           int64_t n, uintptr_t bias, uintptr_t out, int64_t ldo, uintptr_t stream) {
+          cuda::gemm_w4a16_wgmma(as<const int8_t>(xt), dt, m_, kt_count, as<const uint32_t>(w),
+                                 n_tiles, nk, as<const float>(scales), as<const uint8_t>(zeros),
+                                 n_groups, group, n, as<const float>(bias), as<void>(out), ldo,
+                                 stream_of(stream));
+        });
+  m.def("cuda_x_tiles_16bit", [](uintptr_t x, int64_t m_, int64_t k, int64_t ldx, uintptr_t xt,
+                                 int64_t kt_count, uintptr_t stream) {
+    cuda::x_tiles_16bit(as<const void>(x), m_, k, ldx, as<int8_t>(xt), kt_count,
+                        stream_of(stream));
+  });
+  // The images' geometry: blocks of 256 rows × 128 bytes (128 int8 or 64 16-bit columns).
+  m.attr("cuda_wgmma_x_rows") = 256;
   m.def("cuda_quant_act_int8",
         [](uintptr_t x, int dt, int64_t m_, int64_t k, int64_t ldx, int64_t block,
            int64_t n_blocks, uintptr_t q, int64_t ldq, uintptr_t scale, uintptr_t qsum,

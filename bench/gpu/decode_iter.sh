@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Iterating on the decode kernels in one device call (bench/gpu/NOTES.md): build with CUDA, the
-# decode tests, the opt-in tiled int4 kernel (tests, sanitizers, time at M = 17-2048 with and
-# without it), the opt-in wgmma int8 GEMM (the same at M = 128-4096), decode_compare.py on the
-# issue's shapes plus one single-K-chunk shape, a sweep of the K-slice kernel's ring variants
-# (LLMACCEL_KS_VARIANT), its SASS by opcode, and an ncu report of one M=1 call. Everything lands
-# in $OUT as at most 6 files (the device tool brings back 8).
+# decode tests, sanitizers, decode_compare.py on the issue's shapes plus one single-K-chunk
+# shape, a sweep of the K-slice kernel's ring variants (LLMACCEL_KS_VARIANT), its SASS by opcode,
+# and an ncu report of one M=1 call. Everything lands in $OUT as at most 6 files (the device tool
+# brings back 8). The opt-in kernels' first runs are bench/gpu/optin_iter.sh.
 #   OUT=/tmp/x bash bench/gpu/decode_iter.sh
 set -u
 cd "$(dirname "$0")/../.." || exit 2
@@ -28,32 +27,6 @@ log=$OUT/iter.log
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 120 "$CSAN" --tool $tool --error-exitcode 1 \
       --print-limit 10 "$PY" bench/gpu/sanitize_case.py >/tmp/san_$tool.log 2>&1
     echo "$tool: rc $? $(tail -n 2 /tmp/san_$tool.log | tr '\n' ' ')"
-  done
-  echo "== opt-in tiled int4 kernel, M > 16 (LLMACCEL_W4_TILED; first run on a GPU) $(date +%T)"
-  "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm_w4_tiled.py 2>&1 | tail -n 4
-  for tool in memcheck racecheck; do
-    LLMACCEL_W4_TILED=4096 PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 120 "$CSAN" --tool $tool \
-      --error-exitcode 1 --print-limit 10 "$PY" bench/gpu/sanitize_case.py >/tmp/tsan_$tool.log 2>&1
-    echo "tiled $tool: rc $? $(tail -n 2 /tmp/tsan_$tool.log | tr '\n' ' ')"
-  done
-  for tiled in 0 4096; do
-    echo "-- LLMACCEL_W4_TILED=$tiled"
-    LLMACCEL_W4_TILED=$tiled "$PY" bench/gpu/bench_gpu.py --kernels w4a16 --out /tmp/tiled_$tiled \
-      --shapes 4096x14336,14336x4096 --m 17,32,64,128,256,512,1024,2048 --budget-s 60 2>&1 \
-      | grep -E '^ +[0-9]+ \|'
-  done
-  echo "== opt-in wgmma int8 GEMM, M > 64 (LLMACCEL_W8A8_WGMMA=1, sm_90a; first run on a GPU) $(date +%T)"
-  "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm_w8a8_wgmma.py 2>&1 | tail -n 4
-  for tool in memcheck racecheck synccheck; do
-    LLMACCEL_W8A8_WGMMA=1 PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 120 "$CSAN" --tool $tool \
-      --error-exitcode 1 --print-limit 10 "$PY" bench/gpu/sanitize_case.py >/tmp/wsan_$tool.log 2>&1
-    echo "wgmma $tool: rc $? $(tail -n 2 /tmp/wsan_$tool.log | tr '\n' ' ')"
-  done
-  for wg in 0 1; do
-    echo "-- LLMACCEL_W8A8_WGMMA=$wg"
-    LLMACCEL_W8A8_WGMMA=$wg "$PY" bench/gpu/bench_gpu.py --kernels w8a8 --out /tmp/wgmma_$wg \
-      --shapes 4096x14336,8192x8192 --m 128,512,2048,4096 --budget-s 90 2>&1 \
-      | grep -E '^ +[0-9]+ \|'
   done
   echo "== compare $(date +%T)"
   "$PY" bench/gpu/decode_compare.py --out "$OUT" \

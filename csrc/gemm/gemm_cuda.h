@@ -69,6 +69,21 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
                      int64_t n, const float* bias, void* out, int out_dtype, int64_t ldo,
                      void* stream);
 
+// gemm_w4a16 for large m on sm_90a (OPT-IN, NOT YET RUN ON A GPU; gemm_w4a16_wgmma.cu): the same
+// product as gemm_w4a16 (each scaled weight rounded to x's type, fp32 sums) from x already laid
+// out by x_tiles_16bit (kt_count = ceil(nk / 2) blocks of 64 columns). Throws unless
+// w4a16_wgmma_available().
+bool w4a16_wgmma_available();
+void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count,
+                      const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
+                      const uint8_t* zeros, int64_t n_groups, int64_t group, int64_t n,
+                      const float* bias, void* out, int64_t ldo, void* stream);
+// 16-bit x (m, k) rows of ldx elements (k, ldx multiples of 8, 16-byte aligned) → the wgmma
+// image (gemm_wgmma_xtiles.h): kt_count blocks of 64 columns, zero past k and in the rows from m
+// up to the next multiple of 256.
+void x_tiles_16bit(const void* x, int64_t m, int64_t k, int64_t ldx, int8_t* xt, int64_t kt_count,
+                   void* stream);
+
 // Dynamic symmetric int8 quantization per row and block of `block` columns, bit-exact with
 // quant_act_int8 on the CPU (see quant/quant_act_int8.h): x (m, k) in x_dtype (kF16, kBF16,
 // kF32) → q (m, k_out = n_blocks·block) rows of ldq, zero past k; scale and qsum (m, n_blocks),

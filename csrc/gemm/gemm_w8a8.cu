@@ -6,6 +6,8 @@
 // The weight layout is already in fragment order, so a stage copies whole 512-byte
 // (tile, chunk) blocks and each lane reads its B fragments as one 16-byte word; the x tile keeps
 // rows 96 bytes apart so the 8-byte A-fragment loads of a half-warp hit 32 different banks.
+// On sm_90a, gemm_w8a8_wgmma (gemm_w8a8_wgmma.cuh, opt-in from the Python op) is the warpgroup-MMA
+// version of this product.
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
@@ -182,25 +184,15 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
                      int64_t n, const float* bias, void* out, int out_dtype, int64_t ldo,
                      void* stream) {
   const char* op = "gemm_w8a8 (wgmma)";
-  require(m >= 1 && n >= 1 && nk >= 1, op, "m, n and k must be positive");
+  wgmma_check_common(op, m, n, n_tiles, nk, ldo, xt, w, out);
   require(kt_count == (nk + 3) / 4, op, "kt_count must be ceil(nk / 4): x tiles of 128 columns");
-  require(n <= n_tiles * 16 && n > n_tiles * 16 - 16, op, "n does not match the weight's tiles");
-  require(ldo >= n, op, "ldo must be >= n");
-  require(m <= (int64_t(1) << 31) - kWgXRows && n_tiles * nk < (int64_t(1) << 31), op,
-          "too large");
-  require(xt && w && out && scales && xscale, op, "null pointer");
-  require(reinterpret_cast<uintptr_t>(xt) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0,
-          op, "x tiles and weights must be 16-byte aligned (bulk copies)");
+  require(scales && xscale, op, "null scales");
   require(out_dtype == kF16 || out_dtype == kBF16, op, "out must be float16 or bfloat16");
   require(w8a8_wgmma_built_for_device(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  const int64_t w_blocks = (n_tiles + kWgWRows / 16 - 1) / (kWgWRows / 16);
-  const int64_t x_blocks = (m + kWgXRows - 1) / kWgXRows;
-  require(w_blocks * x_blocks < (int64_t(1) << 31), op, "too many blocks");
-  const bool vec = reinterpret_cast<uintptr_t>(out) % 16 == 0 && ldo % 8 == 0;
-  WgmmaW8A8Params p{xt, xscale, reinterpret_cast<const uint8_t*>(w), scales, bias, out, ldo,
-                    int(m), int(n), int(n_tiles), int(nk), int(kt_count), int(w_blocks),
-                    int(x_blocks), vec};
+  WgmmaParams p{xt, xscale, reinterpret_cast<const uint8_t*>(w), scales, nullptr, bias, out, ldo,
+                int(m), int(n), int(n_tiles), int(nk), int(kt_count)};
+  wgmma_grid(p);
   auto s = static_cast<cudaStream_t>(stream);
   if (out_dtype == kF16) launch_w8a8_wgmma<__half>(p, s);
   else launch_w8a8_wgmma<__nv_bfloat16>(p, s);

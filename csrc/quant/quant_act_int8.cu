@@ -6,7 +6,7 @@
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
-#include "gemm/gemm_w8a8_xtiles.h"
+#include "gemm/gemm_wgmma_xtiles.h"
 #include "quant/quant_act_int8.h"
 
 namespace llmaccel::cuda {
@@ -111,12 +111,12 @@ void quant_act_int8_tiles(const void* x, int x_dtype, int64_t m, int64_t k, int6
                           int8_t* q, int64_t kt_count, float* scale, void* stream) {
   const char* op = "quant_act_int8_tiles";
   require(m >= 1 && k >= 1 && kt_count >= 1, op, "sizes must be positive");
-  require(kt_count * kWgK >= k && (kt_count - 1) * kWgK < k, op, "kt_count must be ceil(k / 128)");
+  require(kt_count * 128 >= k && (kt_count - 1) * 128 < k, op, "kt_count must be ceil(k / 128)");
   require(ldx >= k, op, "row stride too small");
   require(m <= (int64_t(1) << 31) - kWgXRows, op, "too many rows");
   require(x && q && scale, op, "null pointer");
   const int64_t rows = (m + kWgXRows - 1) / kWgXRows * kWgXRows;
-  launch_quant<true>(op, x, x_dtype, m, rows, k, ldx, kt_count * kWgK, 1, q, kt_count, scale,
+  launch_quant<true>(op, x, x_dtype, m, rows, k, ldx, kt_count * 128, 1, q, kt_count, scale,
                      nullptr, stream);
 }
 

@@ -8,6 +8,7 @@ from llmaccel import ops
 def test_default_paths(monkeypatch):
     monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
     monkeypatch.delenv("LLMACCEL_W8A8_WGMMA", raising=False)
+    monkeypatch.delenv("LLMACCEL_W4_WGMMA", raising=False)
     assert ops.cuda_path("gemm_w4a16", 1) == "decode mma"
     assert ops.cuda_path("gemm_w4a16", ops.DECODE_MAX_M) == "decode mma"
     assert ops.cuda_path("gemm_w4a16", ops.DECODE_MAX_M + 1) == "swapAB mma"
@@ -25,6 +26,7 @@ def test_tiled_opt_in(monkeypatch, value, m, expected):
     """LLMACCEL_W4_TILED=<max M> routes gemm_w4a16 above the decode range to the tiled kernel up
     to that M; unset, empty, 0 or unreadable: off. Other ops are unaffected."""
     monkeypatch.setenv("LLMACCEL_W4_TILED", value)
+    monkeypatch.delenv("LLMACCEL_W4_WGMMA", raising=False)
     assert ops.cuda_path("gemm_w4a16", m) == expected
     assert ops.cuda_path("gemm_w8a16", m) == ("swapAB mma" if m <= 64 else "dequant + cuBLAS")
 
@@ -47,3 +49,27 @@ def test_w8a8_wgmma_opt_in(monkeypatch, value, available, m, expected):
     monkeypatch.setattr(ops.cuda, "w8a8_wgmma_available", lambda: available)
     assert ops.cuda_path("gemm_w8a8", m) == expected
     assert ops.cuda_path("gemm_w4a16", m) != "quant + int8 wgmma"
+
+
+@pytest.mark.parametrize("value,available,m,expected", [
+    ("1", True, 65, "wgmma"), ("1", True, 4096, "wgmma"), ("1", True, 64, "swapAB mma"),
+    ("1", True, 16, "decode mma"), ("1", False, 4096, "dequant + cuBLAS"),
+    ("", True, 4096, "dequant + cuBLAS"), ("2", True, 4096, "dequant + cuBLAS"),
+])
+def test_w4a16_wgmma_opt_in(monkeypatch, value, available, m, expected):
+    """LLMACCEL_W4_WGMMA=1 replaces dequantize + cuBLAS for gemm_w4a16 where the device runs
+    the sm_90a kernel; the decode and swapped ranges and the other ops are unaffected."""
+    monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
+    monkeypatch.setenv("LLMACCEL_W4_WGMMA", value)
+    monkeypatch.setattr(ops.cuda, "w4a16_wgmma_available", lambda: available)
+    assert ops.cuda_path("gemm_w4a16", m) == expected
+    assert ops.cuda_path("gemm_w8a16", m) != "wgmma"
+
+
+def test_w4a16_wgmma_after_tiled(monkeypatch):
+    """With both opt-ins, the tiled kernel keeps its range and wgmma takes the rest."""
+    monkeypatch.setenv("LLMACCEL_W4_TILED", "512")
+    monkeypatch.setenv("LLMACCEL_W4_WGMMA", "1")
+    monkeypatch.setattr(ops.cuda, "w4a16_wgmma_available", lambda: True)
+    assert ops.cuda_path("gemm_w4a16", 512) == "tiled mma"
+    assert ops.cuda_path("gemm_w4a16", 513) == "wgmma"

@@ -26,6 +26,9 @@ ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cu
   compute capability 9.0 device to a warpgroup-MMA kernel (sm_90a: the int8 weights as wgmma's
   register operand, x quantized straight into the kernel's swizzled tile image and streamed in by
   bulk copies; csrc/gemm/gemm_w8a8_wgmma.cuh). Elsewhere the tiled int8 GEMM runs as before.
+  ``LLMACCEL_W4_WGMMA=1`` does the same for ``gemm_w4a16`` in place of dequantize + cuBLAS (int4
+  dequantized in registers into wgmma's fragments, x copied into its image;
+  csrc/gemm/gemm_w4a16_wgmma.cu).
 """
 
 from __future__ import annotations
@@ -59,10 +62,21 @@ def w8a8_wgmma_requested() -> bool:
     return os.environ.get("LLMACCEL_W8A8_WGMMA", "") == "1"
 
 
+def w4a16_wgmma_requested() -> bool:
+    """LLMACCEL_W4_WGMMA=1 asks for the opt-in wgmma kernel of gemm_w4a16 where dequantize +
+    cuBLAS would run (above the swapped kernel's and the opt-in tiled kernel's range)."""
+    return os.environ.get("LLMACCEL_W4_WGMMA", "") == "1"
+
+
 def w8a8_wgmma_available() -> bool:
-    """Whether the current CUDA device runs this build's sm_90a wgmma kernel (compute
+    """Whether the current CUDA device runs this build's sm_90a wgmma kernels (compute
     capability 9.0 only: arch-specific code does not carry over to other GPUs)."""
     return HAVE_CUDA_KERNELS and torch.cuda.is_available() and _C.cuda_w8a8_wgmma_available()
+
+
+def w4a16_wgmma_available() -> bool:
+    """As w8a8_wgmma_available, for gemm_w4a16's wgmma kernel."""
+    return HAVE_CUDA_KERNELS and torch.cuda.is_available() and _C.cuda_w4a16_wgmma_available()
 
 
 def cuda_path(op: str, m: int) -> str:
@@ -79,7 +93,11 @@ def cuda_path(op: str, m: int) -> str:
         return "decode mma"
     if op == "gemm_w4a16" and m <= tiled_max_m():
         return "tiled mma"
-    return "swapAB mma" if m <= SWAPAB_MAX_M[op] else "dequant + cuBLAS"
+    if m <= SWAPAB_MAX_M[op]:
+        return "swapAB mma"
+    if op == "gemm_w4a16" and w4a16_wgmma_requested() and w4a16_wgmma_available():
+        return "wgmma"
+    return "dequant + cuBLAS"
 
 
 # Per (device, stream): the int4 decode kernel's tile counters (int32, zero between calls: each call
@@ -239,6 +257,18 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
         return _finish(_out(x, 0, n), x, n)
     s = _stream(x)
     tiled = tiled_max_m() if m > DECODE_MAX_M else 0  # no environment lookup per decode call
+    if m > max(SWAPAB_MAX_M[op], tiled) and cuda_path(op, m) == "wgmma":
+        # x copied into the kernel's image: 64-column blocks of 256 rows, zero padding included
+        xk = _kernel_rows(x2)
+        kt = (nk + 1) // 2
+        rows = -(-m // _C.cuda_wgmma_x_rows) * _C.cuda_wgmma_x_rows
+        xt = torch.empty(rows * kt * 128, dtype=torch.int8, device=x.device)
+        _C.cuda_x_tiles_16bit(xk.data_ptr(), m, xk.shape[1], xk.stride(0), xt.data_ptr(), kt, s)
+        out = _out(x, m, n)
+        _C.cuda_gemm_w4a16_wgmma(xt.data_ptr(), _DT[x.dtype], m, kt, qweight.data_ptr(), nt, nk,
+                                 scales.data_ptr(), _ptr(zeros), ng, group, n, _ptr(bias),
+                                 out.data_ptr(), n, s)
+        return _finish(out, x, n)
     if m > max(SWAPAB_MAX_M[op], tiled):
         w = torch.empty(n, k, dtype=x.dtype, device=x.device)
         _C.cuda_dequant_w4(qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group,
@@ -305,8 +335,8 @@ def _gemm_w8a8(x, qweight, scales, bias, n, act_block=0):
         # x quantized straight into the kernel's image: 128-column blocks of 256 rows (zero
         # padding included, written by the quantization kernel)
         kt = (nk + 3) // 4
-        rows = -(-m // _C.cuda_w8a8_x_tile_rows) * _C.cuda_w8a8_x_tile_rows
-        xt = torch.empty(rows * kt * _C.cuda_w8a8_x_tile_k, dtype=torch.int8, device=x.device)
+        rows = -(-m // _C.cuda_wgmma_x_rows) * _C.cuda_wgmma_x_rows
+        xt = torch.empty(rows * kt * 128, dtype=torch.int8, device=x.device)
         _C.cuda_quant_act_int8_tiles(x2.data_ptr(), _DT[x.dtype], m, k, x2.stride(0),
                                      xt.data_ptr(), kt, xs.data_ptr(), s)
         out = _out(x, m, n)

@@ -1,10 +1,11 @@
-"""The opt-in wgmma kernel of gemm_w8a8 (LLMACCEL_W8A8_WGMMA=1, sm_90a, off by default;
-csrc/gemm/gemm_w8a8_wgmma.cuh) on a compute capability 9.0 GPU.
+"""The opt-in wgmma kernels (sm_90a, off by default; csrc/gemm/gemm_wgmma.cuh) on a compute
+capability 9.0 GPU: gemm_w8a8's (LLMACCEL_W8A8_WGMMA=1) and gemm_w4a16's (LLMACCEL_W4_WGMMA=1).
 
-Its int32 sums are exact and its epilogue is the default tiled kernel's formula, so beyond the
-reference twin (test_cuda_gemm.py's tolerance policy) the two paths must agree bit for bit. The
-quantization kernel's tiled image is checked byte for byte against its Python twin
-(test_w8a8_wgmma_layout.x_tile_image), zero padding included.
+gemm_w8a8: its int32 sums are exact and its epilogue is the default tiled kernel's formula, so
+beyond the reference twin (test_cuda_gemm.py's tolerance policy) the two paths must agree bit for
+bit. gemm_w4a16: against the reference under the same policy as the swapped kernel (each scaled
+weight rounded to x's dtype, fp32 sums). The x images are checked byte for byte against their
+Python twins (test_wgmma_layout.py), zero padding included.
 """
 
 import pytest
@@ -13,11 +14,13 @@ import torch
 from llmaccel import _C, ops
 
 from ..helpers import make_bias, make_x, poison_cuda_cache
-from .test_cuda_gemm import DTYPE_IDS, DTYPES, W8_CASES, check_against_reference, cuda_weight
-from .test_w8a8_wgmma_layout import x_tile_image
+from .test_cuda_gemm import DTYPE_IDS, DTYPES, W4_CASES, W8_CASES, _w4_id
+from .test_cuda_gemm import check_against_reference, cuda_weight
+from .test_wgmma_layout import x_tile_image, x_tile_image_16
 
 pytestmark = pytest.mark.skipif(
-    not (torch.cuda.is_available() and ops.cuda.w8a8_wgmma_available()),
+    not (torch.cuda.is_available() and ops.cuda.w8a8_wgmma_available()
+         and ops.cuda.w4a16_wgmma_available()),
     reason="needs a compute capability 9.0 GPU and a build with sm_90a code")
 
 # W8_CASES above the swapped range, plus: one weight block (N = 16) and a partial one (N = 200,
@@ -113,3 +116,66 @@ def test_cuda_gemm_w8a8_wgmma_bad_inputs():
         _C.cuda_gemm_w8a8_wgmma(xt.data_ptr(), 65, 3, *args)
     with pytest.raises(ValueError, match="aligned"):
         _C.cuda_gemm_w8a8_wgmma(xt.data_ptr() + 8, 65, 2, *args)
+
+
+# W4_CASES above the swapped range, plus one weight block (N = 16) and partial ones, K with a
+# partial last 64-column stage or group padding (200 with g128: K padded to 256), M over one
+# 256-row block and several.
+W4_WGMMA_CASES = [c for c in W4_CASES if c[0] > 64] + [
+    (65, 64, 16, 32, "codes"), (256, 200, 520, 128, "rtn"), (300, 4096, 136, 128, "codes"),
+    (600, 1000, 1000, 64, "rtn"), (2053, 512, 4096, -1, "codes"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("case", W4_WGMMA_CASES, ids=_w4_id)
+def test_cuda_gemm_w4a16_wgmma(case, symmetric, dtype, monkeypatch):
+    """Against the reference, with bias, and bit-identical on repeat."""
+    monkeypatch.setenv("LLMACCEL_W4_WGMMA", "1")
+    m, k, n, group_size, source = case
+    assert ops.cuda_path("gemm_w4a16", m) == "wgmma"
+    p, w = cuda_weight("gemm_w4a16", n, k, group_size, symmetric, source, seed=m + k)
+    bias = make_bias(n)
+    x = make_x((m, k), dtype, seed=n).cuda()
+    poison_cuda_cache()
+    y = ops.gemm_w4a16(x, *w, bias.cuda(), n)
+    check_against_reference("gemm_w4a16", y, x, p, bias, f"wgmma {_w4_id(case)}")
+    assert torch.equal(y, ops.gemm_w4a16(x, *w, bias.cuda(), n))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("m,k,kt", [(1, 8, 1), (255, 200, 4), (256, 64, 1), (300, 4096, 64)])
+def test_cuda_x_tiles_16bit(m, k, kt, dtype):
+    """The image equals its Python twin, every padding element zero (kt may cover more columns
+    than k: group padding)."""
+    x = make_x((m, k), dtype, seed=m).cuda()
+    rows = -(-m // 256) * 256
+    poison_cuda_cache()
+    image = torch.empty(rows * kt * 128, dtype=torch.int8, device="cuda")
+    _C.cuda_x_tiles_16bit(x.data_ptr(), m, k, x.stride(0), image.data_ptr(), kt,
+                          torch.cuda.current_stream().cuda_stream)
+    want = x_tile_image_16(x.cpu().view(torch.int16), kt)
+    assert torch.equal(image.cpu().view(torch.int16), want)
+
+
+def test_cuda_gemm_w4a16_wgmma_graph_capture(monkeypatch):
+    """Captured and replayed on new x: the same bits as an eager call."""
+    monkeypatch.setenv("LLMACCEL_W4_WGMMA", "1")
+    m, k, n = 300, 264, 100
+    _, w = cuda_weight("gemm_w4a16", n, k, 64, False, seed=7)
+    x_static = make_x((m, k), torch.bfloat16, seed=1).cuda()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            ops.gemm_w4a16(x_static, *w, None, n)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y_static = ops.gemm_w4a16(x_static, *w, None, n)
+    x_new = make_x((m, k), torch.bfloat16, seed=2).cuda()
+    x_static.copy_(x_new)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(y_static, ops.gemm_w4a16(x_new, *w, None, n))

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# First runs of the opt-in kernels in one device call (bench/gpu/NOTES.md): build with CUDA, then
+# for the tiled int4 kernel (LLMACCEL_W4_TILED) and the sm_90a wgmma kernels of gemm_w8a8
+# (LLMACCEL_W8A8_WGMMA=1) and gemm_w4a16 (LLMACCEL_W4_WGMMA=1): their tests, compute-sanitizer
+# on sanitize_case.py with them on, and bench_gpu with each off and on in the M range it is
+# meant for. The log lands in $OUT/optin.log (and is printed).
+#   OUT=/tmp/x bash bench/gpu/optin_iter.sh
+set -u
+cd "$(dirname "$0")/../.." || exit 2
+OUT=${OUT:-bench/results/gpu_run}; mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+for d in /usr/local/cuda/bin /usr/local/cuda-13.0/bin; do [[ -d $d ]] && PATH="$PATH:$d"; done
+export PATH PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
+CSAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
+log=$OUT/optin.log
+
+# sanitize NAME ENV...: memcheck, racecheck and synccheck of sanitize_case.py under ENV.
+sanitize() {
+  local name=$1; shift
+  for tool in memcheck racecheck synccheck; do
+    env "$@" PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 120 "$CSAN" --tool $tool --error-exitcode 1 \
+      --print-limit 10 "$PY" bench/gpu/sanitize_case.py >"/tmp/san_${name}_$tool.log" 2>&1
+    echo "$name $tool: rc $? $(tail -n 2 "/tmp/san_${name}_$tool.log" | tr '\n' ' ')"
+  done
+}
+# bench KERNEL VAR "VALUES" M_LIST SHAPES: bench_gpu's table rows with VAR at each value.
+bench() {
+  local kernel=$1 var=$2 values=$3 ms=$4 shapes=$5
+  for v in $values; do
+    echo "-- $var=$v"
+    env "$var=$v" "$PY" bench/gpu/bench_gpu.py --kernels "$kernel" --out "/tmp/optin_$var$v" \
+      --shapes "$shapes" --m "$ms" --budget-s 90 2>&1 | grep -E '^ +[0-9]+ \||^correctness|^ceilings'
+  done
+}
+
+{
+  echo "== build $(date +%T)"
+  "$PY" -m pip uninstall -y llmaccel >/dev/null
+  LLMACCEL_CUDA=ON CMAKE_ARGS="-DLLMACCEL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${LLMACCEL_CUDA_ARCHS:-90a}" \
+    "$PY" -m pip install --no-build-isolation --no-deps --no-index . >"$OUT/build.log" 2>&1 \
+    || { tail -n 30 "$OUT/build.log"; exit 1; }
+  echo "== tests $(date +%T)"
+  "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm_w4_tiled.py \
+    tests/ops/test_cuda_gemm_wgmma.py 2>&1 | tail -n 12
+  echo "== sanitizers $(date +%T)"
+  sanitize tiled LLMACCEL_W4_TILED=4096
+  sanitize wgmma LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=1
+  echo "== tiled int4, M 17-2048 $(date +%T)"
+  bench w4a16 LLMACCEL_W4_TILED "0 4096" 17,32,64,128,256,512,1024,2048 4096x14336,14336x4096
+  echo "== wgmma int8 (gemm_w8a8), M 128-4096 $(date +%T)"
+  bench w8a8 LLMACCEL_W8A8_WGMMA "0 1" 128,512,2048,4096 4096x14336,8192x8192
+  echo "== wgmma int4 (gemm_w4a16), M 128-4096 $(date +%T)"
+  bench w4a16 LLMACCEL_W4_WGMMA "0 1" 128,512,1024,2048,4096 4096x14336,8192x8192
+  echo "== end $(date +%T)"
+} >"$log" 2>&1
+cat "$log"

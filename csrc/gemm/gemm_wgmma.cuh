@@ -1,0 +1,295 @@
+// The skeleton shared by the sm_90a warpgroup-MMA GEMMs (gemm_w8a8_wgmma.cuh,
+// gemm_w4a16_wgmma.cuh): the weights are wgmma's A operand from registers, read from their
+// existing int*_cuda_mma16x32 layout, and x is B from shared memory, streamed in from the
+// swizzled image of gemm_wgmma_xtiles.h.
+//
+// OPT-IN AND NOT YET RUN ON A GPU (written 2026-11-22 without one).
+//
+// Why the weights are A, from registers: wgmma takes A from registers or shared memory but B
+// only from shared memory in its canonical (swizzled) layouts. The int8_cuda_mma16x32 and
+// int4_cuda_mma16x32 layouts hold, per 16-row tile and 32-column chunk, each lane's bytes in the
+// order of an m16 A fragment (rows g, g+8; g = lane/4), which is also the per-warp slice of
+// wgmma's m64 register fragment (CUTLASS's ALayout_64x32 for 8-bit, ALayout_64x16 for 16-bit),
+// so the weights need no second copy in another layout. The MMA's M is then the output feature
+// and its N the x row: the accumulators come out transposed, which the epilogue undoes.
+// tests/ops/test_wgmma_layout.py checks the layouts on the CPU against CUTLASS's published
+// wgmma layouts and emulates the kernels' loops to the exact product.
+//
+// Why x comes pre-laid out: in the swizzled image a stage of x is one plain bulk copy: no tensor
+// map (no driver API), no address arithmetic in the producer, and both the copy and wgmma touch
+// the bytes through the async proxy, with no proxy fence between them.
+//
+// Block: 3 warpgroups. Warpgroup 2 is the producer (one thread issues the copies into a 4-stage
+// ring of full/empty mbarriers, the pattern of the K-slice decode kernel); warpgroups 0 and 1 each
+// own 64 outputs × all 256 x rows of the block, 128 accumulators per thread (m64n256). Each waits
+// for its own group of wgmmas per stage, while the other's keep the tensor cores busy. The
+// epilogue applies the scales and bias in fp32 and goes through shared memory, so that global
+// stores are whole 16-byte row pieces.
+//
+// Blocks are rastered in groups of kWgGroup weight blocks: a wave of 132 blocks touches ~16
+// weight blocks (8 MB of int8 at K = 4096) and ~8 x blocks instead of every weight block for 1-2
+// x blocks, so the weights are read from DRAM once per group of x blocks, not once per x block.
+#pragma once
+#include <algorithm>
+
+#include "cuda/cuda_common.cuh"
+#include "gemm/gemm_cuda_checks.h"
+#include "gemm/gemm_wgmma_xtiles.h"
+
+namespace llmaccel::cuda {
+
+constexpr int kWgWRows = 128;    // outputs per block: 2 consumer warpgroups × 64
+constexpr int kWgWTiles = kWgWRows / 16;
+constexpr int kWgStages = 4;
+constexpr int kWgXStage = kWgXRows * kWgRowBytes;  // 32 KB
+constexpr int kWgThreads = 384;
+constexpr int kWgGroup = 16;  // weight blocks per raster group
+constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
+
+// Shared memory: 1024 bytes of alignment slack (the swizzle is a function of address bits 4-9,
+// so each x stage starts on 1024 bytes), the x ring, the weight ring, the barriers.
+constexpr int wgmma_smem_bytes(int w_stage) {
+  return 1024 + kWgStages * (kWgXStage + w_stage) + 2 * kWgStages * 8;
+}
+
+struct WgmmaParams {
+  const int8_t* xt;      // x's image (gemm_wgmma_xtiles.h)
+  const float* xscale;   // w8a8: one scale per x row
+  const uint8_t* w;      // bytes of the int8/int4_cuda_mma16x32 layout
+  const float* scales;   // w8a8: per output; w4a16: (n_tiles, n_groups, 16)
+  const uint8_t* zeros;  // w4a16 zero points in the scales' layout, or null (symmetric)
+  const float* bias;
+  void* out;
+  int64_t ldo;
+  int m, n, n_tiles, nk, kt_count, w_blocks, x_blocks, group, n_groups;
+  bool vec_out;  // out rows 16-byte aligned: whole 8-element pieces per store
+};
+
+// ---- sm_90a instructions -----------------------------------------------------------------------
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Ties the accumulators to this point of the instruction stream: the compiler may not move
+// reads or writes of them across an asynchronous wgmma it cannot see into.
+__device__ __forceinline__ void wgmma_fence_acc(int (&d)[128]) {
+#pragma unroll
+  for (int i = 0; i < 128; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
+__device__ __forceinline__ void wgmma_fence_acc(float (&d)[128]) {
+#pragma unroll
+  for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+// Shared-memory matrix descriptor: K-major, 128-byte swizzle (layout type 1), 8-row groups 1024 B
+// apart (stride byte offset), leading byte offset unused by swizzled K-major layouts (1 as
+// CUTLASS writes it); the start address must sit in a 1024-byte-aligned swizzle atom. Adding
+// 2 advances it 32 bytes: the next k32 (int8) or k16 (16-bit) step of the same rows.
+__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_byte_addr) {
+  return uint64_t((smem_byte_addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) |
+         (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+#define LLMACCEL_ACC_OPERANDS                                                                     \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                      \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "             \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "             \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "             \
+  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "             \
+  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "             \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, "        \
+  "%111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, "          \
+  "%125, %126, %127}, "
+#define LLMACCEL_ACC8(c, i)                                                                  \
+  c(d[i]), c(d[i + 1]), c(d[i + 2]), c(d[i + 3]), c(d[i + 4]), c(d[i + 5]), c(d[i + 6]), \
+      c(d[i + 7])
+#define LLMACCEL_ACC128(c)                                                                 \
+  LLMACCEL_ACC8(c, 0), LLMACCEL_ACC8(c, 8), LLMACCEL_ACC8(c, 16), LLMACCEL_ACC8(c, 24),   \
+      LLMACCEL_ACC8(c, 32), LLMACCEL_ACC8(c, 40), LLMACCEL_ACC8(c, 48), LLMACCEL_ACC8(c, 56), \
+      LLMACCEL_ACC8(c, 64), LLMACCEL_ACC8(c, 72), LLMACCEL_ACC8(c, 80), LLMACCEL_ACC8(c, 88), \
+      LLMACCEL_ACC8(c, 96), LLMACCEL_ACC8(c, 104), LLMACCEL_ACC8(c, 112), LLMACCEL_ACC8(c, 120)
+#define LLMACCEL_R(v) "+r"(v)
+#define LLMACCEL_F(v) "+f"(v)
+// D(64×256, int32) += A(64×32, s8, registers) · B(256×32, s8, shared memory)ᵀ.
+__device__ __forceinline__ void wgmma_m64n256k32(int (&d)[128], const uint32_t (&a)[4],
+                                                 uint64_t desc_b) {
+  asm volatile("wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 " LLMACCEL_ACC_OPERANDS
+               "{%128, %129, %130, %131}, %132, 1;\n"
+               : LLMACCEL_ACC128(LLMACCEL_R)
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
+}
+// D(64×256, fp32) += A(64×16, registers) · B(256×16, shared memory, K-major)ᵀ in T.
+__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4],
+                                                 uint64_t desc_b, __nv_bfloat16) {
+  asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " LLMACCEL_ACC_OPERANDS
+               "{%128, %129, %130, %131}, %132, 1, 1, 1, 0;\n"
+               : LLMACCEL_ACC128(LLMACCEL_F)
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
+}
+__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4],
+                                                 uint64_t desc_b, __half) {
+  asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " LLMACCEL_ACC_OPERANDS
+               "{%128, %129, %130, %131}, %132, 1, 1, 1, 0;\n"
+               : LLMACCEL_ACC128(LLMACCEL_F)
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
+}
+#undef LLMACCEL_ACC_OPERANDS
+#undef LLMACCEL_ACC8
+#undef LLMACCEL_ACC128
+#undef LLMACCEL_R
+#undef LLMACCEL_F
+
+// Register budgets per warpgroup role (the kernel starts at 65536 / 384 = 168 per thread): the
+// producer needs a handful, the consumers 128 accumulators + fragments + addresses.
+template <int R> __device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+template <int R> __device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+__device__ __forceinline__ void consumer_barrier() {  // the two consumer warpgroups only
+  asm volatile("bar.sync 1, 256;\n" ::: "memory");
+}
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+// The block's shared memory, carved out of the dynamic allocation.
+template <int kWStage> struct WgmmaSmem {
+  uint8_t* xs;  // kWgStages × kWgXStage, 1024-aligned
+  uint8_t* ws;  // kWgStages × kWStage
+  uint64_t* full;
+  uint64_t* empty;
+  __device__ explicit WgmmaSmem(uint8_t* raw) {
+    xs = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
+    ws = xs + kWgStages * kWgXStage;
+    full = reinterpret_cast<uint64_t*>(ws + kWgStages * kWStage);
+    empty = full + kWgStages;
+  }
+};
+
+// Block index → (weight block, x block), grouped so that a wave shares few weight blocks.
+__device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx, int& wb,
+                                                   int& xb) {
+  const int per_group = kWgGroup * p.x_blocks;
+  const int group = idx / per_group, first = group * kWgGroup;
+  const int size = min(kWgGroup, p.w_blocks - first), local = idx - group * per_group;
+  wb = first + local % size;
+  xb = local / size;
+}
+
+// The producer thread: per k block one bulk copy of x's 32 KB and, per weight tile of the block,
+// one run of kChunks chunks of kChunkBytes (fewer in the last k block). Tiles past n_tiles and
+// chunks past nk are never copied: their stale bytes meet x columns that are zero (past k) or
+// feed outputs that are never stored (past n).
+template <int kChunks, int kChunkBytes>
+__device__ void wgmma_produce(const WgmmaParams& p, int wb, int xb,
+                              const WgmmaSmem<kWgWTiles * kChunks * kChunkBytes>& sm) {
+  constexpr int kWStage = kWgWTiles * kChunks * kChunkBytes;
+  const int tiles = min(kWgWTiles, p.n_tiles - wb * kWgWTiles);
+  for (int kt = 0; kt < p.kt_count; ++kt) {
+    const int s = kt % kWgStages;
+    if (kt >= kWgStages) {
+      mbar_wait(&sm.empty[s], ((kt / kWgStages) - 1) & 1);
+      fence_proxy_async_smem();  // the consumers' reads of the slot before the new copies
+    }
+    const int chunks = min(kChunks, p.nk - kt * kChunks);
+    mbar_expect_tx(&sm.full[s], kWgXStage + tiles * chunks * kChunkBytes);
+    bulk_copy_g2s(sm.xs + s * kWgXStage, p.xt + (int64_t(xb) * p.kt_count + kt) * kWgXStage,
+                  kWgXStage, &sm.full[s]);
+    for (int t = 0; t < tiles; ++t)
+      bulk_copy_g2s(sm.ws + s * kWStage + t * kChunks * kChunkBytes,
+                    p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
+                    chunks * kChunkBytes, &sm.full[s]);
+  }
+}
+
+// Epilogue of a consumer thread (threads 0-255). acc[4i + e] is (weight row g, x row
+// 8i + 2t + e) of its warp's 16 rows, acc[4i + 2 + e] the same x rows for weight row g + 8
+// (CLayout_64x256). y = acc · (xscale[m] · scale[n]) + bias[n] (kW8A8; else acc + bias[n]: the
+// int4 scales are already in the weights), rounded to T, staged as y[x row][output] in shared
+// memory (every stage is idle once both warpgroups pass the barrier) and stored as 16-byte row
+// pieces.
+template <class T, bool kW8A8, class Acc>
+__device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[128], int wb, int xb,
+                               uint8_t* smem) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using A = Act16<T>;
+  const int tid = threadIdx.x, lane = tid & 31, wwarp = tid >> 5;
+  consumer_barrier();
+  T* stage = reinterpret_cast<T*>(smem);
+  const int g = lane >> 2, t = lane & 3;
+  const int nl = wwarp * 16 + g, n0 = wb * kWgWRows + nl;
+  const auto per_output = [&](const float* v, int n, float dflt) {
+    return v && n < p.n ? __ldg(v + n) : dflt;
+  };
+  const float sw0 = per_output(kW8A8 ? p.scales : nullptr, n0, 1.f);
+  const float sw1 = per_output(kW8A8 ? p.scales : nullptr, n0 + 8, 1.f);
+  const float b0 = per_output(p.bias, n0, 0.f), b1 = per_output(p.bias, n0 + 8, 0.f);
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int ml = 8 * i + 2 * t + e, m = xb * kWgXRows + ml;
+      const float sx = kW8A8 && m < p.m ? __ldg(p.xscale + m) : 1.f;
+      stage[ml * kWgPitch + nl] = A::from_float(float(acc[4 * i + e]) * (sx * sw0) + b0);
+      stage[ml * kWgPitch + nl + 8] = A::from_float(float(acc[4 * i + 2 + e]) * (sx * sw1) + b1);
+    }
+  }
+  consumer_barrier();
+  T* out = static_cast<T*>(p.out);
+#pragma unroll 4
+  for (int it = 0; it < kWgXRows * (kWgWRows / 8) / 256; ++it) {
+    const int idx = it * 256 + tid, row = idx >> 4, piece = idx & 15;
+    const int m = xb * kWgXRows + row, n = wb * kWgWRows + piece * 8;
+    if (m >= p.m || n >= p.n) continue;
+    const T* src = stage + row * kWgPitch + piece * 8;
+    T* dst = out + int64_t(m) * p.ldo + n;
+    if (p.vec_out && n + 8 <= p.n) {
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+    } else {
+      for (int e = 0; e < 8 && n + e < p.n; ++e) dst[e] = src[e];
+    }
+  }
+#endif
+}
+
+// Whether the current device runs the sm_90a build of `kernel`: arch-specific (sm_90a) code runs
+// on compute capability 9.0 only, and elsewhere the kernel would be the empty body of the other
+// targets.
+template <class K> bool wgmma_built_for_device(K kernel) {
+  int dev = 0, major = 0, minor = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  cudaFuncAttributes a{};
+  const bool ok = major == 9 && minor == 0 && cudaFuncGetAttributes(&a, kernel) == cudaSuccess &&
+                  a.binaryVersion == 90;
+  cudaGetLastError();  // a failed query must not linger as the next launch's error
+  return ok;
+}
+
+// Host-side checks and grid shared by both launchers.
+inline void wgmma_check_common(const char* op, int64_t m, int64_t n, int64_t n_tiles, int64_t nk,
+                               int64_t ldo, const void* xt, const void* w, const void* out) {
+  require(m >= 1 && n >= 1 && nk >= 1, op, "m, n and k must be positive");
+  require(n <= n_tiles * 16 && n > n_tiles * 16 - 16, op, "n does not match the weight's tiles");
+  require(ldo >= n, op, "ldo must be >= n");
+  require(m <= (int64_t(1) << 31) - kWgXRows && n_tiles * nk < (int64_t(1) << 31), op,
+          "too large");
+  require(xt && w && out, op, "null pointer");
+  require(reinterpret_cast<uintptr_t>(xt) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0,
+          op, "x tiles and weights must be 16-byte aligned (bulk copies)");
+  const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + kWgXRows - 1) / kWgXRows);
+  require(blocks < (int64_t(1) << 31), op, "too many blocks");
+}
+inline void wgmma_grid(WgmmaParams& p) {
+  p.w_blocks = (p.n_tiles + kWgWTiles - 1) / kWgWTiles;
+  p.x_blocks = (p.m + kWgXRows - 1) / kWgXRows;
+  p.vec_out = reinterpret_cast<uintptr_t>(p.out) % 16 == 0 && p.ldo % 8 == 0;
+}
+
+}  // namespace llmaccel::cuda
