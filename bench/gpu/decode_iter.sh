@@ -6,23 +6,14 @@
 # brings back 8). The opt-in kernels' first runs are bench/gpu/optin_iter.sh.
 #   OUT=/tmp/x bash bench/gpu/decode_iter.sh
 set -u
-cd "$(dirname "$0")/../.." || exit 2
-OUT=${OUT:-bench/results/gpu_run}; mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-for d in /usr/local/cuda/bin /usr/local/cuda-13.0/bin; do [[ -d $d ]] && PATH="$PATH:$d"; done
-export PATH PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
+source "$(dirname "$0")/_iter_env.sh"
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
 log=$OUT/iter.log
 {
-  echo "== build $(date +%T)"
-  "$PY" -m pip uninstall -y llmaccel >/dev/null
-  LLMACCEL_CUDA=ON CMAKE_ARGS="-DLLMACCEL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${LLMACCEL_CUDA_ARCHS:-90a}" \
-    "$PY" -m pip install --no-build-isolation --no-deps --no-index . >"$OUT/build.log" 2>&1 \
-    || { tail -n 30 "$OUT/build.log"; exit 1; }
+  gpu_build
   echo "== tests $(date +%T)"
   "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py -k "w4a16" 2>&1 | tail -n 8
   echo "== sanitizers $(date +%T)"
-  CSAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
   for tool in memcheck racecheck synccheck; do
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 120 "$CSAN" --tool $tool --error-exitcode 1 \
       --print-limit 10 "$PY" bench/gpu/sanitize_case.py >/tmp/san_$tool.log 2>&1

@@ -54,24 +54,10 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   const WgmmaSmem<kW4WgWStage> sm(smem_raw);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   int wb, xb;
   wgmma_block_coords(p, blockIdx.x, wb, xb);
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kWgStages; ++s) {
-      mbar_init(&sm.full[s], 1);   // the producer's arrive.expect_tx; the copies complete it
-      mbar_init(&sm.empty[s], 8);  // one arrival per consumer warp
-    }
-  }
-  __syncthreads();
-
-  if (wg == 2) {
-    setmaxnreg_dec<40>();
-    if (warp == 8 && lane == 0) wgmma_produce<kW4WgChunks, kW4WgChunkBytes>(p, wb, xb, sm);
-    return;
-  }
-
-  setmaxnreg_inc<232>();
+  if (wgmma_block_start<kW4WgChunks, kW4WgChunkBytes>(p, wb, xb, sm)) return;  // producer
   float acc[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc[i] = 0.f;
@@ -82,7 +68,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   const uint8_t* wfrag = sm.ws + warp * kW4WgChunks * kW4WgChunkBytes + lane * 8;
   ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
 #pragma unroll
-  for (int q = 0; q < kW4WgChunks; ++q) cur[q] = chunk_scales<T, ZP>(p, stile, q, g);
+  for (int q = 0; q < kW4WgChunks; ++q) nxt[q] = cur[q] = chunk_scales<T, ZP>(p, stile, q, g);
   for (int kt = 0; kt < p.kt_count; ++kt) {
     const int s = kt % kWgStages;
     mbar_wait(&sm.full[s], (kt / kWgStages) & 1);
@@ -104,9 +90,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
       for (int q = 0; q < kW4WgChunks; ++q)
         nxt[q] = chunk_scales<T, ZP>(p, stile, (kt + 1) * kW4WgChunks + q, g);
     }
-    wgmma_wait<0>();  // this warp's MMAs have read the slot (and the A registers are free)
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&sm.empty[s]);
+    wgmma_finish_stage(&sm.empty[s], lane);
 #pragma unroll
     for (int q = 0; q < kW4WgChunks; ++q) cur[q] = nxt[q];
   }

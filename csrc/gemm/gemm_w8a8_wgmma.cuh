@@ -24,24 +24,10 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   const WgmmaSmem<kW8WgWStage> sm(smem_raw);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   int wb, xb;
   wgmma_block_coords(p, blockIdx.x, wb, xb);
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kWgStages; ++s) {
-      mbar_init(&sm.full[s], 1);   // the producer's arrive.expect_tx; the copies complete it
-      mbar_init(&sm.empty[s], 8);  // one arrival per consumer warp
-    }
-  }
-  __syncthreads();
-
-  if (wg == 2) {
-    setmaxnreg_dec<40>();
-    if (warp == 8 && lane == 0) wgmma_produce<kW8WgChunks, kW8WgChunkBytes>(p, wb, xb, sm);
-    return;
-  }
-
-  setmaxnreg_inc<232>();
+  if (wgmma_block_start<kW8WgChunks, kW8WgChunkBytes>(p, wb, xb, sm)) return;  // producer
   int acc[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc[i] = 0;
@@ -62,9 +48,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 #pragma unroll
     for (int j = 0; j < kW8WgChunks; ++j) wgmma_m64n256k32(acc, a[j], desc + 2 * j);
     wgmma_commit();
-    wgmma_wait<0>();  // this warp's MMAs have read the slot (and the A registers are free)
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&sm.empty[s]);
+    wgmma_finish_stage(&sm.empty[s], lane);
   }
   wgmma_fence_acc(acc);
   wgmma_epilogue<T, true>(p, acc, wb, xb, sm.xs);

@@ -115,29 +115,29 @@ __device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_byte_addr) {
       LLMACCEL_ACC8(c, 96), LLMACCEL_ACC8(c, 104), LLMACCEL_ACC8(c, 112), LLMACCEL_ACC8(c, 120)
 #define LLMACCEL_R(v) "+r"(v)
 #define LLMACCEL_F(v) "+f"(v)
-// D(64×256, int32) += A(64×32, s8, registers) · B(256×32, s8, shared memory)ᵀ.
+// D(64×256, int32) += A(64×32, s8, registers) · B(256×32, s8, shared memory)ᵀ. The scale-d
+// predicate is always 1 (accumulate): the accumulators start at zero.
 __device__ __forceinline__ void wgmma_m64n256k32(int (&d)[128], const uint32_t (&a)[4],
                                                  uint64_t desc_b) {
-  asm volatile("wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 " LLMACCEL_ACC_OPERANDS
-               "{%128, %129, %130, %131}, %132, 1;\n"
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 " LLMACCEL_ACC_OPERANDS
+               "{%128, %129, %130, %131}, %132, p;\n}\n"
                : LLMACCEL_ACC128(LLMACCEL_R)
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));
 }
 // D(64×256, fp32) += A(64×16, registers) · B(256×16, shared memory, K-major)ᵀ in T.
-__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4],
-                                                 uint64_t desc_b, __nv_bfloat16) {
-  asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " LLMACCEL_ACC_OPERANDS
-               "{%128, %129, %130, %131}, %132, 1, 1, 1, 0;\n"
-               : LLMACCEL_ACC128(LLMACCEL_F)
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
-}
-__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4],
-                                                 uint64_t desc_b, __half) {
-  asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " LLMACCEL_ACC_OPERANDS
-               "{%128, %129, %130, %131}, %132, 1, 1, 1, 0;\n"
-               : LLMACCEL_ACC128(LLMACCEL_F)
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
-}
+#define LLMACCEL_WGMMA_K16(T, PTX_TYPES)                                                       \
+  __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4],   \
+                                                   uint64_t desc_b, T) {                      \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"                                \
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32." PTX_TYPES " "                  \
+                 LLMACCEL_ACC_OPERANDS "{%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"     \
+                 : LLMACCEL_ACC128(LLMACCEL_F)                                                \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));          \
+  }
+LLMACCEL_WGMMA_K16(__nv_bfloat16, "bf16.bf16")
+LLMACCEL_WGMMA_K16(__half, "f16.f16")
+#undef LLMACCEL_WGMMA_K16
 #undef LLMACCEL_ACC_OPERANDS
 #undef LLMACCEL_ACC8
 #undef LLMACCEL_ACC128
@@ -205,6 +205,39 @@ __device__ void wgmma_produce(const WgmmaParams& p, int wb, int xb,
                     p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
                     chunks * kChunkBytes, &sm.full[s]);
   }
+}
+
+// Start of a block: the barriers, then the producer warpgroup's whole part (true there: the
+// kernel returns) or the consumers' register budget (false: they go on to the main loop).
+template <int kChunks, int kChunkBytes>
+__device__ bool wgmma_block_start(const WgmmaParams& p, int wb, int xb,
+                                  const WgmmaSmem<kWgWTiles * kChunks * kChunkBytes>& sm) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kWgStages; ++s) {
+      mbar_init(&sm.full[s], 1);   // the producer's arrive.expect_tx; the copies complete it
+      mbar_init(&sm.empty[s], 8);  // one arrival per consumer warp
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x >= 256) {
+    setmaxnreg_dec<40>();
+    if (threadIdx.x == 256) wgmma_produce<kChunks, kChunkBytes>(p, wb, xb, sm);
+    return true;
+  }
+  setmaxnreg_inc<232>();
+#endif
+  return false;
+}
+
+// The end of a consumer warp's stage: its MMAs have read the slot (and the A registers are
+// free again) once the group completes; then one arrival per warp hands the slot back.
+__device__ __forceinline__ void wgmma_finish_stage(uint64_t* empty, int lane) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  wgmma_wait<0>();
+  __syncwarp();
+  if (lane == 0) mbar_arrive(empty);
+#endif
 }
 
 // Epilogue of a consumer thread (threads 0-255). acc[4i + e] is (weight row g, x row

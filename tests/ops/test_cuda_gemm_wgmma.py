@@ -79,29 +79,6 @@ def test_cuda_quant_act_int8_tiles(m, k, dtype):
     assert torch.equal(scale_t, scale.reshape(m))
 
 
-def test_cuda_gemm_w8a8_wgmma_graph_capture(monkeypatch):
-    """Captured and replayed on new x: the same bits as an eager call."""
-    monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", "1")
-    m, k, n = 300, 264, 100
-    _, w = cuda_weight("gemm_w8a8", n, k, seed=7)
-    bias = make_bias(n).cuda()
-    x_static = make_x((m, k), torch.bfloat16, seed=1).cuda()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            ops.gemm_w8a8(x_static, *w, bias, n)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        y_static = ops.gemm_w8a8(x_static, *w, bias, n)
-    x_new = make_x((m, k), torch.bfloat16, seed=2).cuda()
-    x_static.copy_(x_new)
-    graph.replay()
-    torch.cuda.synchronize()
-    assert torch.equal(y_static, ops.gemm_w8a8(x_new, *w, bias, n))
-
-
 def test_cuda_gemm_w8a8_wgmma_bad_inputs():
     """The native entry point names a wrong k tile count and misaligned x tiles."""
     _, w = cuda_weight("gemm_w8a8", 16, 256)
@@ -159,23 +136,27 @@ def test_cuda_x_tiles_16bit(m, k, kt, dtype):
     assert torch.equal(image.cpu().view(torch.int16), want)
 
 
-def test_cuda_gemm_w4a16_wgmma_graph_capture(monkeypatch):
+@pytest.mark.parametrize("op_name,var", [("gemm_w8a8", "LLMACCEL_W8A8_WGMMA"),
+                                         ("gemm_w4a16", "LLMACCEL_W4_WGMMA")])
+def test_cuda_gemm_wgmma_graph_capture(op_name, var, monkeypatch):
     """Captured and replayed on new x: the same bits as an eager call."""
-    monkeypatch.setenv("LLMACCEL_W4_WGMMA", "1")
+    monkeypatch.setenv(var, "1")
     m, k, n = 300, 264, 100
-    _, w = cuda_weight("gemm_w4a16", n, k, 64, False, seed=7)
+    _, w = cuda_weight(op_name, n, k, seed=7)
+    bias = make_bias(n).cuda()
+    run = getattr(ops, op_name)
     x_static = make_x((m, k), torch.bfloat16, seed=1).cuda()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(3):
-            ops.gemm_w4a16(x_static, *w, None, n)
+            run(x_static, *w, bias, n)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        y_static = ops.gemm_w4a16(x_static, *w, None, n)
+        y_static = run(x_static, *w, bias, n)
     x_new = make_x((m, k), torch.bfloat16, seed=2).cuda()
     x_static.copy_(x_new)
     graph.replay()
     torch.cuda.synchronize()
-    assert torch.equal(y_static, ops.gemm_w4a16(x_new, *w, None, n))
+    assert torch.equal(y_static, run(x_new, *w, bias, n))

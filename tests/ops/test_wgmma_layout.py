@@ -170,7 +170,8 @@ def test_emulated_kernel_gives_the_exact_product():
             chunk = kt * 4 + j
             a = torch.zeros(64, 32, dtype=torch.long)
             if chunk < nk:  # chunks past nk: stale bytes in the kernel, times x's zero columns
-                for w, lane, reg, byte in itertools.product(range(4), range(32), range(4), range(4)):
+                for w, lane, reg, byte in itertools.product(range(4), range(32), range(4),
+                                                            range(4)):
                     mm, kk = a_fragment_mk(w, lane, reg, byte)
                     a[mm, kk] = int(words[wg * 4 + w, chunk, lane, reg * 4 + byte])
             stage = image[(xb * kt_count + kt) * X_ROWS * X_K:][:X_ROWS * X_K]
