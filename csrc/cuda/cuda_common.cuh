@@ -94,6 +94,7 @@ __device__ __forceinline__ void mma_16832_s8(int c[4], const uint32_t a[4], uint
 }
 
 // ---- asynchronous copies -----------------------------------------------------------------------
+#if !defined(LLMACCEL_SIMT_EMU)  // not emulated: no emulated kernel uses them
 // 16-byte asynchronous global→shared copy; src_bytes < 16 zero-fills the rest (0: all zeros).
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -108,12 +109,24 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
+#endif
 
 // ---- bulk copies (sm_90: the TMA engine, one thread per copy) -----------------------------------
 // A bulk copy moves `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to
 // shared memory without occupying the SM's load units or registers while in flight, and signals
 // completion on an mbarrier through its transaction count. The guard keeps sm_80 builds
 // compiling; callers only launch these paths on sm_90 devices.
+#if defined(LLMACCEL_SIMT_EMU)  // the host emulator (csrc/emu/simt_emu.h, tests only)
+inline uint32_t smem_addr(const void* p) { return emu::smem_offset(p); }
+inline void mbar_init(uint64_t* bar, uint32_t count) { emu::mbar_init(bar, count); }
+inline void mbar_expect_tx(uint64_t* bar, uint32_t bytes) { emu::mbar_expect_tx(bar, bytes); }
+inline void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  emu::bulk_copy_g2s(dst, src, bytes, bar);
+}
+inline void mbar_arrive(uint64_t* bar) { emu::mbar_arrive(bar); }
+inline void fence_proxy_async_smem() {}
+inline void mbar_wait(uint64_t* bar, uint32_t parity) { emu::mbar_wait(bar, parity); }
+#else
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -168,5 +181,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
       : "memory");
 #endif
 }
+#endif  // LLMACCEL_SIMT_EMU
 
 }  // namespace llmaccel::cuda

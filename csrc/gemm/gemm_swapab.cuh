@@ -18,6 +18,7 @@
 // int8 × int8 (W8A8, int32 accumulators).
 #pragma once
 #include "cuda/cuda_common.cuh"
+#include "gemm/gemm_dequant_frag.cuh"
 
 namespace llmaccel::cuda {
 
@@ -40,21 +41,6 @@ struct SwapAbParams {
 constexpr int kSwapAbWarps = 8;
 
 template <Wo KIND> struct WoWords { static constexpr int kWords = KIND == Wo::W4A16 ? 2 : 4; };
-
-// int4 word (8 nibbles, formats.py order) → the four A registers of one m16n8k16 step:
-// (q − zero) · scale in T, rows r (regs 0, 2) and r + 8 (regs 1, 3).
-template <class T>
-__device__ __forceinline__ void dequant_w4_step(uint32_t word, uint32_t zp_lo, uint32_t zp_hi,
-                                                uint32_t s_lo, uint32_t s_hi, uint32_t a[4]) {
-  using A = Act16<T>;
-  using T2 = typename A::T2;
-#pragma unroll
-  for (int p = 0; p < 4; ++p) {
-    const uint32_t v = ((word >> (4 * p)) & 0x000F000Fu) | A::kMagic;
-    const uint32_t zp = (p & 1) ? zp_hi : zp_lo, s = (p & 1) ? s_hi : s_lo;
-    a[p] = as_u32(A::mul(A::sub(as_t2<T2>(v), as_t2<T2>(zp)), as_t2<T2>(s)));
-  }
-}
 
 // int8 words (row r: w_lo, row r + 8: w_hi; bytes = columns) → the A registers of one
 // m16n8k16 step as exact integers in T.

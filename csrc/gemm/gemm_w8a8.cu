@@ -144,6 +144,24 @@ __global__ void __launch_bounds__(256) gemm_w8a8_tiled_kernel(const TiledParams 
   }
 }
 
+inline bool w8a8_wgmma_built_for_device() {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  static signed char cache[64] = {};  // per device: 0 unknown, 1 yes, -1 no
+  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev] > 0;
+  const bool ok = wgmma_built_for_device(gemm_w8a8_wgmma_kernel<__nv_bfloat16>);
+  if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
+  return ok;
+}
+
+template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
+  auto kernel = gemm_w8a8_wgmma_kernel<T>;
+  constexpr int smem = wgmma_smem_bytes(kW8WgWStage);
+  // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  kernel<<<p.w_blocks * p.x_blocks, kWgThreads, smem, stream>>>(p);
+}
+
 template <class T> void launch_tiled(const TiledParams& p, cudaStream_t stream) {
   auto kernel = gemm_w8a8_tiled_kernel<T>;
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).

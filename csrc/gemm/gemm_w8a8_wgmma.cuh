@@ -21,7 +21,7 @@ constexpr int kW8WgWStage = kWgWTiles * kW8WgChunks * kW8WgChunkBytes;  // 16 KB
 template <class T>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w8a8_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if defined(LLMACCEL_WGMMA_BODY)
   extern __shared__ uint8_t smem_raw[];
   const WgmmaSmem<kW8WgWStage> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -53,24 +53,6 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   wgmma_fence_acc(acc);
   wgmma_epilogue<T, true>(p, acc, wb, xb, sm.xs);
 #endif
-}
-
-inline bool w8a8_wgmma_built_for_device() {
-  int dev = 0;
-  cudaGetDevice(&dev);
-  static signed char cache[64] = {};  // per device: 0 unknown, 1 yes, -1 no
-  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev] > 0;
-  const bool ok = wgmma_built_for_device(gemm_w8a8_wgmma_kernel<__nv_bfloat16>);
-  if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
-  return ok;
-}
-
-template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
-  auto kernel = gemm_w8a8_wgmma_kernel<T>;
-  constexpr int smem = wgmma_smem_bytes(kW8WgWStage);
-  // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  kernel<<<p.w_blocks * p.x_blocks, kWgThreads, smem, stream>>>(p);
 }
 
 }  // namespace llmaccel::cuda

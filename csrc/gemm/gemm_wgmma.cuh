@@ -36,6 +36,11 @@
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_wgmma_xtiles.h"
 
+// The kernel bodies compile for sm_90a, and on the host for the SIMT emulator's tests.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(LLMACCEL_SIMT_EMU)
+#define LLMACCEL_WGMMA_BODY 1
+#endif
+
 namespace llmaccel::cuda {
 
 constexpr int kWgWRows = 128;    // outputs per block: 2 consumer warpgroups × 64
@@ -65,6 +70,15 @@ struct WgmmaParams {
   bool vec_out;  // out rows 16-byte aligned: whole 8-element pieces per store
 };
 
+// Shared-memory matrix descriptor: K-major, 128-byte swizzle (layout type 1), 8-row groups 1024 B
+// apart (stride byte offset), leading byte offset unused by swizzled K-major layouts (1 as
+// CUTLASS writes it); the start address must sit in a 1024-byte-aligned swizzle atom. Adding
+// 2 advances it 32 bytes: the next k32 (int8) or k16 (16-bit) step of the same rows.
+__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_byte_addr) {
+  return uint64_t((smem_byte_addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) |
+         (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
 // ---- sm_90a instructions -----------------------------------------------------------------------
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ void wgmma_fence() {
@@ -85,14 +99,6 @@ __device__ __forceinline__ void wgmma_fence_acc(int (&d)[128]) {
 __device__ __forceinline__ void wgmma_fence_acc(float (&d)[128]) {
 #pragma unroll
   for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-// Shared-memory matrix descriptor: K-major, 128-byte swizzle (layout type 1), 8-row groups 1024 B
-// apart (stride byte offset), leading byte offset unused by swizzled K-major layouts (1 as
-// CUTLASS writes it); the start address must sit in a 1024-byte-aligned swizzle atom. Adding
-// 2 advances it 32 bytes: the next k32 (int8) or k16 (16-bit) step of the same rows.
-__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_byte_addr) {
-  return uint64_t((smem_byte_addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) |
-         (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
 }
 
 #define LLMACCEL_ACC_OPERANDS                                                                     \
@@ -155,6 +161,24 @@ template <int R> __device__ __forceinline__ void setmaxnreg_inc() {
 __device__ __forceinline__ void consumer_barrier() {  // the two consumer warpgroups only
   asm volatile("bar.sync 1, 256;\n" ::: "memory");
 }
+#elif defined(LLMACCEL_SIMT_EMU)  // synchronous stand-ins (csrc/emu/simt_emu.h)
+inline void wgmma_fence() {}
+inline void wgmma_commit() {}
+template <int N> void wgmma_wait() {}
+template <class Acc> void wgmma_fence_acc(Acc (&)[128]) {}
+inline void wgmma_m64n256k32(int (&d)[128], const uint32_t (&a)[4], uint64_t desc_b) {
+  emu::wgmma(d, a, desc_b, emu::WgKind::kS8K32);
+}
+inline void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b,
+                             __nv_bfloat16) {
+  emu::wgmma(d, a, desc_b, emu::WgKind::kBf16K16);
+}
+inline void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b, __half) {
+  emu::wgmma(d, a, desc_b, emu::WgKind::kF16K16);
+}
+template <int R> void setmaxnreg_dec() {}
+template <int R> void setmaxnreg_inc() {}
+inline void consumer_barrier() { emu::named_barrier(1, 256); }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 // The block's shared memory, carved out of the dynamic allocation.
@@ -212,7 +236,7 @@ __device__ void wgmma_produce(const WgmmaParams& p, int wb, int xb,
 template <int kChunks, int kChunkBytes>
 __device__ bool wgmma_block_start(const WgmmaParams& p, int wb, int xb,
                                   const WgmmaSmem<kWgWTiles * kChunks * kChunkBytes>& sm) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if defined(LLMACCEL_WGMMA_BODY)
   if (threadIdx.x == 0) {
     for (int s = 0; s < kWgStages; ++s) {
       mbar_init(&sm.full[s], 1);   // the producer's arrive.expect_tx; the copies complete it
@@ -233,7 +257,7 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, int wb, int xb,
 // The end of a consumer warp's stage: its MMAs have read the slot (and the A registers are
 // free again) once the group completes; then one arrival per warp hands the slot back.
 __device__ __forceinline__ void wgmma_finish_stage(uint64_t* empty, int lane) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if defined(LLMACCEL_WGMMA_BODY)
   wgmma_wait<0>();
   __syncwarp();
   if (lane == 0) mbar_arrive(empty);
@@ -249,7 +273,7 @@ __device__ __forceinline__ void wgmma_finish_stage(uint64_t* empty, int lane) {
 template <class T, bool kW8A8, class Acc>
 __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[128], int wb, int xb,
                                uint8_t* smem) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if defined(LLMACCEL_WGMMA_BODY)
   using A = Act16<T>;
   const int tid = threadIdx.x, lane = tid & 31, wwarp = tid >> 5;
   consumer_barrier();

@@ -1,0 +1,285 @@
+// A host emulator of the parts of the CUDA execution model the wgmma kernels use, so that their
+// own source (gemm_w8a8_wgmma.cuh, gemm_w4a16_wgmma.cuh) runs on a CPU: tests only
+// (tests/ops/test_wgmma_emu.py), never part of the package. Include this first, then the kernel
+// headers; they take their LLMACCEL_SIMT_EMU branches.
+//
+// Why: this project's GPU is lent only now and then. Index arithmetic, pipeline phases and
+// boundary handling of a kernel written without one can still be checked here, on the real
+// code, so that device time goes to timing rather than to first bugs.
+//
+// What it models: every CUDA thread of a block is a host thread (blocks run one after another,
+// sharing one shared-memory buffer); __syncthreads, __syncwarp and named barriers are
+// std::barriers; mbarriers count arrivals and transaction bytes and complete phases exactly as
+// PTX defines them (a wait on a phase that never completes fails after a timeout instead of
+// hanging); a bulk copy is a memcpy that completes its bytes at once; wgmma is computed by the
+// warpgroup's first thread from the 128 threads' A registers (CUTLASS's ALayout_64x32 /
+// ALayout_64x16), B read from shared memory through the descriptor (K-major, 128-byte swizzle:
+// address bits 4-6 XOR bits 7-9), results added to each thread's accumulators (CLayout_64xN).
+// What it does not model: timing, memory ordering between proxies, register limits. Asynchrony
+// is collapsed: a wgmma is complete when it returns, a copy when it is issued.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <barrier>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#define LLMACCEL_SIMT_EMU 1
+
+namespace llmaccel::emu {
+
+constexpr int kSmemBytes = 232448;  // an H100 block's most
+
+[[noreturn]] inline void fail(const char* what) {
+  std::fprintf(stderr, "simt_emu: %s\n", what);
+  std::fflush(stderr);
+  std::_Exit(3);
+}
+
+struct Mbar {
+  int expected = 0, pending = 0;
+  int64_t tx = 0;
+  uint32_t phase = 0;  // completed phases
+};
+
+struct WgSlot {
+  uint32_t a[128][4];
+  void* d[128];
+  uint64_t desc[128];
+};
+
+struct Block {
+  explicit Block(int n) : all(n) {
+    for (int w = 0; w * 32 < n; ++w)
+      warps.push_back(std::make_unique<std::barrier<>>(std::min(32, n - 32 * w)));
+    for (int g = 0; g * 128 < n; ++g) wg_bar.push_back(std::make_unique<std::barrier<>>(128));
+    wg.resize(wg_bar.size());
+  }
+  std::barrier<> all;
+  std::vector<std::unique_ptr<std::barrier<>>> warps, wg_bar;
+  std::vector<WgSlot> wg;
+  std::mutex m;  // guards bars and named
+  std::condition_variable cv;
+  std::map<uint32_t, Mbar> bars;  // by shared-memory offset
+  std::map<int, std::unique_ptr<std::barrier<>>> named;
+};
+
+inline thread_local uint3 tl_thread{}, tl_block{};
+inline thread_local dim3 tl_dim{};
+inline thread_local Block* tl_blk = nullptr;
+
+}  // namespace llmaccel::emu
+
+namespace llmaccel::cuda {
+// The kernels' `extern __shared__ uint8_t smem_raw[]` (a block-scope declaration inside this
+// namespace) names this buffer.
+alignas(1024) inline uint8_t smem_raw[emu::kSmemBytes];
+}  // namespace llmaccel::cuda
+
+namespace llmaccel::emu {
+
+inline uint32_t smem_offset(const void* p) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (b < cuda::smem_raw || b > cuda::smem_raw + kSmemBytes) fail("not a shared-memory address");
+  return uint32_t(b - cuda::smem_raw);
+}
+inline void syncthreads() { tl_blk->all.arrive_and_wait(); }
+inline void syncwarp() { tl_blk->warps[tl_thread.x / 32]->arrive_and_wait(); }
+inline void named_barrier(int id, int count) {
+  std::barrier<>* b;
+  {
+    std::lock_guard<std::mutex> g(tl_blk->m);
+    auto& slot = tl_blk->named[id];
+    if (!slot) slot = std::make_unique<std::barrier<>>(count);
+    b = slot.get();
+  }
+  b->arrive_and_wait();
+}
+
+// ---- mbarriers ----------------------------------------------------------------------------------
+inline Mbar& mbar_locked(uint64_t* bar) {
+  auto it = tl_blk->bars.find(smem_offset(bar));
+  if (it == tl_blk->bars.end()) fail("mbarrier used before mbarrier.init");
+  return it->second;
+}
+inline void mbar_settle_locked(Mbar& b) {
+  if (b.pending < 0) fail("more arrivals than the mbarrier's count");
+  if (b.pending == 0 && b.tx == 0) {
+    ++b.phase;
+    b.pending = b.expected;
+    tl_blk->cv.notify_all();
+  }
+}
+inline void mbar_init(uint64_t* bar, uint32_t count) {
+  std::lock_guard<std::mutex> g(tl_blk->m);
+  tl_blk->bars[smem_offset(bar)] = Mbar{int(count), int(count), 0, 0};
+}
+inline void mbar_arrive(uint64_t* bar) {
+  std::lock_guard<std::mutex> g(tl_blk->m);
+  Mbar& b = mbar_locked(bar);
+  --b.pending;
+  mbar_settle_locked(b);
+}
+inline void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {  // mbarrier.arrive.expect_tx
+  std::lock_guard<std::mutex> g(tl_blk->m);
+  Mbar& b = mbar_locked(bar);
+  b.tx += bytes;
+  --b.pending;
+  mbar_settle_locked(b);
+}
+// try_wait.parity: done once the phase with this parity has completed, i.e. the current phase's
+// parity differs.
+inline void mbar_wait(uint64_t* bar, uint32_t parity) {
+  std::unique_lock<std::mutex> g(tl_blk->m);
+  Mbar& b = mbar_locked(bar);
+  if (!tl_blk->cv.wait_for(g, std::chrono::seconds(20), [&] { return (b.phase & 1) != parity; }))
+    fail("an mbarrier wait never completed (deadlock)");
+}
+inline void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  if (bytes % 16 || reinterpret_cast<uintptr_t>(dst) % 16 || reinterpret_cast<uintptr_t>(src) % 16)
+    fail("bulk copy: size and both addresses must be multiples of 16");
+  if (smem_offset(dst) + bytes > uint32_t(kSmemBytes)) fail("bulk copy past shared memory");
+  std::memcpy(dst, src, bytes);
+  std::lock_guard<std::mutex> g(tl_blk->m);
+  Mbar& b = mbar_locked(bar);
+  b.tx -= bytes;
+  mbar_settle_locked(b);
+}
+
+// ---- wgmma --------------------------------------------------------------------------------------
+enum class WgKind { kS8K32, kBf16K16, kF16K16 };
+
+inline float half_bits_to_float(uint16_t v, WgKind kind) {
+  if (kind == WgKind::kBf16K16) {
+    __nv_bfloat16 h;
+    std::memcpy(&h, &v, 2);
+    return __bfloat162float(h);
+  }
+  __half h;
+  std::memcpy(&h, &v, 2);
+  return __half2float(h);
+}
+
+// The warpgroup's product, by its first thread once all 128 have presented their operands.
+template <class Acc> void wgmma_compute(WgSlot& s, WgKind kind) {
+  const uint64_t desc = s.desc[0];
+  for (int r = 1; r < 128; ++r)
+    if (s.desc[r] != desc) fail("wgmma: threads of a warpgroup gave different descriptors");
+  const uint32_t start = uint32_t(desc & 0x3FFF) << 4;
+  const uint32_t sbo = uint32_t((desc >> 32) & 0x3FFF) << 4;
+  if ((desc >> 62) != 1 || sbo != 1024) fail("wgmma: only K-major 128-byte swizzle, SBO 1024");
+  const int kk = kind == WgKind::kS8K32 ? 32 : 16;  // k per instruction
+  std::vector<double> a(64 * kk), b(256 * kk);
+  for (int r = 0; r < 128; ++r) {
+    const int w = r / 32, g = (r % 32) / 4, t = r % 4;
+    for (int reg = 0; reg < 4; ++reg) {
+      const int m = 16 * w + g + 8 * (reg & 1);
+      if (kind == WgKind::kS8K32) {
+        for (int e = 0; e < 4; ++e)
+          a[m * kk + 4 * t + e + 16 * (reg >> 1)] = int8_t(s.a[r][reg] >> (8 * e));
+      } else {
+        for (int e = 0; e < 2; ++e)
+          a[m * kk + 2 * t + e + 8 * (reg >> 1)] =
+              half_bits_to_float(uint16_t(s.a[r][reg] >> (16 * e)), kind);
+      }
+    }
+  }
+  for (int n = 0; n < 256; ++n) {
+    for (int byte = 0; byte < 32; ++byte) {
+      const uint32_t logical = start + (n / 8) * sbo + (n % 8) * 128 + byte;
+      const uint32_t physical = logical ^ (((logical >> 7) & 7) << 4);
+      if (physical >= uint32_t(kSmemBytes)) fail("wgmma: B read past shared memory");
+      if (kind == WgKind::kS8K32) {
+        b[n * kk + byte] = int8_t(cuda::smem_raw[physical]);
+      } else if (byte % 2 == 0) {
+        uint16_t v;
+        std::memcpy(&v, cuda::smem_raw + physical, 2);
+        b[n * kk + byte / 2] = half_bits_to_float(v, kind);
+      }
+    }
+  }
+  for (int r = 0; r < 128; ++r) {
+    const int w = r / 32, g = (r % 32) / 4, t = r % 4;
+    Acc* d = static_cast<Acc*>(s.d[r]);
+    for (int v = 0; v < 128; ++v) {
+      const int m = 16 * w + g + 8 * ((v % 4) >> 1), n = 8 * (v / 4) + 2 * t + (v & 1);
+      double sum = 0;
+      for (int k = 0; k < kk; ++k) sum += a[m * kk + k] * b[n * kk + k];
+      d[v] += Acc(sum);
+    }
+  }
+}
+
+template <class Acc>
+void wgmma(Acc (&d)[128], const uint32_t (&a)[4], uint64_t desc, WgKind kind) {
+  const int wgi = int(tl_thread.x) / 128, r = int(tl_thread.x) % 128;
+  WgSlot& s = tl_blk->wg[wgi];
+  std::memcpy(s.a[r], a, 16);
+  s.d[r] = d;
+  s.desc[r] = desc;
+  tl_blk->wg_bar[wgi]->arrive_and_wait();
+  if (r == 0) wgmma_compute<Acc>(s, kind);
+  tl_blk->wg_bar[wgi]->arrive_and_wait();
+}
+
+// ---- launch -------------------------------------------------------------------------------------
+// Runs kernel(args...) for every block of a 1-D grid, one block at a time, `threads` host threads
+// each; shared memory is refilled with a junk pattern before each block (stale data must not
+// matter).
+template <class Kernel, class... Args>
+void launch(Kernel kernel, unsigned grid, unsigned threads, const Args&... args) {
+  for (unsigned bx = 0; bx < grid; ++bx) {
+    std::memset(cuda::smem_raw, 0xA5, kSmemBytes);
+    Block blk{int(threads)};
+    std::vector<std::thread> pool;
+    pool.reserve(threads);
+    for (unsigned t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        tl_thread = uint3{t, 0, 0};
+        tl_block = uint3{bx, 0, 0};
+        tl_dim = dim3(threads, 1, 1);
+        tl_blk = &blk;
+        kernel(args...);
+      });
+    }
+    for (auto& th : pool) th.join();
+  }
+}
+
+}  // namespace llmaccel::emu
+
+template <class T> inline T __ldg(const T* p) { return *p; }
+
+// The CUDA spellings the kernel sources use, for the host compiler.
+#undef __global__
+#define __global__
+#undef __device__
+#define __device__
+#undef __host__
+#define __host__
+#undef __forceinline__
+#define __forceinline__ inline
+#undef __launch_bounds__
+#define __launch_bounds__(...)
+#undef __grid_constant__
+#define __grid_constant__
+#undef __shared__
+#define __shared__
+#define threadIdx (::llmaccel::emu::tl_thread)
+#define blockIdx (::llmaccel::emu::tl_block)
+#define blockDim (::llmaccel::emu::tl_dim)
+#define __syncthreads() ::llmaccel::emu::syncthreads()
+#define __syncwarp(...) ::llmaccel::emu::syncwarp()
+using std::max;
+using std::min;

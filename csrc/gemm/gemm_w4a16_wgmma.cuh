@@ -1,0 +1,129 @@
+// gemm_w4a16 for large M on sm_90a: the wgmma skeleton of gemm_wgmma.cuh with int4 weights
+// dequantized in registers straight into wgmma's A fragments, fp32 accumulators.
+//
+// OPT-IN AND NOT YET RUN ON A GPU (written 2026-11-22 without one; LLMACCEL_W4_WGMMA=1 turns it on
+// for M above the swapped and tiled kernels' range, see ops/cuda.py). It replaces dequantize +
+// cuBLAS there: writing the dequantized bf16 weights costs ~50 µs at 4096→14336 (31 MB read,
+// 117 MB written), which alone keeps M ≤ 2048 under the issue's 0.95× bf16.
+//
+// A stage is 64 columns (x's image: 128-byte rows of 16-bit x, gemm_wgmma_xtiles.h): per weight
+// tile 2 chunks of 256 bytes (512 B contiguous in int4_cuda_mma16x32), 4 KB for the block's 8
+// tiles. A lane's 8 bytes of a chunk are two int4 words, one per k16 step, and dequant_w4_step
+// (the swapped kernel's: (q − zero) · scale in T, bit tricks) turns each word into the four A
+// registers of that step: four m64n256k16 per stage. The group scales (and zero points) of the
+// next stage's chunks are loaded while this stage's wgmmas run.
+#pragma once
+#include "gemm/gemm_dequant_frag.cuh"
+#include "gemm/gemm_wgmma.cuh"
+
+namespace llmaccel::cuda {
+
+constexpr int kW4WgChunks = 2, kW4WgChunkBytes = 256;
+constexpr int kW4WgWStage = kWgWTiles * kW4WgChunks * kW4WgChunkBytes;  // 4 KB
+
+// One chunk's dequantization constants for this lane's rows g and g + 8.
+struct ChunkScales {
+  uint32_t s_lo, s_hi, zp_lo, zp_hi;
+};
+
+template <class T, bool ZP>
+__device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, int tile, int chunk,
+                                                    int g) {
+  using A = Act16<T>;
+  const int c = min(chunk, p.nk - 1);
+  const int grp = min(c * 32 / p.group, p.n_groups - 1);
+  const int64_t mi = (int64_t(tile) * p.n_groups + grp) * 16 + g;
+  ChunkScales cs;
+  cs.s_lo = as_u32(A::splat(__ldg(p.scales + mi)));
+  cs.s_hi = as_u32(A::splat(__ldg(p.scales + mi + 8)));
+  if constexpr (ZP) {
+    cs.zp_lo = A::kMagic | (uint32_t(__ldg(p.zeros + mi)) * 0x00010001u);
+    cs.zp_hi = A::kMagic | (uint32_t(__ldg(p.zeros + mi + 8)) * 0x00010001u);
+  } else {
+    cs.zp_lo = cs.zp_hi = A::kMagic | 0x00080008u;
+  }
+  return cs;
+}
+
+template <class T, bool ZP>
+__global__ void __launch_bounds__(kWgThreads, 1)
+    gemm_w4a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
+#if defined(LLMACCEL_WGMMA_BODY)
+  extern __shared__ uint8_t smem_raw[];
+  const WgmmaSmem<kW4WgWStage> sm(smem_raw);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  int wb, xb;
+  wgmma_block_coords(p, blockIdx.x, wb, xb);
+  if (wgmma_block_start<kW4WgChunks, kW4WgChunkBytes>(p, wb, xb, sm)) return;  // producer
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  wgmma_fence_acc(acc);
+  const int g = lane >> 2;
+  const int stile = min(wb * kWgWTiles + warp, p.n_tiles - 1);  // scales of padding tiles: any
+  const uint32_t xs_addr = smem_addr(sm.xs);
+  const uint8_t* wfrag = sm.ws + warp * kW4WgChunks * kW4WgChunkBytes + lane * 8;
+  ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
+#pragma unroll
+  for (int q = 0; q < kW4WgChunks; ++q) nxt[q] = cur[q] = chunk_scales<T, ZP>(p, stile, q, g);
+  for (int kt = 0; kt < p.kt_count; ++kt) {
+    const int s = kt % kWgStages;
+    mbar_wait(&sm.full[s], (kt / kWgStages) & 1);
+    uint32_t a[2 * kW4WgChunks][4];  // per k16 step
+#pragma unroll
+    for (int q = 0; q < kW4WgChunks; ++q) {
+      const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * kW4WgWStage + q * 256);
+      dequant_w4_step<T>(v.x, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q]);
+      dequant_w4_step<T>(v.y, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi,
+                         a[2 * q + 1]);
+    }
+    wgmma_fence();  // the A registers were just written
+    const uint64_t desc = wgmma_desc_sw128(xs_addr + s * kWgXStage);
+#pragma unroll
+    for (int j = 0; j < 2 * kW4WgChunks; ++j) wgmma_m64n256k16(acc, a[j], desc + 2 * j, T());
+    wgmma_commit();
+    if (kt + 1 < p.kt_count) {  // the next stage's scales, while the tensor cores work
+#pragma unroll
+      for (int q = 0; q < kW4WgChunks; ++q)
+        nxt[q] = chunk_scales<T, ZP>(p, stile, (kt + 1) * kW4WgChunks + q, g);
+    }
+    wgmma_finish_stage(&sm.empty[s], lane);
+#pragma unroll
+    for (int q = 0; q < kW4WgChunks; ++q) cur[q] = nxt[q];
+  }
+  wgmma_fence_acc(acc);
+  wgmma_epilogue<T, false>(p, acc, wb, xb, sm.xs);
+#endif
+}
+
+// x (m, k) 16-bit rows → the kernel's image (gemm_wgmma_xtiles.h), one thread per (row, 32-column
+// chunk) of the padded image: the chunk's four 16-byte column runs 8t .. 8t+7 in, the four
+// 16-byte image pieces out. Piece (s, h) holds word 2s + h of each run t (columns
+// 8t + 4s + 2h, +1): a 4 × 4 transpose of 32-bit words.
+__global__ void __launch_bounds__(256)
+    x_tiles_16bit_kernel(const uint16_t* x, int64_t m, int64_t k, int64_t ldx,
+                                     int8_t* xt, int64_t kt_count, int64_t rows) {
+  const int64_t chunks = kt_count * 2;
+  const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (idx >= rows * chunks) return;
+  const int64_t row = idx / chunks, chunk = idx % chunks;
+  uint4 in[4];
+#pragma unroll
+  for (int t = 0; t < 4; ++t) {
+    const int64_t col = chunk * 32 + t * 8;
+    in[t] = row < m && col < k
+                ? __ldg(reinterpret_cast<const uint4*>(x + row * ldx + col))
+                : make_uint4(0, 0, 0, 0);
+  }
+  const uint4 out[4] = {make_uint4(in[0].x, in[1].x, in[2].x, in[3].x),
+                        make_uint4(in[0].y, in[1].y, in[2].y, in[3].y),
+                        make_uint4(in[0].z, in[1].z, in[2].z, in[3].z),
+                        make_uint4(in[0].w, in[1].w, in[2].w, in[3].w)};
+#pragma unroll
+  for (int ps = 0; ps < 4; ++ps) {
+    const int64_t byte = (chunk & 1) * 64 + ps * 16;
+    *reinterpret_cast<uint4*>(xt + wgmma_x_block_byte(row, chunk / 2, byte, kt_count)) = out[ps];
+  }
+}
+
+}  // namespace llmaccel::cuda

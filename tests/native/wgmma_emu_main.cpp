@@ -1,0 +1,93 @@
+// Runs the wgmma kernels' own source on the host through the SIMT emulator (csrc/emu/simt_emu.h)
+// for tests/ops/test_wgmma_emu.py, which writes the inputs and checks the output.
+//   wgmma_emu KIND DIR
+// KIND: w8a8 | w4a16 | xtiles16. DIR holds params.txt (whitespace-separated integers, below) and
+// the raw arrays the kernel reads; the result is written to DIR/out.bin.
+//   w8a8:  m n n_tiles nk kt_count out_is_bf16 has_bias     — xt.bin w.bin scales.bin xscale.bin
+//   w4a16: m n n_tiles nk kt_count x_is_bf16 has_bias group n_groups has_zeros
+//          — xt.bin w.bin scales.bin [zeros.bin]
+//   xtiles16: m k ldx kt_count — x.bin
+// bias.bin when has_bias.
+#include "emu/simt_emu.h"
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "gemm/gemm_w4a16_wgmma.cuh"
+#include "gemm/gemm_w8a8_wgmma.cuh"
+
+namespace cu = llmaccel::cuda;
+namespace emu = llmaccel::emu;
+
+static std::vector<uint8_t> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) emu::fail(("cannot read " + path).c_str());
+  std::vector<uint8_t> v((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  v.resize(v.size() + 64);  // slack: no kernel reads past its array, but alignment padding below
+  return v;
+}
+// A 16-byte-aligned copy (bulk copies and 16-byte loads need it).
+static uint8_t* aligned_copy(const std::vector<uint8_t>& v) {
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, (v.size() + 63) / 64 * 64));
+  std::memcpy(p, v.data(), v.size());
+  return p;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 3) emu::fail("usage: wgmma_emu KIND DIR");
+  const std::string kind = argv[1], dir = argv[2];
+  std::ifstream pf(dir + "/params.txt");
+  std::vector<int64_t> a((std::istream_iterator<int64_t>(pf)), std::istream_iterator<int64_t>());
+  const auto file = [&](const char* name) { return aligned_copy(read_file(dir + "/" + name)); };
+  const std::string out_path = dir + "/out.bin";
+  const auto write = [&](const void* data, size_t bytes) {
+    std::ofstream(out_path, std::ios::binary)
+        .write(static_cast<const char*>(data), std::streamsize(bytes));
+  };
+  if (kind == "xtiles16") {
+    const int64_t m = a[0], k = a[1], ldx = a[2], kt = a[3];
+    const int64_t rows = (m + 255) / 256 * 256, bytes = rows * kt * 128;
+    auto* xt = static_cast<int8_t*>(std::aligned_alloc(64, size_t(bytes)));
+    std::memset(xt, 0x5A, size_t(bytes));
+    const auto* x = reinterpret_cast<const uint16_t*>(file("x.bin"));
+    const int64_t threads = rows * kt * 2;
+    emu::launch(cu::x_tiles_16bit_kernel, unsigned((threads + 255) / 256), 256u, x, m, k, ldx, xt,
+                kt, rows);
+    write(xt, size_t(bytes));
+    return 0;
+  }
+  cu::WgmmaParams p{};
+  p.m = int(a[0]); p.n = int(a[1]); p.n_tiles = int(a[2]); p.nk = int(a[3]);
+  p.kt_count = int(a[4]);
+  const bool bf16 = a[5] != 0, has_bias = a[6] != 0;
+  p.xt = reinterpret_cast<const int8_t*>(file("xt.bin"));
+  p.w = file("w.bin");
+  p.scales = reinterpret_cast<const float*>(file("scales.bin"));
+  p.bias = has_bias ? reinterpret_cast<const float*>(file("bias.bin")) : nullptr;
+  p.ldo = p.n;
+  const size_t out_elems = size_t(p.m) * size_t(p.n);
+  std::vector<uint16_t> out(out_elems, 0xFFFF);  // NaN in both 16-bit types: unwritten shows
+  p.out = out.data();
+  cu::wgmma_grid(p);
+  const unsigned grid = unsigned(p.w_blocks * p.x_blocks), threads = unsigned(cu::kWgThreads);
+  if (kind == "w8a8") {
+    p.xscale = reinterpret_cast<const float*>(file("xscale.bin"));
+    if (bf16) emu::launch(cu::gemm_w8a8_wgmma_kernel<__nv_bfloat16>, grid, threads, p);
+    else emu::launch(cu::gemm_w8a8_wgmma_kernel<__half>, grid, threads, p);
+  } else if (kind == "w4a16") {
+    p.group = int(a[7]); p.n_groups = int(a[8]);
+    const bool zp = a[9] != 0;
+    p.zeros = zp ? file("zeros.bin") : nullptr;
+    if (bf16 && zp) emu::launch(cu::gemm_w4a16_wgmma_kernel<__nv_bfloat16, true>, grid, threads, p);
+    else if (bf16) emu::launch(cu::gemm_w4a16_wgmma_kernel<__nv_bfloat16, false>, grid, threads, p);
+    else if (zp) emu::launch(cu::gemm_w4a16_wgmma_kernel<__half, true>, grid, threads, p);
+    else emu::launch(cu::gemm_w4a16_wgmma_kernel<__half, false>, grid, threads, p);
+  } else {
+    emu::fail("unknown KIND");
+  }
+  write(out.data(), out_elems * 2);
+  return 0;
+}

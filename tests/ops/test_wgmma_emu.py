@@ -1,0 +1,133 @@
+"""The wgmma kernels' own source (csrc/gemm/gemm_w8a8_wgmma.cuh, gemm_w4a16_wgmma.cuh) run on
+the CPU by the SIMT emulator (csrc/emu/simt_emu.h, driven by tests/native/wgmma_emu_main.cpp):
+runs without a GPU, needs g++ and the CUDA headers (skipped without them).
+
+Every CUDA thread is a host thread, the barriers, mbarrier phases and bulk copies behave as PTX
+defines them, and wgmma is computed from the warpgroup's registers and the descriptor's
+swizzled shared-memory read (the semantics test_wgmma_layout.py pins down). So these tests run
+the kernels' real index arithmetic, pipeline phases, partial tiles and epilogue against the
+reference; they cannot see timing, register limits or memory-ordering bugs.
+"""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmaccel import formats, reference
+
+from ..helpers import float_gemm_exact, make_bias, make_w4, make_w8, make_x, w4_exact
+from .test_wgmma_layout import x_tile_image, x_tile_image_16
+
+REPO = Path(__file__).resolve().parents[2]
+DTYPE_BITS = {torch.bfloat16: 8, torch.float16: 11}  # significand bits: u = 2^-bits
+
+
+def _cuda_include() -> Path | None:
+    roots = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        roots.append(Path(nvcc).resolve().parent.parent / "include")
+    roots += sorted(Path("/usr/local").glob("cuda*/include"), reverse=True)
+    return next((r for r in roots if (r / "cuda_fp16.h").exists()), None)
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory) -> Path:
+    include, cxx = _cuda_include(), shutil.which("g++")
+    if include is None or cxx is None:
+        pytest.skip("needs g++ and the CUDA headers (cuda_fp16.h)")
+    binary = tmp_path_factory.mktemp("emu") / "wgmma_emu"
+    cmd = [cxx, "-std=c++20", "-O2", "-pthread", "-Wno-unknown-pragmas", f"-I{REPO / 'csrc'}",
+           f"-I{include}", str(REPO / "tests" / "native" / "wgmma_emu_main.cpp"), "-o",
+           str(binary)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        pytest.fail(f"the emulator did not compile:\n{done.stderr[-4000:]}")
+    return binary
+
+
+def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict) -> bytes:
+    (tmp / "params.txt").write_text(" ".join(str(int(v)) for v in params))
+    for name, t in files.items():
+        (tmp / name).write_bytes(t.contiguous().numpy().tobytes())
+    done = subprocess.run([str(emu), kind, str(tmp)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"{kind}: emulator failed: {done.stderr[-2000:]}"
+    return (tmp / "out.bin").read_bytes()
+
+
+def _as_float(raw: bytes, dtype: torch.dtype, shape) -> torch.Tensor:
+    return torch.frombuffer(bytearray(raw), dtype=torch.int16).view(dtype).float().view(shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("m,k,n,with_bias", [
+    (300, 200, 200, True),   # 2 x blocks (the second partial), 2 weight blocks (13 tiles)
+    (65, 128, 16, False),    # one weight tile, one whole k block
+    (256, 1000, 136, True),  # 8 k blocks (the ring wraps twice), a partial last one
+])
+def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, dtype):
+    """y = (xq · qᵀ) · xscale · scale + bias, every element within one rounding of y's type."""
+    g = torch.Generator().manual_seed(m + k + n)
+    p = make_w8(n, k, seed=m, source="codes")
+    codes, sw = formats.unpack_int8(p)
+    words = formats.to_cuda_int8(p.qweight)
+    n_tiles, nk = words.shape[:2]
+    kt = -(-nk // 4)
+    xq = torch.randint(-127, 128, (m, k), generator=g, dtype=torch.int8)
+    xs = torch.rand(m, generator=g) / 64 + 1e-3
+    bias = make_bias(n, seed=k) if with_bias else None
+    files = {"xt.bin": x_tile_image(xq, kt), "w.bin": words, "scales.bin": p.scales,
+             "xscale.bin": xs}
+    if bias is not None:
+        files["bias.bin"] = bias
+    raw = _run(emu, tmp_path, "w8a8", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16,
+                                       bias is not None], files)
+    y = _as_float(raw, dtype, (m, n)).double()
+    prod = (xq.double() @ codes.double().T) * (xs.double()[:, None] * sw.double()[None, :])
+    ref = prod + (bias.double() if bias is not None else 0)
+    bound = 2.0 ** -DTYPE_BITS[dtype] * ref.abs() + 2.0 ** -20 * (prod.abs() + ref.abs())
+    assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
+    assert ((y - ref).abs() <= bound).all(), f"max error {(y - ref).abs().max():.3g}"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("m,k,n,group,symmetric", [
+    (300, 200, 136, 64, False),  # K padded to 256 by the groups: 4 stages, 2 x blocks
+    (70, 256, 16, 128, True),    # one tile, one x block mostly padding
+    (260, 96, 200, 32, False),   # 3 chunks: a partial last stage; g32 changes group per chunk
+    (256, 1024, 40, -1, True),   # per-channel scales, 16 stages (the ring wraps 4 times)
+])
+def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, dtype):
+    """Against the reference under test_cuda_gemm.py's policy: |y - y_ref| <= TOL · A."""
+    p = make_w4(n, k, group, symmetric, seed=m, source="codes")
+    words = formats.to_cuda_int4(p.qweight)
+    n_tiles, nk = words.shape[:2]
+    kt = -(-nk // 2)
+    ng = p.scales.shape[1]
+    x = make_x((m, k), dtype, seed=n)
+    bias = make_bias(n, seed=m)
+    files = {"xt.bin": x_tile_image_16(x.view(torch.int16), kt), "w.bin": words,
+             "scales.bin": p.scales, "bias.bin": bias}
+    if p.zeros is not None:
+        files["zeros.bin"] = p.zeros
+    raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1,
+                                        nk * 32 // ng, ng, p.zeros is not None], files)
+    y = _as_float(raw, dtype, (m, n)).double()
+    y_ref = reference.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, bias, n).double()
+    _, a = float_gemm_exact(x.float(), w4_exact(p), bias)
+    tol = {torch.bfloat16: 1e-2, torch.float16: 3e-3}[dtype]
+    assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
+    assert ((y - y_ref).abs() <= tol * a).all(), f"max error {(y - y_ref).abs().max():.3g}"
+
+
+@pytest.mark.parametrize("m,k,kt", [(1, 8, 1), (300, 200, 4), (256, 64, 1)])
+def test_emulated_x_tiles_16bit(emu, tmp_path, m, k, kt):
+    """The image kernel's output equals its Python twin, padding zero."""
+    x = make_x((m, k), torch.bfloat16, seed=k).view(torch.int16)
+    raw = _run(emu, tmp_path, "xtiles16", [m, k, k, kt], {"x.bin": x})
+    got = torch.frombuffer(bytearray(raw), dtype=torch.int16)
+    assert torch.equal(got, x_tile_image_16(x, kt))
