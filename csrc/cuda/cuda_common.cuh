@@ -69,6 +69,20 @@ __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
 }
 
 // ---- tensor-core MMA ---------------------------------------------------------------------------
+#if defined(LLMACCEL_SIMT_EMU)  // the host emulator (csrc/emu/simt_emu.h, tests only)
+inline void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1, __half) {
+  emu::mma_m16n8k16(c, a, b0, b1, emu::WgKind::kF16K16);
+}
+inline void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
+                      __nv_bfloat16) {
+  emu::mma_m16n8k16(c, a, b0, b1, emu::WgKind::kBf16K16);
+}
+inline void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  emu::cp_async16(smem, gmem, src_bytes);
+}
+inline void cp_async_commit() {}
+template <int N> void cp_async_wait() {}
+#else
 // D = A·B + D, A 16×16 (row), B 16×8 (col), fp32 accumulators.
 __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0,
                                           uint32_t b1, __half) {
@@ -94,7 +108,6 @@ __device__ __forceinline__ void mma_16832_s8(int c[4], const uint32_t a[4], uint
 }
 
 // ---- asynchronous copies -----------------------------------------------------------------------
-#if !defined(LLMACCEL_SIMT_EMU)  // not emulated: no emulated kernel uses them
 // 16-byte asynchronous global→shared copy; src_bytes < 16 zero-fills the rest (0: all zeros).
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -109,7 +122,7 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
-#endif
+#endif  // LLMACCEL_SIMT_EMU
 
 // ---- bulk copies (sm_90: the TMA engine, one thread per copy) -----------------------------------
 // A bulk copy moves `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to

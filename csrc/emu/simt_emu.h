@@ -1,7 +1,7 @@
-// A host emulator of the parts of the CUDA execution model the wgmma kernels use, so that their
-// own source (gemm_w8a8_wgmma.cuh, gemm_w4a16_wgmma.cuh) runs on a CPU: tests only
-// (tests/ops/test_wgmma_emu.py), never part of the package. Include this first, then the kernel
-// headers; they take their LLMACCEL_SIMT_EMU branches.
+// A host emulator of the parts of the CUDA execution model this project's newest kernels use, so
+// that their own source (gemm_w8a8_wgmma.cuh, gemm_w4a16_wgmma.cuh, gemm_tiled_w4.cuh) runs on a
+// CPU: tests only (tests/ops/test_wgmma_emu.py), never part of the package. Include this first,
+// then the kernel headers; they take their LLMACCEL_SIMT_EMU branches.
 //
 // Why: this project's GPU is lent only now and then. Index arithmetic, pipeline phases and
 // boundary handling of a kernel written without one can still be checked here, on the real
@@ -11,7 +11,8 @@
 // sharing one shared-memory buffer); __syncthreads, __syncwarp and named barriers are
 // std::barriers; mbarriers count arrivals and transaction bytes and complete phases exactly as
 // PTX defines them (a wait on a phase that never completes fails after a timeout instead of
-// hanging); a bulk copy is a memcpy that completes its bytes at once; wgmma is computed by the
+// hanging); a bulk copy or cp.async is a memcpy done at once; mma.sync (m16n8k16) is computed by
+// the warp's first lane from the 32 lanes' fragments (the PTX ISA's layouts); wgmma by the
 // warpgroup's first thread from the 128 threads' A registers (CUTLASS's ALayout_64x32 /
 // ALayout_64x16), B read from shared memory through the descriptor (K-major, 128-byte swizzle:
 // address bits 4-6 XOR bits 7-9), results added to each thread's accumulators (CLayout_64xN).
@@ -58,6 +59,10 @@ struct WgSlot {
   void* d[128];
   uint64_t desc[128];
 };
+struct WarpSlot {
+  uint32_t a[32][4], b[32][2];
+  float* c[32];
+};
 
 struct Block {
   explicit Block(int n) : all(n) {
@@ -65,10 +70,12 @@ struct Block {
       warps.push_back(std::make_unique<std::barrier<>>(std::min(32, n - 32 * w)));
     for (int g = 0; g * 128 < n; ++g) wg_bar.push_back(std::make_unique<std::barrier<>>(128));
     wg.resize(wg_bar.size());
+    warp_mma.resize(warps.size());
   }
   std::barrier<> all;
   std::vector<std::unique_ptr<std::barrier<>>> warps, wg_bar;
   std::vector<WgSlot> wg;
+  std::vector<WarpSlot> warp_mma;
   std::mutex m;  // guards bars and named
   std::condition_variable cv;
   std::map<uint32_t, Mbar> bars;  // by shared-memory offset
@@ -76,23 +83,28 @@ struct Block {
 };
 
 inline thread_local uint3 tl_thread{}, tl_block{};
-inline thread_local dim3 tl_dim{};
+inline thread_local dim3 tl_dim{}, tl_grid{};
 inline thread_local Block* tl_blk = nullptr;
 
 }  // namespace llmaccel::emu
 
 namespace llmaccel::cuda {
-// The kernels' `extern __shared__ uint8_t smem_raw[]` (a block-scope declaration inside this
-// namespace) names this buffer.
+// The kernels' `extern __shared__ uint8_t smem_raw[]` / `smem[]` (block-scope declarations inside
+// this namespace) name these buffers; a kernel uses one of them, so each starts at offset 0.
 alignas(1024) inline uint8_t smem_raw[emu::kSmemBytes];
+alignas(1024) inline uint8_t smem[emu::kSmemBytes];
 }  // namespace llmaccel::cuda
 
 namespace llmaccel::emu {
 
-inline uint32_t smem_offset(const void* p) {
+inline const uint8_t* smem_base(const void* p) {
   const auto* b = static_cast<const uint8_t*>(p);
-  if (b < cuda::smem_raw || b > cuda::smem_raw + kSmemBytes) fail("not a shared-memory address");
-  return uint32_t(b - cuda::smem_raw);
+  for (const uint8_t* base : {cuda::smem_raw, cuda::smem})
+    if (b >= base && b <= base + kSmemBytes) return base;
+  fail("not a shared-memory address");
+}
+inline uint32_t smem_offset(const void* p) {
+  return uint32_t(static_cast<const uint8_t*>(p) - smem_base(p));
 }
 inline void syncthreads() { tl_blk->all.arrive_and_wait(); }
 inline void syncwarp() { tl_blk->warps[tl_thread.x / 32]->arrive_and_wait(); }
@@ -233,33 +245,95 @@ void wgmma(Acc (&d)[128], const uint32_t (&a)[4], uint64_t desc, WgKind kind) {
   tl_blk->wg_bar[wgi]->arrive_and_wait();
 }
 
+// ---- mma.sync and cp.async -----------------------------------------------------------------------
+// D = A·B + D, m16n8k16, 16-bit A (16×16, row) and B (16×8, col), fp32 C: A registers 0-3 hold
+// (row g, k 2t..2t+1), (row g+8, same), (row g, k 2t+8..), (row g+8, k 2t+8..); B registers
+// (k 2t.., col g), (k 2t+8.., col g); C (row g, cols 2t, 2t+1), (row g+8, same); g = lane/4,
+// t = lane%4.
+inline void mma_m16n8k16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
+                         WgKind kind) {
+  const int w = int(tl_thread.x) / 32, lane = int(tl_thread.x) % 32;
+  WarpSlot& s = tl_blk->warp_mma[w];
+  std::memcpy(s.a[lane], a, 16);
+  s.b[lane][0] = b0;
+  s.b[lane][1] = b1;
+  s.c[lane] = c;
+  tl_blk->warps[w]->arrive_and_wait();
+  if (lane == 0) {
+    double A[16][16], B[16][8];
+    for (int l = 0; l < 32; ++l) {
+      const int g = l / 4, t = l % 4;
+      for (int reg = 0; reg < 4; ++reg)
+        for (int e = 0; e < 2; ++e)
+          A[g + 8 * (reg & 1)][2 * t + e + 8 * (reg >> 1)] =
+              half_bits_to_float(uint16_t(s.a[l][reg] >> (16 * e)), kind);
+      for (int reg = 0; reg < 2; ++reg)
+        for (int e = 0; e < 2; ++e)
+          B[2 * t + e + 8 * reg][g] = half_bits_to_float(uint16_t(s.b[l][reg] >> (16 * e)), kind);
+    }
+    for (int l = 0; l < 32; ++l) {
+      const int g = l / 4, t = l % 4;
+      for (int v = 0; v < 4; ++v) {
+        const int row = g + 8 * (v >> 1), col = 2 * t + (v & 1);
+        double sum = 0;
+        for (int k = 0; k < 16; ++k) sum += A[row][k] * B[k][col];
+        s.c[l][v] += float(sum);
+      }
+    }
+  }
+  tl_blk->warps[w]->arrive_and_wait();
+}
+// cp.async of 16 bytes: the first src_bytes copied, the rest zero, at once.
+inline void cp_async16(void* dst, const void* src, int src_bytes) {
+  if (reinterpret_cast<uintptr_t>(dst) % 16 || (src_bytes && reinterpret_cast<uintptr_t>(src) % 16))
+    fail("cp.async: 16-byte copies need 16-byte-aligned addresses");
+  if (smem_offset(dst) + 16 > uint32_t(kSmemBytes)) fail("cp.async past shared memory");
+  std::memset(dst, 0, 16);
+  std::memcpy(dst, src, size_t(src_bytes));
+}
+
 // ---- launch -------------------------------------------------------------------------------------
 // Runs kernel(args...) for every block of a 1-D grid, one block at a time, `threads` host threads
 // each; shared memory is refilled with a junk pattern before each block (stale data must not
 // matter).
 template <class Kernel, class... Args>
-void launch(Kernel kernel, unsigned grid, unsigned threads, const Args&... args) {
-  for (unsigned bx = 0; bx < grid; ++bx) {
-    std::memset(cuda::smem_raw, 0xA5, kSmemBytes);
-    Block blk{int(threads)};
-    std::vector<std::thread> pool;
-    pool.reserve(threads);
-    for (unsigned t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        tl_thread = uint3{t, 0, 0};
-        tl_block = uint3{bx, 0, 0};
-        tl_dim = dim3(threads, 1, 1);
-        tl_blk = &blk;
-        kernel(args...);
-      });
-    }
-    for (auto& th : pool) th.join();
-  }
+void launch(Kernel kernel, dim3 grid, unsigned threads, const Args&... args) {
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        std::memset(cuda::smem_raw, 0xA5, kSmemBytes);
+        std::memset(cuda::smem, 0xA5, kSmemBytes);
+        Block blk{int(threads)};
+        std::vector<std::thread> pool;
+        pool.reserve(threads);
+        for (unsigned t = 0; t < threads; ++t) {
+          pool.emplace_back([&, t] {
+            tl_thread = uint3{t, 0, 0};
+            tl_block = uint3{bx, by, bz};
+            tl_dim = dim3(threads, 1, 1);
+            tl_grid = grid;
+            tl_blk = &blk;
+            kernel(args...);
+          });
+        }
+        for (auto& th : pool) th.join();
+      }
 }
 
 }  // namespace llmaccel::emu
 
 template <class T> inline T __ldg(const T* p) { return *p; }
+inline uint32_t __byte_perm(uint32_t x, uint32_t y, uint32_t s) {
+  const uint64_t v = (uint64_t(y) << 32) | x;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= uint32_t((v >> (8 * ((s >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+  return r;
+}
+inline float __uint_as_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 // The CUDA spellings the kernel sources use, for the host compiler.
 #undef __global__
@@ -279,6 +353,7 @@ template <class T> inline T __ldg(const T* p) { return *p; }
 #define threadIdx (::llmaccel::emu::tl_thread)
 #define blockIdx (::llmaccel::emu::tl_block)
 #define blockDim (::llmaccel::emu::tl_dim)
+#define gridDim (::llmaccel::emu::tl_grid)
 #define __syncthreads() ::llmaccel::emu::syncthreads()
 #define __syncwarp(...) ::llmaccel::emu::syncwarp()
 using std::max;

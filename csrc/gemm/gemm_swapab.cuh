@@ -292,6 +292,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
 
 }  // namespace llmaccel::cuda
 
+#if !defined(LLMACCEL_SIMT_EMU)  // launch syntax: nvcc only (the emulator includes the kernels)
 namespace llmaccel::cuda {
 
 // MT (8-row tiles of x per block) by M; R (row tiles per warp) grows with MT so a fetched
@@ -326,3 +327,4 @@ void launch_swapab(const SwapAbParams& p, cudaStream_t stream) {
 }
 
 }  // namespace llmaccel::cuda
+#endif  // LLMACCEL_SIMT_EMU

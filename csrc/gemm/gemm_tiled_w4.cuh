@@ -181,23 +181,4 @@ __global__ void gemm_tiled_w4_reduce(const SwapAbParams p, const float* partial,
   }
 }
 
-template <class T, bool ZP>
-void launch_tiled_w4(const char* op, const SwapAbParams& p, void* partials,
-                     int64_t partial_bytes, int sms, cudaStream_t stream) {
-  const int splits = tiled_splits(p.m, p.n_tiles, p.nk, sms);
-  const int cps = (p.nk + splits - 1) / splits;
-  require(partial_bytes >= tiled_partial_bytes(p.m, p.n_tiles, splits), op,
-          "the workspace is smaller than this call's split partial sums need");
-  float* partial = splits > 1 ? static_cast<float*>(partials) : nullptr;
-  const dim3 grid((p.n_tiles + kTiledWarps - 1) / kTiledWarps,
-                  (p.m + kTiledRows - 1) / kTiledRows, splits);
-  gemm_tiled_w4_kernel<T, ZP>
-      <<<grid, kTiledWarps * 32, kTiledStages * kTiledStageBytes, stream>>>(p, partial, cps);
-  if (splits > 1) {
-    const int64_t total = int64_t(p.m) * p.n;
-    const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(sms) * 8));
-    gemm_tiled_w4_reduce<T><<<blocks, 256, 0, stream>>>(p, partial, splits);
-  }
-}
-
 }  // namespace llmaccel::cuda

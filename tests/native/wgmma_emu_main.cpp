@@ -1,12 +1,16 @@
-// Runs the wgmma kernels' own source on the host through the SIMT emulator (csrc/emu/simt_emu.h)
-// for tests/ops/test_wgmma_emu.py, which writes the inputs and checks the output.
+// Runs kernels' own source on the host through the SIMT emulator (csrc/emu/simt_emu.h) for
+// tests/ops/test_wgmma_emu.py, which writes the inputs and checks the output.
 //   wgmma_emu KIND DIR
-// KIND: w8a8 | w4a16 | xtiles16. DIR holds params.txt (whitespace-separated integers, below) and
-// the raw arrays the kernel reads; the result is written to DIR/out.bin.
+// KIND: w8a8 | w4a16 | xtiles16 (the wgmma path) | tiled_w4 (gemm_tiled_w4.cuh). DIR holds
+// params.txt (whitespace-separated integers, below) and the raw arrays the kernel reads; the
+// result is written to DIR/out.bin.
 //   w8a8:  m n n_tiles nk kt_count out_is_bf16 has_bias     — xt.bin w.bin scales.bin xscale.bin
 //   w4a16: m n n_tiles nk kt_count x_is_bf16 has_bias group n_groups has_zeros
 //          — xt.bin w.bin scales.bin [zeros.bin]
 //   xtiles16: m k ldx kt_count — x.bin
+//   tiled_w4: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms
+//          — x.bin (m × k, k a multiple of 8) w.bin scales.bin [zeros.bin]; sms sets the
+//          K split as on a GPU with that many SMs
 // bias.bin when has_bias.
 #include "emu/simt_emu.h"
 
@@ -14,8 +18,10 @@
 #include <iostream>
 #include <iterator>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "gemm/gemm_tiled_w4.cuh"
 #include "gemm/gemm_w4a16_wgmma.cuh"
 #include "gemm/gemm_w8a8_wgmma.cuh"
 
@@ -54,9 +60,39 @@ int main(int argc, char** argv) {
     std::memset(xt, 0x5A, size_t(bytes));
     const auto* x = reinterpret_cast<const uint16_t*>(file("x.bin"));
     const int64_t threads = rows * kt * 2;
-    emu::launch(cu::x_tiles_16bit_kernel, unsigned((threads + 255) / 256), 256u, x, m, k, ldx, xt,
-                kt, rows);
+    emu::launch(cu::x_tiles_16bit_kernel, dim3(unsigned((threads + 255) / 256)), 256u, x, m, k,
+                ldx, xt, kt, rows);
     write(xt, size_t(bytes));
+    return 0;
+  }
+  if (kind == "tiled_w4") {
+    const int64_t m = a[0], n = a[1], k = a[2], n_tiles = a[3], nk = a[4];
+    const bool bf16 = a[5] != 0, has_bias = a[6] != 0, zp = a[9] != 0;
+    std::vector<uint16_t> out(size_t(m * n), 0xFFFF);
+    cu::SwapAbParams p{file("x.bin"), nullptr, reinterpret_cast<const uint32_t*>(file("w.bin")),
+                       reinterpret_cast<const float*>(file("scales.bin")),
+                       zp ? file("zeros.bin") : nullptr,
+                       has_bias ? reinterpret_cast<const float*>(file("bias.bin")) : nullptr,
+                       out.data(), k, n, int(m), int(n), int(k), int(n_tiles), int(nk),
+                       int(a[7]), int(a[8])};
+    const int splits = cu::tiled_splits(m, n_tiles, nk, int(a[10]));
+    const int cps = int((nk + splits - 1) / splits);
+    std::vector<float> partial(size_t(splits > 1 ? splits * m * n_tiles * 16 : 1));
+    float* part = splits > 1 ? partial.data() : nullptr;
+    const dim3 grid(unsigned((n_tiles + cu::kTiledWarps - 1) / cu::kTiledWarps),
+                    unsigned((m + cu::kTiledRows - 1) / cu::kTiledRows), unsigned(splits));
+    const auto run = [&](auto t, auto z) {
+      using T = decltype(t);
+      emu::launch(cu::gemm_tiled_w4_kernel<T, decltype(z)::value>, grid,
+                  unsigned(cu::kTiledWarps * 32), p, part, cps);
+      if (splits > 1) emu::launch(cu::gemm_tiled_w4_reduce<T>, dim3(4), 64u, p, part, splits);
+    };
+    if (bf16 && zp) run(__nv_bfloat16(), std::true_type());
+    else if (bf16) run(__nv_bfloat16(), std::false_type());
+    else if (zp) run(__half(), std::true_type());
+    else run(__half(), std::false_type());
+    std::printf("splits %d\n", splits);
+    write(out.data(), out.size() * 2);
     return 0;
   }
   cu::WgmmaParams p{};
@@ -72,7 +108,8 @@ int main(int argc, char** argv) {
   std::vector<uint16_t> out(out_elems, 0xFFFF);  // NaN in both 16-bit types: unwritten shows
   p.out = out.data();
   cu::wgmma_grid(p);
-  const unsigned grid = unsigned(p.w_blocks * p.x_blocks), threads = unsigned(cu::kWgThreads);
+  const dim3 grid(unsigned(p.w_blocks * p.x_blocks));
+  const unsigned threads = unsigned(cu::kWgThreads);
   if (kind == "w8a8") {
     p.xscale = reinterpret_cast<const float*>(file("xscale.bin"));
     if (bf16) emu::launch(cu::gemm_w8a8_wgmma_kernel<__nv_bfloat16>, grid, threads, p);

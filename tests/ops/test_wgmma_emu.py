@@ -131,3 +131,39 @@ def test_emulated_x_tiles_16bit(emu, tmp_path, m, k, kt):
     raw = _run(emu, tmp_path, "xtiles16", [m, k, k, kt], {"x.bin": x})
     got = torch.frombuffer(bytearray(raw), dtype=torch.int16)
     assert torch.equal(got, x_tile_image_16(x, kt))
+
+
+# gemm_tiled_w4.cuh (the opt-in tiled int4 kernel, mma.sync + cp.async): shapes above the decode
+# range with one and several 64-row blocks, a partial last weight tile, every group size, and
+# K long enough that the (N, M) grid is split over K (partial sums, then the reduce kernel).
+TILED_CASES = [(17, 1000, 72, 32, False), (64, 200, 100, -1, True), (65, 1000, 16, 64, False),
+               (130, 264, 72, -1, False), (257, 200, 100, 32, True),
+               (17, 4096, 100, 128, True), (64, 4096, 256, 64, False), (200, 2048, 100, 32, False)]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("m,k,n,group,symmetric", TILED_CASES,
+                         ids=[f"M{c[0]}-K{c[1]}-N{c[2]}-g{c[3]}" for c in TILED_CASES])
+def test_emulated_tiled_w4(emu, tmp_path, m, k, n, group, symmetric, dtype):
+    """Against the reference under test_cuda_gemm.py's policy, K split as on a 132-SM H100."""
+    p = make_w4(n, k, group, symmetric, seed=m + 1, source="codes")
+    words = formats.to_cuda_int4(p.qweight)
+    n_tiles, nk = words.shape[:2]
+    ng = p.scales.shape[1]
+    x = make_x((m, k), dtype, seed=n + 1)
+    k8 = -(-k // 8) * 8
+    xk = torch.zeros(m, k8, dtype=dtype)
+    xk[:, :k] = x
+    bias = make_bias(n, seed=k)
+    files = {"x.bin": xk.view(torch.int16), "w.bin": words, "scales.bin": p.scales,
+             "bias.bin": bias}
+    if p.zeros is not None:
+        files["zeros.bin"] = p.zeros
+    raw = _run(emu, tmp_path, "tiled_w4", [m, n, k8, n_tiles, nk, dtype == torch.bfloat16, 1,
+                                           nk * 32 // ng, ng, p.zeros is not None, 132], files)
+    y = _as_float(raw, dtype, (m, n)).double()
+    y_ref = reference.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, bias, n).double()
+    _, a = float_gemm_exact(x.float(), w4_exact(p), bias)
+    tol = {torch.bfloat16: 1e-2, torch.float16: 3e-3}[dtype]
+    assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
+    assert ((y - y_ref).abs() <= tol * a).all(), f"max error {(y - y_ref).abs().max():.3g}"
