@@ -2,12 +2,20 @@
 # First runs of the opt-in kernels in one device call (bench/gpu/NOTES.md): build with CUDA, then
 # for the tiled int4 kernel (LLMACCEL_W4_TILED) and the sm_90a wgmma kernels of gemm_w8a8
 # (LLMACCEL_W8A8_WGMMA=1) and gemm_w4a16 (LLMACCEL_W4_WGMMA=1): their tests, compute-sanitizer
-# on sanitize_case.py with them on, and bench_gpu with each off and on in the M range it is
-# meant for. The log lands in $OUT/optin.log (and is printed).
-#   OUT=/tmp/x bash bench/gpu/optin_iter.sh
+# on sanitize_case.py with them on, bench_gpu with each off and on in the M range it is meant
+# for, two raster group sizes of the wgmma kernel, and an ncu report of each wgmma kernel at
+# M = 4096. The log lands in $OUT/optin.log (and is printed), ncu's reports beside it.
+# All of it takes longer than one device call (600 s): STEPS picks the parts, and a warm machine
+# keeps the build (SKIP_BUILD=1). Three calls: STEPS="smoke tests sanitize", then
+# SKIP_BUILD=1 STEPS="tiled w8a8 w4a16", then SKIP_BUILD=1 STEPS="group ncu".
+#   OUT=/tmp/x STEPS="smoke tests" bash bench/gpu/optin_iter.sh
 set -u
 source "$(dirname "$0")/_iter_env.sh"
+NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null \
+  | head -n 1)
 log=$OUT/optin.log
+STEPS=" ${STEPS:-smoke tests sanitize tiled w8a8 w4a16 group ncu} "
+step() { [[ $STEPS == *" $1 "* ]]; }
 
 # sanitize NAME ENV...: memcheck, racecheck and synccheck of sanitize_case.py under ENV.
 sanitize() {
@@ -24,33 +32,62 @@ bench() {
   for v in $values; do
     echo "-- $var=$v"
     env "$var=$v" timeout 180 "$PY" bench/gpu/bench_gpu.py --kernels "$kernel" \
-      --out "/tmp/optin_$var$v" --shapes "$shapes" --m "$ms" --budget-s 90 2>&1 \
+      --out "/tmp/optin_$var$v" --shapes "$shapes" --m "$ms" --budget-s 60 2>&1 \
       | grep -E '^ +[0-9]+ \||^correctness|^ceilings'
   done
 }
 
 {
-  gpu_build
-  # A kernel that has never run may hang (an mbarrier phase never completing): every step is under
-  # a timeout, so a hang costs minutes, not the call. First one pass of sanitize_case.py per
-  # kernel (its M = 70 and 300 cases take the opt-in paths), errors against the reference.
-  echo "== smoke $(date +%T)"
-  for cfg in LLMACCEL_W4_TILED=4096 LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=1; do
-    env "$cfg" timeout 60 "$PY" bench/gpu/sanitize_case.py 2>&1 \
-      | grep -E 'M=(70|300)|MISMATCH|Error|error|^OK' | sed "s/^/$cfg: /"
-  done
-  echo "== tests $(date +%T)"
-  timeout 300 "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_w4_tiled.py \
-    tests/ops/test_cuda_gemm_wgmma.py 2>&1 | tail -n 12
-  echo "== sanitizers $(date +%T)"
-  sanitize tiled LLMACCEL_W4_TILED=4096
-  sanitize wgmma LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=1
-  echo "== tiled int4, M 17-2048 $(date +%T)"
-  bench w4a16 LLMACCEL_W4_TILED "0 4096" 17,32,64,128,256,512,1024,2048 4096x14336,14336x4096
-  echo "== wgmma int8 (gemm_w8a8), M 128-4096 $(date +%T)"
-  bench w8a8 LLMACCEL_W8A8_WGMMA "0 1" 128,512,2048,4096 4096x14336,8192x8192
-  echo "== wgmma int4 (gemm_w4a16), M 128-4096 $(date +%T)"
-  bench w4a16 LLMACCEL_W4_WGMMA "0 1" 128,512,1024,2048,4096 4096x14336,8192x8192
+  [[ ${SKIP_BUILD:-0} == 1 ]] || gpu_build
+  # A kernel that has never run may hang (an mbarrier phase never completing): every step is
+  # under a timeout, so a hang costs minutes, not the call. First one pass of sanitize_case.py
+  # per kernel (its M = 70 and 300 cases take the opt-in paths), errors against the reference.
+  if step smoke; then
+    echo "== smoke $(date +%T)"
+    for cfg in LLMACCEL_W4_TILED=4096 LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=1; do
+      env "$cfg" timeout 60 "$PY" bench/gpu/sanitize_case.py 2>&1 \
+        | grep -E 'M=(70|300)|MISMATCH|Error|error|^OK' | sed "s/^/$cfg: /"
+    done
+  fi
+  if step tests; then
+    echo "== tests $(date +%T)"
+    timeout 300 "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_w4_tiled.py \
+      tests/ops/test_cuda_gemm_wgmma.py 2>&1 | tail -n 12
+  fi
+  if step sanitize; then
+    echo "== sanitizers $(date +%T)"
+    sanitize tiled LLMACCEL_W4_TILED=4096
+    sanitize wgmma LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=1
+  fi
+  if step tiled; then
+    echo "== tiled int4, M 17-1024 $(date +%T)"
+    bench w4a16 LLMACCEL_W4_TILED "0 4096" 17,32,64,128,256,512,1024 4096x14336
+  fi
+  if step w8a8; then
+    echo "== wgmma int8 (gemm_w8a8), M 128-4096 $(date +%T)"
+    bench w8a8 LLMACCEL_W8A8_WGMMA "0 1" 128,512,2048,4096 4096x14336,8192x8192
+  fi
+  if step w4a16; then
+    echo "== wgmma int4 (gemm_w4a16), M 128-4096 $(date +%T)"
+    bench w4a16 LLMACCEL_W4_WGMMA "0 1" 128,512,1024,2048,4096 4096x14336,8192x8192
+  fi
+  if step group; then
+    echo "== wgmma raster group (LLMACCEL_WGMMA_GROUP: weight blocks per group, 16 by default)"
+    (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_GROUP "4 32" 4096 4096x14336)
+  fi
+  if step ncu && [[ -n $NCU ]]; then
+    for op in gemm_w8a8 gemm_w4a16; do
+      echo "== ncu $op M=4096 4096→14336 (wgmma) $(date +%T)"
+      LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=1 timeout 150 "$NCU" \
+        --kernel-name regex:wgmma_kernel --launch-skip 2 --launch-count 1 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
+        --section Occupancy --section LaunchStats \
+        "$PY" bench/gpu/profile_case.py --op $op --k 4096 --n 14336 --m 4096 --calls 3 \
+        >"$OUT/ncu_$op.txt" 2>&1
+      grep -E "Duration|DRAM Throughput|L2 Cache Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Dynamic Shared" \
+        "$OUT/ncu_$op.txt" | head -n 12
+    done
+  fi
   echo "== end $(date +%T)"
 } >"$log" 2>&1
 cat "$log"

@@ -31,6 +31,7 @@
 // x blocks, so the weights are read from DRAM once per group of x blocks, not once per x block.
 #pragma once
 #include <algorithm>
+#include <cstdlib>
 
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda_checks.h"
@@ -48,7 +49,7 @@ constexpr int kWgWTiles = kWgWRows / 16;
 constexpr int kWgStages = 4;
 constexpr int kWgXStage = kWgXRows * kWgRowBytes;  // 32 KB
 constexpr int kWgThreads = 384;
-constexpr int kWgGroup = 16;  // weight blocks per raster group
+constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_GROUP overrides)
 constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
 
 // Shared memory: 1024 bytes of alignment slack (the swizzle is a function of address bits 4-9,
@@ -67,6 +68,7 @@ struct WgmmaParams {
   void* out;
   int64_t ldo;
   int m, n, n_tiles, nk, kt_count, w_blocks, x_blocks, group, n_groups;
+  int raster_group;  // weight blocks per raster group
   bool vec_out;  // out rows 16-byte aligned: whole 8-element pieces per store
 };
 
@@ -198,9 +200,9 @@ template <int kWStage> struct WgmmaSmem {
 // Block index → (weight block, x block), grouped so that a wave shares few weight blocks.
 __device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx, int& wb,
                                                    int& xb) {
-  const int per_group = kWgGroup * p.x_blocks;
-  const int group = idx / per_group, first = group * kWgGroup;
-  const int size = min(kWgGroup, p.w_blocks - first), local = idx - group * per_group;
+  const int per_group = p.raster_group * p.x_blocks;
+  const int group = idx / per_group, first = group * p.raster_group;
+  const int size = min(p.raster_group, p.w_blocks - first), local = idx - group * per_group;
   wb = first + local % size;
   xb = local / size;
 }
@@ -347,6 +349,11 @@ inline void wgmma_grid(WgmmaParams& p) {
   p.w_blocks = (p.n_tiles + kWgWTiles - 1) / kWgWTiles;
   p.x_blocks = (p.m + kWgXRows - 1) / kWgXRows;
   p.vec_out = reinterpret_cast<uintptr_t>(p.out) % 16 == 0 && p.ldo % 8 == 0;
+  // LLMACCEL_WGMMA_GROUP: a benchmark knob, read per call (a whole positive number, else 16).
+  const char* e = std::getenv("LLMACCEL_WGMMA_GROUP");
+  char* end = nullptr;
+  const long v = e && *e ? std::strtol(e, &end, 10) : 0;
+  p.raster_group = end && *end == '\0' && v > 0 && v < (1 << 20) ? int(v) : kWgGroup;
 }
 
 }  // namespace llmaccel::cuda

@@ -9,6 +9,7 @@ the kernels' real index arithmetic, pipeline phases, partial tiles and epilogue 
 reference; they cannot see timing, register limits or memory-ordering bugs.
 """
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,12 +50,16 @@ def emu(tmp_path_factory) -> Path:
     return binary
 
 
-def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict) -> bytes:
+def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict,
+         group: str = "") -> bytes:
     (tmp / "params.txt").write_text(" ".join(str(int(v)) for v in params))
     for name, t in files.items():
         (tmp / name).write_bytes(t.contiguous().numpy().tobytes())
+    env = {k: v for k, v in os.environ.items() if k != "LLMACCEL_WGMMA_GROUP"}
+    if group:
+        env["LLMACCEL_WGMMA_GROUP"] = group
     done = subprocess.run([str(emu), kind, str(tmp)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
     assert done.returncode == 0, f"{kind}: emulator failed: {done.stderr[-2000:]}"
     return (tmp / "out.bin").read_bytes()
 
@@ -64,12 +69,13 @@ def _as_float(raw: bytes, dtype: torch.dtype, shape) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("m,k,n,with_bias", [
-    (300, 200, 200, True),   # 2 x blocks (the second partial), 2 weight blocks (13 tiles)
-    (65, 128, 16, False),    # one weight tile, one whole k block
-    (256, 1000, 136, True),  # 8 k blocks (the ring wraps twice), a partial last one
+@pytest.mark.parametrize("m,k,n,with_bias,group", [
+    (300, 200, 200, True, ""),   # 2 x blocks (the second partial), 2 weight blocks (13 tiles)
+    (65, 128, 16, False, ""),    # one weight tile, one whole k block
+    (256, 1000, 136, True, ""),  # 8 k blocks (the ring wraps twice), a partial last one
+    (600, 64, 520, False, "3"),  # 3 x blocks × 5 weight blocks, raster groups of 3 (2 + 1)
 ])
-def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, dtype):
+def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, dtype):
     """y = (xq · qᵀ) · xscale · scale + bias, every element within one rounding of y's type."""
     g = torch.Generator().manual_seed(m + k + n)
     p = make_w8(n, k, seed=m, source="codes")
@@ -85,7 +91,7 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, dtype):
     if bias is not None:
         files["bias.bin"] = bias
     raw = _run(emu, tmp_path, "w8a8", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16,
-                                       bias is not None], files)
+                                       bias is not None], files, group)
     y = _as_float(raw, dtype, (m, n)).double()
     prod = (xq.double() @ codes.double().T) * (xs.double()[:, None] * sw.double()[None, :])
     ref = prod + (bias.double() if bias is not None else 0)
