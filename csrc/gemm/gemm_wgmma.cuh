@@ -13,7 +13,9 @@
 // so the weights need no second copy in another layout. The MMA's M is then the output feature
 // and its N the x row: the accumulators come out transposed, which the epilogue undoes.
 // tests/ops/test_wgmma_layout.py checks the layouts on the CPU against CUTLASS's published
-// wgmma layouts and emulates the kernels' loops to the exact product.
+// wgmma layouts and emulates the kernels' loops to the exact product; test_wgmma_emu.py runs
+// this very source on the CPU under the SIMT emulator (csrc/emu/simt_emu.h) against the
+// reference.
 //
 // Why x comes pre-laid out: in the swizzled image a stage of x is one plain bulk copy: no tensor
 // map (no driver API), no address arithmetic in the producer, and both the copy and wgmma touch
