@@ -56,9 +56,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   wgmma_block_coords(p, blockIdx.x, wb, xb);
   if (wgmma_block_start<kW4WgChunks, kW4WgChunkBytes>(p, wb, xb, sm)) return;  // producer
   float acc[128];
-#pragma unroll
-  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
-  wgmma_fence_acc(acc);
+  wgmma_zero_acc(acc);
   const int g = lane >> 2;
   const int stile = min(wb * kWgWTiles + warp, p.n_tiles - 1);  // scales of padding tiles: any
   const uint32_t xs_addr = smem_addr(sm.xs);

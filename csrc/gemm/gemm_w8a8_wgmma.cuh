@@ -29,9 +29,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   wgmma_block_coords(p, blockIdx.x, wb, xb);
   if (wgmma_block_start<kW8WgChunks, kW8WgChunkBytes>(p, wb, xb, sm)) return;  // producer
   int acc[128];
-#pragma unroll
-  for (int i = 0; i < 128; ++i) acc[i] = 0;
-  wgmma_fence_acc(acc);
+  wgmma_zero_acc(acc);
   const uint32_t xs_addr = smem_addr(sm.xs);
   const uint8_t* wfrag = sm.ws + warp * kW8WgChunks * kW8WgChunkBytes + lane * 16;
   for (int kt = 0; kt < p.kt_count; ++kt) {

@@ -235,6 +235,15 @@ __device__ void wgmma_produce(const WgmmaParams& p, int wb, int xb,
   }
 }
 
+// Zeroed accumulators, tied to this point before the first wgmma reads them.
+template <class Acc> __device__ __forceinline__ void wgmma_zero_acc(Acc (&acc)[128]) {
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = Acc(0);
+#if defined(LLMACCEL_WGMMA_BODY)
+  wgmma_fence_acc(acc);
+#endif
+}
+
 // Start of a block: the barriers, then the producer warpgroup's whole part (true there: the
 // kernel returns) or the consumers' register budget (false: they go on to the main loop).
 template <int kChunks, int kChunkBytes>

@@ -68,6 +68,16 @@ def _as_float(raw: bytes, dtype: torch.dtype, shape) -> torch.Tensor:
     return torch.frombuffer(bytearray(raw), dtype=torch.int16).view(dtype).float().view(shape)
 
 
+def _check_w4(y: torch.Tensor, x: torch.Tensor, p, bias: torch.Tensor) -> None:
+    """int4 outputs against the reference under test_cuda_gemm.py's policy:
+    |y - y_ref| <= TOL · (|x| |W|ᵀ + |b|) per element (each scaled weight rounded to x's type)."""
+    y_ref = reference.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, bias, p.n).double()
+    _, a = float_gemm_exact(x.float(), w4_exact(p), bias)
+    tol = {torch.bfloat16: 1e-2, torch.float16: 3e-3}[x.dtype]
+    assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
+    assert ((y - y_ref).abs() <= tol * a).all(), f"max error {(y - y_ref).abs().max():.3g}"
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("m,k,n,with_bias,group", [
     (300, 200, 200, True, ""),   # 2 x blocks (the second partial), 2 weight blocks (13 tiles)
@@ -110,7 +120,7 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, dtype):
     (256, 1024, 40, -1, True),   # per-channel scales, 16 stages (the ring wraps 4 times)
 ])
 def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, dtype):
-    """Against the reference under test_cuda_gemm.py's policy: |y - y_ref| <= TOL · A."""
+    """Against the reference (_check_w4)."""
     p = make_w4(n, k, group, symmetric, seed=m, source="codes")
     words = formats.to_cuda_int4(p.qweight)
     n_tiles, nk = words.shape[:2]
@@ -124,12 +134,7 @@ def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, dtype):
         files["zeros.bin"] = p.zeros
     raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1,
                                         nk * 32 // ng, ng, p.zeros is not None], files)
-    y = _as_float(raw, dtype, (m, n)).double()
-    y_ref = reference.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, bias, n).double()
-    _, a = float_gemm_exact(x.float(), w4_exact(p), bias)
-    tol = {torch.bfloat16: 1e-2, torch.float16: 3e-3}[dtype]
-    assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
-    assert ((y - y_ref).abs() <= tol * a).all(), f"max error {(y - y_ref).abs().max():.3g}"
+    _check_w4(_as_float(raw, dtype, (m, n)).double(), x, p, bias)
 
 
 @pytest.mark.parametrize("m,k,kt", [(1, 8, 1), (300, 200, 4), (256, 64, 1)])
@@ -153,7 +158,7 @@ TILED_CASES = [(17, 1000, 72, 32, False), (64, 200, 100, -1, True), (65, 1000, 1
 @pytest.mark.parametrize("m,k,n,group,symmetric", TILED_CASES,
                          ids=[f"M{c[0]}-K{c[1]}-N{c[2]}-g{c[3]}" for c in TILED_CASES])
 def test_emulated_tiled_w4(emu, tmp_path, m, k, n, group, symmetric, dtype):
-    """Against the reference under test_cuda_gemm.py's policy, K split as on a 132-SM H100."""
+    """Against the reference (_check_w4), K split as on a 132-SM H100."""
     p = make_w4(n, k, group, symmetric, seed=m + 1, source="codes")
     words = formats.to_cuda_int4(p.qweight)
     n_tiles, nk = words.shape[:2]
@@ -169,9 +174,4 @@ def test_emulated_tiled_w4(emu, tmp_path, m, k, n, group, symmetric, dtype):
         files["zeros.bin"] = p.zeros
     raw = _run(emu, tmp_path, "tiled_w4", [m, n, k8, n_tiles, nk, dtype == torch.bfloat16, 1,
                                            nk * 32 // ng, ng, p.zeros is not None, 132], files)
-    y = _as_float(raw, dtype, (m, n)).double()
-    y_ref = reference.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, bias, n).double()
-    _, a = float_gemm_exact(x.float(), w4_exact(p), bias)
-    tol = {torch.bfloat16: 1e-2, torch.float16: 3e-3}[dtype]
-    assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
-    assert ((y - y_ref).abs() <= tol * a).all(), f"max error {(y - y_ref).abs().max():.3g}"
+    _check_w4(_as_float(raw, dtype, (m, n)).double(), x, p, bias)
