@@ -4,7 +4,8 @@
 # (LLMACCEL_W8A8_WGMMA=1) and gemm_w4a16 (LLMACCEL_W4_WGMMA=1): their tests, compute-sanitizer
 # on sanitize_case.py with them on, bench_gpu with each off and on in the M range it is meant
 # for, two raster group sizes of the wgmma kernel, and an ncu report of each wgmma kernel at
-# M = 4096. The log lands in $OUT/optin.log (and is printed), ncu's reports beside it.
+# M = 4096. The log lands in $OUT/optin.log (and is printed); bench_gpu's full reports in
+# $OUT/optin_bench.md, ncu's in $OUT/ncu_*.txt.
 # All of it takes longer than one device call (600 s): STEPS picks the parts, and a warm machine
 # keeps the build (SKIP_BUILD=1). Three calls: STEPS="smoke tests sanitize", then
 # SKIP_BUILD=1 STEPS="tiled w8a8 w4a16", then SKIP_BUILD=1 STEPS="group ncu".
@@ -31,9 +32,14 @@ bench() {
   local kernel=$1 var=$2 values=$3 ms=$4 shapes=$5
   for v in $values; do
     echo "-- $var=$v"
+    rm -rf "/tmp/optin_$var$v"
     env "$var=$v" timeout 180 "$PY" bench/gpu/bench_gpu.py --kernels "$kernel" \
       --out "/tmp/optin_$var$v" --shapes "$shapes" --m "$ms" --budget-s 60 2>&1 \
       | grep -E '^ +[0-9]+ \||^correctness|^ceilings'
+    # the full reports, one file for all runs (the device tool brings back at most 8 files)
+    for f in /tmp/optin_$var$v/*.md; do
+      [[ -f $f ]] && { echo "# $var=$v ($kernel)"; cat "$f"; echo; } >>"$OUT/optin_bench.md"
+    done
   done
 }
 
