@@ -20,6 +20,22 @@ inline void check_launch(const char* what) {
     throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(e));
 }
 
+// An attribute of the current device, cached per device (the query is not free on every call).
+template <cudaDeviceAttr kAttr> inline int current_device_attr() {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  static int cache[64] = {};
+  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev];
+  int v = 0;
+  cudaDeviceGetAttribute(&v, kAttr, dev);
+  if (dev >= 0 && dev < 64) cache[dev] = v;
+  return v;
+}
+inline int current_device_sms() { return current_device_attr<cudaDevAttrMultiProcessorCount>(); }
+inline int current_device_major() {
+  return current_device_attr<cudaDevAttrComputeCapabilityMajor>();
+}
+
 // ---- 16-bit activation types -------------------------------------------------------------------
 // kMagic: the bit pattern of 2^p (1024 for fp16, 128 for bf16) in both halves, whose mantissa ULP
 // is 1, so OR-ing a small integer u into the low mantissa bits gives exactly 2^p + u (the

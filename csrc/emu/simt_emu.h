@@ -183,8 +183,10 @@ inline float half_bits_to_float(uint16_t v, WgKind kind) {
   return __half2float(h);
 }
 
-// The warpgroup's product, by its first thread once all 128 have presented their operands.
-template <class Acc> void wgmma_compute(WgSlot& s, WgKind kind) {
+// The warpgroup's product (N = 2·NA rows of B), by its first thread once all 128 have presented
+// their operands.
+template <class Acc, int NA> void wgmma_compute(WgSlot& s, WgKind kind) {
+  constexpr int N = 2 * NA;
   const uint64_t desc = s.desc[0];
   for (int r = 1; r < 128; ++r)
     if (s.desc[r] != desc) fail("wgmma: threads of a warpgroup gave different descriptors");
@@ -192,7 +194,7 @@ template <class Acc> void wgmma_compute(WgSlot& s, WgKind kind) {
   const uint32_t sbo = uint32_t((desc >> 32) & 0x3FFF) << 4;
   if ((desc >> 62) != 1 || sbo != 1024) fail("wgmma: only K-major 128-byte swizzle, SBO 1024");
   const int kk = kind == WgKind::kS8K32 ? 32 : 16;  // k per instruction
-  std::vector<double> a(64 * kk), b(256 * kk);
+  std::vector<double> a(64 * kk), b(N * kk);
   for (int r = 0; r < 128; ++r) {
     const int w = r / 32, g = (r % 32) / 4, t = r % 4;
     for (int reg = 0; reg < 4; ++reg) {
@@ -207,7 +209,7 @@ template <class Acc> void wgmma_compute(WgSlot& s, WgKind kind) {
       }
     }
   }
-  for (int n = 0; n < 256; ++n) {
+  for (int n = 0; n < N; ++n) {
     for (int byte = 0; byte < 32; ++byte) {
       const uint32_t logical = start + (n / 8) * sbo + (n % 8) * 128 + byte;
       const uint32_t physical = logical ^ (((logical >> 7) & 7) << 4);
@@ -224,7 +226,7 @@ template <class Acc> void wgmma_compute(WgSlot& s, WgKind kind) {
   for (int r = 0; r < 128; ++r) {
     const int w = r / 32, g = (r % 32) / 4, t = r % 4;
     Acc* d = static_cast<Acc*>(s.d[r]);
-    for (int v = 0; v < 128; ++v) {
+    for (int v = 0; v < NA; ++v) {
       const int m = 16 * w + g + 8 * ((v % 4) >> 1), n = 8 * (v / 4) + 2 * t + (v & 1);
       double sum = 0;
       for (int k = 0; k < kk; ++k) sum += a[m * kk + k] * b[n * kk + k];
@@ -233,15 +235,15 @@ template <class Acc> void wgmma_compute(WgSlot& s, WgKind kind) {
   }
 }
 
-template <class Acc>
-void wgmma(Acc (&d)[128], const uint32_t (&a)[4], uint64_t desc, WgKind kind) {
+template <class Acc, int NA>
+void wgmma(Acc (&d)[NA], const uint32_t (&a)[4], uint64_t desc, WgKind kind) {
   const int wgi = int(tl_thread.x) / 128, r = int(tl_thread.x) % 128;
   WgSlot& s = tl_blk->wg[wgi];
   std::memcpy(s.a[r], a, 16);
   s.d[r] = d;
   s.desc[r] = desc;
   tl_blk->wg_bar[wgi]->arrive_and_wait();
-  if (r == 0) wgmma_compute<Acc>(s, kind);
+  if (r == 0) wgmma_compute<Acc, NA>(s, kind);
   tl_blk->wg_bar[wgi]->arrive_and_wait();
 }
 

@@ -439,21 +439,6 @@ void launch_decode_u(const SwapAbParams& p, const DecodeSplit& sp, int cpg, cuda
   else launch_decode_cfg<T, ZP, 2, U, GU>(p, sp, cpg, stream);
 }
 
-// An attribute of the current device, cached per device (the query is not free on every call).
-template <cudaDeviceAttr kAttr> inline int current_device_attr() {
-  int dev = 0;
-  cudaGetDevice(&dev);
-  static int cache[64] = {};
-  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev];
-  int v = 0;
-  cudaDeviceGetAttribute(&v, kAttr, dev);
-  if (dev >= 0 && dev < 64) cache[dev] = v;
-  return v;
-}
-inline int current_device_sms() { return current_device_attr<cudaDevAttrMultiProcessorCount>(); }
-inline int current_device_major() {
-  return current_device_attr<cudaDevAttrComputeCapabilityMajor>();
-}
 
 // Plans the split for the current device, checks the caller's workspace, launches.
 template <class T, bool ZP>

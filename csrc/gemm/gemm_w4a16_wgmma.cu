@@ -7,11 +7,16 @@
 namespace llmaccel::cuda {
 namespace {
 
-template <class T, bool ZP> void launch_w4a16_wgmma(const WgmmaParams& p, cudaStream_t stream) {
-  auto kernel = gemm_w4a16_wgmma_kernel<T, ZP>;
-  constexpr int smem = wgmma_smem_bytes(kW4WgWStage);
+template <class T, bool ZP, int kN>
+void launch_w4a16_wgmma_n(const WgmmaParams& p, cudaStream_t stream) {
+  auto kernel = gemm_w4a16_wgmma_kernel<T, ZP, kN>;
+  constexpr int smem = W4WgCfg<kN>::kSmem;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   kernel<<<p.w_blocks * p.x_blocks, kWgThreads, smem, stream>>>(p);
+}
+template <class T, bool ZP> void launch_w4a16_wgmma(const WgmmaParams& p, cudaStream_t stream) {
+  if (p.x_rows == 128) launch_w4a16_wgmma_n<T, ZP, 128>(p, stream);
+  else launch_w4a16_wgmma_n<T, ZP, 256>(p, stream);
 }
 
 }  // namespace
@@ -21,7 +26,7 @@ bool w4a16_wgmma_available() {
   cudaGetDevice(&dev);
   static signed char cache[64] = {};  // per device: 0 unknown, 1 yes, -1 no
   if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev] > 0;
-  const bool ok = wgmma_built_for_device(gemm_w4a16_wgmma_kernel<__nv_bfloat16, false>);
+  const bool ok = wgmma_built_for_device(gemm_w4a16_wgmma_kernel<__nv_bfloat16, false, 256>);
   if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
   return ok;
 }
@@ -60,7 +65,7 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
   WgmmaParams p{xt, nullptr, reinterpret_cast<const uint8_t*>(w), scales, zeros, bias, out, ldo,
                 int(m), int(n), int(n_tiles), int(nk), int(kt_count), 0, 0, int(group),
                 int(n_groups)};
-  wgmma_grid(p);
+  wgmma_grid(p, wgmma_x_rows(m, n_tiles, current_device_sms()));
   auto s = static_cast<cudaStream_t>(stream);
   if (x_dtype == kF16) {
     if (zeros) launch_w4a16_wgmma<__half, true>(p, s);

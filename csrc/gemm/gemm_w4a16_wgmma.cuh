@@ -18,8 +18,8 @@
 
 namespace llmaccel::cuda {
 
-constexpr int kW4WgChunks = 2, kW4WgChunkBytes = 256;
-constexpr int kW4WgWStage = kWgWTiles * kW4WgChunks * kW4WgChunkBytes;  // 4 KB
+constexpr int kW4WgChunks = 2, kW4WgChunkBytes = 256;  // 4 KB of weights per stage
+template <int kN> using W4WgCfg = WgmmaCfg<kW4WgChunks, kW4WgChunkBytes, kN>;
 
 // One chunk's dequantization constants for this lane's rows g and g + 8.
 struct ChunkScales {
@@ -45,17 +45,18 @@ __device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, int ti
   return cs;
 }
 
-template <class T, bool ZP>
+template <class T, bool ZP, int kN>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w4a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
 #if defined(LLMACCEL_WGMMA_BODY)
+  using Cfg = W4WgCfg<kN>;
   extern __shared__ uint8_t smem_raw[];
-  const WgmmaSmem<kW4WgWStage> sm(smem_raw);
+  const WgmmaSmem<Cfg> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   int wb, xb;
   wgmma_block_coords(p, blockIdx.x, wb, xb);
-  if (wgmma_block_start<kW4WgChunks, kW4WgChunkBytes>(p, wb, xb, sm)) return;  // producer
-  float acc[128];
+  if (wgmma_block_start<Cfg>(p, wb, xb, sm)) return;  // producer
+  float acc[Cfg::kAcc];
   wgmma_zero_acc(acc);
   const int g = lane >> 2;
   const int stile = min(wb * kWgWTiles + warp, p.n_tiles - 1);  // scales of padding tiles: any
@@ -70,15 +71,15 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     uint32_t a[2 * kW4WgChunks][4];  // per k16 step
 #pragma unroll
     for (int q = 0; q < kW4WgChunks; ++q) {
-      const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * kW4WgWStage + q * 256);
+      const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * Cfg::kWStage + q * 256);
       dequant_w4_step<T>(v.x, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q]);
       dequant_w4_step<T>(v.y, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi,
                          a[2 * q + 1]);
     }
     wgmma_fence();  // the A registers were just written
-    const uint64_t desc = wgmma_desc_sw128(xs_addr + s * kWgXStage);
+    const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
 #pragma unroll
-    for (int j = 0; j < 2 * kW4WgChunks; ++j) wgmma_m64n256k16(acc, a[j], desc + 2 * j, T());
+    for (int j = 0; j < 2 * kW4WgChunks; ++j) wgmma_mma(acc, a[j], desc + 2 * j, T());
     wgmma_commit();
     if (kt + 1 < p.kt_count) {  // the next stage's scales, while the tensor cores work
 #pragma unroll

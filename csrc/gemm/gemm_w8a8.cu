@@ -149,17 +149,21 @@ inline bool w8a8_wgmma_built_for_device() {
   cudaGetDevice(&dev);
   static signed char cache[64] = {};  // per device: 0 unknown, 1 yes, -1 no
   if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev] > 0;
-  const bool ok = wgmma_built_for_device(gemm_w8a8_wgmma_kernel<__nv_bfloat16>);
+  const bool ok = wgmma_built_for_device(gemm_w8a8_wgmma_kernel<__nv_bfloat16, 256>);
   if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
   return ok;
 }
 
-template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
-  auto kernel = gemm_w8a8_wgmma_kernel<T>;
-  constexpr int smem = wgmma_smem_bytes(kW8WgWStage);
+template <class T, int kN> void launch_w8a8_wgmma_n(const WgmmaParams& p, cudaStream_t stream) {
+  auto kernel = gemm_w8a8_wgmma_kernel<T, kN>;
+  constexpr int smem = W8WgCfg<kN>::kSmem;
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   kernel<<<p.w_blocks * p.x_blocks, kWgThreads, smem, stream>>>(p);
+}
+template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
+  if (p.x_rows == 128) launch_w8a8_wgmma_n<T, 128>(p, stream);
+  else launch_w8a8_wgmma_n<T, 256>(p, stream);
 }
 
 template <class T> void launch_tiled(const TiledParams& p, cudaStream_t stream) {
@@ -210,7 +214,7 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
           "needs a compute capability 9.0 device and a build with sm_90a code");
   WgmmaParams p{xt, xscale, reinterpret_cast<const uint8_t*>(w), scales, nullptr, bias, out, ldo,
                 int(m), int(n), int(n_tiles), int(nk), int(kt_count)};
-  wgmma_grid(p);
+  wgmma_grid(p, wgmma_x_rows(m, n_tiles, current_device_sms()));
   auto s = static_cast<cudaStream_t>(stream);
   if (out_dtype == kF16) launch_w8a8_wgmma<__half>(p, s);
   else launch_w8a8_wgmma<__nv_bfloat16>(p, s);

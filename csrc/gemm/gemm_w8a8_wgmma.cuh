@@ -15,20 +15,21 @@
 
 namespace llmaccel::cuda {
 
-constexpr int kW8WgChunks = 4, kW8WgChunkBytes = 512;
-constexpr int kW8WgWStage = kWgWTiles * kW8WgChunks * kW8WgChunkBytes;  // 16 KB
+constexpr int kW8WgChunks = 4, kW8WgChunkBytes = 512;  // 16 KB of weights per stage
+template <int kN> using W8WgCfg = WgmmaCfg<kW8WgChunks, kW8WgChunkBytes, kN>;
 
-template <class T>
+template <class T, int kN>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w8a8_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
 #if defined(LLMACCEL_WGMMA_BODY)
+  using Cfg = W8WgCfg<kN>;
   extern __shared__ uint8_t smem_raw[];
-  const WgmmaSmem<kW8WgWStage> sm(smem_raw);
+  const WgmmaSmem<Cfg> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   int wb, xb;
   wgmma_block_coords(p, blockIdx.x, wb, xb);
-  if (wgmma_block_start<kW8WgChunks, kW8WgChunkBytes>(p, wb, xb, sm)) return;  // producer
-  int acc[128];
+  if (wgmma_block_start<Cfg>(p, wb, xb, sm)) return;  // producer
+  int acc[Cfg::kAcc];
   wgmma_zero_acc(acc);
   const uint32_t xs_addr = smem_addr(sm.xs);
   const uint8_t* wfrag = sm.ws + warp * kW8WgChunks * kW8WgChunkBytes + lane * 16;
@@ -38,13 +39,13 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     uint32_t a[kW8WgChunks][4];
 #pragma unroll
     for (int j = 0; j < kW8WgChunks; ++j) {
-      const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * kW8WgWStage + j * 512);
+      const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + j * 512);
       a[j][0] = v.x; a[j][1] = v.y; a[j][2] = v.z; a[j][3] = v.w;
     }
     wgmma_fence();  // the A registers were just written
-    const uint64_t desc = wgmma_desc_sw128(xs_addr + s * kWgXStage);
+    const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
 #pragma unroll
-    for (int j = 0; j < kW8WgChunks; ++j) wgmma_m64n256k32(acc, a[j], desc + 2 * j);
+    for (int j = 0; j < kW8WgChunks; ++j) wgmma_mma(acc, a[j], desc + 2 * j);
     wgmma_commit();
     wgmma_finish_stage(&sm.empty[s], lane);
   }

@@ -34,6 +34,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda_checks.h"
@@ -49,16 +50,23 @@ namespace llmaccel::cuda {
 constexpr int kWgWRows = 128;    // outputs per block: 2 consumer warpgroups × 64
 constexpr int kWgWTiles = kWgWRows / 16;
 constexpr int kWgStages = 4;
-constexpr int kWgXStage = kWgXRows * kWgRowBytes;  // 32 KB
 constexpr int kWgThreads = 384;
 constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_GROUP overrides)
 constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
 
-// Shared memory: 1024 bytes of alignment slack (the swizzle is a function of address bits 4-9,
-// so each x stage starts on 1024 bytes), the x ring, the weight ring, the barriers.
-constexpr int wgmma_smem_bytes(int w_stage) {
-  return 1024 + kWgStages * (kWgXStage + w_stage) + 2 * kWgStages * 8;
-}
+// A kernel's shape: per weight tile and stage kChunks chunks of kChunkBytes; kN x rows per block
+// (the wgmma N: 256, or 128 where 256-row blocks would leave SMs idle or rows empty; a 128-row
+// block is one half of an image block).
+template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
+  static constexpr int kChunks = kChunks_, kChunkBytes = kChunkBytes_, kN = kN_;
+  static_assert(kN == 128 || kN == 256, "wgmma N: 128 or 256 x rows");
+  static constexpr int kWStage = kWgWTiles * kChunks * kChunkBytes;
+  static constexpr int kXStage = kN * kWgRowBytes;
+  static constexpr int kAcc = kN / 2;  // accumulators per thread (m64nN)
+  // Shared memory: 1024 bytes of alignment slack (the swizzle is a function of address bits
+  // 4-9, so each x stage starts on 1024 bytes), the x ring, the weight ring, the barriers.
+  static constexpr int kSmem = 1024 + kWgStages * (kXStage + kWStage) + 2 * kWgStages * 8;
+};
 
 struct WgmmaParams {
   const int8_t* xt;      // x's image (gemm_wgmma_xtiles.h)
@@ -71,6 +79,7 @@ struct WgmmaParams {
   int64_t ldo;
   int m, n, n_tiles, nk, kt_count, w_blocks, x_blocks, group, n_groups;
   int raster_group;  // weight blocks per raster group
+  int x_rows;        // kN of the launched kernel
   bool vec_out;  // out rows 16-byte aligned: whole 8-element pieces per store
 };
 
@@ -96,13 +105,13 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 }
 // Ties the accumulators to this point of the instruction stream: the compiler may not move
 // reads or writes of them across an asynchronous wgmma it cannot see into.
-__device__ __forceinline__ void wgmma_fence_acc(int (&d)[128]) {
+template <int N> __device__ __forceinline__ void wgmma_fence_acc(int (&d)[N]) {
 #pragma unroll
-  for (int i = 0; i < 128; ++i) asm volatile("" : "+r"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
 }
-__device__ __forceinline__ void wgmma_fence_acc(float (&d)[128]) {
+template <int N> __device__ __forceinline__ void wgmma_fence_acc(float (&d)[N]) {
 #pragma unroll
-  for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 #define LLMACCEL_ACC_OPERANDS                                                                     \
@@ -123,6 +132,14 @@ __device__ __forceinline__ void wgmma_fence_acc(float (&d)[128]) {
       LLMACCEL_ACC8(c, 32), LLMACCEL_ACC8(c, 40), LLMACCEL_ACC8(c, 48), LLMACCEL_ACC8(c, 56), \
       LLMACCEL_ACC8(c, 64), LLMACCEL_ACC8(c, 72), LLMACCEL_ACC8(c, 80), LLMACCEL_ACC8(c, 88), \
       LLMACCEL_ACC8(c, 96), LLMACCEL_ACC8(c, 104), LLMACCEL_ACC8(c, 112), LLMACCEL_ACC8(c, 120)
+#define LLMACCEL_ACC_OPERANDS64                                                                   \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                      \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "             \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "             \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+#define LLMACCEL_ACC64(c)                                                                 \
+  LLMACCEL_ACC8(c, 0), LLMACCEL_ACC8(c, 8), LLMACCEL_ACC8(c, 16), LLMACCEL_ACC8(c, 24),   \
+      LLMACCEL_ACC8(c, 32), LLMACCEL_ACC8(c, 40), LLMACCEL_ACC8(c, 48), LLMACCEL_ACC8(c, 56)
 #define LLMACCEL_R(v) "+r"(v)
 #define LLMACCEL_F(v) "+f"(v)
 // D(64×256, int32) += A(64×32, s8, registers) · B(256×32, s8, shared memory)ᵀ. The scale-d
@@ -148,6 +165,29 @@ __device__ __forceinline__ void wgmma_m64n256k32(int (&d)[128], const uint32_t (
 LLMACCEL_WGMMA_K16(__nv_bfloat16, "bf16.bf16")
 LLMACCEL_WGMMA_K16(__half, "f16.f16")
 #undef LLMACCEL_WGMMA_K16
+// The N = 128 forms: x blocks of 128 rows, 64 accumulators per thread.
+__device__ __forceinline__ void wgmma_m64n128k32(int (&d)[64], const uint32_t (&a)[4],
+                                                 uint64_t desc_b) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 " LLMACCEL_ACC_OPERANDS64
+               "{%64, %65, %66, %67}, %68, p;\n}\n"
+               : LLMACCEL_ACC64(LLMACCEL_R)
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));
+}
+#define LLMACCEL_WGMMA_N128_K16(T, PTX_TYPES)                                                  \
+  __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const uint32_t (&a)[4],    \
+                                                   uint64_t desc_b, T) {                      \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                 \
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPES " "                  \
+                 LLMACCEL_ACC_OPERANDS64 "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"        \
+                 : LLMACCEL_ACC64(LLMACCEL_F)                                                 \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));          \
+  }
+LLMACCEL_WGMMA_N128_K16(__nv_bfloat16, "bf16.bf16")
+LLMACCEL_WGMMA_N128_K16(__half, "f16.f16")
+#undef LLMACCEL_WGMMA_N128_K16
+#undef LLMACCEL_ACC_OPERANDS64
+#undef LLMACCEL_ACC64
 #undef LLMACCEL_ACC_OPERANDS
 #undef LLMACCEL_ACC8
 #undef LLMACCEL_ACC128
@@ -169,32 +209,58 @@ __device__ __forceinline__ void consumer_barrier() {  // the two consumer warpgr
 inline void wgmma_fence() {}
 inline void wgmma_commit() {}
 template <int N> void wgmma_wait() {}
-template <class Acc> void wgmma_fence_acc(Acc (&)[128]) {}
+template <class Acc, int N> void wgmma_fence_acc(Acc (&)[N]) {}
 inline void wgmma_m64n256k32(int (&d)[128], const uint32_t (&a)[4], uint64_t desc_b) {
   emu::wgmma(d, a, desc_b, emu::WgKind::kS8K32);
 }
-inline void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b,
-                             __nv_bfloat16) {
-  emu::wgmma(d, a, desc_b, emu::WgKind::kBf16K16);
+inline void wgmma_m64n128k32(int (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
+  emu::wgmma(d, a, desc_b, emu::WgKind::kS8K32);
 }
-inline void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b, __half) {
-  emu::wgmma(d, a, desc_b, emu::WgKind::kF16K16);
+inline emu::WgKind wgmma_kind(__nv_bfloat16) { return emu::WgKind::kBf16K16; }
+inline emu::WgKind wgmma_kind(__half) { return emu::WgKind::kF16K16; }
+template <class T>
+void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b, T t) {
+  emu::wgmma(d, a, desc_b, wgmma_kind(t));
+}
+template <class T>
+void wgmma_m64n128k16(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b, T t) {
+  emu::wgmma(d, a, desc_b, wgmma_kind(t));
 }
 template <int R> void setmaxnreg_dec() {}
 template <int R> void setmaxnreg_inc() {}
 inline void consumer_barrier() { emu::named_barrier(1, 256); }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
+#if defined(LLMACCEL_WGMMA_BODY)
+// One m64nNk32 (int8) or m64nNk16 (16-bit) by the accumulator count N / 2.
+__device__ __forceinline__ void wgmma_mma(int (&d)[128], const uint32_t (&a)[4], uint64_t b) {
+  wgmma_m64n256k32(d, a, b);
+}
+__device__ __forceinline__ void wgmma_mma(int (&d)[64], const uint32_t (&a)[4], uint64_t b) {
+  wgmma_m64n128k32(d, a, b);
+}
+template <class T>
+__device__ __forceinline__ void wgmma_mma(float (&d)[128], const uint32_t (&a)[4], uint64_t b,
+                                          T t) {
+  wgmma_m64n256k16(d, a, b, t);
+}
+template <class T>
+__device__ __forceinline__ void wgmma_mma(float (&d)[64], const uint32_t (&a)[4], uint64_t b,
+                                          T t) {
+  wgmma_m64n128k16(d, a, b, t);
+}
+#endif
+
 // The block's shared memory, carved out of the dynamic allocation.
-template <int kWStage> struct WgmmaSmem {
-  uint8_t* xs;  // kWgStages × kWgXStage, 1024-aligned
-  uint8_t* ws;  // kWgStages × kWStage
+template <class Cfg> struct WgmmaSmem {
+  uint8_t* xs;  // kWgStages × Cfg::kXStage, 1024-aligned
+  uint8_t* ws;  // kWgStages × Cfg::kWStage
   uint64_t* full;
   uint64_t* empty;
   __device__ explicit WgmmaSmem(uint8_t* raw) {
     xs = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
-    ws = xs + kWgStages * kWgXStage;
-    full = reinterpret_cast<uint64_t*>(ws + kWgStages * kWStage);
+    ws = xs + kWgStages * Cfg::kXStage;
+    full = reinterpret_cast<uint64_t*>(ws + kWgStages * Cfg::kWStage);
     empty = full + kWgStages;
   }
 };
@@ -209,15 +275,18 @@ __device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx
   xb = local / size;
 }
 
-// The producer thread: per k block one bulk copy of x's 32 KB and, per weight tile of the block,
-// one run of kChunks chunks of kChunkBytes (fewer in the last k block). Tiles past n_tiles and
-// chunks past nk are never copied: their stale bytes meet x columns that are zero (past k) or
-// feed outputs that are never stored (past n).
-template <int kChunks, int kChunkBytes>
-__device__ void wgmma_produce(const WgmmaParams& p, int wb, int xb,
-                              const WgmmaSmem<kWgWTiles * kChunks * kChunkBytes>& sm) {
-  constexpr int kWStage = kWgWTiles * kChunks * kChunkBytes;
+// The producer thread: per k block one bulk copy of the block's kN rows of x (all or half of an
+// image block) and, per weight tile of the block, one run of kChunks chunks of kChunkBytes
+// (fewer in the last k block). Tiles past n_tiles and chunks past nk are never copied: their
+// stale bytes meet x columns that are zero (past k) or feed outputs never stored (past n).
+template <class Cfg>
+__device__ void wgmma_produce(const WgmmaParams& p, int wb, int xb, const WgmmaSmem<Cfg>& sm) {
+  constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes;
+  constexpr int kWStage = Cfg::kWStage, kXStage = Cfg::kXStage;
   const int tiles = min(kWgWTiles, p.n_tiles - wb * kWgWTiles);
+  const int64_t row0 = int64_t(xb) * Cfg::kN;  // first x row: image block row0 / 256
+  const int8_t* xsrc = p.xt + (row0 / kWgXRows) * p.kt_count * (kWgXRows * kWgRowBytes) +
+                       (row0 % kWgXRows) * kWgRowBytes;
   for (int kt = 0; kt < p.kt_count; ++kt) {
     const int s = kt % kWgStages;
     if (kt >= kWgStages) {
@@ -225,9 +294,9 @@ __device__ void wgmma_produce(const WgmmaParams& p, int wb, int xb,
       fence_proxy_async_smem();  // the consumers' reads of the slot before the new copies
     }
     const int chunks = min(kChunks, p.nk - kt * kChunks);
-    mbar_expect_tx(&sm.full[s], kWgXStage + tiles * chunks * kChunkBytes);
-    bulk_copy_g2s(sm.xs + s * kWgXStage, p.xt + (int64_t(xb) * p.kt_count + kt) * kWgXStage,
-                  kWgXStage, &sm.full[s]);
+    mbar_expect_tx(&sm.full[s], kXStage + tiles * chunks * kChunkBytes);
+    bulk_copy_g2s(sm.xs + s * kXStage, xsrc + int64_t(kt) * (kWgXRows * kWgRowBytes), kXStage,
+                  &sm.full[s]);
     for (int t = 0; t < tiles; ++t)
       bulk_copy_g2s(sm.ws + s * kWStage + t * kChunks * kChunkBytes,
                     p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
@@ -236,9 +305,9 @@ __device__ void wgmma_produce(const WgmmaParams& p, int wb, int xb,
 }
 
 // Zeroed accumulators, tied to this point before the first wgmma reads them.
-template <class Acc> __device__ __forceinline__ void wgmma_zero_acc(Acc (&acc)[128]) {
+template <class Acc, int N> __device__ __forceinline__ void wgmma_zero_acc(Acc (&acc)[N]) {
 #pragma unroll
-  for (int i = 0; i < 128; ++i) acc[i] = Acc(0);
+  for (int i = 0; i < N; ++i) acc[i] = Acc(0);
 #if defined(LLMACCEL_WGMMA_BODY)
   wgmma_fence_acc(acc);
 #endif
@@ -246,9 +315,8 @@ template <class Acc> __device__ __forceinline__ void wgmma_zero_acc(Acc (&acc)[1
 
 // Start of a block: the barriers, then the producer warpgroup's whole part (true there: the
 // kernel returns) or the consumers' register budget (false: they go on to the main loop).
-template <int kChunks, int kChunkBytes>
-__device__ bool wgmma_block_start(const WgmmaParams& p, int wb, int xb,
-                                  const WgmmaSmem<kWgWTiles * kChunks * kChunkBytes>& sm) {
+template <class Cfg>
+__device__ bool wgmma_block_start(const WgmmaParams& p, int wb, int xb, const WgmmaSmem<Cfg>& sm) {
 #if defined(LLMACCEL_WGMMA_BODY)
   if (threadIdx.x == 0) {
     for (int s = 0; s < kWgStages; ++s) {
@@ -259,7 +327,7 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, int wb, int xb,
   __syncthreads();
   if (threadIdx.x >= 256) {
     setmaxnreg_dec<40>();
-    if (threadIdx.x == 256) wgmma_produce<kChunks, kChunkBytes>(p, wb, xb, sm);
+    if (threadIdx.x == 256) wgmma_produce<Cfg>(p, wb, xb, sm);
     return true;
   }
   setmaxnreg_inc<232>();
@@ -279,13 +347,14 @@ __device__ __forceinline__ void wgmma_finish_stage(uint64_t* empty, int lane) {
 
 // Epilogue of a consumer thread (threads 0-255). acc[4i + e] is (weight row g, x row
 // 8i + 2t + e) of its warp's 16 rows, acc[4i + 2 + e] the same x rows for weight row g + 8
-// (CLayout_64x256). y = acc · (xscale[m] · scale[n]) + bias[n] (kW8A8; else acc + bias[n]: the
+// (CLayout_64xN). y = acc · (xscale[m] · scale[n]) + bias[n] (kW8A8; else acc + bias[n]: the
 // int4 scales are already in the weights), rounded to T, staged as y[x row][output] in shared
 // memory (every stage is idle once both warpgroups pass the barrier) and stored as 16-byte row
 // pieces.
-template <class T, bool kW8A8, class Acc>
-__device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[128], int wb, int xb,
+template <class T, bool kW8A8, class Acc, int kA>
+__device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[kA], int wb, int xb,
                                uint8_t* smem) {
+  constexpr int kN = 2 * kA;  // x rows of the block
 #if defined(LLMACCEL_WGMMA_BODY)
   using A = Act16<T>;
   const int tid = threadIdx.x, lane = tid & 31, wwarp = tid >> 5;
@@ -300,10 +369,10 @@ __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[128], int 
   const float sw1 = per_output(kW8A8 ? p.scales : nullptr, n0 + 8, 1.f);
   const float b0 = per_output(p.bias, n0, 0.f), b1 = per_output(p.bias, n0 + 8, 0.f);
 #pragma unroll
-  for (int i = 0; i < 32; ++i) {
+  for (int i = 0; i < kN / 8; ++i) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const int ml = 8 * i + 2 * t + e, m = xb * kWgXRows + ml;
+      const int ml = 8 * i + 2 * t + e, m = xb * kN + ml;
       const float sx = kW8A8 && m < p.m ? __ldg(p.xscale + m) : 1.f;
       stage[ml * kWgPitch + nl] = A::from_float(float(acc[4 * i + e]) * (sx * sw0) + b0);
       stage[ml * kWgPitch + nl + 8] = A::from_float(float(acc[4 * i + 2 + e]) * (sx * sw1) + b1);
@@ -312,9 +381,9 @@ __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[128], int 
   consumer_barrier();
   T* out = static_cast<T*>(p.out);
 #pragma unroll 4
-  for (int it = 0; it < kWgXRows * (kWgWRows / 8) / 256; ++it) {
+  for (int it = 0; it < kN * (kWgWRows / 8) / 256; ++it) {
     const int idx = it * 256 + tid, row = idx >> 4, piece = idx & 15;
-    const int m = xb * kWgXRows + row, n = wb * kWgWRows + piece * 8;
+    const int m = xb * kN + row, n = wb * kWgWRows + piece * 8;
     if (m >= p.m || n >= p.n) continue;
     const T* src = stage + row * kWgPitch + piece * 8;
     T* dst = out + int64_t(m) * p.ldo + n;
@@ -353,12 +422,22 @@ inline void wgmma_check_common(const char* op, int64_t m, int64_t n, int64_t n_t
   require(xt && w && out, op, "null pointer");
   require(reinterpret_cast<uintptr_t>(xt) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0,
           op, "x tiles and weights must be 16-byte aligned (bulk copies)");
-  const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + kWgXRows - 1) / kWgXRows);
+  const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 127) / 128);
   require(blocks < (int64_t(1) << 31), op, "too many blocks");
 }
-inline void wgmma_grid(WgmmaParams& p) {
+// x rows per block: 256 unless that leaves the grid under two waves of `sms` blocks (then 128,
+// twice the blocks); LLMACCEL_WGMMA_N=128|256 forces one (a benchmark knob, read per call).
+inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms) {
+  const char* e = std::getenv("LLMACCEL_WGMMA_N");
+  if (e && std::strcmp(e, "128") == 0) return 128;
+  if (e && std::strcmp(e, "256") == 0) return 256;
+  const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 255) / 256);
+  return blocks < 2 * int64_t(sms) ? 128 : 256;
+}
+inline void wgmma_grid(WgmmaParams& p, int x_rows) {
+  p.x_rows = x_rows;
   p.w_blocks = (p.n_tiles + kWgWTiles - 1) / kWgWTiles;
-  p.x_blocks = (p.m + kWgXRows - 1) / kWgXRows;
+  p.x_blocks = (p.m + x_rows - 1) / x_rows;
   p.vec_out = reinterpret_cast<uintptr_t>(p.out) % 16 == 0 && p.ldo % 8 == 0;
   // LLMACCEL_WGMMA_GROUP: a benchmark knob, read per call (a whole positive number, else 16).
   const char* e = std::getenv("LLMACCEL_WGMMA_GROUP");

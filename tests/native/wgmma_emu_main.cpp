@@ -4,9 +4,10 @@
 // KIND: w8a8 | w4a16 | xtiles16 (the wgmma path) | tiled_w4 (gemm_tiled_w4.cuh). DIR holds
 // params.txt (whitespace-separated integers, below) and the raw arrays the kernel reads; the
 // result is written to DIR/out.bin.
-//   w8a8:  m n n_tiles nk kt_count out_is_bf16 has_bias     — xt.bin w.bin scales.bin xscale.bin
-//   w4a16: m n n_tiles nk kt_count x_is_bf16 has_bias group n_groups has_zeros
+//   w8a8:  m n n_tiles nk kt_count out_is_bf16 has_bias sms — xt.bin w.bin scales.bin xscale.bin
+//   w4a16: m n n_tiles nk kt_count x_is_bf16 has_bias group n_groups has_zeros sms
 //          — xt.bin w.bin scales.bin [zeros.bin]
+//   (sms: the x block size follows the launchers' rule for a GPU with that many SMs)
 //   xtiles16: m k ldx kt_count — x.bin
 //   tiled_w4: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms
 //          — x.bin (m × k, k a multiple of 8) w.bin scales.bin [zeros.bin]; sms sets the
@@ -107,24 +108,37 @@ int main(int argc, char** argv) {
   const size_t out_elems = size_t(p.m) * size_t(p.n);
   std::vector<uint16_t> out(out_elems, 0xFFFF);  // NaN in both 16-bit types: unwritten shows
   p.out = out.data();
-  cu::wgmma_grid(p);
+  // x rows per block by the launchers' rule for a GPU of `sms` SMs (the last parameter), or
+  // LLMACCEL_WGMMA_N.
+  cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, int(a.back())));
   const dim3 grid(unsigned(p.w_blocks * p.x_blocks));
   const unsigned threads = unsigned(cu::kWgThreads);
+  // run(T(), ZP, N): the kernel instantiation for x's (or out's) type, zero points, x rows.
+  const auto run = [&](auto t, auto zp, auto n) {
+    using T = decltype(t);
+    constexpr int kN = decltype(n)::value;
+    if (kind == "w8a8") emu::launch(cu::gemm_w8a8_wgmma_kernel<T, kN>, grid, threads, p);
+    else emu::launch(cu::gemm_w4a16_wgmma_kernel<T, decltype(zp)::value, kN>, grid, threads, p);
+  };
+  const auto run_n = [&](auto t, auto zp) {
+    if (p.x_rows == 128) run(t, zp, std::integral_constant<int, 128>());
+    else run(t, zp, std::integral_constant<int, 256>());
+  };
+  bool zp = false;
   if (kind == "w8a8") {
     p.xscale = reinterpret_cast<const float*>(file("xscale.bin"));
-    if (bf16) emu::launch(cu::gemm_w8a8_wgmma_kernel<__nv_bfloat16>, grid, threads, p);
-    else emu::launch(cu::gemm_w8a8_wgmma_kernel<__half>, grid, threads, p);
   } else if (kind == "w4a16") {
     p.group = int(a[7]); p.n_groups = int(a[8]);
-    const bool zp = a[9] != 0;
+    zp = a[9] != 0;
     p.zeros = zp ? file("zeros.bin") : nullptr;
-    if (bf16 && zp) emu::launch(cu::gemm_w4a16_wgmma_kernel<__nv_bfloat16, true>, grid, threads, p);
-    else if (bf16) emu::launch(cu::gemm_w4a16_wgmma_kernel<__nv_bfloat16, false>, grid, threads, p);
-    else if (zp) emu::launch(cu::gemm_w4a16_wgmma_kernel<__half, true>, grid, threads, p);
-    else emu::launch(cu::gemm_w4a16_wgmma_kernel<__half, false>, grid, threads, p);
   } else {
     emu::fail("unknown KIND");
   }
+  if (bf16 && zp) run_n(__nv_bfloat16(), std::true_type());
+  else if (bf16) run_n(__nv_bfloat16(), std::false_type());
+  else if (zp) run_n(__half(), std::true_type());
+  else run_n(__half(), std::false_type());
+  std::printf("x_rows %d\n", p.x_rows);
   write(out.data(), out_elems * 2);
   return 0;
 }

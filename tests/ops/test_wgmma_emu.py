@@ -51,16 +51,20 @@ def emu(tmp_path_factory) -> Path:
 
 
 def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict,
-         group: str = "") -> bytes:
+         group: str = "", x_rows: str = "") -> bytes:
     (tmp / "params.txt").write_text(" ".join(str(int(v)) for v in params))
     for name, t in files.items():
         (tmp / name).write_bytes(t.contiguous().numpy().tobytes())
-    env = {k: v for k, v in os.environ.items() if k != "LLMACCEL_WGMMA_GROUP"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LLMACCEL_WGMMA_GROUP", "LLMACCEL_WGMMA_N")}
     if group:
         env["LLMACCEL_WGMMA_GROUP"] = group
+    if x_rows:
+        env["LLMACCEL_WGMMA_N"] = x_rows
     done = subprocess.run([str(emu), kind, str(tmp)], capture_output=True, text=True,
                           timeout=300, env=env)
     assert done.returncode == 0, f"{kind}: emulator failed: {done.stderr[-2000:]}"
+    assert not x_rows or f"x_rows {x_rows}" in done.stdout, done.stdout
     return (tmp / "out.bin").read_bytes()
 
 
@@ -79,13 +83,14 @@ def _check_w4(y: torch.Tensor, x: torch.Tensor, p, bias: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("m,k,n,with_bias,group", [
-    (300, 200, 200, True, ""),   # 2 x blocks (the second partial), 2 weight blocks (13 tiles)
-    (65, 128, 16, False, ""),    # one weight tile, one whole k block
-    (256, 1000, 136, True, ""),  # 8 k blocks (the ring wraps twice), a partial last one
-    (600, 64, 520, False, "3"),  # 3 x blocks × 5 weight blocks, raster groups of 3 (2 + 1)
+@pytest.mark.parametrize("m,k,n,with_bias,group,x_rows", [
+    (300, 200, 200, True, "", "256"),  # 2 x blocks (the second partial), 2 weight blocks
+    (300, 200, 200, True, "", "128"),  # the same in 128-row blocks (halves of image blocks)
+    (65, 128, 16, False, "", ""),      # one weight tile, one whole k block (128 rows: rule)
+    (256, 1000, 136, True, "", "256"),  # 8 k blocks (the ring wraps twice), a partial last one
+    (600, 64, 520, False, "3", ""),    # 5 weight blocks, raster groups of 3 (2 + 1), 128 rows
 ])
-def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, dtype):
+def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, dtype):
     """y = (xq · qᵀ) · xscale · scale + bias, every element within one rounding of y's type."""
     g = torch.Generator().manual_seed(m + k + n)
     p = make_w8(n, k, seed=m, source="codes")
@@ -101,7 +106,7 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, dtype):
     if bias is not None:
         files["bias.bin"] = bias
     raw = _run(emu, tmp_path, "w8a8", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16,
-                                       bias is not None], files, group)
+                                       bias is not None, 132], files, group, x_rows)
     y = _as_float(raw, dtype, (m, n)).double()
     prod = (xq.double() @ codes.double().T) * (xs.double()[:, None] * sw.double()[None, :])
     ref = prod + (bias.double() if bias is not None else 0)
@@ -113,13 +118,14 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("m,k,n,group,symmetric", [
-    (300, 200, 136, 64, False),  # K padded to 256 by the groups: 4 stages, 2 x blocks
-    (70, 256, 16, 128, True),    # one tile, one x block mostly padding
-    (260, 96, 200, 32, False),   # 3 chunks: a partial last stage; g32 changes group per chunk
-    (256, 1024, 40, -1, True),   # per-channel scales, 16 stages (the ring wraps 4 times)
+@pytest.mark.parametrize("m,k,n,group,symmetric,x_rows", [
+    (300, 200, 136, 64, False, "256"),  # K padded to 256 by the groups: 4 stages, 2 x blocks
+    (300, 200, 136, 64, False, "128"),  # the same in 128-row blocks
+    (70, 256, 16, 128, True, ""),       # one tile, one x block mostly padding (128: rule)
+    (260, 96, 200, 32, False, "256"),   # a partial last stage; g32 changes group per chunk
+    (256, 1024, 40, -1, True, "256"),   # per-channel scales, 16 stages (the ring wraps 4 times)
 ])
-def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, dtype):
+def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, dtype):
     """Against the reference (_check_w4)."""
     p = make_w4(n, k, group, symmetric, seed=m, source="codes")
     words = formats.to_cuda_int4(p.qweight)
@@ -133,7 +139,8 @@ def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, dtype):
     if p.zeros is not None:
         files["zeros.bin"] = p.zeros
     raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1,
-                                        nk * 32 // ng, ng, p.zeros is not None], files)
+                                        nk * 32 // ng, ng, p.zeros is not None, 132], files,
+               x_rows=x_rows)
     _check_w4(_as_float(raw, dtype, (m, n)).double(), x, p, bias)
 
 
