@@ -84,6 +84,14 @@ __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
   return d;
 }
 
+// The block's dynamic shared memory as `uint8_t* name`: the extern array on the GPU, the
+// emulator's per-block buffer on the host (csrc/emu/simt_emu.h).
+#if defined(LLMACCEL_SIMT_EMU)
+#define LLMACCEL_DYNAMIC_SMEM(name) uint8_t* name = ::llmaccel::emu::dynamic_smem()
+#else
+#define LLMACCEL_DYNAMIC_SMEM(name) extern __shared__ __align__(16) uint8_t name[]
+#endif
+
 // ---- tensor-core MMA ---------------------------------------------------------------------------
 #if defined(LLMACCEL_SIMT_EMU)  // the host emulator (csrc/emu/simt_emu.h, tests only)
 inline void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1, __half) {

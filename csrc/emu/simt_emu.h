@@ -1,15 +1,17 @@
 // A host emulator of the parts of the CUDA execution model this project's newest kernels use, so
-// that their own source (gemm_w8a8_wgmma.cuh, gemm_w4a16_wgmma.cuh, gemm_tiled_w4.cuh) runs on a
-// CPU: tests only (tests/ops/test_wgmma_emu.py), never part of the package. Include this first,
-// then the kernel headers; they take their LLMACCEL_SIMT_EMU branches.
+// that their own source (gemm_w8a8_wgmma.cuh, gemm_w4a16_wgmma.cuh, gemm_tiled_w4.cuh,
+// quant_act_int8.cuh) runs on a CPU: tests only (tests/ops/test_wgmma_emu.py), never part of the
+// package. Include this first, then the kernel headers; they take their LLMACCEL_SIMT_EMU
+// branches.
 //
 // Why: this project's GPU is lent only now and then. Index arithmetic, pipeline phases and
 // boundary handling of a kernel written without one can still be checked here, on the real
 // code, so that device time goes to timing rather than to first bugs.
 //
-// What it models: every CUDA thread of a block is a host thread (blocks run one after another,
-// sharing one shared-memory buffer); __syncthreads, __syncwarp and named barriers are
-// std::barriers; mbarriers count arrivals and transaction bytes and complete phases exactly as
+// What it models: every CUDA thread of a block is a host thread (blocks run one after another:
+// a kernel's static __shared__ variables are function statics, its dynamic shared memory a
+// buffer per block); __syncthreads (also _and), __syncwarp, __shfl_xor_sync and named barriers
+// are std::barriers; mbarriers count arrivals and transaction bytes and complete phases exactly as
 // PTX defines them (a wait on a phase that never completes fails after a timeout instead of
 // hanging); a bulk copy or cp.async is a memcpy done at once; mma.sync (m16n8k16) is computed by
 // the warp's first lane from the 32 lanes' fragments (the PTX ISA's layouts); wgmma by the
@@ -25,6 +27,7 @@
 
 #include <barrier>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -62,6 +65,7 @@ struct WgSlot {
 struct WarpSlot {
   uint32_t a[32][4], b[32][2];
   float* c[32];
+  uint64_t shfl[32];
 };
 
 struct Block {
@@ -76,6 +80,9 @@ struct Block {
   std::vector<std::unique_ptr<std::barrier<>>> warps, wg_bar;
   std::vector<WgSlot> wg;
   std::vector<WarpSlot> warp_mma;
+  std::vector<uint8_t> smem_buf = std::vector<uint8_t>(kSmemBytes + 1024, 0xA5);
+  uint8_t* smem = smem_buf.data() + ((1024 - reinterpret_cast<uintptr_t>(smem_buf.data()) % 1024) % 1024);
+  int and_flag = 1;
   std::mutex m;  // guards bars and named
   std::condition_variable cv;
   std::map<uint32_t, Mbar> bars;  // by shared-memory offset
@@ -88,25 +95,45 @@ inline thread_local Block* tl_blk = nullptr;
 
 }  // namespace llmaccel::emu
 
-namespace llmaccel::cuda {
-// The kernels' `extern __shared__ uint8_t smem_raw[]` / `smem[]` (block-scope declarations inside
-// this namespace) name these buffers; a kernel uses one of them, so each starts at offset 0.
-alignas(1024) inline uint8_t smem_raw[emu::kSmemBytes];
-alignas(1024) inline uint8_t smem[emu::kSmemBytes];
-}  // namespace llmaccel::cuda
-
 namespace llmaccel::emu {
 
-inline const uint8_t* smem_base(const void* p) {
-  const auto* b = static_cast<const uint8_t*>(p);
-  for (const uint8_t* base : {cuda::smem_raw, cuda::smem})
-    if (b >= base && b <= base + kSmemBytes) return base;
-  fail("not a shared-memory address");
-}
+// The block's dynamic shared memory (LLMACCEL_DYNAMIC_SMEM), 1024-aligned, offset 0 of its
+// shared window, refilled with junk for every block (stale data must not matter).
+inline uint8_t* dynamic_smem() { return tl_blk->smem; }
 inline uint32_t smem_offset(const void* p) {
-  return uint32_t(static_cast<const uint8_t*>(p) - smem_base(p));
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (b < tl_blk->smem || b > tl_blk->smem + kSmemBytes) fail("not a shared-memory address");
+  return uint32_t(b - tl_blk->smem);
 }
 inline void syncthreads() { tl_blk->all.arrive_and_wait(); }
+inline int syncthreads_and(int pred) {
+  Block& b = *tl_blk;
+  if (!pred) {
+    std::lock_guard<std::mutex> g(b.m);
+    b.and_flag = 0;
+  }
+  b.all.arrive_and_wait();
+  int r;
+  {
+    std::lock_guard<std::mutex> g(b.m);
+    r = b.and_flag;
+  }
+  b.all.arrive_and_wait();  // all have read before the reset
+  if (tl_thread.x == 0) b.and_flag = 1;
+  b.all.arrive_and_wait();  // the reset before the next call's writes
+  return r;
+}
+template <class T> T shfl_xor(T v, int lane_mask) {
+  static_assert(sizeof(T) <= 8, "shuffles of up to 8 bytes");
+  const int w = int(tl_thread.x) / 32, lane = int(tl_thread.x) % 32;
+  WarpSlot& s = tl_blk->warp_mma[w];
+  std::memcpy(&s.shfl[lane], &v, sizeof(T));
+  tl_blk->warps[w]->arrive_and_wait();
+  T r;
+  std::memcpy(&r, &s.shfl[(lane ^ lane_mask) & 31], sizeof(T));
+  tl_blk->warps[w]->arrive_and_wait();
+  return r;
+}
 inline void syncwarp() { tl_blk->warps[tl_thread.x / 32]->arrive_and_wait(); }
 inline void named_barrier(int id, int count) {
   std::barrier<>* b;
@@ -215,10 +242,10 @@ template <class Acc, int NA> void wgmma_compute(WgSlot& s, WgKind kind) {
       const uint32_t physical = logical ^ (((logical >> 7) & 7) << 4);
       if (physical >= uint32_t(kSmemBytes)) fail("wgmma: B read past shared memory");
       if (kind == WgKind::kS8K32) {
-        b[n * kk + byte] = int8_t(cuda::smem_raw[physical]);
+        b[n * kk + byte] = int8_t(tl_blk->smem[physical]);
       } else if (byte % 2 == 0) {
         uint16_t v;
-        std::memcpy(&v, cuda::smem_raw + physical, 2);
+        std::memcpy(&v, tl_blk->smem + physical, 2);
         b[n * kk + byte / 2] = half_bits_to_float(v, kind);
       }
     }
@@ -295,31 +322,32 @@ inline void cp_async16(void* dst, const void* src, int src_bytes) {
 }
 
 // ---- launch -------------------------------------------------------------------------------------
-// Runs kernel(args...) for every block of a 1-D grid, one block at a time, `threads` host threads
-// each; shared memory is refilled with a junk pattern before each block (stale data must not
-// matter).
+// Runs kernel(args...) for every block of the grid (x fastest), one block at a time, on a pool of
+// `threads` host threads made once per launch (a new Block, with fresh barriers and junk-filled
+// shared memory, for every block).
 template <class Kernel, class... Args>
 void launch(Kernel kernel, dim3 grid, unsigned threads, const Args&... args) {
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        std::memset(cuda::smem_raw, 0xA5, kSmemBytes);
-        std::memset(cuda::smem, 0xA5, kSmemBytes);
-        Block blk{int(threads)};
-        std::vector<std::thread> pool;
-        pool.reserve(threads);
-        for (unsigned t = 0; t < threads; ++t) {
-          pool.emplace_back([&, t] {
-            tl_thread = uint3{t, 0, 0};
-            tl_block = uint3{bx, by, bz};
-            tl_dim = dim3(threads, 1, 1);
-            tl_grid = grid;
-            tl_blk = &blk;
-            kernel(args...);
-          });
-        }
-        for (auto& th : pool) th.join();
+  const unsigned blocks = grid.x * grid.y * grid.z;
+  std::unique_ptr<Block> blk;
+  std::barrier<> gate(threads);
+  std::vector<std::thread> pool;
+  pool.reserve(threads);
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      tl_thread = uint3{t, 0, 0};
+      tl_dim = dim3(threads, 1, 1);
+      tl_grid = grid;
+      for (unsigned i = 0; i < blocks; ++i) {
+        if (t == 0) blk = std::make_unique<Block>(int(threads));
+        gate.arrive_and_wait();  // the block exists for every thread
+        tl_block = uint3{i % grid.x, (i / grid.x) % grid.y, i / (grid.x * grid.y)};
+        tl_blk = blk.get();
+        kernel(args...);
+        gate.arrive_and_wait();  // every thread left the block before the next replaces it
       }
+    });
+  }
+  for (auto& th : pool) th.join();
 }
 
 }  // namespace llmaccel::emu
@@ -336,6 +364,16 @@ inline float __uint_as_float(uint32_t u) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+inline float __int_as_float(int u) { return __uint_as_float(uint32_t(u)); }
+// IEEE single operations round to nearest even on the host as on the GPU (no FMA contraction:
+// the tests build without -ffp-contract=fast and without FMA instructions).
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline int __float2int_rn(float v) { return int(std::nearbyint(v)); }
+inline int __syncthreads_and(int pred) { return ::llmaccel::emu::syncthreads_and(pred); }
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+  return ::llmaccel::emu::shfl_xor(v, lane_mask);
+}
 
 // The CUDA spellings the kernel sources use, for the host compiler.
 #undef __global__
@@ -351,12 +389,13 @@ inline float __uint_as_float(uint32_t u) {
 #undef __grid_constant__
 #define __grid_constant__
 #undef __shared__
-#define __shared__
+#define __shared__ static
 #define threadIdx (::llmaccel::emu::tl_thread)
 #define blockIdx (::llmaccel::emu::tl_block)
 #define blockDim (::llmaccel::emu::tl_dim)
 #define gridDim (::llmaccel::emu::tl_grid)
 #define __syncthreads() ::llmaccel::emu::syncthreads()
 #define __syncwarp(...) ::llmaccel::emu::syncwarp()
+using std::isfinite;
 using std::max;
 using std::min;

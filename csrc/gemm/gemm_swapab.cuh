@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
   using A = Act16<T>;
   using In = ChunkIn<KIND, T, MT, R>;
 
-  extern __shared__ __align__(16) uint8_t smem[];
+  LLMACCEL_DYNAMIC_SMEM(smem);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, j = lane & 3;
   const int tile0 = blockIdx.x * R;

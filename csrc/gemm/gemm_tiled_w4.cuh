@@ -66,7 +66,7 @@ template <class T, bool ZP>
 __global__ void __launch_bounds__(kTiledWarps * 32)
     gemm_tiled_w4_kernel(const SwapAbParams p, float* partial, int chunks_per_split) {
   using A = Act16<T>;
-  extern __shared__ __align__(16) uint8_t smem[];
+  LLMACCEL_DYNAMIC_SMEM(smem);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, j = lane & 3;
   const int tile = blockIdx.x * kTiledWarps + warp;  // ≥ n_tiles: zero weights, nothing written

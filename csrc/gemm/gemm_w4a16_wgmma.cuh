@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w4a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
 #if defined(LLMACCEL_WGMMA_BODY)
   using Cfg = W4WgCfg<kN>;
-  extern __shared__ uint8_t smem_raw[];
+  LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   int wb, xb;

@@ -1,7 +1,8 @@
 // Runs kernels' own source on the host through the SIMT emulator (csrc/emu/simt_emu.h) for
 // tests/ops/test_wgmma_emu.py, which writes the inputs and checks the output.
 //   wgmma_emu KIND DIR
-// KIND: w8a8 | w4a16 | xtiles16 (the wgmma path) | tiled_w4 (gemm_tiled_w4.cuh). DIR holds
+// KIND: w8a8 | w4a16 | xtiles16 | quant_tiles (the wgmma paths) | tiled_w4 (gemm_tiled_w4.cuh).
+// DIR holds
 // params.txt (whitespace-separated integers, below) and the raw arrays the kernel reads; the
 // result is written to DIR/out.bin.
 //   w8a8:  m n n_tiles nk kt_count out_is_bf16 has_bias sms — xt.bin w.bin scales.bin xscale.bin
@@ -9,6 +10,8 @@
 //          — xt.bin w.bin scales.bin [zeros.bin]
 //   (sms: the x block size follows the launchers' rule for a GPU with that many SMs)
 //   xtiles16: m k ldx kt_count — x.bin
+//   quant_tiles: m k ldx kt_count x_dtype (0 fp16, 1 bf16, 2 fp32) — x.bin; also writes
+//          DIR/scale_out.bin
 //   tiled_w4: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms
 //          — x.bin (m × k, k a multiple of 8) w.bin scales.bin [zeros.bin]; sms sets the
 //          K split as on a GPU with that many SMs
@@ -25,6 +28,7 @@
 #include "gemm/gemm_tiled_w4.cuh"
 #include "gemm/gemm_w4a16_wgmma.cuh"
 #include "gemm/gemm_w8a8_wgmma.cuh"
+#include "quant/quant_act_int8.cuh"
 
 namespace cu = llmaccel::cuda;
 namespace emu = llmaccel::emu;
@@ -64,6 +68,27 @@ int main(int argc, char** argv) {
     emu::launch(cu::x_tiles_16bit_kernel, dim3(unsigned((threads + 255) / 256)), 256u, x, m, k,
                 ldx, xt, kt, rows);
     write(xt, size_t(bytes));
+    return 0;
+  }
+  if (kind == "quant_tiles") {
+    const int64_t m = a[0], k = a[1], ldx = a[2], kt = a[3], dt = a[4];
+    const int64_t rows = (m + 255) / 256 * 256, bytes = rows * kt * 128;
+    std::vector<int8_t> q(size_t(bytes), int8_t(0x5A));
+    std::vector<float> scale(size_t(m), -1.f);
+    const void* x = file("x.bin");
+    const dim3 grid(unsigned(rows), 1);
+    const auto run = [&](auto t) {
+      using T = decltype(t);
+      emu::launch(cu::quant_act_int8_kernel<T, true>, grid, unsigned(cu::kQuantThreads),
+                  static_cast<const T*>(x), m, k, ldx, kt * 128, int64_t(1), q.data(), kt,
+                  scale.data(), static_cast<int32_t*>(nullptr));
+    };
+    if (dt == 0) run(__half());
+    else if (dt == 1) run(__nv_bfloat16());
+    else run(float());
+    std::ofstream(dir + "/scale_out.bin", std::ios::binary)
+        .write(reinterpret_cast<const char*>(scale.data()), std::streamsize(m * 4));
+    write(q.data(), q.size());
     return 0;
   }
   if (kind == "tiled_w4") {

@@ -182,3 +182,25 @@ def test_emulated_tiled_w4(emu, tmp_path, m, k, n, group, symmetric, dtype):
     raw = _run(emu, tmp_path, "tiled_w4", [m, n, k8, n_tiles, nk, dtype == torch.bfloat16, 1,
                                            nk * 32 // ng, ng, p.zeros is not None, 132], files)
     _check_w4(_as_float(raw, dtype, (m, n)).double(), x, p, bias)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32],
+                         ids=["fp16", "bf16", "fp32"])
+@pytest.mark.parametrize("m,k", [(1, 32), (255, 200), (300, 4100)])
+def test_emulated_quant_act_int8_tiles(emu, tmp_path, m, k, dtype):
+    """quant_act_int8_tiles's kernel: bit-exact with the reference quantization (per token),
+    laid out as x_tile_image, padding zero; one row all zero, one with an inf."""
+    x = make_x((m, k), dtype, seed=k)
+    x[0, :] = 0
+    if m > 2:
+        x[2, 5] = float("inf")
+    kt = -(-k // 128)
+    code = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}[dtype]
+    raw = _run(emu, tmp_path, "quant_tiles", [m, k, k, kt, code],
+               {"x.bin": x.view(torch.int16) if dtype != torch.float32 else x})
+    q, scale, _ = reference.quantize_act_int8(x.float() if dtype == torch.float32 else x, k)
+    got = torch.frombuffer(bytearray(raw), dtype=torch.int8)
+    assert torch.equal(got, x_tile_image(q[:, :k], kt))
+    got_scale = torch.frombuffer(bytearray((tmp_path / "scale_out.bin").read_bytes()),
+                                 dtype=torch.float32)
+    assert torch.equal(got_scale.view(torch.int32), scale.reshape(m).view(torch.int32))
