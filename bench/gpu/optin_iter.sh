@@ -82,6 +82,8 @@ bench() {
     (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_GROUP "4 32" 4096 4096x14336)
     echo "== wgmma x rows per block (LLMACCEL_WGMMA_N; by default 128 under two waves)"
     (export LLMACCEL_W4_WGMMA=1; bench w4a16 LLMACCEL_WGMMA_N "128 256" 256,512,1024 4096x14336)
+    echo "== wgmma one block per tile instead of one per SM (LLMACCEL_WGMMA_PERSISTENT=0)"
+    (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_PERSISTENT "0" 2048,4096 4096x14336)
   fi
   if step ncu && [[ -n $NCU ]]; then
     for op in gemm_w8a8 gemm_w4a16; do

@@ -12,7 +12,7 @@ void launch_w4a16_wgmma_n(const WgmmaParams& p, cudaStream_t stream) {
   auto kernel = gemm_w4a16_wgmma_kernel<T, ZP, kN>;
   constexpr int smem = W4WgCfg<kN>::kSmem;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  kernel<<<p.w_blocks * p.x_blocks, kWgThreads, smem, stream>>>(p);
+  kernel<<<wgmma_launch_blocks(p, current_device_sms()), kWgThreads, smem, stream>>>(p);
 }
 template <class T, bool ZP> void launch_w4a16_wgmma(const WgmmaParams& p, cudaStream_t stream) {
   if (p.x_rows == 128) launch_w4a16_wgmma_n<T, ZP, 128>(p, stream);

@@ -53,45 +53,48 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  int wb, xb;
-  wgmma_block_coords(p, blockIdx.x, wb, xb);
-  if (wgmma_block_start<Cfg>(p, wb, xb, sm)) return;  // producer
-  float acc[Cfg::kAcc];
-  wgmma_zero_acc(acc);
+  if (wgmma_block_start<Cfg>(p, sm)) return;  // producer
   const int g = lane >> 2;
-  const int stile = min(wb * kWgWTiles + warp, p.n_tiles - 1);  // scales of padding tiles: any
   const uint32_t xs_addr = smem_addr(sm.xs);
   const uint8_t* wfrag = sm.ws + warp * kW4WgChunks * kW4WgChunkBytes + lane * 8;
-  ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
+  int it = 0;  // stages consumed, over all of this block's tiles (the producer's count)
+  for (int tile = blockIdx.x; tile < p.tiles; tile += gridDim.x) {
+    int wb, xb;
+    wgmma_block_coords(p, tile, wb, xb);
+    float acc[Cfg::kAcc];
+    wgmma_zero_acc(acc);
+    const int stile = min(wb * kWgWTiles + warp, p.n_tiles - 1);  // padding tiles: any scales
+    ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
 #pragma unroll
-  for (int q = 0; q < kW4WgChunks; ++q) nxt[q] = cur[q] = chunk_scales<T, ZP>(p, stile, q, g);
-  for (int kt = 0; kt < p.kt_count; ++kt) {
-    const int s = kt % kWgStages;
-    mbar_wait(&sm.full[s], (kt / kWgStages) & 1);
-    uint32_t a[2 * kW4WgChunks][4];  // per k16 step
+    for (int q = 0; q < kW4WgChunks; ++q) nxt[q] = cur[q] = chunk_scales<T, ZP>(p, stile, q, g);
+    for (int kt = 0; kt < p.kt_count; ++kt, ++it) {
+      const int s = it % Cfg::kStages;
+      mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
+      uint32_t a[2 * kW4WgChunks][4];  // per k16 step
 #pragma unroll
-    for (int q = 0; q < kW4WgChunks; ++q) {
-      const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * Cfg::kWStage + q * 256);
-      dequant_w4_step<T>(v.x, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q]);
-      dequant_w4_step<T>(v.y, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi,
-                         a[2 * q + 1]);
+      for (int q = 0; q < kW4WgChunks; ++q) {
+        const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * Cfg::kWStage + q * 256);
+        dequant_w4_step<T>(v.x, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q]);
+        dequant_w4_step<T>(v.y, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi,
+                           a[2 * q + 1]);
+      }
+      wgmma_fence();  // the A registers were just written
+      const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
+#pragma unroll
+      for (int j = 0; j < 2 * kW4WgChunks; ++j) wgmma_mma(acc, a[j], desc + 2 * j, T());
+      wgmma_commit();
+      if (kt + 1 < p.kt_count) {  // the next stage's scales, while the tensor cores work
+#pragma unroll
+        for (int q = 0; q < kW4WgChunks; ++q)
+          nxt[q] = chunk_scales<T, ZP>(p, stile, (kt + 1) * kW4WgChunks + q, g);
+      }
+      wgmma_finish_stage(&sm.empty[s], lane);
+#pragma unroll
+      for (int q = 0; q < kW4WgChunks; ++q) cur[q] = nxt[q];
     }
-    wgmma_fence();  // the A registers were just written
-    const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
-#pragma unroll
-    for (int j = 0; j < 2 * kW4WgChunks; ++j) wgmma_mma(acc, a[j], desc + 2 * j, T());
-    wgmma_commit();
-    if (kt + 1 < p.kt_count) {  // the next stage's scales, while the tensor cores work
-#pragma unroll
-      for (int q = 0; q < kW4WgChunks; ++q)
-        nxt[q] = chunk_scales<T, ZP>(p, stile, (kt + 1) * kW4WgChunks + q, g);
-    }
-    wgmma_finish_stage(&sm.empty[s], lane);
-#pragma unroll
-    for (int q = 0; q < kW4WgChunks; ++q) cur[q] = nxt[q];
+    wgmma_fence_acc(acc);
+    wgmma_epilogue<T, false>(p, acc, wb, xb, sm.staging);
   }
-  wgmma_fence_acc(acc);
-  wgmma_epilogue<T, false>(p, acc, wb, xb, sm.xs);
 #endif
 }
 

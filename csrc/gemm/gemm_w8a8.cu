@@ -159,7 +159,7 @@ template <class T, int kN> void launch_w8a8_wgmma_n(const WgmmaParams& p, cudaSt
   constexpr int smem = W8WgCfg<kN>::kSmem;
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  kernel<<<p.w_blocks * p.x_blocks, kWgThreads, smem, stream>>>(p);
+  kernel<<<wgmma_launch_blocks(p, current_device_sms()), kWgThreads, smem, stream>>>(p);
 }
 template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
   if (p.x_rows == 128) launch_w8a8_wgmma_n<T, 128>(p, stream);

@@ -26,31 +26,34 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  int wb, xb;
-  wgmma_block_coords(p, blockIdx.x, wb, xb);
-  if (wgmma_block_start<Cfg>(p, wb, xb, sm)) return;  // producer
-  int acc[Cfg::kAcc];
-  wgmma_zero_acc(acc);
+  if (wgmma_block_start<Cfg>(p, sm)) return;  // producer
   const uint32_t xs_addr = smem_addr(sm.xs);
   const uint8_t* wfrag = sm.ws + warp * kW8WgChunks * kW8WgChunkBytes + lane * 16;
-  for (int kt = 0; kt < p.kt_count; ++kt) {
-    const int s = kt % kWgStages;
-    mbar_wait(&sm.full[s], (kt / kWgStages) & 1);
-    uint32_t a[kW8WgChunks][4];
+  int it = 0;  // stages consumed, over all of this block's tiles (the producer's count)
+  for (int tile = blockIdx.x; tile < p.tiles; tile += gridDim.x) {
+    int wb, xb;
+    wgmma_block_coords(p, tile, wb, xb);
+    int acc[Cfg::kAcc];
+    wgmma_zero_acc(acc);
+    for (int kt = 0; kt < p.kt_count; ++kt, ++it) {
+      const int s = it % Cfg::kStages;
+      mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
+      uint32_t a[kW8WgChunks][4];
 #pragma unroll
-    for (int j = 0; j < kW8WgChunks; ++j) {
-      const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + j * 512);
-      a[j][0] = v.x; a[j][1] = v.y; a[j][2] = v.z; a[j][3] = v.w;
+      for (int j = 0; j < kW8WgChunks; ++j) {
+        const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + j * 512);
+        a[j][0] = v.x; a[j][1] = v.y; a[j][2] = v.z; a[j][3] = v.w;
+      }
+      wgmma_fence();  // the A registers were just written
+      const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
+#pragma unroll
+      for (int j = 0; j < kW8WgChunks; ++j) wgmma_mma(acc, a[j], desc + 2 * j);
+      wgmma_commit();
+      wgmma_finish_stage(&sm.empty[s], lane);
     }
-    wgmma_fence();  // the A registers were just written
-    const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
-#pragma unroll
-    for (int j = 0; j < kW8WgChunks; ++j) wgmma_mma(acc, a[j], desc + 2 * j);
-    wgmma_commit();
-    wgmma_finish_stage(&sm.empty[s], lane);
+    wgmma_fence_acc(acc);
+    wgmma_epilogue<T, true>(p, acc, wb, xb, sm.staging);
   }
-  wgmma_fence_acc(acc);
-  wgmma_epilogue<T, true>(p, acc, wb, xb, sm.xs);
 #endif
 }
 

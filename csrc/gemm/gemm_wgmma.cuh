@@ -49,7 +49,7 @@ namespace llmaccel::cuda {
 
 constexpr int kWgWRows = 128;    // outputs per block: 2 consumer warpgroups × 64
 constexpr int kWgWTiles = kWgWRows / 16;
-constexpr int kWgStages = 4;
+constexpr int kWgSmemMax = 232448;  // dynamic shared memory one H100 block may opt into
 constexpr int kWgThreads = 384;
 constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_GROUP overrides)
 constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
@@ -63,9 +63,17 @@ template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
   static constexpr int kWStage = kWgWTiles * kChunks * kChunkBytes;
   static constexpr int kXStage = kN * kWgRowBytes;
   static constexpr int kAcc = kN / 2;  // accumulators per thread (m64nN)
+  static constexpr int kStaging = kN * kWgPitch * 2;  // the epilogue's 16-bit y tile
   // Shared memory: 1024 bytes of alignment slack (the swizzle is a function of address bits
-  // 4-9, so each x stage starts on 1024 bytes), the x ring, the weight ring, the barriers.
-  static constexpr int kSmem = 1024 + kWgStages * (kXStage + kWStage) + 2 * kWgStages * 8;
+  // 4-9, so each x stage starts on 1024 bytes), the x ring, the weight ring, the epilogue's
+  // tile (apart from the ring, which already fills with the next tile's stages), the barriers.
+  // 4 stages where they fit, else 3 (int8 with 256-row blocks: 48 KB stages).
+  static constexpr int smem_for(int stages) {
+    return 1024 + stages * (kXStage + kWStage) + kStaging + 2 * stages * 8;
+  }
+  static constexpr int kStages = smem_for(4) <= kWgSmemMax ? 4 : 3;
+  static constexpr int kSmem = smem_for(kStages);
+  static_assert(kSmem <= kWgSmemMax, "shared memory");
 };
 
 struct WgmmaParams {
@@ -80,6 +88,7 @@ struct WgmmaParams {
   int m, n, n_tiles, nk, kt_count, w_blocks, x_blocks, group, n_groups;
   int raster_group;  // weight blocks per raster group
   int x_rows;        // kN of the launched kernel
+  int tiles;         // w_blocks × x_blocks: a block takes tiles blockIdx.x, + gridDim.x, ...
   bool vec_out;  // out rows 16-byte aligned: whole 8-element pieces per store
 };
 
@@ -253,15 +262,17 @@ __device__ __forceinline__ void wgmma_mma(float (&d)[64], const uint32_t (&a)[4]
 
 // The block's shared memory, carved out of the dynamic allocation.
 template <class Cfg> struct WgmmaSmem {
-  uint8_t* xs;  // kWgStages × Cfg::kXStage, 1024-aligned
-  uint8_t* ws;  // kWgStages × Cfg::kWStage
+  uint8_t* xs;       // Cfg::kStages × Cfg::kXStage, 1024-aligned
+  uint8_t* ws;       // Cfg::kStages × Cfg::kWStage
+  uint8_t* staging;  // Cfg::kStaging
   uint64_t* full;
   uint64_t* empty;
   __device__ explicit WgmmaSmem(uint8_t* raw) {
     xs = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
-    ws = xs + kWgStages * Cfg::kXStage;
-    full = reinterpret_cast<uint64_t*>(ws + kWgStages * Cfg::kWStage);
-    empty = full + kWgStages;
+    ws = xs + Cfg::kStages * Cfg::kXStage;
+    staging = ws + Cfg::kStages * Cfg::kWStage;
+    full = reinterpret_cast<uint64_t*>(staging + Cfg::kStaging);
+    empty = full + Cfg::kStages;
   }
 };
 
@@ -275,32 +286,39 @@ __device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx
   xb = local / size;
 }
 
-// The producer thread: per k block one bulk copy of the block's kN rows of x (all or half of an
-// image block) and, per weight tile of the block, one run of kChunks chunks of kChunkBytes
-// (fewer in the last k block). Tiles past n_tiles and chunks past nk are never copied: their
-// stale bytes meet x columns that are zero (past k) or feed outputs never stored (past n).
+// The producer thread: for each of the block's tiles, per k block one bulk copy of its kN rows of
+// x (all or half of an image block) and, per weight tile, one run of kChunks chunks of
+// kChunkBytes (fewer in the last k block). The ring runs on across tiles, so the next tile's
+// first stages land while the consumers finish the last one. Tiles past n_tiles and chunks past
+// nk are never copied: their stale bytes meet x columns that are zero (past k) or feed outputs
+// never stored (past n).
 template <class Cfg>
-__device__ void wgmma_produce(const WgmmaParams& p, int wb, int xb, const WgmmaSmem<Cfg>& sm) {
-  constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes;
+__device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
+  constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes, kS = Cfg::kStages;
   constexpr int kWStage = Cfg::kWStage, kXStage = Cfg::kXStage;
-  const int tiles = min(kWgWTiles, p.n_tiles - wb * kWgWTiles);
-  const int64_t row0 = int64_t(xb) * Cfg::kN;  // first x row: image block row0 / 256
-  const int8_t* xsrc = p.xt + (row0 / kWgXRows) * p.kt_count * (kWgXRows * kWgRowBytes) +
-                       (row0 % kWgXRows) * kWgRowBytes;
-  for (int kt = 0; kt < p.kt_count; ++kt) {
-    const int s = kt % kWgStages;
-    if (kt >= kWgStages) {
-      mbar_wait(&sm.empty[s], ((kt / kWgStages) - 1) & 1);
-      fence_proxy_async_smem();  // the consumers' reads of the slot before the new copies
+  int it = 0;  // stages issued, over all of this block's tiles
+  for (int tile = blockIdx.x; tile < p.tiles; tile += gridDim.x) {
+    int wb, xb;
+    wgmma_block_coords(p, tile, wb, xb);
+    const int tiles = min(kWgWTiles, p.n_tiles - wb * kWgWTiles);
+    const int64_t row0 = int64_t(xb) * Cfg::kN;  // first x row: image block row0 / 256
+    const int8_t* xsrc = p.xt + (row0 / kWgXRows) * p.kt_count * (kWgXRows * kWgRowBytes) +
+                         (row0 % kWgXRows) * kWgRowBytes;
+    for (int kt = 0; kt < p.kt_count; ++kt, ++it) {
+      const int s = it % kS;
+      if (it >= kS) {
+        mbar_wait(&sm.empty[s], ((it / kS) - 1) & 1);
+        fence_proxy_async_smem();  // the consumers' reads of the slot before the new copies
+      }
+      const int chunks = min(kChunks, p.nk - kt * kChunks);
+      mbar_expect_tx(&sm.full[s], kXStage + tiles * chunks * kChunkBytes);
+      bulk_copy_g2s(sm.xs + s * kXStage, xsrc + int64_t(kt) * (kWgXRows * kWgRowBytes), kXStage,
+                    &sm.full[s]);
+      for (int t = 0; t < tiles; ++t)
+        bulk_copy_g2s(sm.ws + s * kWStage + t * kChunks * kChunkBytes,
+                      p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
+                      chunks * kChunkBytes, &sm.full[s]);
     }
-    const int chunks = min(kChunks, p.nk - kt * kChunks);
-    mbar_expect_tx(&sm.full[s], kXStage + tiles * chunks * kChunkBytes);
-    bulk_copy_g2s(sm.xs + s * kXStage, xsrc + int64_t(kt) * (kWgXRows * kWgRowBytes), kXStage,
-                  &sm.full[s]);
-    for (int t = 0; t < tiles; ++t)
-      bulk_copy_g2s(sm.ws + s * kWStage + t * kChunks * kChunkBytes,
-                    p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
-                    chunks * kChunkBytes, &sm.full[s]);
   }
 }
 
@@ -316,10 +334,10 @@ template <class Acc, int N> __device__ __forceinline__ void wgmma_zero_acc(Acc (
 // Start of a block: the barriers, then the producer warpgroup's whole part (true there: the
 // kernel returns) or the consumers' register budget (false: they go on to the main loop).
 template <class Cfg>
-__device__ bool wgmma_block_start(const WgmmaParams& p, int wb, int xb, const WgmmaSmem<Cfg>& sm) {
+__device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
 #if defined(LLMACCEL_WGMMA_BODY)
   if (threadIdx.x == 0) {
-    for (int s = 0; s < kWgStages; ++s) {
+    for (int s = 0; s < Cfg::kStages; ++s) {
       mbar_init(&sm.full[s], 1);   // the producer's arrive.expect_tx; the copies complete it
       mbar_init(&sm.empty[s], 8);  // one arrival per consumer warp
     }
@@ -327,7 +345,7 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, int wb, int xb, const Wg
   __syncthreads();
   if (threadIdx.x >= 256) {
     setmaxnreg_dec<40>();
-    if (threadIdx.x == 256) wgmma_produce<Cfg>(p, wb, xb, sm);
+    if (threadIdx.x == 256) wgmma_produce<Cfg>(p, sm);
     return true;
   }
   setmaxnreg_inc<232>();
@@ -348,9 +366,9 @@ __device__ __forceinline__ void wgmma_finish_stage(uint64_t* empty, int lane) {
 // Epilogue of a consumer thread (threads 0-255). acc[4i + e] is (weight row g, x row
 // 8i + 2t + e) of its warp's 16 rows, acc[4i + 2 + e] the same x rows for weight row g + 8
 // (CLayout_64xN). y = acc · (xscale[m] · scale[n]) + bias[n] (kW8A8; else acc + bias[n]: the
-// int4 scales are already in the weights), rounded to T, staged as y[x row][output] in shared
-// memory (every stage is idle once both warpgroups pass the barrier) and stored as 16-byte row
-// pieces.
+// int4 scales are already in the weights), rounded to T, staged as y[x row][output] in the
+// staging tile (the first barrier: every consumer has stored the previous tile from it) and
+// stored as 16-byte row pieces.
 template <class T, bool kW8A8, class Acc, int kA>
 __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[kA], int wb, int xb,
                                uint8_t* smem) {
@@ -434,10 +452,18 @@ inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms) {
   const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 255) / 256);
   return blocks < 2 * int64_t(sms) ? 128 : 256;
 }
+// Blocks to launch: one per SM, each looping over tiles (persistent), unless there are fewer
+// tiles; LLMACCEL_WGMMA_PERSISTENT=0 launches one block per tile (a benchmark knob).
+inline int wgmma_launch_blocks(const WgmmaParams& p, int sms) {
+  const char* e = std::getenv("LLMACCEL_WGMMA_PERSISTENT");
+  if (e && std::strcmp(e, "0") == 0) return p.tiles;
+  return std::max(1, std::min(p.tiles, sms));
+}
 inline void wgmma_grid(WgmmaParams& p, int x_rows) {
   p.x_rows = x_rows;
   p.w_blocks = (p.n_tiles + kWgWTiles - 1) / kWgWTiles;
   p.x_blocks = (p.m + x_rows - 1) / x_rows;
+  p.tiles = p.w_blocks * p.x_blocks;
   p.vec_out = reinterpret_cast<uintptr_t>(p.out) % 16 == 0 && p.ldo % 8 == 0;
   // LLMACCEL_WGMMA_GROUP: a benchmark knob, read per call (a whole positive number, else 16).
   const char* e = std::getenv("LLMACCEL_WGMMA_GROUP");

@@ -133,10 +133,11 @@ int main(int argc, char** argv) {
   const size_t out_elems = size_t(p.m) * size_t(p.n);
   std::vector<uint16_t> out(out_elems, 0xFFFF);  // NaN in both 16-bit types: unwritten shows
   p.out = out.data();
-  // x rows per block by the launchers' rule for a GPU of `sms` SMs (the last parameter), or
-  // LLMACCEL_WGMMA_N.
+  // x rows per block and blocks launched by the launchers' rules for a GPU of `sms` SMs (the
+  // last parameter; a small one makes each block loop over several tiles), or
+  // LLMACCEL_WGMMA_N / LLMACCEL_WGMMA_PERSISTENT.
   cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, int(a.back())));
-  const dim3 grid(unsigned(p.w_blocks * p.x_blocks));
+  const dim3 grid(unsigned(cu::wgmma_launch_blocks(p, int(a.back()))));
   const unsigned threads = unsigned(cu::kWgThreads);
   // run(T(), ZP, N): the kernel instantiation for x's (or out's) type, zero points, x rows.
   const auto run = [&](auto t, auto zp, auto n) {

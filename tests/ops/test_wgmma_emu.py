@@ -83,14 +83,18 @@ def _check_w4(y: torch.Tensor, x: torch.Tensor, p, bias: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("m,k,n,with_bias,group,x_rows", [
-    (300, 200, 200, True, "", "256"),  # 2 x blocks (the second partial), 2 weight blocks
-    (300, 200, 200, True, "", "128"),  # the same in 128-row blocks (halves of image blocks)
-    (65, 128, 16, False, "", ""),      # one weight tile, one whole k block (128 rows: rule)
-    (256, 1000, 136, True, "", "256"),  # 8 k blocks (the ring wraps twice), a partial last one
-    (600, 64, 520, False, "3", ""),    # 5 weight blocks, raster groups of 3 (2 + 1), 128 rows
+# (m, k, n, bias, raster group, x rows, SMs): SMs sets the persistent grid; 3 makes each block
+# loop over several tiles (the ring and its phases run on across tiles), "0" one block per tile.
+@pytest.mark.parametrize("m,k,n,with_bias,group,x_rows,sms", [
+    (300, 200, 200, True, "", "256", 132),  # 2 x blocks (the second partial), 2 weight blocks
+    (300, 200, 200, True, "", "128", 132),  # the same in 128-row blocks (halves of image blocks)
+    (65, 128, 16, False, "", "", 132),      # one weight tile, one k block (128 rows: the rule)
+    (256, 1000, 136, True, "", "256", 132),  # 8 k blocks (the ring wraps), a partial last one
+    (600, 64, 520, False, "3", "", 132),    # 5 weight blocks, raster groups of 3 (2 + 1)
+    (600, 200, 520, True, "", "256", 3),    # 15 tiles on 3 blocks: 5 each
+    (300, 1000, 136, False, "", "128", 2),  # 6 tiles on 2 blocks, 8 k blocks each
 ])
-def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, dtype):
+def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dtype):
     """y = (xq · qᵀ) · xscale · scale + bias, every element within one rounding of y's type."""
     g = torch.Generator().manual_seed(m + k + n)
     p = make_w8(n, k, seed=m, source="codes")
@@ -106,7 +110,7 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, dtype):
     if bias is not None:
         files["bias.bin"] = bias
     raw = _run(emu, tmp_path, "w8a8", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16,
-                                       bias is not None, 132], files, group, x_rows)
+                                       bias is not None, sms], files, group, x_rows)
     y = _as_float(raw, dtype, (m, n)).double()
     prod = (xq.double() @ codes.double().T) * (xs.double()[:, None] * sw.double()[None, :])
     ref = prod + (bias.double() if bias is not None else 0)
@@ -118,14 +122,15 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("m,k,n,group,symmetric,x_rows", [
-    (300, 200, 136, 64, False, "256"),  # K padded to 256 by the groups: 4 stages, 2 x blocks
-    (300, 200, 136, 64, False, "128"),  # the same in 128-row blocks
-    (70, 256, 16, 128, True, ""),       # one tile, one x block mostly padding (128: rule)
-    (260, 96, 200, 32, False, "256"),   # a partial last stage; g32 changes group per chunk
-    (256, 1024, 40, -1, True, "256"),   # per-channel scales, 16 stages (the ring wraps 4 times)
+@pytest.mark.parametrize("m,k,n,group,symmetric,x_rows,sms", [
+    (300, 200, 136, 64, False, "256", 132),  # K padded to 256 by the groups: 4 stages
+    (300, 200, 136, 64, False, "128", 132),  # the same in 128-row blocks
+    (70, 256, 16, 128, True, "", 132),       # one tile, one x block mostly padding
+    (260, 96, 200, 32, False, "256", 132),   # a partial last stage; g32: a group per chunk
+    (256, 1024, 40, -1, True, "256", 132),   # per-channel scales, 16 stages (the ring wraps)
+    (600, 200, 520, 64, False, "256", 3),    # 15 tiles on 3 blocks (scales reloaded per tile)
 ])
-def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, dtype):
+def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, dtype):
     """Against the reference (_check_w4)."""
     p = make_w4(n, k, group, symmetric, seed=m, source="codes")
     words = formats.to_cuda_int4(p.qweight)
@@ -139,7 +144,7 @@ def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, dtype)
     if p.zeros is not None:
         files["zeros.bin"] = p.zeros
     raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1,
-                                        nk * 32 // ng, ng, p.zeros is not None, 132], files,
+                                        nk * 32 // ng, ng, p.zeros is not None, sms], files,
                x_rows=x_rows)
     _check_w4(_as_float(raw, dtype, (m, n)).double(), x, p, bias)
 
