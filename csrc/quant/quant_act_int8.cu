@@ -8,24 +8,37 @@
 namespace llmaccel::cuda {
 namespace {
 
+template <bool kTiles, class T>
+void launch_quant_t(const void* x, int64_t m, int64_t grid_rows, int64_t k, int64_t ldx,
+                    int64_t block, int64_t n_blocks, int8_t* q, int64_t ldq, float* scale,
+                    int32_t* qsum, cudaStream_t s) {
+  const dim3 grid{unsigned(grid_rows), unsigned(n_blocks)};
+  const auto* xt = static_cast<const T*>(x);
+  if (quant_vec_ok(x, int(sizeof(T)), k, ldx, block, q, ldq, kTiles))
+    quant_act_int8_kernel<T, kTiles, true><<<grid, kQuantThreads, 0, s>>>(
+        xt, m, k, ldx, block, n_blocks, q, ldq, scale, qsum);
+  else
+    quant_act_int8_kernel<T, kTiles, false><<<grid, kQuantThreads, 0, s>>>(
+        xt, m, k, ldx, block, n_blocks, q, ldq, scale, qsum);
+}
+
 template <bool kTiles>
 void launch_quant(const char* op, const void* x, int x_dtype, int64_t m, int64_t grid_rows,
                   int64_t k, int64_t ldx, int64_t block, int64_t n_blocks, int8_t* q,
                   int64_t ldq, float* scale, int32_t* qsum, void* stream) {
-  const dim3 grid{unsigned(grid_rows), unsigned(n_blocks)};
   auto s = static_cast<cudaStream_t>(stream);
   switch (x_dtype) {
     case kF16:
-      quant_act_int8_kernel<__half, kTiles><<<grid, kQuantThreads, 0, s>>>(
-          static_cast<const __half*>(x), m, k, ldx, block, n_blocks, q, ldq, scale, qsum);
+      launch_quant_t<kTiles, __half>(x, m, grid_rows, k, ldx, block, n_blocks, q, ldq, scale,
+                                     qsum, s);
       break;
     case kBF16:
-      quant_act_int8_kernel<__nv_bfloat16, kTiles><<<grid, kQuantThreads, 0, s>>>(
-          static_cast<const __nv_bfloat16*>(x), m, k, ldx, block, n_blocks, q, ldq, scale, qsum);
+      launch_quant_t<kTiles, __nv_bfloat16>(x, m, grid_rows, k, ldx, block, n_blocks, q, ldq,
+                                            scale, qsum, s);
       break;
     case kF32:
-      quant_act_int8_kernel<float, kTiles><<<grid, kQuantThreads, 0, s>>>(
-          static_cast<const float*>(x), m, k, ldx, block, n_blocks, q, ldq, scale, qsum);
+      launch_quant_t<kTiles, float>(x, m, grid_rows, k, ldx, block, n_blocks, q, ldq, scale,
+                                    qsum, s);
       break;
     default: require(false, op, "x must be float16, bfloat16 or float32");
   }

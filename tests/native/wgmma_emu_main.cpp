@@ -1,7 +1,8 @@
 // Runs kernels' own source on the host through the SIMT emulator (csrc/emu/simt_emu.h) for
 // tests/ops/test_wgmma_emu.py, which writes the inputs and checks the output.
 //   wgmma_emu KIND DIR
-// KIND: w8a8 | w4a16 | xtiles16 | quant_tiles (the wgmma paths) | tiled_w4 (gemm_tiled_w4.cuh).
+// KIND: w8a8 | w4a16 | xtiles16 | quant_tiles (the wgmma paths) | tiled_w4 (gemm_tiled_w4.cuh) |
+// quant_rows (quant_act_int8's default mode).
 // DIR holds
 // params.txt (whitespace-separated integers, below) and the raw arrays the kernel reads; the
 // result is written to DIR/out.bin.
@@ -12,6 +13,7 @@
 //   xtiles16: m k ldx kt_count — x.bin
 //   quant_tiles: m k ldx kt_count x_dtype (0 fp16, 1 bf16, 2 fp32) — x.bin; also writes
 //          DIR/scale_out.bin
+//   quant_rows: m k ldx block x_dtype — x.bin; also writes DIR/scale_out.bin, DIR/qsum_out.bin
 //   tiled_w4: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms
 //          — x.bin (m × k, k a multiple of 8) w.bin scales.bin [zeros.bin]; sms sets the
 //          K split as on a GPU with that many SMs
@@ -79,9 +81,15 @@ int main(int argc, char** argv) {
     const dim3 grid(unsigned(rows), 1);
     const auto run = [&](auto t) {
       using T = decltype(t);
-      emu::launch(cu::quant_act_int8_kernel<T, true>, grid, unsigned(cu::kQuantThreads),
-                  static_cast<const T*>(x), m, k, ldx, kt * 128, int64_t(1), q.data(), kt,
-                  scale.data(), static_cast<int32_t*>(nullptr));
+      const auto go = [&](auto vec) {
+        emu::launch(cu::quant_act_int8_kernel<T, true, decltype(vec)::value>, grid,
+                    unsigned(cu::kQuantThreads), static_cast<const T*>(x), m, k, ldx, kt * 128,
+                    int64_t(1), q.data(), kt, scale.data(), static_cast<int32_t*>(nullptr));
+      };
+      const bool vec = cu::quant_vec_ok(x, int(sizeof(T)), k, ldx, kt * 128, q.data(), kt, true);
+      std::printf("vec %d\n", int(vec));
+      if (vec) go(std::true_type());
+      else go(std::false_type());
     };
     if (dt == 0) run(__half());
     else if (dt == 1) run(__nv_bfloat16());
@@ -89,6 +97,37 @@ int main(int argc, char** argv) {
     std::ofstream(dir + "/scale_out.bin", std::ios::binary)
         .write(reinterpret_cast<const char*>(scale.data()), std::streamsize(m * 4));
     write(q.data(), q.size());
+    return 0;
+  }
+  if (kind == "quant_rows") {  // the default (row-major) mode: per-block scales and sums
+    const int64_t m = a[0], k = a[1], ldx = a[2], block = a[3], dt = a[4];
+    const int64_t nb = (k + block - 1) / block, ldq = nb * block;
+    auto* q = static_cast<int8_t*>(std::aligned_alloc(64, size_t((m * ldq + 63) / 64 * 64)));
+    std::memset(q, 0x5A, size_t(m * ldq));
+    std::vector<float> scale(size_t(m * nb), -1.f);
+    std::vector<int32_t> qsum(size_t(m * nb), -1);
+    const void* x = file("x.bin");
+    const dim3 grid{unsigned(m), unsigned(nb)};
+    const auto run = [&](auto t) {
+      using T = decltype(t);
+      const auto go = [&](auto vec) {
+        emu::launch(cu::quant_act_int8_kernel<T, false, decltype(vec)::value>, grid,
+                    unsigned(cu::kQuantThreads), static_cast<const T*>(x), m, k, ldx, block, nb,
+                    q, ldq, scale.data(), qsum.data());
+      };
+      const bool vec = cu::quant_vec_ok(x, int(sizeof(T)), k, ldx, block, q, ldq, false);
+      std::printf("vec %d\n", int(vec));
+      if (vec) go(std::true_type());
+      else go(std::false_type());
+    };
+    if (dt == 0) run(__half());
+    else if (dt == 1) run(__nv_bfloat16());
+    else run(float());
+    std::ofstream(dir + "/scale_out.bin", std::ios::binary)
+        .write(reinterpret_cast<const char*>(scale.data()), std::streamsize(m * nb * 4));
+    std::ofstream(dir + "/qsum_out.bin", std::ios::binary)
+        .write(reinterpret_cast<const char*>(qsum.data()), std::streamsize(m * nb * 4));
+    write(q, size_t(m * ldq));
     return 0;
   }
   if (kind == "tiled_w4") {

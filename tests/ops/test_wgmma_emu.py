@@ -65,6 +65,7 @@ def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict,
                           timeout=300, env=env)
     assert done.returncode == 0, f"{kind}: emulator failed: {done.stderr[-2000:]}"
     assert not x_rows or f"x_rows {x_rows}" in done.stdout, done.stdout
+    (tmp / "stdout.txt").write_text(done.stdout)
     return (tmp / "out.bin").read_bytes()
 
 
@@ -191,10 +192,11 @@ def test_emulated_tiled_w4(emu, tmp_path, m, k, n, group, symmetric, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32],
                          ids=["fp16", "bf16", "fp32"])
-@pytest.mark.parametrize("m,k", [(1, 32), (255, 200), (300, 4100)])
+@pytest.mark.parametrize("m,k", [(1, 32), (255, 200), (40, 4096), (40, 4100), (7, 33)])
 def test_emulated_quant_act_int8_tiles(emu, tmp_path, m, k, dtype):
     """quant_act_int8_tiles's kernel: bit-exact with the reference quantization (per token),
-    laid out as x_tile_image, padding zero; one row all zero, one with an inf."""
+    laid out as x_tile_image, padding zero; one row all zero, one with an inf. K a multiple of 8
+    takes the vector path (16-byte loads, 4-byte stores), else the scalar one."""
     x = make_x((m, k), dtype, seed=k)
     x[0, :] = 0
     if m > 2:
@@ -203,9 +205,33 @@ def test_emulated_quant_act_int8_tiles(emu, tmp_path, m, k, dtype):
     code = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}[dtype]
     raw = _run(emu, tmp_path, "quant_tiles", [m, k, k, kt, code],
                {"x.bin": x.view(torch.int16) if dtype != torch.float32 else x})
+    assert f"vec {int(k % 8 == 0)}" in (tmp_path / "stdout.txt").read_text()
     q, scale, _ = reference.quantize_act_int8(x.float() if dtype == torch.float32 else x, k)
     got = torch.frombuffer(bytearray(raw), dtype=torch.int8)
     assert torch.equal(got, x_tile_image(q[:, :k], kt))
     got_scale = torch.frombuffer(bytearray((tmp_path / "scale_out.bin").read_bytes()),
                                  dtype=torch.float32)
     assert torch.equal(got_scale.view(torch.int32), scale.reshape(m).view(torch.int32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32],
+                         ids=["fp16", "bf16", "fp32"])
+@pytest.mark.parametrize("m,k,block", [(3, 4096, 4096), (5, 200, 64), (4, 264, 128), (3, 33, 33)])
+def test_emulated_quant_act_int8_rows(emu, tmp_path, m, k, block, dtype):
+    """quant_act_int8's default mode (the one gemm_w8a8 and quantize_act_int8 use): q, scales and
+    sums bit-exact with the reference, per token or per block; the vector path where K and the
+    block are multiples of 8."""
+    x = make_x((m, k), dtype, seed=block)
+    x[1, :] = 0
+    code = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}[dtype]
+    raw = _run(emu, tmp_path, "quant_rows", [m, k, k, block, code],
+               {"x.bin": x.view(torch.int16) if dtype != torch.float32 else x})
+    assert f"vec {int(k % 8 == 0 and block % 8 == 0)}" in (tmp_path / "stdout.txt").read_text()
+    q, scale, qsum = reference.quantize_act_int8(x.float() if dtype == torch.float32 else x, block)
+    assert torch.equal(torch.frombuffer(bytearray(raw), dtype=torch.int8).view(q.shape), q)
+    got_scale = torch.frombuffer(bytearray((tmp_path / "scale_out.bin").read_bytes()),
+                                 dtype=torch.int32)
+    assert torch.equal(got_scale, scale.reshape(-1).view(torch.int32))
+    got_sum = torch.frombuffer(bytearray((tmp_path / "qsum_out.bin").read_bytes()),
+                               dtype=torch.int32)
+    assert torch.equal(got_sum, qsum.reshape(-1).to(torch.int32))
