@@ -78,19 +78,24 @@ template <class T2> __device__ __forceinline__ uint32_t as_u32(T2 v) {
 // (a & b) | c in one LOP3: the compiler splits it into an AND and an OR when one of the inputs is
 // shared with other expressions (seen in the decode kernel's SASS: 8 extra instructions per 32
 // weights), so the dequantization spells it out.
+#if defined(LLMACCEL_SIMT_EMU)
+inline uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) { return (a & b) | c; }
+#else
 __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d;
   asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // (a&b)|c
   return d;
 }
+#endif
 
 // The block's dynamic shared memory as `uint8_t* name`: the extern array on the GPU, the
 // emulator's per-block buffer on the host (csrc/emu/simt_emu.h).
 #if defined(LLMACCEL_SIMT_EMU)
-#define LLMACCEL_DYNAMIC_SMEM(name) uint8_t* name = ::llmaccel::emu::dynamic_smem()
+#define LLMACCEL_DYNAMIC_SMEM_ALIGNED(name, bytes) uint8_t* name = ::llmaccel::emu::dynamic_smem()
 #else
-#define LLMACCEL_DYNAMIC_SMEM(name) extern __shared__ __align__(16) uint8_t name[]
+#define LLMACCEL_DYNAMIC_SMEM_ALIGNED(name, bytes) extern __shared__ __align__(bytes) uint8_t name[]
 #endif
+#define LLMACCEL_DYNAMIC_SMEM(name) LLMACCEL_DYNAMIC_SMEM_ALIGNED(name, 16)
 
 // ---- tensor-core MMA ---------------------------------------------------------------------------
 #if defined(LLMACCEL_SIMT_EMU)  // the host emulator (csrc/emu/simt_emu.h, tests only)

@@ -25,6 +25,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <barrier>
 #include <chrono>
 #include <cmath>
@@ -89,7 +90,15 @@ struct Block {
   std::map<int, std::unique_ptr<std::barrier<>>> named;
 };
 
+// The blocks of one thread-block cluster, run together (launch_clusters).
+struct Cluster {
+  std::vector<Block*> blocks;
+  std::unique_ptr<std::barrier<>> bar;
+};
+
 inline thread_local uint3 tl_thread{}, tl_block{};
+inline thread_local Cluster* tl_cluster = nullptr;
+inline thread_local unsigned tl_cluster_rank = 0;
 inline thread_local dim3 tl_dim{}, tl_grid{};
 inline thread_local Block* tl_blk = nullptr;
 
@@ -121,6 +130,16 @@ inline int syncthreads_and(int pred) {
   b.all.arrive_and_wait();  // all have read before the reset
   if (tl_thread.x == 0) b.and_flag = 1;
   b.all.arrive_and_wait();  // the reset before the next call's writes
+  return r;
+}
+template <class T> T shfl_from(T v, int src) {
+  const int w = int(tl_thread.x) / 32, lane = int(tl_thread.x) % 32;
+  WarpSlot& s = tl_blk->warp_mma[w];
+  std::memcpy(&s.shfl[lane], &v, sizeof(T));
+  tl_blk->warps[w]->arrive_and_wait();
+  T r;
+  std::memcpy(&r, &s.shfl[src & 31], sizeof(T));
+  tl_blk->warps[w]->arrive_and_wait();
   return r;
 }
 template <class T> T shfl_xor(T v, int lane_mask) {
@@ -350,9 +369,72 @@ void launch(Kernel kernel, dim3 grid, unsigned threads, const Args&... args) {
   for (auto& th : pool) th.join();
 }
 
+// Runs a grid in clusters of `cdim` blocks (the grid a multiple of it): a cluster's blocks run
+// at the same time, each on its own host threads and shared memory, so that cluster barriers and
+// distributed shared memory (cooperative_groups below) work; clusters run one after another.
+// Static __shared__ variables are function statics, shared by a cluster's blocks: a kernel
+// emulated this way must not rely on them on its cluster path.
+template <class Kernel, class... Args>
+void launch_clusters(Kernel kernel, dim3 grid, dim3 cdim, unsigned threads, const Args&... args) {
+  const unsigned per = cdim.x * cdim.y * cdim.z;
+  if (grid.x % cdim.x || grid.y % cdim.y || grid.z % cdim.z) fail("grid not a multiple of cluster");
+  for (unsigned cz = 0; cz < grid.z; cz += cdim.z)
+    for (unsigned cy = 0; cy < grid.y; cy += cdim.y)
+      for (unsigned cx = 0; cx < grid.x; cx += cdim.x) {
+        std::vector<std::unique_ptr<Block>> blocks;
+        Cluster cl;
+        cl.bar = std::make_unique<std::barrier<>>(int(per * threads));
+        for (unsigned r = 0; r < per; ++r) {
+          blocks.push_back(std::make_unique<Block>(int(threads)));
+          cl.blocks.push_back(blocks.back().get());
+        }
+        std::vector<std::thread> pool;
+        for (unsigned r = 0; r < per; ++r)
+          for (unsigned t = 0; t < threads; ++t)
+            pool.emplace_back([&, r, t] {
+              tl_thread = uint3{t, 0, 0};
+              tl_block = uint3{cx + r % cdim.x, cy + (r / cdim.x) % cdim.y,
+                               cz + r / (cdim.x * cdim.y)};
+              tl_dim = dim3(threads, 1, 1);
+              tl_grid = grid;
+              tl_blk = cl.blocks[r];
+              tl_cluster = &cl;
+              tl_cluster_rank = r;
+              kernel(args...);
+            });
+        for (auto& th : pool) th.join();
+      }
+}
+
 }  // namespace llmaccel::emu
 
+// The slice of cooperative_groups the kernels use for clusters.
+namespace cooperative_groups {
+struct cluster_group {
+  void sync() const { ::llmaccel::emu::tl_cluster->bar->arrive_and_wait(); }
+  unsigned block_rank() const { return ::llmaccel::emu::tl_cluster_rank; }
+  template <class T> T* map_shared_rank(T* addr, unsigned rank) const {
+    using ::llmaccel::emu::tl_blk;
+    const auto offset = reinterpret_cast<uint8_t*>(addr) - tl_blk->smem;
+    return reinterpret_cast<T*>(::llmaccel::emu::tl_cluster->blocks[rank]->smem + offset);
+  }
+};
+inline cluster_group this_cluster() {
+  if (!::llmaccel::emu::tl_cluster) ::llmaccel::emu::fail("this_cluster() outside a cluster launch");
+  return {};
+}
+}  // namespace cooperative_groups
+
 template <class T> inline T __ldg(const T* p) { return *p; }
+template <class T> inline T __ldcg(const T* p) { return *p; }
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+// Fused multiply-add of half pairs through fp32 (one more rounding than the GPU's in general;
+// exact where the kernels use it: integers times powers of two).
+inline __half2 __hfma2(__half2 a, __half2 b, __half2 c) {
+  return __floats2half2_rn(std::fma(__low2float(a), __low2float(b), __low2float(c)),
+                           std::fma(__high2float(a), __high2float(b), __high2float(c)));
+}
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline uint32_t __byte_perm(uint32_t x, uint32_t y, uint32_t s) {
   const uint64_t v = (uint64_t(y) << 32) | x;
   uint32_t r = 0;
@@ -373,6 +455,9 @@ inline int __float2int_rn(float v) { return int(std::nearbyint(v)); }
 inline int __syncthreads_and(int pred) { return ::llmaccel::emu::syncthreads_and(pred); }
 template <class T> inline T __shfl_xor_sync(unsigned, T v, int lane_mask) {
   return ::llmaccel::emu::shfl_xor(v, lane_mask);
+}
+template <class T> inline T __shfl_sync(unsigned, T v, int src) {
+  return ::llmaccel::emu::shfl_from(v, src);
 }
 
 // The CUDA spellings the kernel sources use, for the host compiler.

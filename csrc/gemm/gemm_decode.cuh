@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
   using A = Act16<T>;
   using In = DecodeIn<MT, U, NG>;
 
-  extern __shared__ __align__(16) uint8_t smem[];
+  LLMACCEL_DYNAMIC_SMEM(smem);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, j = lane & 3;
   const int gw = blockIdx.x * kDecodeWarps + warp;
@@ -421,6 +421,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, 2)
   }
 }
 
+#if !defined(LLMACCEL_SIMT_EMU)  // launch syntax: nvcc only (the emulator includes the kernels)
 // Configurations: U units per stage, S stages: 5 KB of weights in flight per warp at U = 4.
 template <class T, bool ZP, int MT, int U, int GU>
 void launch_decode_cfg(const SwapAbParams& p, const DecodeSplit& sp, int cpg,
@@ -457,5 +458,7 @@ void run_decode_w4(const char* op, const SwapAbParams& p, const DecodeWorkspace&
   else if (sh.gu == 1) launch_decode_u<T, ZP, 4, 1>(p, sp, cpg, stream);
   else launch_decode_u<T, ZP, 4, 2>(p, sp, cpg, stream);
 }
+
+#endif  // LLMACCEL_SIMT_EMU
 
 }  // namespace llmaccel::cuda

@@ -27,7 +27,9 @@
 #include <cstdlib>
 #include <type_traits>
 
+#if !defined(LLMACCEL_SIMT_EMU)  // the emulator has its own (csrc/emu/simt_emu.h)
 #include <cooperative_groups.h>
+#endif
 
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
@@ -88,11 +90,15 @@ template <int NG, bool ZP> __host__ __device__ constexpr int ks_slot_bytes() {
 }
 
 // Device-scope acquire-release fetch-add (sm_70+).
+#if defined(LLMACCEL_SIMT_EMU)
+inline int atom_add_acq_rel_gpu(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+#else
 __device__ __forceinline__ int atom_add_acq_rel_gpu(int* p, int v) {
   int old;
   asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], %2;\n" : "=r"(old) : "l"(p), "r"(v) : "memory");
   return old;
 }
+#endif
 
 // bf16: int4 word → the four A registers as 128 + q, exact (a nibble under bf16's 2^7 magic).
 // The 128 + zero each weight should lose is taken off once per group instead, as
@@ -117,7 +123,7 @@ __device__ __forceinline__ void w4_offset_bf16(uint32_t w, uint32_t a[4]) {
 template <class T, bool ZP, int MT, int GU, int NB, int MINB>
 __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     gemm_decode_kslice_w4_kernel(const SwapAbParams p, const KsPlan plan, const int cpg) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900) || defined(LLMACCEL_SIMT_EMU)
   constexpr int UPW = kKsUnits;
   constexpr int NG = GU > 0 ? UPW / GU : 1;
   constexpr int GUN = GU > 0 ? GU : UPW;  // units per group inside the slice
@@ -128,7 +134,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   // (its in-place high nibble needs no shift, and 1024·Σx would cost it ~7 bits of fp32).
   constexpr bool kFold = std::is_same<T, __nv_bfloat16>::value;
   using A = Act16<T>;
-  extern __shared__ __align__(128) uint8_t ks_smem[];
+  LLMACCEL_DYNAMIC_SMEM_ALIGNED(ks_smem, 128);
   // NB slots, NB "full" and NB "empty" barriers, then the reduction (tpb, kKsWarps, 16, m).
   uint64_t* full = reinterpret_cast<uint64_t*>(ks_smem + NB * kSlot);
   uint64_t* empty = full + NB;
@@ -381,6 +387,7 @@ template <int NG, bool ZP, int NB> constexpr int64_t ks_ring_bytes() {
   return int64_t(NB) * ks_slot_bytes<NG, ZP>() + 2 * NB * 8;  // slots and their two barriers
 }
 
+#if !defined(LLMACCEL_SIMT_EMU)  // launch syntax: nvcc only (the emulator includes the kernel)
 // Plans the split for the current device and this configuration (MINB blocks per SM), checks
 // the caller's workspace, launches.
 template <class T, bool ZP, int MT, int GU, int NB, int MINB>
@@ -494,5 +501,7 @@ void run_kslice_w4(const char* op, const SwapAbParams& p, const DecodeWorkspace&
   else if (cpg == 2) launch_kslice_gu<T, ZP, 2>(op, p, ws, cpg, stream);
   else launch_kslice_gu<T, ZP, 1>(op, p, ws, cpg, stream);
 }
+
+#endif  // LLMACCEL_SIMT_EMU
 
 }  // namespace llmaccel::cuda

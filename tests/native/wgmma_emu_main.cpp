@@ -2,7 +2,8 @@
 // tests/ops/test_wgmma_emu.py, which writes the inputs and checks the output.
 //   wgmma_emu KIND DIR
 // KIND: w8a8 | w4a16 | xtiles16 | quant_tiles (the wgmma paths) | tiled_w4 (gemm_tiled_w4.cuh) |
-// quant_rows (quant_act_int8's default mode).
+// quant_rows (quant_act_int8's default mode) | kslice (gemm_decode_kslice.cuh, the decode kernel
+// on sm_90, optionally its opt-in cluster reduction).
 // DIR holds
 // params.txt (whitespace-separated integers, below) and the raw arrays the kernel reads; the
 // result is written to DIR/out.bin.
@@ -14,6 +15,8 @@
 //   quant_tiles: m k ldx kt_count x_dtype (0 fp16, 1 bf16, 2 fp32) — x.bin; also writes
 //          DIR/scale_out.bin
 //   quant_rows: m k ldx block x_dtype — x.bin; also writes DIR/scale_out.bin, DIR/qsum_out.bin
+//   kslice: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms cluster
+//          — x.bin w.bin scales.bin [zeros.bin] (the g128-and-coarser configurations)
 //   tiled_w4: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms
 //          — x.bin (m × k, k a multiple of 8) w.bin scales.bin [zeros.bin]; sms sets the
 //          K split as on a GPU with that many SMs
@@ -27,6 +30,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "gemm/gemm_decode_kslice.cuh"
 #include "gemm/gemm_tiled_w4.cuh"
 #include "gemm/gemm_w4a16_wgmma.cuh"
 #include "gemm/gemm_w8a8_wgmma.cuh"
@@ -128,6 +132,64 @@ int main(int argc, char** argv) {
     std::ofstream(dir + "/qsum_out.bin", std::ios::binary)
         .write(reinterpret_cast<const char*>(qsum.data()), std::streamsize(m * nb * 4));
     write(q, size_t(m * ldq));
+    return 0;
+  }
+  if (kind == "kslice") {
+    const int64_t m = a[0], n = a[1], k = a[2], n_tiles = a[3], nk = a[4];
+    const bool bf16 = a[5] != 0, has_bias = a[6] != 0, zp = a[9] != 0, cluster = a[11] != 0;
+    const int sms = int(a[10]), cpg = int(a[7] / 32);
+    if (cpg % cu::kKsUnits) emu::fail("kslice: the emulated configurations need g128 or coarser");
+    std::vector<uint16_t> out(size_t(m * n), 0xFFFF);
+    cu::SwapAbParams p{file("x.bin"), nullptr, reinterpret_cast<const uint32_t*>(file("w.bin")),
+                       reinterpret_cast<const float*>(file("scales.bin")),
+                       zp ? file("zeros.bin") : nullptr,
+                       has_bias ? reinterpret_cast<const float*>(file("bias.bin")) : nullptr,
+                       out.data(), k, n, int(m), int(n), int(k), int(n_tiles), int(nk),
+                       int(a[7]), int(a[8])};
+    // launch_kslice_gu's choice for groups of whole slices (GU = 0)
+    const auto run = [&](auto t, auto zc, auto mt, auto nb, auto minb) {
+      using T = decltype(t);
+      constexpr bool ZP = decltype(zc)::value;
+      constexpr int MT = decltype(mt)::value, NB = decltype(nb)::value,
+                    MINB = decltype(minb)::value;
+      constexpr int64_t kRing = cu::ks_ring_bytes<1, ZP, NB>();
+      cu::KsPlan plan = cu::plan_kslice(m, n_tiles, nk, sms, MINB, kRing);
+      plan.cluster = cluster && plan.kchunks > 1 && plan.kchunks <= 8;
+      std::vector<int> counters(size_t(plan.ranges), 0);
+      std::vector<float> partials(size_t(cu::kslice_partial_bytes(plan, m) / 4 + 1));
+      plan.counters = counters.data();
+      plan.partials = partials.data();
+      const dim3 grid(unsigned(plan.ranges), unsigned(plan.kchunks));
+      const unsigned threads = unsigned((cu::kKsWarps + 1) * 32);
+      auto kernel = cu::gemm_decode_kslice_w4_kernel<T, ZP, MT, 0, NB, MINB>;
+      if (plan.cluster) emu::launch_clusters(kernel, grid, dim3(1, plan.kchunks, 1), threads, p, plan, cpg);
+      else emu::launch(kernel, grid, threads, p, plan, cpg);
+      for (int c : counters)
+        if (c) emu::fail("kslice: a tile counter was not left at zero");
+      std::printf("kchunks %d ranges %d cluster %d\n", plan.kchunks, plan.ranges, plan.cluster);
+    };
+    using I = std::integral_constant<int, 0>;
+    const auto pick = [&](auto t) {
+      using C1 = std::integral_constant<int, 1>;
+      using C2 = std::integral_constant<int, 2>;
+      using C3 = std::integral_constant<int, 3>;
+      using C4 = std::integral_constant<int, 4>;
+      using C6 = std::integral_constant<int, 6>;
+      if (m > 8) {
+        if (zp) run(t, std::true_type(), C2(), C4(), C2());
+        else run(t, std::false_type(), C2(), C4(), C2());
+      } else if (!zp) {
+        run(t, std::false_type(), C1(), C3(), C4());
+      } else if (m > 4) {
+        run(t, std::true_type(), C1(), C4(), C3());
+      } else {
+        run(t, std::true_type(), C1(), C6(), C3());
+      }
+    };
+    (void)I();
+    if (bf16) pick(__nv_bfloat16());
+    else pick(__half());
+    write(out.data(), out.size() * 2);
     return 0;
   }
   if (kind == "tiled_w4") {

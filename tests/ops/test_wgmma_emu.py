@@ -235,3 +235,38 @@ def test_emulated_quant_act_int8_rows(emu, tmp_path, m, k, block, dtype):
     got_sum = torch.frombuffer(bytearray((tmp_path / "qsum_out.bin").read_bytes()),
                                dtype=torch.int32)
     assert torch.equal(got_sum, qsum.reshape(-1).to(torch.int32))
+
+
+# gemm_decode_kslice.cuh (the sm_90 decode kernel, measured on an H100; its cluster reduction is
+# opt-in and not yet run there): M = 1-16 with K over one and several K chunks of 1024 columns.
+KSLICE_CASES = [(1, 4096, 128, 128, True), (5, 2048, 100, 128, False), (12, 2048, 72, -1, True),
+                (1, 1024, 300, 128, True), (3, 8192, 40, 256, False)]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("m,k,n,group,symmetric", KSLICE_CASES,
+                         ids=[f"M{c[0]}-K{c[1]}-N{c[2]}-g{c[3]}" for c in KSLICE_CASES])
+def test_emulated_kslice(emu, tmp_path, m, k, n, group, symmetric, dtype):
+    """Against the reference (_check_w4), K chunks reduced through the workspace (the last block
+    to arrive) and through the cluster's shared memory (LLMACCEL_KS_REDUCE=cluster): the same
+    bits either way, the chunk order being the same."""
+    p = make_w4(n, k, group, symmetric, seed=m + 3, source="codes")
+    words = formats.to_cuda_int4(p.qweight)
+    n_tiles, nk = words.shape[:2]
+    ng = p.scales.shape[1]
+    x = make_x((m, k), dtype, seed=n + 3)
+    bias = make_bias(n, seed=k)
+    files = {"x.bin": x.view(torch.int16), "w.bin": words, "scales.bin": p.scales,
+             "bias.bin": bias}
+    if p.zeros is not None:
+        files["zeros.bin"] = p.zeros
+    outs = []
+    for cluster in (0, 1):
+        raw = _run(emu, tmp_path, "kslice", [m, n, k, n_tiles, nk, dtype == torch.bfloat16, 1,
+                                             nk * 32 // ng, ng, p.zeros is not None, 132,
+                                             cluster], files)
+        plan = (tmp_path / "stdout.txt").read_text().split()  # kchunks K ranges R cluster C
+        assert int(plan[5]) == (cluster and 1 < int(plan[1]) <= 8), plan
+        outs.append(_as_float(raw, dtype, (m, n)).double())
+    _check_w4(outs[0], x, p, bias)
+    assert torch.equal(outs[0], outs[1])
