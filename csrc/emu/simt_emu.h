@@ -1,17 +1,17 @@
-// A host emulator of the parts of the CUDA execution model this project's newest kernels use, so
-// that their own source (gemm_w8a8_wgmma.cuh, gemm_w4a16_wgmma.cuh, gemm_tiled_w4.cuh,
-// quant_act_int8.cuh) runs on a CPU: tests only (tests/ops/test_wgmma_emu.py), never part of the
-// package. Include this first, then the kernel headers; they take their LLMACCEL_SIMT_EMU
-// branches.
+// A host emulator of the parts of the CUDA execution model this project's kernels use, so that
+// their own source (gemm_w8a8_wgmma.cuh, gemm_w4a16_wgmma.cuh, gemm_tiled_w4.cuh,
+// quant_act_int8.cuh, gemm_decode_kslice.cuh) runs on a CPU: tests only
+// (tests/ops/test_wgmma_emu.py), never part of the package. Include this first, then the kernel
+// headers; they take their LLMACCEL_SIMT_EMU branches.
 //
 // Why: this project's GPU is lent only now and then. Index arithmetic, pipeline phases and
 // boundary handling of a kernel written without one can still be checked here, on the real
 // code, so that device time goes to timing rather than to first bugs.
 //
-// What it models: every CUDA thread of a block is a host thread (blocks run one after another:
-// a kernel's static __shared__ variables are function statics, its dynamic shared memory a
-// buffer per block); __syncthreads (also _and), __syncwarp, __shfl_xor_sync and named barriers
-// are std::barriers; mbarriers count arrivals and transaction bytes and complete phases exactly as
+// What it models: every CUDA thread of a block is a host thread (blocks run one after another,
+// or a cluster's blocks together: a kernel's static __shared__ variables are function statics,
+// its dynamic shared memory a buffer per block); __syncthreads (also _and), __syncwarp,
+// shuffles, named and cluster barriers are std::barriers; atomics are host atomics; mbarriers count arrivals and transaction bytes and complete phases exactly as
 // PTX defines them (a wait on a phase that never completes fails after a timeout instead of
 // hanging); a bulk copy or cp.async is a memcpy done at once; mma.sync (m16n8k16) is computed by
 // the warp's first lane from the 32 lanes' fragments (the PTX ISA's layouts); wgmma by the
