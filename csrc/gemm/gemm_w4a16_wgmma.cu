@@ -15,7 +15,8 @@ void launch_w4a16_wgmma_n(const WgmmaParams& p, cudaStream_t stream) {
   kernel<<<wgmma_launch_blocks(p, current_device_sms()), kWgThreads, smem, stream>>>(p);
 }
 template <class T, bool ZP> void launch_w4a16_wgmma(const WgmmaParams& p, cudaStream_t stream) {
-  if (p.x_rows == 128) launch_w4a16_wgmma_n<T, ZP, 128>(p, stream);
+  if (p.x_rows == 64) launch_w4a16_wgmma_n<T, ZP, 64>(p, stream);
+  else if (p.x_rows == 128) launch_w4a16_wgmma_n<T, ZP, 128>(p, stream);
   else launch_w4a16_wgmma_n<T, ZP, 256>(p, stream);
 }
 

@@ -162,7 +162,8 @@ template <class T, int kN> void launch_w8a8_wgmma_n(const WgmmaParams& p, cudaSt
   kernel<<<wgmma_launch_blocks(p, current_device_sms()), kWgThreads, smem, stream>>>(p);
 }
 template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
-  if (p.x_rows == 128) launch_w8a8_wgmma_n<T, 128>(p, stream);
+  if (p.x_rows == 64) launch_w8a8_wgmma_n<T, 64>(p, stream);
+  else if (p.x_rows == 128) launch_w8a8_wgmma_n<T, 128>(p, stream);
   else launch_w8a8_wgmma_n<T, 256>(p, stream);
 }
 

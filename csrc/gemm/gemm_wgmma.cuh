@@ -55,11 +55,11 @@ constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_
 constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
 
 // A kernel's shape: per weight tile and stage kChunks chunks of kChunkBytes; kN x rows per block
-// (the wgmma N: 256, or 128 where 256-row blocks would leave SMs idle or rows empty; a 128-row
-// block is one half of an image block).
+// (the wgmma N: 256; 128 where 256-row blocks would leave SMs idle; 64 for M ≤ 64, where the
+// weights' bytes, not the MMAs, set the time; a smaller block reads a part of an image block).
 template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
   static constexpr int kChunks = kChunks_, kChunkBytes = kChunkBytes_, kN = kN_;
-  static_assert(kN == 128 || kN == 256, "wgmma N: 128 or 256 x rows");
+  static_assert(kN == 64 || kN == 128 || kN == 256, "wgmma N: 64, 128 or 256 x rows");
   static constexpr int kWStage = kWgWTiles * kChunks * kChunkBytes;
   static constexpr int kXStage = kN * kWgRowBytes;
   static constexpr int kAcc = kN / 2;  // accumulators per thread (m64nN)
@@ -195,6 +195,34 @@ __device__ __forceinline__ void wgmma_m64n128k32(int (&d)[64], const uint32_t (&
 LLMACCEL_WGMMA_N128_K16(__nv_bfloat16, "bf16.bf16")
 LLMACCEL_WGMMA_N128_K16(__half, "f16.f16")
 #undef LLMACCEL_WGMMA_N128_K16
+// The N = 64 forms: x blocks of 64 rows (M ≤ 64), 32 accumulators per thread.
+#define LLMACCEL_ACC_OPERANDS32                                                                   \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                      \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+#define LLMACCEL_ACC32(c) \
+  LLMACCEL_ACC8(c, 0), LLMACCEL_ACC8(c, 8), LLMACCEL_ACC8(c, 16), LLMACCEL_ACC8(c, 24)
+__device__ __forceinline__ void wgmma_m64n64k32(int (&d)[32], const uint32_t (&a)[4],
+                                                uint64_t desc_b) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 " LLMACCEL_ACC_OPERANDS32
+               "{%32, %33, %34, %35}, %36, p;\n}\n"
+               : LLMACCEL_ACC32(LLMACCEL_R)
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));
+}
+#define LLMACCEL_WGMMA_N64_K16(T, PTX_TYPES)                                                   \
+  __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const uint32_t (&a)[4],     \
+                                                  uint64_t desc_b, T) {                       \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                 \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPES " "                   \
+                 LLMACCEL_ACC_OPERANDS32 "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"        \
+                 : LLMACCEL_ACC32(LLMACCEL_F)                                                 \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));          \
+  }
+LLMACCEL_WGMMA_N64_K16(__nv_bfloat16, "bf16.bf16")
+LLMACCEL_WGMMA_N64_K16(__half, "f16.f16")
+#undef LLMACCEL_WGMMA_N64_K16
+#undef LLMACCEL_ACC_OPERANDS32
+#undef LLMACCEL_ACC32
 #undef LLMACCEL_ACC_OPERANDS64
 #undef LLMACCEL_ACC64
 #undef LLMACCEL_ACC_OPERANDS
@@ -225,6 +253,9 @@ inline void wgmma_m64n256k32(int (&d)[128], const uint32_t (&a)[4], uint64_t des
 inline void wgmma_m64n128k32(int (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
   emu::wgmma(d, a, desc_b, emu::WgKind::kS8K32);
 }
+inline void wgmma_m64n64k32(int (&d)[32], const uint32_t (&a)[4], uint64_t desc_b) {
+  emu::wgmma(d, a, desc_b, emu::WgKind::kS8K32);
+}
 inline emu::WgKind wgmma_kind(__nv_bfloat16) { return emu::WgKind::kBf16K16; }
 inline emu::WgKind wgmma_kind(__half) { return emu::WgKind::kF16K16; }
 template <class T>
@@ -233,6 +264,10 @@ void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b, 
 }
 template <class T>
 void wgmma_m64n128k16(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b, T t) {
+  emu::wgmma(d, a, desc_b, wgmma_kind(t));
+}
+template <class T>
+void wgmma_m64n64k16(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b, T t) {
   emu::wgmma(d, a, desc_b, wgmma_kind(t));
 }
 template <int R> void setmaxnreg_dec() {}
@@ -248,6 +283,9 @@ __device__ __forceinline__ void wgmma_mma(int (&d)[128], const uint32_t (&a)[4],
 __device__ __forceinline__ void wgmma_mma(int (&d)[64], const uint32_t (&a)[4], uint64_t b) {
   wgmma_m64n128k32(d, a, b);
 }
+__device__ __forceinline__ void wgmma_mma(int (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+  wgmma_m64n64k32(d, a, b);
+}
 template <class T>
 __device__ __forceinline__ void wgmma_mma(float (&d)[128], const uint32_t (&a)[4], uint64_t b,
                                           T t) {
@@ -257,6 +295,11 @@ template <class T>
 __device__ __forceinline__ void wgmma_mma(float (&d)[64], const uint32_t (&a)[4], uint64_t b,
                                           T t) {
   wgmma_m64n128k16(d, a, b, t);
+}
+template <class T>
+__device__ __forceinline__ void wgmma_mma(float (&d)[32], const uint32_t (&a)[4], uint64_t b,
+                                          T t) {
+  wgmma_m64n64k16(d, a, b, t);
 }
 #endif
 
@@ -440,15 +483,18 @@ inline void wgmma_check_common(const char* op, int64_t m, int64_t n, int64_t n_t
   require(xt && w && out, op, "null pointer");
   require(reinterpret_cast<uintptr_t>(xt) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0,
           op, "x tiles and weights must be 16-byte aligned (bulk copies)");
-  const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 127) / 128);
+  const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 63) / 64);
   require(blocks < (int64_t(1) << 31), op, "too many blocks");
 }
-// x rows per block: 256 unless that leaves the grid under two waves of `sms` blocks (then 128,
-// twice the blocks); LLMACCEL_WGMMA_N=128|256 forces one (a benchmark knob, read per call).
+// x rows per block: 64 for M ≤ 64; else 256 unless that leaves the grid under two waves of
+// `sms` blocks (then 128, twice the blocks). LLMACCEL_WGMMA_N=64|128|256 forces one (a
+// benchmark knob, read per call).
 inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms) {
   const char* e = std::getenv("LLMACCEL_WGMMA_N");
+  if (e && std::strcmp(e, "64") == 0) return 64;
   if (e && std::strcmp(e, "128") == 0) return 128;
   if (e && std::strcmp(e, "256") == 0) return 256;
+  if (m <= 64) return 64;
   const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 255) / 256);
   return blocks < 2 * int64_t(sms) ? 128 : 256;
 }

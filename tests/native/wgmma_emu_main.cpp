@@ -248,7 +248,8 @@ int main(int argc, char** argv) {
     else emu::launch(cu::gemm_w4a16_wgmma_kernel<T, decltype(zp)::value, kN>, grid, threads, p);
   };
   const auto run_n = [&](auto t, auto zp) {
-    if (p.x_rows == 128) run(t, zp, std::integral_constant<int, 128>());
+    if (p.x_rows == 64) run(t, zp, std::integral_constant<int, 64>());
+    else if (p.x_rows == 128) run(t, zp, std::integral_constant<int, 128>());
     else run(t, zp, std::integral_constant<int, 256>());
   };
   bool zp = false;

@@ -95,10 +95,10 @@ def test_cuda_gemm_w8a8_wgmma_bad_inputs():
         _C.cuda_gemm_w8a8_wgmma(xt.data_ptr() + 8, 65, 2, *args)
 
 
-# W4_CASES above the swapped range, plus one weight block (N = 16) and partial ones, K with a
-# partial last 64-column stage or group padding (200 with g128: K padded to 256), M over one
-# 256-row block and several.
-W4_WGMMA_CASES = [c for c in W4_CASES if c[0] > 64] + [
+# W4_CASES above the decode range (64-row x blocks up to M = 64), plus one weight block (N = 16)
+# and partial ones, K with a partial last 64-column stage or group padding (200 with g128: K
+# padded to 256), M over one 256-row block and several.
+W4_WGMMA_CASES = [c for c in W4_CASES if c[0] > 16] + [
     (65, 64, 16, 32, "codes"), (256, 200, 520, 128, "rtn"), (300, 4096, 136, 128, "codes"),
     (600, 1000, 1000, 64, "rtn"), (2053, 512, 4096, -1, "codes"),
 ]

@@ -52,13 +52,14 @@ def test_w8a8_wgmma_opt_in(monkeypatch, value, available, m, expected):
 
 
 @pytest.mark.parametrize("value,available,m,expected", [
-    ("1", True, 65, "wgmma"), ("1", True, 4096, "wgmma"), ("1", True, 64, "swapAB mma"),
-    ("1", True, 16, "decode mma"), ("1", False, 4096, "dequant + cuBLAS"),
+    ("1", True, 65, "wgmma"), ("1", True, 4096, "wgmma"), ("1", True, 64, "wgmma"),
+    ("1", True, 17, "wgmma"), ("1", True, 16, "decode mma"), ("1", False, 4096, "dequant + cuBLAS"),
+    ("1", False, 40, "swapAB mma"),
     ("", True, 4096, "dequant + cuBLAS"), ("2", True, 4096, "dequant + cuBLAS"),
 ])
 def test_w4a16_wgmma_opt_in(monkeypatch, value, available, m, expected):
-    """LLMACCEL_W4_WGMMA=1 replaces dequantize + cuBLAS for gemm_w4a16 where the device runs
-    the sm_90a kernel; the decode and swapped ranges and the other ops are unaffected."""
+    """LLMACCEL_W4_WGMMA=1 sends gemm_w4a16 above the decode range to the wgmma kernel where the
+    device runs the sm_90a code; the decode range and the other ops are unaffected."""
     monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
     monkeypatch.setenv("LLMACCEL_W4_WGMMA", value)
     monkeypatch.setattr(ops.cuda, "w4a16_wgmma_available", lambda: available)

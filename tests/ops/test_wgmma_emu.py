@@ -94,6 +94,7 @@ def _check_w4(y: torch.Tensor, x: torch.Tensor, p, bias: torch.Tensor) -> None:
     (600, 64, 520, False, "3", "", 132),    # 5 weight blocks, raster groups of 3 (2 + 1)
     (600, 200, 520, True, "", "256", 3),    # 15 tiles on 3 blocks: 5 each
     (300, 1000, 136, False, "", "128", 2),  # 6 tiles on 2 blocks, 8 k blocks each
+    (300, 200, 200, True, "", "64", 3),     # 64-row blocks: quarters of image blocks
 ])
 def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dtype):
     """y = (xq · qᵀ) · xscale · scale + bias, every element within one rounding of y's type."""
@@ -130,6 +131,8 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dt
     (260, 96, 200, 32, False, "256", 132),   # a partial last stage; g32: a group per chunk
     (256, 1024, 40, -1, True, "256", 132),   # per-channel scales, 16 stages (the ring wraps)
     (600, 200, 520, 64, False, "256", 3),    # 15 tiles on 3 blocks (scales reloaded per tile)
+    (40, 200, 136, 64, False, "", 132),      # M ≤ 64: 64-row x blocks (the rule)
+    (17, 1024, 264, 128, True, "64", 2),     # 64-row blocks, 3 tiles on 2 blocks
 ])
 def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, dtype):
     """Against the reference (_check_w4)."""

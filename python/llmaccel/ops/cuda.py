@@ -26,9 +26,9 @@ ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cu
   compute capability 9.0 device to a warpgroup-MMA kernel (sm_90a: the int8 weights as wgmma's
   register operand, x quantized straight into the kernel's swizzled tile image and streamed in by
   bulk copies; csrc/gemm/gemm_w8a8_wgmma.cuh). Elsewhere the tiled int8 GEMM runs as before.
-  ``LLMACCEL_W4_WGMMA=1`` does the same for ``gemm_w4a16`` in place of dequantize + cuBLAS (int4
-  dequantized in registers into wgmma's fragments, x copied into its image;
-  csrc/gemm/gemm_w4a16_wgmma.cu).
+  ``LLMACCEL_W4_WGMMA=1`` does the same for ``gemm_w4a16`` above the decode range, in place of
+  the swapped kernel and dequantize + cuBLAS (int4 dequantized in registers into wgmma's
+  fragments, x copied into its image; 64-row x blocks up to M = 64; csrc/gemm/gemm_w4a16_wgmma.cu).
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def w8a8_wgmma_requested() -> bool:
 
 
 def w4a16_wgmma_requested() -> bool:
-    """LLMACCEL_W4_WGMMA=1 asks for the opt-in wgmma kernel of gemm_w4a16 where dequantize +
-    cuBLAS would run (above the swapped kernel's and the opt-in tiled kernel's range)."""
+    """LLMACCEL_W4_WGMMA=1 asks for the opt-in wgmma kernel of gemm_w4a16 above the decode range
+    (and above the opt-in tiled kernel's, when that is on too)."""
     return os.environ.get("LLMACCEL_W4_WGMMA", "") == "1"
 
 
@@ -93,11 +93,9 @@ def cuda_path(op: str, m: int) -> str:
         return "decode mma"
     if op == "gemm_w4a16" and m <= tiled_max_m():
         return "tiled mma"
-    if m <= SWAPAB_MAX_M[op]:
-        return "swapAB mma"
     if op == "gemm_w4a16" and w4a16_wgmma_requested() and w4a16_wgmma_available():
         return "wgmma"
-    return "dequant + cuBLAS"
+    return "swapAB mma" if m <= SWAPAB_MAX_M[op] else "dequant + cuBLAS"
 
 
 # Per (device, stream): the int4 decode kernel's tile counters (int32, zero between calls: each call
@@ -257,7 +255,7 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
         return _finish(_out(x, 0, n), x, n)
     s = _stream(x)
     tiled = tiled_max_m() if m > DECODE_MAX_M else 0  # no environment lookup per decode call
-    if m > max(SWAPAB_MAX_M[op], tiled) and cuda_path(op, m) == "wgmma":
+    if m > max(DECODE_MAX_M, tiled) and cuda_path(op, m) == "wgmma":
         # x copied into the kernel's image: 64-column blocks of 256 rows, zero padding included
         xk = _kernel_rows(x2)
         kt = (nk + 1) // 2
