@@ -77,8 +77,8 @@ bench() {
     bench w8a8 LLMACCEL_W8A8_WGMMA "0 1" 128,512,2048,4096 4096x14336,8192x8192
   fi
   if step w4a16; then
-    echo "== wgmma int4 (gemm_w4a16), M 128-4096 $(date +%T)"
-    bench w4a16 LLMACCEL_W4_WGMMA "0 1" 128,512,1024,2048,4096 4096x14336,8192x8192
+    echo "== wgmma int4 (gemm_w4a16), M 17-4096 $(date +%T)"
+    bench w4a16 LLMACCEL_W4_WGMMA "0 1" 17,32,64,128,512,1024,2048,4096 4096x14336,8192x8192
   fi
   if step group; then
     echo "== wgmma raster group (LLMACCEL_WGMMA_GROUP: weight blocks per group, 16 by default)"
