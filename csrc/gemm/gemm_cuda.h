@@ -69,10 +69,10 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
                      int64_t n, const float* bias, void* out, int out_dtype, int64_t ldo,
                      void* stream);
 
-// gemm_w4a16 for large m on sm_90a (OPT-IN, NOT YET RUN ON A GPU; gemm_w4a16_wgmma.cu): the same
-// product as gemm_w4a16 (each scaled weight rounded to x's type, fp32 sums) from x already laid
-// out by x_tiles_16bit (kt_count = ceil(nk / 2) blocks of 64 columns). Throws unless
-// w4a16_wgmma_available().
+// gemm_w4a16 above the decode range on sm_90a (OPT-IN, NOT YET RUN ON A GPU;
+// gemm_w4a16_wgmma.cu): the same product as gemm_w4a16 (each scaled weight rounded to x's type,
+// fp32 sums) from x already laid out by x_tiles_16bit (kt_count = ceil(nk / 2) blocks of 64
+// columns). Throws unless w4a16_wgmma_available().
 bool w4a16_wgmma_available();
 void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count,
                       const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
