@@ -53,6 +53,30 @@ static uint8_t* aligned_copy(const std::vector<uint8_t>& v) {
   return p;
 }
 
+// quant_act_int8_kernel<T, kTiles, vec> for x's dtype (0 fp16, 1 bf16, 2 fp32), the vector
+// path where the launcher would take it (printed for the test): the same choice as
+// quant_act_int8.cu's.
+template <bool kTiles>
+static void run_quant(int64_t dt, dim3 grid, const void* x, int64_t m, int64_t k, int64_t ldx,
+                      int64_t block, int64_t n_blocks, int8_t* q, int64_t ldq, float* scale,
+                      int32_t* qsum) {
+  const auto run = [&](auto t) {
+    using T = decltype(t);
+    const auto go = [&](auto vec) {
+      emu::launch(cu::quant_act_int8_kernel<T, kTiles, decltype(vec)::value>, grid,
+                  unsigned(cu::kQuantThreads), static_cast<const T*>(x), m, k, ldx, block,
+                  n_blocks, q, ldq, scale, qsum);
+    };
+    const bool vec = cu::quant_vec_ok(x, int(sizeof(T)), k, ldx, block, q, ldq, kTiles);
+    std::printf("vec %d\n", int(vec));
+    if (vec) go(std::true_type());
+    else go(std::false_type());
+  };
+  if (dt == 0) run(__half());
+  else if (dt == 1) run(__nv_bfloat16());
+  else run(float());
+}
+
 int main(int argc, char** argv) {
   if (argc != 3) emu::fail("usage: wgmma_emu KIND DIR");
   const std::string kind = argv[1], dir = argv[2];
@@ -63,6 +87,17 @@ int main(int argc, char** argv) {
   const auto write = [&](const void* data, size_t bytes) {
     std::ofstream(out_path, std::ios::binary)
         .write(static_cast<const char*>(data), std::streamsize(bytes));
+  };
+  // The int4 kinds' SwapAbParams: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros
+  // (x rows of k elements, k a multiple of 8; out rows of n).
+  const auto int4_params = [&](void* out) {
+    return cu::SwapAbParams{file("x.bin"), nullptr,
+                            reinterpret_cast<const uint32_t*>(file("w.bin")),
+                            reinterpret_cast<const float*>(file("scales.bin")),
+                            a[9] ? file("zeros.bin") : nullptr,
+                            a[6] ? reinterpret_cast<const float*>(file("bias.bin")) : nullptr, out,
+                            a[2], a[1], int(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]),
+                            int(a[7]), int(a[8])};
   };
   if (kind == "xtiles16") {
     const int64_t m = a[0], k = a[1], ldx = a[2], kt = a[3];
@@ -82,22 +117,8 @@ int main(int argc, char** argv) {
     std::vector<int8_t> q(size_t(bytes), int8_t(0x5A));
     std::vector<float> scale(size_t(m), -1.f);
     const void* x = file("x.bin");
-    const dim3 grid(unsigned(rows), 1);
-    const auto run = [&](auto t) {
-      using T = decltype(t);
-      const auto go = [&](auto vec) {
-        emu::launch(cu::quant_act_int8_kernel<T, true, decltype(vec)::value>, grid,
-                    unsigned(cu::kQuantThreads), static_cast<const T*>(x), m, k, ldx, kt * 128,
-                    int64_t(1), q.data(), kt, scale.data(), static_cast<int32_t*>(nullptr));
-      };
-      const bool vec = cu::quant_vec_ok(x, int(sizeof(T)), k, ldx, kt * 128, q.data(), kt, true);
-      std::printf("vec %d\n", int(vec));
-      if (vec) go(std::true_type());
-      else go(std::false_type());
-    };
-    if (dt == 0) run(__half());
-    else if (dt == 1) run(__nv_bfloat16());
-    else run(float());
+    run_quant<true>(dt, dim3(unsigned(rows), 1), x, m, k, ldx, kt * 128, 1, q.data(), kt,
+                    scale.data(), nullptr);
     std::ofstream(dir + "/scale_out.bin", std::ios::binary)
         .write(reinterpret_cast<const char*>(scale.data()), std::streamsize(m * 4));
     write(q.data(), q.size());
@@ -111,22 +132,8 @@ int main(int argc, char** argv) {
     std::vector<float> scale(size_t(m * nb), -1.f);
     std::vector<int32_t> qsum(size_t(m * nb), -1);
     const void* x = file("x.bin");
-    const dim3 grid{unsigned(m), unsigned(nb)};
-    const auto run = [&](auto t) {
-      using T = decltype(t);
-      const auto go = [&](auto vec) {
-        emu::launch(cu::quant_act_int8_kernel<T, false, decltype(vec)::value>, grid,
-                    unsigned(cu::kQuantThreads), static_cast<const T*>(x), m, k, ldx, block, nb,
-                    q, ldq, scale.data(), qsum.data());
-      };
-      const bool vec = cu::quant_vec_ok(x, int(sizeof(T)), k, ldx, block, q, ldq, false);
-      std::printf("vec %d\n", int(vec));
-      if (vec) go(std::true_type());
-      else go(std::false_type());
-    };
-    if (dt == 0) run(__half());
-    else if (dt == 1) run(__nv_bfloat16());
-    else run(float());
+    run_quant<false>(dt, dim3(unsigned(m), unsigned(nb)), x, m, k, ldx, block, nb, q, ldq,
+                     scale.data(), qsum.data());
     std::ofstream(dir + "/scale_out.bin", std::ios::binary)
         .write(reinterpret_cast<const char*>(scale.data()), std::streamsize(m * nb * 4));
     std::ofstream(dir + "/qsum_out.bin", std::ios::binary)
@@ -135,17 +142,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (kind == "kslice") {
-    const int64_t m = a[0], n = a[1], k = a[2], n_tiles = a[3], nk = a[4];
-    const bool bf16 = a[5] != 0, has_bias = a[6] != 0, zp = a[9] != 0, cluster = a[11] != 0;
+    const int64_t m = a[0], n = a[1], n_tiles = a[3], nk = a[4];
+    const bool bf16 = a[5] != 0, zp = a[9] != 0, cluster = a[11] != 0;
     const int sms = int(a[10]), cpg = int(a[7] / 32);
     if (cpg % cu::kKsUnits) emu::fail("kslice: the emulated configurations need g128 or coarser");
     std::vector<uint16_t> out(size_t(m * n), 0xFFFF);
-    cu::SwapAbParams p{file("x.bin"), nullptr, reinterpret_cast<const uint32_t*>(file("w.bin")),
-                       reinterpret_cast<const float*>(file("scales.bin")),
-                       zp ? file("zeros.bin") : nullptr,
-                       has_bias ? reinterpret_cast<const float*>(file("bias.bin")) : nullptr,
-                       out.data(), k, n, int(m), int(n), int(k), int(n_tiles), int(nk),
-                       int(a[7]), int(a[8])};
+    const cu::SwapAbParams p = int4_params(out.data());
     // launch_kslice_gu's choice for groups of whole slices (GU = 0)
     const auto run = [&](auto t, auto zc, auto mt, auto nb, auto minb) {
       using T = decltype(t);
@@ -193,15 +195,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (kind == "tiled_w4") {
-    const int64_t m = a[0], n = a[1], k = a[2], n_tiles = a[3], nk = a[4];
-    const bool bf16 = a[5] != 0, has_bias = a[6] != 0, zp = a[9] != 0;
+    const int64_t m = a[0], n = a[1], n_tiles = a[3], nk = a[4];
+    const bool bf16 = a[5] != 0, zp = a[9] != 0;
     std::vector<uint16_t> out(size_t(m * n), 0xFFFF);
-    cu::SwapAbParams p{file("x.bin"), nullptr, reinterpret_cast<const uint32_t*>(file("w.bin")),
-                       reinterpret_cast<const float*>(file("scales.bin")),
-                       zp ? file("zeros.bin") : nullptr,
-                       has_bias ? reinterpret_cast<const float*>(file("bias.bin")) : nullptr,
-                       out.data(), k, n, int(m), int(n), int(k), int(n_tiles), int(nk),
-                       int(a[7]), int(a[8])};
+    const cu::SwapAbParams p = int4_params(out.data());
     const int splits = cu::tiled_splits(m, n_tiles, nk, int(a[10]));
     const int cps = int((nk + splits - 1) / splits);
     std::vector<float> partial(size_t(splits > 1 ? splits * m * n_tiles * 16 : 1));

@@ -41,7 +41,9 @@ def emu(tmp_path_factory) -> Path:
     if include is None or cxx is None:
         pytest.skip("needs g++ and the CUDA headers (cuda_fp16.h)")
     binary = tmp_path_factory.mktemp("emu") / "wgmma_emu"
-    cmd = [cxx, "-std=c++20", "-O2", "-pthread", "-Wno-unknown-pragmas", f"-I{REPO / 'csrc'}",
+    # -fno-strict-aliasing: the kernels pun 16-bit pairs through pointers, as CUDA code does
+    cmd = [cxx, "-std=c++20", "-O2", "-pthread", "-fno-strict-aliasing", "-Wno-unknown-pragmas",
+           f"-I{REPO / 'csrc'}",
            f"-I{include}", str(REPO / "tests" / "native" / "wgmma_emu_main.cpp"), "-o",
            str(binary)]
     done = subprocess.run(cmd, capture_output=True, text=True)
