@@ -7,8 +7,8 @@
 # M = 4096. The log lands in $OUT/optin.log (and is printed); bench_gpu's full reports in
 # $OUT/optin_bench.md, ncu's in $OUT/ncu_*.txt.
 # All of it takes longer than one device call (600 s): STEPS picks the parts, and a warm machine
-# keeps the build (SKIP_BUILD=1). Three calls: STEPS="smoke tests sanitize", then
-# SKIP_BUILD=1 STEPS="tiled w8a8 w4a16", then SKIP_BUILD=1 STEPS="group ncu".
+# keeps the build (SKIP_BUILD=1). Four calls: STEPS="smoke tests sanitize", then with
+# SKIP_BUILD=1 STEPS="tiled w8a8", STEPS="w4a16" and STEPS="group ncu".
 #   OUT=/tmp/x STEPS="smoke tests" bash bench/gpu/optin_iter.sh
 set -u
 source "$(dirname "$0")/_iter_env.sh"
@@ -27,14 +27,15 @@ sanitize() {
     echo "$name $tool: rc $? $(tail -n 2 "/tmp/san_${name}_$tool.log" | tr '\n' ' ')"
   done
 }
-# bench KERNEL VAR "VALUES" M_LIST SHAPES: bench_gpu's table rows with VAR at each value.
+# bench KERNEL VAR "VALUES" M_LIST SHAPES [BUDGET_S]: bench_gpu's table rows with VAR at each
+# value (bench_gpu skips what does not fit its budget, 60 s unless given).
 bench() {
-  local kernel=$1 var=$2 values=$3 ms=$4 shapes=$5
+  local kernel=$1 var=$2 values=$3 ms=$4 shapes=$5 budget=${6:-60}
   for v in $values; do
     echo "-- $var=$v"
     rm -rf "/tmp/optin_$var$v"
-    env "$var=$v" timeout 180 "$PY" bench/gpu/bench_gpu.py --kernels "$kernel" \
-      --out "/tmp/optin_$var$v" --shapes "$shapes" --m "$ms" --budget-s 60 2>&1 \
+    env "$var=$v" timeout $((budget + 90)) "$PY" bench/gpu/bench_gpu.py --kernels "$kernel" \
+      --out "/tmp/optin_$var$v" --shapes "$shapes" --m "$ms" --budget-s "$budget" 2>&1 \
       | grep -E '^ +[0-9]+ \||^correctness|^ceilings'
     # the full reports, one file for all runs (the device tool brings back at most 8 files)
     for f in /tmp/optin_$var$v/*.md; do
@@ -78,7 +79,8 @@ bench() {
   fi
   if step w4a16; then
     echo "== wgmma int4 (gemm_w4a16), M 17-4096 $(date +%T)"
-    bench w4a16 LLMACCEL_W4_WGMMA "0 1" 17,32,64,128,512,1024,2048,4096 4096x14336,8192x8192
+    bench w4a16 LLMACCEL_W4_WGMMA "0 1" 17,32,64,128,512,1024,2048,4096 4096x14336,8192x8192 \
+      150
   fi
   if step group; then
     echo "== wgmma raster group (LLMACCEL_WGMMA_GROUP: weight blocks per group, 16 by default)"
