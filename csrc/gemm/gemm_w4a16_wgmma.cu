@@ -18,6 +18,20 @@ template <class T, bool ZP> void launch_w4a16_wgmma(const WgmmaParams& p, cudaSt
   if (p.x_rows == 64) launch_w4a16_wgmma_n<T, ZP, 64>(p, stream);
   else if (p.x_rows == 128) launch_w4a16_wgmma_n<T, ZP, 128>(p, stream);
   else launch_w4a16_wgmma_n<T, ZP, 256>(p, stream);
+  if (p.splits > 1) {
+    const int64_t total = int64_t(p.m) * p.n;
+    const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(current_device_sms()) * 8));
+    wgmma_reduce_kernel<T, false, float><<<blocks, 256, 0, stream>>>(p);
+  }
+}
+
+// The plan a gemm_w4a16_wgmma call makes on the current device (x rows per block, K split).
+WgmmaParams plan_w4a16_wgmma(int64_t m, int64_t n_tiles, int64_t nk) {
+  WgmmaParams p{};
+  p.m = int(m); p.n_tiles = int(n_tiles); p.nk = int(nk); p.kt_count = int((nk + 1) / 2);
+  const int sms = current_device_sms();
+  wgmma_grid(p, wgmma_x_rows(m, n_tiles, sms), sms);
+  return p;
 }
 
 }  // namespace
@@ -49,10 +63,15 @@ void x_tiles_16bit(const void* x, int64_t m, int64_t k, int64_t ldx, int8_t* xt,
   check_launch(op);
 }
 
+int64_t w4a16_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
+  return wgmma_partial_bytes(plan_w4a16_wgmma(m, n_tiles, nk));
+}
+
 void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count,
                       const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
                       const uint8_t* zeros, int64_t n_groups, int64_t group, int64_t n,
-                      const float* bias, void* out, int64_t ldo, void* stream) {
+                      const float* bias, void* out, int64_t ldo, void* partial,
+                      int64_t partial_bytes, void* stream) {
   const char* op = "gemm_w4a16 (wgmma)";
   wgmma_check_common(op, m, n, n_tiles, nk, ldo, xt, w, out);
   require(kt_count == (nk + 1) / 2, op, "kt_count must be ceil(nk / 2): x tiles of 64 columns");
@@ -63,10 +82,14 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
   require(x_dtype == kF16 || x_dtype == kBF16, op, "x must be float16 or bfloat16");
   require(w4a16_wgmma_available(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  WgmmaParams p{xt, nullptr, reinterpret_cast<const uint8_t*>(w), scales, zeros, bias, out, ldo,
-                int(m), int(n), int(n_tiles), int(nk), int(kt_count), 0, 0, int(group),
-                int(n_groups)};
-  wgmma_grid(p, wgmma_x_rows(m, n_tiles, current_device_sms()));
+  WgmmaParams p = plan_w4a16_wgmma(m, n_tiles, nk);
+  p.xt = xt; p.w = reinterpret_cast<const uint8_t*>(w); p.scales = scales; p.zeros = zeros;
+  p.bias = bias; p.out = out; p.ldo = ldo; p.n = int(n); p.group = int(group);
+  p.n_groups = int(n_groups);
+  p.vec_out = reinterpret_cast<uintptr_t>(out) % 16 == 0 && ldo % 8 == 0;
+  p.partial = partial;
+  require(partial_bytes >= wgmma_partial_bytes(p) && (partial || wgmma_partial_bytes(p) == 0), op,
+          "the partial-sum workspace is missing or too small (w4a16_wgmma_partial_bytes)");
   auto s = static_cast<cudaStream_t>(stream);
   if (x_dtype == kF16) {
     if (zeros) launch_w4a16_wgmma<__half, true>(p, s);

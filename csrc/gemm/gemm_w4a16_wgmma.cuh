@@ -59,17 +59,19 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   const int g = lane >> 2;
   const uint32_t xs_addr = smem_addr(sm.xs);
   const uint8_t* wfrag = sm.ws + warp * kW4WgChunks * kW4WgChunkBytes + lane * 8;
-  int it = 0;  // stages consumed, over all of this block's tiles (the producer's count)
-  for (int tile = blockIdx.x; tile < p.tiles; tile += gridDim.x) {
+  int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
+  for (int w = blockIdx.x; w < p.tiles * p.splits; w += gridDim.x) {
+    const WgmmaWork work(p, w);
     int wb, xb;
-    wgmma_block_coords(p, tile, wb, xb);
+    wgmma_block_coords(p, work.tile, wb, xb);
     float acc[Cfg::kAcc];
     wgmma_zero_acc(acc);
     const int stile = min(wb * kWgWTiles + warp, p.n_tiles - 1);  // padding tiles: any scales
     ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
 #pragma unroll
-    for (int q = 0; q < kW4WgChunks; ++q) nxt[q] = cur[q] = chunk_scales<T, ZP>(p, stile, q, g);
-    for (int kt = 0; kt < p.kt_count; ++kt, ++it) {
+    for (int q = 0; q < kW4WgChunks; ++q)
+      nxt[q] = cur[q] = chunk_scales<T, ZP>(p, stile, work.kt0 * kW4WgChunks + q, g);
+    for (int kt = work.kt0; kt < work.kt1; ++kt, ++it) {
       const int s = it % Cfg::kStages;
       mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
       uint32_t a[2 * kW4WgChunks][4];  // per k16 step
@@ -85,7 +87,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 #pragma unroll
       for (int j = 0; j < 2 * kW4WgChunks; ++j) wgmma_mma(acc, a[j], desc + 2 * j, T());
       wgmma_commit();
-      if (kt + 1 < p.kt_count) {  // the next stage's scales, while the tensor cores work
+      if (kt + 1 < work.kt1) {  // the next stage's scales, while the tensor cores work
 #pragma unroll
         for (int q = 0; q < kW4WgChunks; ++q)
           nxt[q] = chunk_scales<T, ZP>(p, stile, (kt + 1) * kW4WgChunks + q, g);
@@ -95,7 +97,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
       for (int q = 0; q < kW4WgChunks; ++q) cur[q] = nxt[q];
     }
     wgmma_fence_acc(acc);
-    wgmma_epilogue<T, false>(p, acc, wb, xb, sm.staging);
+    if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
+    else wgmma_epilogue<T, false>(p, acc, wb, xb, sm.staging);
   }
 #endif
 }

@@ -165,6 +165,11 @@ template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t str
   if (p.x_rows == 64) launch_w8a8_wgmma_n<T, 64>(p, stream);
   else if (p.x_rows == 128) launch_w8a8_wgmma_n<T, 128>(p, stream);
   else launch_w8a8_wgmma_n<T, 256>(p, stream);
+  if (p.splits > 1) {
+    const int64_t total = int64_t(p.m) * p.n;
+    const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(current_device_sms()) * 8));
+    wgmma_reduce_kernel<T, true, int><<<blocks, 256, 0, stream>>>(p);
+  }
 }
 
 template <class T> void launch_tiled(const TiledParams& p, cudaStream_t stream) {
@@ -202,10 +207,23 @@ void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, co
 
 bool w8a8_wgmma_available() { return w8a8_wgmma_built_for_device(); }
 
+// The plan a gemm_w8a8_wgmma call makes on the current device (x rows per block, K split).
+static WgmmaParams plan_w8a8_wgmma(int64_t m, int64_t n_tiles, int64_t nk) {
+  WgmmaParams p{};
+  p.m = int(m); p.n_tiles = int(n_tiles); p.nk = int(nk); p.kt_count = int((nk + 3) / 4);
+  const int sms = current_device_sms();
+  wgmma_grid(p, wgmma_x_rows(m, n_tiles, sms), sms);
+  return p;
+}
+
+int64_t w8a8_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
+  return wgmma_partial_bytes(plan_w8a8_wgmma(m, n_tiles, nk));
+}
+
 void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float* xscale,
                      const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
                      int64_t n, const float* bias, void* out, int out_dtype, int64_t ldo,
-                     void* stream) {
+                     void* partial, int64_t partial_bytes, void* stream) {
   const char* op = "gemm_w8a8 (wgmma)";
   wgmma_check_common(op, m, n, n_tiles, nk, ldo, xt, w, out);
   require(kt_count == (nk + 3) / 4, op, "kt_count must be ceil(nk / 4): x tiles of 128 columns");
@@ -213,9 +231,13 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
   require(out_dtype == kF16 || out_dtype == kBF16, op, "out must be float16 or bfloat16");
   require(w8a8_wgmma_built_for_device(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  WgmmaParams p{xt, xscale, reinterpret_cast<const uint8_t*>(w), scales, nullptr, bias, out, ldo,
-                int(m), int(n), int(n_tiles), int(nk), int(kt_count)};
-  wgmma_grid(p, wgmma_x_rows(m, n_tiles, current_device_sms()));
+  WgmmaParams p = plan_w8a8_wgmma(m, n_tiles, nk);
+  p.xt = xt; p.xscale = xscale; p.w = reinterpret_cast<const uint8_t*>(w); p.scales = scales;
+  p.bias = bias; p.out = out; p.ldo = ldo; p.n = int(n);
+  p.vec_out = reinterpret_cast<uintptr_t>(out) % 16 == 0 && ldo % 8 == 0;
+  p.partial = partial;
+  require(partial_bytes >= wgmma_partial_bytes(p) && (partial || wgmma_partial_bytes(p) == 0), op,
+          "the partial-sum workspace is missing or too small (w8a8_wgmma_partial_bytes)");
   auto s = static_cast<cudaStream_t>(stream);
   if (out_dtype == kF16) launch_w8a8_wgmma<__half>(p, s);
   else launch_w8a8_wgmma<__nv_bfloat16>(p, s);

@@ -29,13 +29,14 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   if (wgmma_block_start<Cfg>(p, sm)) return;  // producer
   const uint32_t xs_addr = smem_addr(sm.xs);
   const uint8_t* wfrag = sm.ws + warp * kW8WgChunks * kW8WgChunkBytes + lane * 16;
-  int it = 0;  // stages consumed, over all of this block's tiles (the producer's count)
-  for (int tile = blockIdx.x; tile < p.tiles; tile += gridDim.x) {
+  int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
+  for (int w = blockIdx.x; w < p.tiles * p.splits; w += gridDim.x) {
+    const WgmmaWork work(p, w);
     int wb, xb;
-    wgmma_block_coords(p, tile, wb, xb);
+    wgmma_block_coords(p, work.tile, wb, xb);
     int acc[Cfg::kAcc];
     wgmma_zero_acc(acc);
-    for (int kt = 0; kt < p.kt_count; ++kt, ++it) {
+    for (int kt = work.kt0; kt < work.kt1; ++kt, ++it) {
       const int s = it % Cfg::kStages;
       mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
       uint32_t a[kW8WgChunks][4];
@@ -52,7 +53,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
       wgmma_finish_stage(&sm.empty[s], lane);
     }
     wgmma_fence_acc(acc);
-    wgmma_epilogue<T, true>(p, acc, wb, xb, sm.staging);
+    if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
+    else wgmma_epilogue<T, true>(p, acc, wb, xb, sm.staging);
   }
 #endif
 }

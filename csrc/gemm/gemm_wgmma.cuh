@@ -44,6 +44,7 @@
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(LLMACCEL_SIMT_EMU)
 #define LLMACCEL_WGMMA_BODY 1
 #endif
+#include "gemm/gemm_wgmma_ops.cuh"  // the instructions and their emulated stand-ins
 
 namespace llmaccel::cuda {
 
@@ -88,220 +89,24 @@ struct WgmmaParams {
   int m, n, n_tiles, nk, kt_count, w_blocks, x_blocks, group, n_groups;
   int raster_group;  // weight blocks per raster group
   int x_rows;        // kN of the launched kernel
-  int tiles;         // w_blocks × x_blocks: a block takes tiles blockIdx.x, + gridDim.x, ...
+  int tiles;         // w_blocks × x_blocks
+  // K split over `splits` work items per tile of `kts` k blocks each (1: none); a block takes
+  // work items blockIdx.x, + gridDim.x, ... (item w: tile w % tiles, split w / tiles). Split
+  // items leave their raw sums in `partial` ((splits, m, n_tiles·16), int32 for w8a8, fp32 for
+  // w4a16) for wgmma_reduce_kernel, which adds them in split order.
+  int splits, kts;
+  void* partial;
   bool vec_out;  // out rows 16-byte aligned: whole 8-element pieces per store
 };
 
-// Shared-memory matrix descriptor: K-major, 128-byte swizzle (layout type 1), 8-row groups 1024 B
-// apart (stride byte offset), leading byte offset unused by swizzled K-major layouts (1 as
-// CUTLASS writes it); the start address must sit in a 1024-byte-aligned swizzle atom. Adding
-// 2 advances it 32 bytes: the next k32 (int8) or k16 (16-bit) step of the same rows.
-__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_byte_addr) {
-  return uint64_t((smem_byte_addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) |
-         (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
-}
+// The k blocks [kt0, kt1) and tile of work item w.
+struct WgmmaWork {
+  int tile, split, kt0, kt1;
+  __host__ __device__ WgmmaWork(const WgmmaParams& p, int w)
+      : tile(w % p.tiles), split(w / p.tiles), kt0(split * p.kts),
+        kt1(kt0 + p.kts < p.kt_count ? kt0 + p.kts : p.kt_count) {}
+};
 
-// ---- sm_90a instructions -----------------------------------------------------------------------
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ void wgmma_fence() {
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int N> __device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-// Ties the accumulators to this point of the instruction stream: the compiler may not move
-// reads or writes of them across an asynchronous wgmma it cannot see into.
-template <int N> __device__ __forceinline__ void wgmma_fence_acc(int (&d)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
-}
-template <int N> __device__ __forceinline__ void wgmma_fence_acc(float (&d)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-
-#define LLMACCEL_ACC_OPERANDS                                                                     \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                      \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "             \
-  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "             \
-  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "             \
-  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "             \
-  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "             \
-  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, "        \
-  "%111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, "          \
-  "%125, %126, %127}, "
-#define LLMACCEL_ACC8(c, i)                                                                  \
-  c(d[i]), c(d[i + 1]), c(d[i + 2]), c(d[i + 3]), c(d[i + 4]), c(d[i + 5]), c(d[i + 6]), \
-      c(d[i + 7])
-#define LLMACCEL_ACC128(c)                                                                 \
-  LLMACCEL_ACC8(c, 0), LLMACCEL_ACC8(c, 8), LLMACCEL_ACC8(c, 16), LLMACCEL_ACC8(c, 24),   \
-      LLMACCEL_ACC8(c, 32), LLMACCEL_ACC8(c, 40), LLMACCEL_ACC8(c, 48), LLMACCEL_ACC8(c, 56), \
-      LLMACCEL_ACC8(c, 64), LLMACCEL_ACC8(c, 72), LLMACCEL_ACC8(c, 80), LLMACCEL_ACC8(c, 88), \
-      LLMACCEL_ACC8(c, 96), LLMACCEL_ACC8(c, 104), LLMACCEL_ACC8(c, 112), LLMACCEL_ACC8(c, 120)
-#define LLMACCEL_ACC_OPERANDS64                                                                   \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                      \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "             \
-  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "             \
-  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-#define LLMACCEL_ACC64(c)                                                                 \
-  LLMACCEL_ACC8(c, 0), LLMACCEL_ACC8(c, 8), LLMACCEL_ACC8(c, 16), LLMACCEL_ACC8(c, 24),   \
-      LLMACCEL_ACC8(c, 32), LLMACCEL_ACC8(c, 40), LLMACCEL_ACC8(c, 48), LLMACCEL_ACC8(c, 56)
-#define LLMACCEL_R(v) "+r"(v)
-#define LLMACCEL_F(v) "+f"(v)
-// D(64×256, int32) += A(64×32, s8, registers) · B(256×32, s8, shared memory)ᵀ. The scale-d
-// predicate is always 1 (accumulate): the accumulators start at zero.
-__device__ __forceinline__ void wgmma_m64n256k32(int (&d)[128], const uint32_t (&a)[4],
-                                                 uint64_t desc_b) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 " LLMACCEL_ACC_OPERANDS
-               "{%128, %129, %130, %131}, %132, p;\n}\n"
-               : LLMACCEL_ACC128(LLMACCEL_R)
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));
-}
-// D(64×256, fp32) += A(64×16, registers) · B(256×16, shared memory, K-major)ᵀ in T.
-#define LLMACCEL_WGMMA_K16(T, PTX_TYPES)                                                       \
-  __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4],   \
-                                                   uint64_t desc_b, T) {                      \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"                                \
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32." PTX_TYPES " "                  \
-                 LLMACCEL_ACC_OPERANDS "{%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"     \
-                 : LLMACCEL_ACC128(LLMACCEL_F)                                                \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));          \
-  }
-LLMACCEL_WGMMA_K16(__nv_bfloat16, "bf16.bf16")
-LLMACCEL_WGMMA_K16(__half, "f16.f16")
-#undef LLMACCEL_WGMMA_K16
-// The N = 128 forms: x blocks of 128 rows, 64 accumulators per thread.
-__device__ __forceinline__ void wgmma_m64n128k32(int (&d)[64], const uint32_t (&a)[4],
-                                                 uint64_t desc_b) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 " LLMACCEL_ACC_OPERANDS64
-               "{%64, %65, %66, %67}, %68, p;\n}\n"
-               : LLMACCEL_ACC64(LLMACCEL_R)
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));
-}
-#define LLMACCEL_WGMMA_N128_K16(T, PTX_TYPES)                                                  \
-  __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const uint32_t (&a)[4],    \
-                                                   uint64_t desc_b, T) {                      \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                 \
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPES " "                  \
-                 LLMACCEL_ACC_OPERANDS64 "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"        \
-                 : LLMACCEL_ACC64(LLMACCEL_F)                                                 \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));          \
-  }
-LLMACCEL_WGMMA_N128_K16(__nv_bfloat16, "bf16.bf16")
-LLMACCEL_WGMMA_N128_K16(__half, "f16.f16")
-#undef LLMACCEL_WGMMA_N128_K16
-// The N = 64 forms: x blocks of 64 rows (M ≤ 64), 32 accumulators per thread.
-#define LLMACCEL_ACC_OPERANDS32                                                                   \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                      \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-#define LLMACCEL_ACC32(c) \
-  LLMACCEL_ACC8(c, 0), LLMACCEL_ACC8(c, 8), LLMACCEL_ACC8(c, 16), LLMACCEL_ACC8(c, 24)
-__device__ __forceinline__ void wgmma_m64n64k32(int (&d)[32], const uint32_t (&a)[4],
-                                                uint64_t desc_b) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 " LLMACCEL_ACC_OPERANDS32
-               "{%32, %33, %34, %35}, %36, p;\n}\n"
-               : LLMACCEL_ACC32(LLMACCEL_R)
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));
-}
-#define LLMACCEL_WGMMA_N64_K16(T, PTX_TYPES)                                                   \
-  __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const uint32_t (&a)[4],     \
-                                                  uint64_t desc_b, T) {                       \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                 \
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPES " "                   \
-                 LLMACCEL_ACC_OPERANDS32 "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"        \
-                 : LLMACCEL_ACC32(LLMACCEL_F)                                                 \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));          \
-  }
-LLMACCEL_WGMMA_N64_K16(__nv_bfloat16, "bf16.bf16")
-LLMACCEL_WGMMA_N64_K16(__half, "f16.f16")
-#undef LLMACCEL_WGMMA_N64_K16
-#undef LLMACCEL_ACC_OPERANDS32
-#undef LLMACCEL_ACC32
-#undef LLMACCEL_ACC_OPERANDS64
-#undef LLMACCEL_ACC64
-#undef LLMACCEL_ACC_OPERANDS
-#undef LLMACCEL_ACC8
-#undef LLMACCEL_ACC128
-#undef LLMACCEL_R
-#undef LLMACCEL_F
-
-// Register budgets per warpgroup role (the kernel starts at 65536 / 384 = 168 per thread): the
-// producer needs a handful, the consumers 128 accumulators + fragments + addresses.
-template <int R> __device__ __forceinline__ void setmaxnreg_dec() {
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
-}
-template <int R> __device__ __forceinline__ void setmaxnreg_inc() {
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
-}
-__device__ __forceinline__ void consumer_barrier() {  // the two consumer warpgroups only
-  asm volatile("bar.sync 1, 256;\n" ::: "memory");
-}
-#elif defined(LLMACCEL_SIMT_EMU)  // synchronous stand-ins (csrc/emu/simt_emu.h)
-inline void wgmma_fence() {}
-inline void wgmma_commit() {}
-template <int N> void wgmma_wait() {}
-template <class Acc, int N> void wgmma_fence_acc(Acc (&)[N]) {}
-inline void wgmma_m64n256k32(int (&d)[128], const uint32_t (&a)[4], uint64_t desc_b) {
-  emu::wgmma(d, a, desc_b, emu::WgKind::kS8K32);
-}
-inline void wgmma_m64n128k32(int (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
-  emu::wgmma(d, a, desc_b, emu::WgKind::kS8K32);
-}
-inline void wgmma_m64n64k32(int (&d)[32], const uint32_t (&a)[4], uint64_t desc_b) {
-  emu::wgmma(d, a, desc_b, emu::WgKind::kS8K32);
-}
-inline emu::WgKind wgmma_kind(__nv_bfloat16) { return emu::WgKind::kBf16K16; }
-inline emu::WgKind wgmma_kind(__half) { return emu::WgKind::kF16K16; }
-template <class T>
-void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b, T t) {
-  emu::wgmma(d, a, desc_b, wgmma_kind(t));
-}
-template <class T>
-void wgmma_m64n128k16(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b, T t) {
-  emu::wgmma(d, a, desc_b, wgmma_kind(t));
-}
-template <class T>
-void wgmma_m64n64k16(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b, T t) {
-  emu::wgmma(d, a, desc_b, wgmma_kind(t));
-}
-template <int R> void setmaxnreg_dec() {}
-template <int R> void setmaxnreg_inc() {}
-inline void consumer_barrier() { emu::named_barrier(1, 256); }
-#endif  // __CUDA_ARCH_FEAT_SM90_ALL
-
-#if defined(LLMACCEL_WGMMA_BODY)
-// One m64nNk32 (int8) or m64nNk16 (16-bit) by the accumulator count N / 2.
-__device__ __forceinline__ void wgmma_mma(int (&d)[128], const uint32_t (&a)[4], uint64_t b) {
-  wgmma_m64n256k32(d, a, b);
-}
-__device__ __forceinline__ void wgmma_mma(int (&d)[64], const uint32_t (&a)[4], uint64_t b) {
-  wgmma_m64n128k32(d, a, b);
-}
-__device__ __forceinline__ void wgmma_mma(int (&d)[32], const uint32_t (&a)[4], uint64_t b) {
-  wgmma_m64n64k32(d, a, b);
-}
-template <class T>
-__device__ __forceinline__ void wgmma_mma(float (&d)[128], const uint32_t (&a)[4], uint64_t b,
-                                          T t) {
-  wgmma_m64n256k16(d, a, b, t);
-}
-template <class T>
-__device__ __forceinline__ void wgmma_mma(float (&d)[64], const uint32_t (&a)[4], uint64_t b,
-                                          T t) {
-  wgmma_m64n128k16(d, a, b, t);
-}
-template <class T>
-__device__ __forceinline__ void wgmma_mma(float (&d)[32], const uint32_t (&a)[4], uint64_t b,
-                                          T t) {
-  wgmma_m64n64k16(d, a, b, t);
-}
-#endif
 
 // The block's shared memory, carved out of the dynamic allocation.
 template <class Cfg> struct WgmmaSmem {
@@ -339,15 +144,16 @@ template <class Cfg>
 __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
   constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes, kS = Cfg::kStages;
   constexpr int kWStage = Cfg::kWStage, kXStage = Cfg::kXStage;
-  int it = 0;  // stages issued, over all of this block's tiles
-  for (int tile = blockIdx.x; tile < p.tiles; tile += gridDim.x) {
+  int it = 0;  // stages issued, over all of this block's work items
+  for (int w = blockIdx.x; w < p.tiles * p.splits; w += gridDim.x) {
+    const WgmmaWork work(p, w);
     int wb, xb;
-    wgmma_block_coords(p, tile, wb, xb);
+    wgmma_block_coords(p, work.tile, wb, xb);
     const int tiles = min(kWgWTiles, p.n_tiles - wb * kWgWTiles);
     const int64_t row0 = int64_t(xb) * Cfg::kN;  // first x row: image block row0 / 256
     const int8_t* xsrc = p.xt + (row0 / kWgXRows) * p.kt_count * (kWgXRows * kWgRowBytes) +
                          (row0 % kWgXRows) * kWgRowBytes;
-    for (int kt = 0; kt < p.kt_count; ++kt, ++it) {
+    for (int kt = work.kt0; kt < work.kt1; ++kt, ++it) {
       const int s = it % kS;
       if (it >= kS) {
         mbar_wait(&sm.empty[s], ((it / kS) - 1) & 1);
@@ -457,6 +263,45 @@ __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[kA], int w
 #endif
 }
 
+// A split work item's raw sums into partial[split][m][n] (threads 0-255; the CLayout of the
+// epilogue): no scales, no rounding, so that the reduction sees exact int32 sums (w8a8) or the
+// fp32 sums (w4a16).
+template <class Acc, int kA>
+__device__ void wgmma_store_partial(const WgmmaParams& p, const Acc (&acc)[kA], int wb, int xb,
+                                    int split) {
+  constexpr int kN = 2 * kA;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int n0 = wb * kWgWRows + (threadIdx.x >> 5) * 16 + g;
+  const int64_t n_pad = int64_t(p.n_tiles) * 16;
+  Acc* part = static_cast<Acc*>(p.partial) + int64_t(split) * p.m * n_pad;
+#pragma unroll
+  for (int i = 0; i < kN / 8; ++i)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int m = xb * kN + 8 * i + 2 * t + e;
+      if (m >= p.m) continue;
+      if (n0 < p.n) part[m * n_pad + n0] = acc[4 * i + e];
+      if (n0 + 8 < p.n) part[m * n_pad + n0 + 8] = acc[4 * i + 2 + e];
+    }
+}
+
+// The splits' sums in split order, then the epilogue's formula (wgmma_epilogue): bit-identical to
+// one work item per tile for w8a8 (exact int32 sums), run to run for both.
+template <class T, bool kW8A8, class Acc>
+__global__ void __launch_bounds__(256) wgmma_reduce_kernel(const WgmmaParams p) {
+  const int64_t n_pad = int64_t(p.n_tiles) * 16, total = int64_t(p.m) * p.n;
+  const Acc* part = static_cast<const Acc*>(p.partial);
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t m = idx / p.n, n = idx % p.n;
+    Acc sum = part[m * n_pad + n];
+    for (int z = 1; z < p.splits; ++z) sum += part[(z * int64_t(p.m) + m) * n_pad + n];
+    const float sx = kW8A8 ? __ldg(p.xscale + m) : 1.f, sw = kW8A8 ? __ldg(p.scales + n) : 1.f;
+    const float b = p.bias ? __ldg(p.bias + n) : 0.f;
+    static_cast<T*>(p.out)[m * p.ldo + n] = Act16<T>::from_float(float(sum) * (sx * sw) + b);
+  }
+}
+
 // Whether the current device runs the sm_90a build of `kernel`: arch-specific (sm_90a) code runs
 // on compute capability 9.0 only, and elsewhere the kernel would be the empty body of the other
 // targets.
@@ -498,19 +343,36 @@ inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms) {
   const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 255) / 256);
   return blocks < 2 * int64_t(sms) ? 128 : 256;
 }
-// Blocks to launch: one per SM, each looping over tiles (persistent), unless there are fewer
-// tiles; LLMACCEL_WGMMA_PERSISTENT=0 launches one block per tile (a benchmark knob).
+// Blocks to launch: one per SM, each looping over work items (persistent), unless there are
+// fewer; LLMACCEL_WGMMA_PERSISTENT=0 launches one block per work item (a benchmark knob).
 inline int wgmma_launch_blocks(const WgmmaParams& p, int sms) {
   const char* e = std::getenv("LLMACCEL_WGMMA_PERSISTENT");
-  if (e && std::strcmp(e, "0") == 0) return p.tiles;
-  return std::max(1, std::min(p.tiles, sms));
+  if (e && std::strcmp(e, "0") == 0) return p.tiles * p.splits;
+  return std::max(1, std::min(p.tiles * p.splits, sms));
 }
-inline void wgmma_grid(WgmmaParams& p, int x_rows) {
+// The K split for `sms` SMs: none when the tiles fill them, else enough splits for every SM
+// (at most 8, at least 4 k blocks each); LLMACCEL_WGMMA_SPLITS forces a count (a benchmark and
+// test knob, read per call). Sets p.splits and p.kts.
+inline void wgmma_split(WgmmaParams& p, int sms) {
+  int want = p.tiles >= sms ? 1 : std::min(8, (sms + p.tiles - 1) / p.tiles);
+  want = std::max(1, std::min(want, p.kt_count / 4));
+  if (const char* e = std::getenv("LLMACCEL_WGMMA_SPLITS")) {
+    const int v = std::atoi(e);
+    if (v >= 1) want = std::min(v, p.kt_count);
+  }
+  p.kts = (p.kt_count + want - 1) / want;
+  p.splits = (p.kt_count + p.kts - 1) / p.kts;
+}
+// Bytes of the partial sums a call with this plan needs (0 without a split).
+inline int64_t wgmma_partial_bytes(const WgmmaParams& p) {
+  return p.splits > 1 ? int64_t(p.splits) * p.m * p.n_tiles * 16 * 4 : 0;
+}
+inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   p.x_rows = x_rows;
   p.w_blocks = (p.n_tiles + kWgWTiles - 1) / kWgWTiles;
   p.x_blocks = (p.m + x_rows - 1) / x_rows;
   p.tiles = p.w_blocks * p.x_blocks;
-  p.vec_out = reinterpret_cast<uintptr_t>(p.out) % 16 == 0 && p.ldo % 8 == 0;
+  wgmma_split(p, sms);
   // LLMACCEL_WGMMA_GROUP: a benchmark knob, read per call (a whole positive number, else 16).
   const char* e = std::getenv("LLMACCEL_WGMMA_GROUP");
   char* end = nullptr;

@@ -231,18 +231,27 @@ int main(int argc, char** argv) {
   const size_t out_elems = size_t(p.m) * size_t(p.n);
   std::vector<uint16_t> out(out_elems, 0xFFFF);  // NaN in both 16-bit types: unwritten shows
   p.out = out.data();
-  // x rows per block and blocks launched by the launchers' rules for a GPU of `sms` SMs (the
-  // last parameter; a small one makes each block loop over several tiles), or
-  // LLMACCEL_WGMMA_N / LLMACCEL_WGMMA_PERSISTENT.
-  cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, int(a.back())));
-  const dim3 grid(unsigned(cu::wgmma_launch_blocks(p, int(a.back()))));
+  // x rows per block, K split and blocks launched by the launchers' rules for a GPU of `sms` SMs
+  // (the last parameter; a small one makes each block loop over several work items, a large
+  // one splits K), or LLMACCEL_WGMMA_N / _SPLITS / _PERSISTENT.
+  const int sms = int(a.back());
+  cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms), sms);
+  std::vector<uint8_t> partial(size_t(cu::wgmma_partial_bytes(p)) + 16);
+  p.partial = partial.data();
+  const dim3 grid(unsigned(cu::wgmma_launch_blocks(p, sms)));
   const unsigned threads = unsigned(cu::kWgThreads);
   // run(T(), ZP, N): the kernel instantiation for x's (or out's) type, zero points, x rows.
   const auto run = [&](auto t, auto zp, auto n) {
     using T = decltype(t);
     constexpr int kN = decltype(n)::value;
-    if (kind == "w8a8") emu::launch(cu::gemm_w8a8_wgmma_kernel<T, kN>, grid, threads, p);
-    else emu::launch(cu::gemm_w4a16_wgmma_kernel<T, decltype(zp)::value, kN>, grid, threads, p);
+    const dim3 rgrid(4);  // the reduction, when K is split
+    if (kind == "w8a8") {
+      emu::launch(cu::gemm_w8a8_wgmma_kernel<T, kN>, grid, threads, p);
+      if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, true, int>, rgrid, 64u, p);
+    } else {
+      emu::launch(cu::gemm_w4a16_wgmma_kernel<T, decltype(zp)::value, kN>, grid, threads, p);
+      if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, false, float>, rgrid, 64u, p);
+    }
   };
   const auto run_n = [&](auto t, auto zp) {
     if (p.x_rows == 64) run(t, zp, std::integral_constant<int, 64>());
@@ -263,7 +272,7 @@ int main(int argc, char** argv) {
   else if (bf16) run_n(__nv_bfloat16(), std::false_type());
   else if (zp) run_n(__half(), std::true_type());
   else run_n(__half(), std::false_type());
-  std::printf("x_rows %d\n", p.x_rows);
+  std::printf("x_rows %d splits %d\n", p.x_rows, p.splits);
   write(out.data(), out_elems * 2);
   return 0;
 }

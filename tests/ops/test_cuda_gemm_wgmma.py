@@ -88,7 +88,7 @@ def test_cuda_gemm_w8a8_wgmma_bad_inputs():
     stream = torch.cuda.current_stream().cuda_stream
     nt, nk = w[0].shape[0], w[0].shape[1]
     args = (xs.data_ptr(), w[0].data_ptr(), nt, nk, w[1].data_ptr(), 16, 0, out.data_ptr(), 1,
-            16, stream)
+            16, 0, 0, stream)
     with pytest.raises(ValueError, match="kt_count"):
         _C.cuda_gemm_w8a8_wgmma(xt.data_ptr(), 65, 3, *args)
     with pytest.raises(ValueError, match="aligned"):

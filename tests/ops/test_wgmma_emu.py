@@ -53,20 +53,23 @@ def emu(tmp_path_factory) -> Path:
 
 
 def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict,
-         group: str = "", x_rows: str = "") -> bytes:
+         group: str = "", x_rows: str = "", splits: str = "") -> bytes:
     (tmp / "params.txt").write_text(" ".join(str(int(v)) for v in params))
     for name, t in files.items():
         (tmp / name).write_bytes(t.contiguous().numpy().tobytes())
     env = {k: v for k, v in os.environ.items()
-           if k not in ("LLMACCEL_WGMMA_GROUP", "LLMACCEL_WGMMA_N")}
+           if k not in ("LLMACCEL_WGMMA_GROUP", "LLMACCEL_WGMMA_N", "LLMACCEL_WGMMA_SPLITS")}
     if group:
         env["LLMACCEL_WGMMA_GROUP"] = group
     if x_rows:
         env["LLMACCEL_WGMMA_N"] = x_rows
+    if splits:
+        env["LLMACCEL_WGMMA_SPLITS"] = splits
     done = subprocess.run([str(emu), kind, str(tmp)], capture_output=True, text=True,
                           timeout=300, env=env)
     assert done.returncode == 0, f"{kind}: emulator failed: {done.stderr[-2000:]}"
     assert not x_rows or f"x_rows {x_rows}" in done.stdout, done.stdout
+    assert not splits or f"splits {splits}" in done.stdout, done.stdout
     (tmp / "stdout.txt").write_text(done.stdout)
     return (tmp / "out.bin").read_bytes()
 
@@ -97,6 +100,8 @@ def _check_w4(y: torch.Tensor, x: torch.Tensor, p, bias: torch.Tensor) -> None:
     (600, 200, 520, True, "", "256", 3),    # 15 tiles on 3 blocks: 5 each
     (300, 1000, 136, False, "", "128", 2),  # 6 tiles on 2 blocks, 8 k blocks each
     (300, 200, 200, True, "", "64", 3),     # 64-row blocks: quarters of image blocks
+    (40, 4096, 136, True, "", "", 132),     # 2 tiles on 132 SMs: K split 8 ways (the rule)
+    (300, 1000, 200, False, "", "128", 5),  # K split 3 ways (forced): 18 items on 5 blocks
 ])
 def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dtype):
     """y = (xq · qᵀ) · xscale · scale + bias, every element within one rounding of y's type."""
@@ -113,8 +118,11 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dt
              "xscale.bin": xs}
     if bias is not None:
         files["bias.bin"] = bias
+    split = "3" if sms == 5 else ""
     raw = _run(emu, tmp_path, "w8a8", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16,
-                                       bias is not None, sms], files, group, x_rows)
+                                       bias is not None, sms], files, group, x_rows, split)
+    if m == 40:  # the rule's split
+        assert "splits 8" in (tmp_path / "stdout.txt").read_text()
     y = _as_float(raw, dtype, (m, n)).double()
     prod = (xq.double() @ codes.double().T) * (xs.double()[:, None] * sw.double()[None, :])
     ref = prod + (bias.double() if bias is not None else 0)
@@ -135,6 +143,8 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dt
     (600, 200, 520, 64, False, "256", 3),    # 15 tiles on 3 blocks (scales reloaded per tile)
     (40, 200, 136, 64, False, "", 132),      # M ≤ 64: 64-row x blocks (the rule)
     (17, 1024, 264, 128, True, "64", 2),     # 64-row blocks, 3 tiles on 2 blocks
+    (40, 4096, 256, 128, False, "", 132),    # 2 tiles on 132 SMs: K split 8 ways
+    (60, 2048, 136, 64, True, "", 132),      # K split 8 ways over g64 groups
 ])
 def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, dtype):
     """Against the reference (_check_w4)."""

@@ -222,6 +222,16 @@ def _w8_k_ok(op: str, k: int, nk: int) -> None:
                  f"({nk * 32 - 32}, {nk * 32}]")
 
 
+def _wgmma_partials(x: torch.Tensor, w4: bool, m: int, nt: int, nk: int) -> torch.Tensor | None:
+    """The wgmma kernels' K-split scratch for this call (None when it runs unsplit)."""
+    n_bytes = _C.cuda_wgmma_partial_bytes(w4, m, nt, nk)
+    return torch.empty(n_bytes, dtype=torch.uint8, device=x.device) if n_bytes else None
+
+
+def _numel(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.numel()
+
+
 def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
@@ -263,9 +273,10 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
         xt = torch.empty(rows * kt * 128, dtype=torch.int8, device=x.device)
         _C.cuda_x_tiles_16bit(xk.data_ptr(), m, xk.shape[1], xk.stride(0), xt.data_ptr(), kt, s)
         out = _out(x, m, n)
+        part = _wgmma_partials(x, True, m, nt, nk)  # held until the launches are queued
         _C.cuda_gemm_w4a16_wgmma(xt.data_ptr(), _DT[x.dtype], m, kt, qweight.data_ptr(), nt, nk,
                                  scales.data_ptr(), _ptr(zeros), ng, group, n, _ptr(bias),
-                                 out.data_ptr(), n, s)
+                                 out.data_ptr(), n, _ptr(part), _numel(part), s)
         return _finish(out, x, n)
     if m > max(SWAPAB_MAX_M[op], tiled):
         w = torch.empty(n, k, dtype=x.dtype, device=x.device)
@@ -338,9 +349,10 @@ def _gemm_w8a8(x, qweight, scales, bias, n, act_block=0):
         _C.cuda_quant_act_int8_tiles(x2.data_ptr(), _DT[x.dtype], m, k, x2.stride(0),
                                      xt.data_ptr(), kt, xs.data_ptr(), s)
         out = _out(x, m, n)
+        part = _wgmma_partials(x, False, m, nt, nk)  # held until the launches are queued
         _C.cuda_gemm_w8a8_wgmma(xt.data_ptr(), m, kt, xs.data_ptr(), qweight.data_ptr(), nt, nk,
                                 scales.data_ptr(), n, _ptr(bias), out.data_ptr(), _DT[x.dtype],
-                                n, s)
+                                n, _ptr(part), _numel(part), s)
         return _finish(out, x, n)
     xq = torch.empty(m, kq, dtype=torch.int8, device=x.device)
     _C.cuda_quant_act_int8(x2.data_ptr(), _DT[x.dtype], m, k, x2.stride(0), kq, 1,
