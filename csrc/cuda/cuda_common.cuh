@@ -97,6 +97,17 @@ __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
 #endif
 #define LLMACCEL_DYNAMIC_SMEM(name) LLMACCEL_DYNAMIC_SMEM_ALIGNED(name, 16)
 
+// Device-scope acquire-release fetch-add (sm_70+).
+#if defined(LLMACCEL_SIMT_EMU)
+inline int atom_add_acq_rel_gpu(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+#else
+__device__ __forceinline__ int atom_add_acq_rel_gpu(int* p, int v) {
+  int old;
+  asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], %2;\n" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  return old;
+}
+#endif
+
 // ---- tensor-core MMA ---------------------------------------------------------------------------
 #if defined(LLMACCEL_SIMT_EMU)  // the host emulator (csrc/emu/simt_emu.h, tests only)
 inline void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1, __half) {

@@ -89,17 +89,6 @@ template <int NG, bool ZP> __host__ __device__ constexpr int ks_slot_bytes() {
   return (kKsWarps * kKsUnits * 256 + kKsWarps * NG * (64 + (ZP ? 16 : 0)) + 127) / 128 * 128;
 }
 
-// Device-scope acquire-release fetch-add (sm_70+).
-#if defined(LLMACCEL_SIMT_EMU)
-inline int atom_add_acq_rel_gpu(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
-#else
-__device__ __forceinline__ int atom_add_acq_rel_gpu(int* p, int v) {
-  int old;
-  asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], %2;\n" : "=r"(old) : "l"(p), "r"(v) : "memory");
-  return old;
-}
-#endif
-
 // bf16: int4 word → the four A registers as 128 + q, exact (a nibble under bf16's 2^7 magic).
 // The 128 + zero each weight should lose is taken off once per group instead, as
 // (128 + zero) · Σx over the group (see the kernel): 7 integer ops per word where subtracting

@@ -3,47 +3,23 @@
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_w4a16_wgmma.cuh"
+#include "gemm/gemm_wgmma_launch.cuh"
 
 namespace llmaccel::cuda {
 namespace {
 
-template <class T, bool ZP, int kN>
-void launch_w4a16_wgmma_n(const WgmmaParams& p, cudaStream_t stream) {
-  auto kernel = gemm_w4a16_wgmma_kernel<T, ZP, kN>;
-  constexpr int smem = W4WgCfg<kN>::kSmem;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  kernel<<<wgmma_launch_blocks(p, current_device_sms()), kWgThreads, smem, stream>>>(p);
-}
 template <class T, bool ZP> void launch_w4a16_wgmma(const WgmmaParams& p, cudaStream_t stream) {
-  if (p.x_rows == 64) launch_w4a16_wgmma_n<T, ZP, 64>(p, stream);
-  else if (p.x_rows == 128) launch_w4a16_wgmma_n<T, ZP, 128>(p, stream);
-  else launch_w4a16_wgmma_n<T, ZP, 256>(p, stream);
-  if (p.splits > 1) {
-    const int64_t total = int64_t(p.m) * p.n;
-    const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(current_device_sms()) * 8));
-    wgmma_reduce_kernel<T, false, float><<<blocks, 256, 0, stream>>>(p);
-  }
-}
-
-// The plan a gemm_w4a16_wgmma call makes on the current device (x rows per block, K split).
-WgmmaParams plan_w4a16_wgmma(int64_t m, int64_t n_tiles, int64_t nk) {
-  WgmmaParams p{};
-  p.m = int(m); p.n_tiles = int(n_tiles); p.nk = int(nk); p.kt_count = int((nk + 1) / 2);
-  const int sms = current_device_sms();
-  wgmma_grid(p, wgmma_x_rows(m, n_tiles, sms), sms);
-  return p;
+  wgmma_with_rows(p, [&](auto n) {
+    constexpr int kN = decltype(n)::value;
+    wgmma_launch<W4WgCfg<kN>, T, false, float>(gemm_w4a16_wgmma_kernel<T, ZP, kN>, p, stream);
+  });
 }
 
 }  // namespace
 
 bool w4a16_wgmma_available() {
-  int dev = 0;
-  cudaGetDevice(&dev);
-  static signed char cache[64] = {};  // per device: 0 unknown, 1 yes, -1 no
-  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev] > 0;
-  const bool ok = wgmma_built_for_device(gemm_w4a16_wgmma_kernel<__nv_bfloat16, false, 256>);
-  if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
-  return ok;
+  static signed char cache[64] = {};
+  return wgmma_built_for_device(gemm_w4a16_wgmma_kernel<__nv_bfloat16, false, 256>, cache);
 }
 
 void x_tiles_16bit(const void* x, int64_t m, int64_t k, int64_t ldx, int8_t* xt, int64_t kt_count,
@@ -64,7 +40,7 @@ void x_tiles_16bit(const void* x, int64_t m, int64_t k, int64_t ldx, int8_t* xt,
 }
 
 int64_t w4a16_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
-  return wgmma_partial_bytes(plan_w4a16_wgmma(m, n_tiles, nk));
+  return wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, kW4WgChunks));
 }
 
 void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count,
@@ -82,14 +58,15 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
   require(x_dtype == kF16 || x_dtype == kBF16, op, "x must be float16 or bfloat16");
   require(w4a16_wgmma_available(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  WgmmaParams p = plan_w4a16_wgmma(m, n_tiles, nk);
-  p.xt = xt; p.w = reinterpret_cast<const uint8_t*>(w); p.scales = scales; p.zeros = zeros;
-  p.bias = bias; p.out = out; p.ldo = ldo; p.n = int(n); p.group = int(group);
+  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW4WgChunks);
+  wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
+  p.xt = xt;
+  p.w = reinterpret_cast<const uint8_t*>(w);
+  p.scales = scales;
+  p.zeros = zeros;
+  p.bias = bias;
+  p.group = int(group);
   p.n_groups = int(n_groups);
-  p.vec_out = reinterpret_cast<uintptr_t>(out) % 16 == 0 && ldo % 8 == 0;
-  p.partial = partial;
-  require(partial_bytes >= wgmma_partial_bytes(p) && (partial || wgmma_partial_bytes(p) == 0), op,
-          "the partial-sum workspace is missing or too small (w4a16_wgmma_partial_bytes)");
   auto s = static_cast<cudaStream_t>(stream);
   if (x_dtype == kF16) {
     if (zeros) launch_w4a16_wgmma<__half, true>(p, s);

@@ -13,6 +13,7 @@
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_swapab.cuh"
 #include "gemm/gemm_w8a8_wgmma.cuh"
+#include "gemm/gemm_wgmma_launch.cuh"
 
 namespace llmaccel::cuda {
 namespace {
@@ -144,32 +145,11 @@ __global__ void __launch_bounds__(256) gemm_w8a8_tiled_kernel(const TiledParams 
   }
 }
 
-inline bool w8a8_wgmma_built_for_device() {
-  int dev = 0;
-  cudaGetDevice(&dev);
-  static signed char cache[64] = {};  // per device: 0 unknown, 1 yes, -1 no
-  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev] > 0;
-  const bool ok = wgmma_built_for_device(gemm_w8a8_wgmma_kernel<__nv_bfloat16, 256>);
-  if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
-  return ok;
-}
-
-template <class T, int kN> void launch_w8a8_wgmma_n(const WgmmaParams& p, cudaStream_t stream) {
-  auto kernel = gemm_w8a8_wgmma_kernel<T, kN>;
-  constexpr int smem = W8WgCfg<kN>::kSmem;
-  // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  kernel<<<wgmma_launch_blocks(p, current_device_sms()), kWgThreads, smem, stream>>>(p);
-}
 template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
-  if (p.x_rows == 64) launch_w8a8_wgmma_n<T, 64>(p, stream);
-  else if (p.x_rows == 128) launch_w8a8_wgmma_n<T, 128>(p, stream);
-  else launch_w8a8_wgmma_n<T, 256>(p, stream);
-  if (p.splits > 1) {
-    const int64_t total = int64_t(p.m) * p.n;
-    const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(current_device_sms()) * 8));
-    wgmma_reduce_kernel<T, true, int><<<blocks, 256, 0, stream>>>(p);
-  }
+  wgmma_with_rows(p, [&](auto n) {
+    constexpr int kN = decltype(n)::value;
+    wgmma_launch<W8WgCfg<kN>, T, true, int>(gemm_w8a8_wgmma_kernel<T, kN>, p, stream);
+  });
 }
 
 template <class T> void launch_tiled(const TiledParams& p, cudaStream_t stream) {
@@ -205,19 +185,13 @@ void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, co
   check_launch(op);
 }
 
-bool w8a8_wgmma_available() { return w8a8_wgmma_built_for_device(); }
-
-// The plan a gemm_w8a8_wgmma call makes on the current device (x rows per block, K split).
-static WgmmaParams plan_w8a8_wgmma(int64_t m, int64_t n_tiles, int64_t nk) {
-  WgmmaParams p{};
-  p.m = int(m); p.n_tiles = int(n_tiles); p.nk = int(nk); p.kt_count = int((nk + 3) / 4);
-  const int sms = current_device_sms();
-  wgmma_grid(p, wgmma_x_rows(m, n_tiles, sms), sms);
-  return p;
+bool w8a8_wgmma_available() {
+  static signed char cache[64] = {};
+  return wgmma_built_for_device(gemm_w8a8_wgmma_kernel<__nv_bfloat16, 256>, cache);
 }
 
 int64_t w8a8_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
-  return wgmma_partial_bytes(plan_w8a8_wgmma(m, n_tiles, nk));
+  return wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, kW8WgChunks));
 }
 
 void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float* xscale,
@@ -229,15 +203,15 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
   require(kt_count == (nk + 3) / 4, op, "kt_count must be ceil(nk / 4): x tiles of 128 columns");
   require(scales && xscale, op, "null scales");
   require(out_dtype == kF16 || out_dtype == kBF16, op, "out must be float16 or bfloat16");
-  require(w8a8_wgmma_built_for_device(), op,
+  require(w8a8_wgmma_available(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  WgmmaParams p = plan_w8a8_wgmma(m, n_tiles, nk);
-  p.xt = xt; p.xscale = xscale; p.w = reinterpret_cast<const uint8_t*>(w); p.scales = scales;
-  p.bias = bias; p.out = out; p.ldo = ldo; p.n = int(n);
-  p.vec_out = reinterpret_cast<uintptr_t>(out) % 16 == 0 && ldo % 8 == 0;
-  p.partial = partial;
-  require(partial_bytes >= wgmma_partial_bytes(p) && (partial || wgmma_partial_bytes(p) == 0), op,
-          "the partial-sum workspace is missing or too small (w8a8_wgmma_partial_bytes)");
+  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW8WgChunks);
+  wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
+  p.xt = xt;
+  p.xscale = xscale;
+  p.w = reinterpret_cast<const uint8_t*>(w);
+  p.scales = scales;
+  p.bias = bias;
   auto s = static_cast<cudaStream_t>(stream);
   if (out_dtype == kF16) launch_w8a8_wgmma<__half>(p, s);
   else launch_w8a8_wgmma<__nv_bfloat16>(p, s);

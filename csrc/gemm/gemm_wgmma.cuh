@@ -302,21 +302,6 @@ __global__ void __launch_bounds__(256) wgmma_reduce_kernel(const WgmmaParams p) 
   }
 }
 
-// Whether the current device runs the sm_90a build of `kernel`: arch-specific (sm_90a) code runs
-// on compute capability 9.0 only, and elsewhere the kernel would be the empty body of the other
-// targets.
-template <class K> bool wgmma_built_for_device(K kernel) {
-  int dev = 0, major = 0, minor = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-  cudaFuncAttributes a{};
-  const bool ok = major == 9 && minor == 0 && cudaFuncGetAttributes(&a, kernel) == cudaSuccess &&
-                  a.binaryVersion == 90;
-  cudaGetLastError();  // a failed query must not linger as the next launch's error
-  return ok;
-}
-
 // Host-side checks and grid shared by both launchers.
 inline void wgmma_check_common(const char* op, int64_t m, int64_t n, int64_t n_tiles, int64_t nk,
                                int64_t ldo, const void* xt, const void* w, const void* out) {

@@ -1,0 +1,79 @@
+// Host side shared by the two wgmma launchers (gemm_w8a8.cu, gemm_w4a16_wgmma.cu): the plan of a
+// call on the current device, its output and workspace, the launches. nvcc only (the emulator's
+// driver launches the kernels itself).
+#pragma once
+#include <algorithm>
+#include <type_traits>
+
+#include "cuda/cuda_common.cuh"
+#include "gemm/gemm_cuda_checks.h"
+#include "gemm/gemm_wgmma.cuh"
+
+namespace llmaccel::cuda {
+
+// Whether the current device runs the sm_90a build of `kernel`: arch-specific (sm_90a) code runs
+// on compute capability 9.0 only, and elsewhere the kernel would be the empty body of the other
+// targets. Cached per device in the caller's `cache` (0 unknown, 1 yes, -1 no).
+template <class K> bool wgmma_built_for_device(K kernel, signed char (&cache)[64]) {
+  int dev = 0, major = 0, minor = 0;
+  cudaGetDevice(&dev);
+  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev] > 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  cudaFuncAttributes a{};
+  const bool ok = major == 9 && minor == 0 && cudaFuncGetAttributes(&a, kernel) == cudaSuccess &&
+                  a.binaryVersion == 90;
+  cudaGetLastError();  // a failed query must not linger as the next launch's error
+  if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
+  return ok;
+}
+
+// The plan of a call on the current device: x rows per block, tiles, K split (chunks: 32-column
+// chunks per stage, 4 for int8, 2 for int4).
+inline WgmmaParams wgmma_plan(int64_t m, int64_t n_tiles, int64_t nk, int chunks) {
+  WgmmaParams p{};
+  p.m = int(m);
+  p.n_tiles = int(n_tiles);
+  p.nk = int(nk);
+  p.kt_count = int((nk + chunks - 1) / chunks);
+  const int sms = current_device_sms();
+  wgmma_grid(p, wgmma_x_rows(m, n_tiles, sms), sms);
+  return p;
+}
+
+// The output and the K-split workspace of a planned call, checked against the plan.
+inline void wgmma_bind(const char* op, WgmmaParams& p, void* out, int64_t n, int64_t ldo,
+                       void* partial, int64_t partial_bytes) {
+  p.out = out;
+  p.n = int(n);
+  p.ldo = ldo;
+  p.vec_out = reinterpret_cast<uintptr_t>(out) % 16 == 0 && ldo % 8 == 0;
+  p.partial = partial;
+  const int64_t need = wgmma_partial_bytes(p);
+  require(partial_bytes >= need && (partial || need == 0), op,
+          "the partial-sum workspace is missing or too small (see *_wgmma_partial_bytes)");
+}
+
+// launch(std::integral_constant<int, kN>()) for the plan's x rows per block.
+template <class F> void wgmma_with_rows(const WgmmaParams& p, F&& launch) {
+  if (p.x_rows == 64) launch(std::integral_constant<int, 64>());
+  else if (p.x_rows == 128) launch(std::integral_constant<int, 128>());
+  else launch(std::integral_constant<int, 256>());
+}
+
+// The main kernel (Cfg's shared memory, one block per SM or per work item), then, when K is
+// split, the reduction of the splits in order (Acc: int for w8a8, float for w4a16).
+template <class Cfg, class T, bool kW8A8, class Acc, class K>
+void wgmma_launch(K kernel, const WgmmaParams& p, cudaStream_t stream) {
+  // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmem);
+  const int sms = current_device_sms();
+  kernel<<<wgmma_launch_blocks(p, sms), kWgThreads, Cfg::kSmem, stream>>>(p);
+  if (p.splits > 1) {
+    const int64_t total = int64_t(p.m) * p.n;
+    const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(sms) * 8));
+    wgmma_reduce_kernel<T, kW8A8, Acc><<<blocks, 256, 0, stream>>>(p);
+  }
+}
+
+}  // namespace llmaccel::cuda
