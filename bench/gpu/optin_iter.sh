@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # First runs of the opt-in kernels in one device call (bench/gpu/NOTES.md): build with CUDA, then
 # for the tiled int4 kernel (LLMACCEL_W4_TILED) and the sm_90a wgmma kernels of gemm_w8a8
-# (LLMACCEL_W8A8_WGMMA=1) and gemm_w4a16 (LLMACCEL_W4_WGMMA=1): their tests, compute-sanitizer
+# (LLMACCEL_W8A8_WGMMA=1) and gemm_w4a16 (LLMACCEL_W4_WGMMA=all: every M, the decode range in
+# 16- and 32-row x blocks too): their tests, compute-sanitizer
 # on sanitize_case.py with them on, bench_gpu with each off and on in the M range it is meant
 # for, two raster group sizes of the wgmma kernel, and an ncu report of each wgmma kernel at
 # M = 4096. The log lands in $OUT/optin.log (and is printed); bench_gpu's full reports in
@@ -48,12 +49,13 @@ bench() {
   [[ ${SKIP_BUILD:-0} == 1 ]] || gpu_build
   # A kernel that has never run may hang (an mbarrier phase never completing): every step is
   # under a timeout, so a hang costs minutes, not the call. First one pass of sanitize_case.py
-  # per kernel (its M = 70 and 300 cases take the opt-in paths), errors against the reference.
+  # per kernel (its M = 70 and 300 cases take the opt-in paths; with LLMACCEL_W4_WGMMA=all the
+  # int4 M = 1, 3, 12 too), errors against the reference.
   if step smoke; then
     echo "== smoke $(date +%T)"
-    for cfg in LLMACCEL_W4_TILED=4096 LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=1; do
+    for cfg in LLMACCEL_W4_TILED=4096 LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=all; do
       env "$cfg" timeout 60 "$PY" bench/gpu/sanitize_case.py 2>&1 \
-        | grep -E 'M=(70|300)|MISMATCH|Error|error|^OK' | sed "s/^/$cfg: /"
+        | grep -E 'w4a16|w8a8|MISMATCH|Error|error|^OK' | sed "s/^/$cfg: /"
     done
   fi
   if step tests; then
@@ -67,7 +69,7 @@ bench() {
   if step sanitize; then
     echo "== sanitizers $(date +%T)"
     sanitize tiled LLMACCEL_W4_TILED=4096
-    sanitize wgmma LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=1
+    sanitize wgmma LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=all
   fi
   if step tiled; then
     echo "== tiled int4, M 17-1024 $(date +%T)"
@@ -78,9 +80,9 @@ bench() {
     bench w8a8 LLMACCEL_W8A8_WGMMA "0 1" 128,512,2048,4096 4096x14336,8192x8192
   fi
   if step w4a16; then
-    echo "== wgmma int4 (gemm_w4a16), M 17-4096 $(date +%T)"
-    bench w4a16 LLMACCEL_W4_WGMMA "0 1" 17,32,64,128,512,1024,2048,4096 4096x14336,8192x8192 \
-      150
+    echo "== wgmma int4 (gemm_w4a16), M 1-4096 $(date +%T)"
+    bench w4a16 LLMACCEL_W4_WGMMA "0 all" 1,8,16,17,32,64,128,512,1024,2048,4096 \
+      4096x14336,8192x8192 150
   fi
   if step group; then
     echo "== wgmma raster group (LLMACCEL_WGMMA_GROUP: weight blocks per group, 16 by default)"

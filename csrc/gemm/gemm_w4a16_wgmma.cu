@@ -9,7 +9,7 @@ namespace llmaccel::cuda {
 namespace {
 
 template <class T, bool ZP> void launch_w4a16_wgmma(const WgmmaParams& p, cudaStream_t stream) {
-  wgmma_with_rows(p, [&](auto n) {
+  wgmma_with_rows<kW4WgMinRows>(p, [&](auto n) {
     constexpr int kN = decltype(n)::value;
     wgmma_launch<W4WgCfg<kN>, T, false, float>(gemm_w4a16_wgmma_kernel<T, ZP, kN>, p, stream);
   });
@@ -31,16 +31,16 @@ void x_tiles_16bit(const void* x, int64_t m, int64_t k, int64_t ldx, int8_t* xt,
   require(x && xt && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
               reinterpret_cast<uintptr_t>(xt) % 16 == 0,
           op, "x and the image must be 16-byte aligned");
-  const int64_t rows = (m + kWgXRows - 1) / kWgXRows * kWgXRows;
-  const int64_t threads = rows * kt_count * 2;
+  const int64_t threads = m * kt_count * 2;
+  require((threads + 255) / 256 < (int64_t(1) << 31), op, "too large for one grid");
   x_tiles_16bit_kernel<<<unsigned((threads + 255) / 256), 256, 0,
                          static_cast<cudaStream_t>(stream)>>>(
-      static_cast<const uint16_t*>(x), m, k, ldx, xt, kt_count, rows);
+      static_cast<const uint16_t*>(x), m, k, ldx, xt, kt_count);
   check_launch(op);
 }
 
 int64_t w4a16_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
-  return wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, kW4WgChunks));
+  return wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows));
 }
 
 void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count,
@@ -58,7 +58,7 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
   require(x_dtype == kF16 || x_dtype == kBF16, op, "x must be float16 or bfloat16");
   require(w4a16_wgmma_available(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW4WgChunks);
+  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows);
   wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
   p.xt = xt;
   p.w = reinterpret_cast<const uint8_t*>(w);

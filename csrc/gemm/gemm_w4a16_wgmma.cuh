@@ -21,6 +21,7 @@
 namespace llmaccel::cuda {
 
 constexpr int kW4WgChunks = 2, kW4WgChunkBytes = 256;  // 4 KB of weights per stage
+constexpr int kW4WgMinRows = 16;  // x rows per block from 16 up (m64n16 .. m64n256)
 template <int kN> using W4WgCfg = WgmmaCfg<kW4WgChunks, kW4WgChunkBytes, kN>;
 
 // One chunk's dequantization constants for this lane's rows g and g + 8.
@@ -47,11 +48,28 @@ __device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, int ti
   return cs;
 }
 
+// Keeps the A registers of a wgmma group in flight alive up to this point (its wait_group):
+// without a use after the wgmma, the compiler could give them to the next stage's fragments
+// while the tensor cores still read them.
+__device__ __forceinline__ void wgmma_hold_a(const uint32_t (&a)[2 * kW4WgChunks][4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#pragma unroll
+  for (int j = 0; j < 2 * kW4WgChunks; ++j)
+    asm volatile("" ::"r"(a[j][0]), "r"(a[j][1]), "r"(a[j][2]), "r"(a[j][3]));
+#endif
+}
+
+// Consumers: per stage, wait for the slot, dequantize its weights into this stage's A registers,
+// issue its four wgmmas, then wait only for the previous stage's group and hand that slot back:
+// the dequantization of stage i + 1 runs while the tensor cores do stage i (CUTLASS's
+// mixed-input mainloop overlaps the same two). The two register sets alternate by stage, which
+// is why the loop body runs twice per trip.
 template <class T, bool ZP, int kN>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w4a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
 #if defined(LLMACCEL_WGMMA_BODY)
   using Cfg = W4WgCfg<kN>;
+  using Frags = uint32_t[2 * kW4WgChunks][4];  // per k16 step of a stage
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -71,10 +89,10 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 #pragma unroll
     for (int q = 0; q < kW4WgChunks; ++q)
       nxt[q] = cur[q] = chunk_scales<T, ZP>(p, stile, work.kt0 * kW4WgChunks + q, g);
-    for (int kt = work.kt0; kt < work.kt1; ++kt, ++it) {
+    Frags a0, a1;
+    const auto stage = [&](int kt, Frags& a, const Frags& in_flight) {
       const int s = it % Cfg::kStages;
       mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
-      uint32_t a[2 * kW4WgChunks][4];  // per k16 step
 #pragma unroll
       for (int q = 0; q < kW4WgChunks; ++q) {
         const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * Cfg::kWStage + q * 256);
@@ -92,10 +110,23 @@ __global__ void __launch_bounds__(kWgThreads, 1)
         for (int q = 0; q < kW4WgChunks; ++q)
           nxt[q] = chunk_scales<T, ZP>(p, stile, (kt + 1) * kW4WgChunks + q, g);
       }
-      wgmma_finish_stage(&sm.empty[s], lane);
+      if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
+        wgmma_wait<1>();
+        wgmma_hold_a(in_flight);
+        wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane);
+      }
 #pragma unroll
       for (int q = 0; q < kW4WgChunks; ++q) cur[q] = nxt[q];
+      ++it;
+    };
+    for (int kt = work.kt0; kt < work.kt1; kt += 2) {
+      stage(kt, a0, a1);
+      if (kt + 1 < work.kt1) stage(kt + 1, a1, a0);
     }
+    wgmma_wait<0>();  // the last stage's group: its slot goes back too
+    wgmma_hold_a(a0);
+    wgmma_hold_a(a1);
+    wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane);
     wgmma_fence_acc(acc);
     if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
     else wgmma_epilogue<T, false>(p, acc, wb, xb, sm.staging);
@@ -104,21 +135,23 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 }
 
 // x (m, k) 16-bit rows → the kernel's image (gemm_wgmma_xtiles.h), one thread per (row, 32-column
-// chunk) of the padded image: the chunk's four 16-byte column runs 8t .. 8t+7 in, the four
-// 16-byte image pieces out. Piece (s, h) holds word 2s + h of each run t (columns
-// 8t + 4s + 2h, +1): a 4 × 4 transpose of 32-bit words.
+// chunk) of x's m rows: the chunk's four 16-byte column runs 8t .. 8t+7 in, the four 16-byte
+// image pieces out. Piece (s, h) holds word 2s + h of each run t (columns 8t + 4s + 2h, +1): a
+// 4 × 4 transpose of 32-bit words. The padding rows past m are left as they are: an x row only
+// meets its own output row, and those past m are never stored (at M = 1 writing them would be
+// 2 MB of zeros per call at K = 4096).
 __global__ void __launch_bounds__(256)
     x_tiles_16bit_kernel(const uint16_t* x, int64_t m, int64_t k, int64_t ldx,
-                                     int8_t* xt, int64_t kt_count, int64_t rows) {
+                                     int8_t* xt, int64_t kt_count) {
   const int64_t chunks = kt_count * 2;
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (idx >= rows * chunks) return;
+  if (idx >= m * chunks) return;
   const int64_t row = idx / chunks, chunk = idx % chunks;
   uint4 in[4];
 #pragma unroll
   for (int t = 0; t < 4; ++t) {
     const int64_t col = chunk * 32 + t * 8;
-    in[t] = row < m && col < k
+    in[t] = col < k
                 ? __ldg(reinterpret_cast<const uint4*>(x + row * ldx + col))
                 : make_uint4(0, 0, 0, 0);
   }

@@ -146,7 +146,7 @@ __global__ void __launch_bounds__(256) gemm_w8a8_tiled_kernel(const TiledParams 
 }
 
 template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
-  wgmma_with_rows(p, [&](auto n) {
+  wgmma_with_rows<kW8WgMinRows>(p, [&](auto n) {
     constexpr int kN = decltype(n)::value;
     wgmma_launch<W8WgCfg<kN>, T, true, int>(gemm_w8a8_wgmma_kernel<T, kN>, p, stream);
   });
@@ -191,7 +191,7 @@ bool w8a8_wgmma_available() {
 }
 
 int64_t w8a8_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
-  return wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, kW8WgChunks));
+  return wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows));
 }
 
 void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float* xscale,
@@ -205,7 +205,7 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
   require(out_dtype == kF16 || out_dtype == kBF16, op, "out must be float16 or bfloat16");
   require(w8a8_wgmma_available(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW8WgChunks);
+  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows);
   wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
   p.xt = xt;
   p.xscale = xscale;

@@ -16,6 +16,7 @@
 namespace llmaccel::cuda {
 
 constexpr int kW8WgChunks = 4, kW8WgChunkBytes = 512;  // 16 KB of weights per stage
+constexpr int kW8WgMinRows = 64;  // x rows per block from 64 up: the int8 wgmma forms it has
 template <int kN> using W8WgCfg = WgmmaCfg<kW8WgChunks, kW8WgChunkBytes, kN>;
 
 template <class T, int kN>

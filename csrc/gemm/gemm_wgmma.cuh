@@ -56,11 +56,13 @@ constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_
 constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
 
 // A kernel's shape: per weight tile and stage kChunks chunks of kChunkBytes; kN x rows per block
-// (the wgmma N: 256; 128 where 256-row blocks would leave SMs idle; 64 for M ≤ 64, where the
-// weights' bytes, not the MMAs, set the time; a smaller block reads a part of an image block).
+// (the wgmma N: 256; 128 where 256-row blocks would leave SMs idle; 64, 32 or 16 for small M,
+// where the weights' bytes, not the MMAs, set the time; a smaller block reads a part of an
+// image block).
 template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
   static constexpr int kChunks = kChunks_, kChunkBytes = kChunkBytes_, kN = kN_;
-  static_assert(kN == 64 || kN == 128 || kN == 256, "wgmma N: 64, 128 or 256 x rows");
+  static_assert(kN == 16 || kN == 32 || kN == 64 || kN == 128 || kN == 256,
+                "wgmma N: 16, 32, 64, 128 or 256 x rows");
   static constexpr int kWStage = kWgWTiles * kChunks * kChunkBytes;
   static constexpr int kXStage = kN * kWgRowBytes;
   static constexpr int kAcc = kN / 2;  // accumulators per thread (m64nN)
@@ -68,11 +70,19 @@ template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
   // Shared memory: 1024 bytes of alignment slack (the swizzle is a function of address bits
   // 4-9, so each x stage starts on 1024 bytes), the x ring, the weight ring, the epilogue's
   // tile (apart from the ring, which already fills with the next tile's stages), the barriers.
-  // 4 stages where they fit, else 3 (int8 with 256-row blocks: 48 KB stages).
+  // Large blocks (the MMAs set the time): 4 stages where they fit, else 3 (int8 with 256-row
+  // blocks: 48 KB stages). Blocks of ≤ 64 rows stream weights: the ring is what keeps bytes in
+  // flight (3 TB/s × ~1 µs of latency is ~23 KB per SM, and the K-slice decode kernel measured
+  // best with ~96 KB), so up to 12 stages, as many as fit.
   static constexpr int smem_for(int stages) {
     return 1024 + stages * (kXStage + kWStage) + kStaging + 2 * stages * 8;
   }
-  static constexpr int kStages = smem_for(4) <= kWgSmemMax ? 4 : 3;
+  static constexpr int deepest(int most) {
+    int s = most;
+    while (s > 3 && smem_for(s) > kWgSmemMax) --s;
+    return s;
+  }
+  static constexpr int kStages = deepest(kN <= 64 ? 12 : 4);
   static constexpr int kSmem = smem_for(kStages);
   static_assert(kSmem <= kWgSmemMax, "shared memory");
 };
@@ -202,13 +212,21 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm
   return false;
 }
 
+// A consumer warp hands a slot back (one arrival per warp), once the wgmma group that read it
+// has completed (a wait_group that covers it).
+__device__ __forceinline__ void wgmma_release(uint64_t* empty, int lane) {
+#if defined(LLMACCEL_WGMMA_BODY)
+  __syncwarp();
+  if (lane == 0) mbar_arrive(empty);
+#endif
+}
+
 // The end of a consumer warp's stage: its MMAs have read the slot (and the A registers are
-// free again) once the group completes; then one arrival per warp hands the slot back.
+// free again) once the group completes; then the slot goes back.
 __device__ __forceinline__ void wgmma_finish_stage(uint64_t* empty, int lane) {
 #if defined(LLMACCEL_WGMMA_BODY)
   wgmma_wait<0>();
-  __syncwarp();
-  if (lane == 0) mbar_arrive(empty);
+  wgmma_release(empty, lane);
 #endif
 }
 
@@ -316,15 +334,20 @@ inline void wgmma_check_common(const char* op, int64_t m, int64_t n, int64_t n_t
   const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 63) / 64);
   require(blocks < (int64_t(1) << 31), op, "too many blocks");
 }
-// x rows per block: 64 for M ≤ 64; else 256 unless that leaves the grid under two waves of
-// `sms` blocks (then 128, twice the blocks). LLMACCEL_WGMMA_N=64|128|256 forces one (a
-// benchmark knob, read per call).
-inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms) {
-  const char* e = std::getenv("LLMACCEL_WGMMA_N");
-  if (e && std::strcmp(e, "64") == 0) return 64;
-  if (e && std::strcmp(e, "128") == 0) return 128;
-  if (e && std::strcmp(e, "256") == 0) return 256;
-  if (m <= 64) return 64;
+// x rows per block: for M ≤ 64 the least of 16, 32, 64 that holds M (never below `min_rows`:
+// 64 for int8, whose wgmma forms start there); else 256 unless that leaves the grid under two
+// waves of `sms` blocks (then 128, twice the blocks). LLMACCEL_WGMMA_N=16|32|64|128|256 forces
+// one at or above min_rows (a benchmark knob, read per call).
+inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms, int min_rows) {
+  if (const char* e = std::getenv("LLMACCEL_WGMMA_N")) {
+    for (int r = min_rows; r <= kWgXRows; r *= 2)
+      if (std::atoi(e) == r) return r;
+  }
+  if (m <= 64) {
+    int r = min_rows;
+    while (r < m) r *= 2;
+    return r;
+  }
   const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 255) / 256);
   return blocks < 2 * int64_t(sms) ? 128 : 256;
 }
@@ -335,17 +358,36 @@ inline int wgmma_launch_blocks(const WgmmaParams& p, int sms) {
   if (e && std::strcmp(e, "0") == 0) return p.tiles * p.splits;
   return std::max(1, std::min(p.tiles * p.splits, sms));
 }
-// The K split for `sms` SMs: none when the tiles fill them, else enough splits for every SM
-// (at most 8, at least 4 k blocks each); LLMACCEL_WGMMA_SPLITS forces a count (a benchmark and
-// test knob, read per call). Sets p.splits and p.kts.
+// The K split for `sms` SMs. Only where the tiles alone leave SMs idle, and only where it cuts
+// the k blocks of the busiest block (persistent, round robin) by a fifth or more: a split costs
+// a round trip of raw sums through global memory and a second launch (~1-3 µs, most of what a
+// smaller gain would save at decode sizes). Up to 8 splits of at least 4 k blocks each, the count
+// with the fewest k blocks on the busiest block, the smaller count on a tie. At 8192→8192 with
+// 64 tiles on 132 SMs: 2 splits (64 k blocks, not 3 splits, whose 192 items leave 60 blocks with
+// two); at 4096→14336 with 112 tiles none (8 splits would give 56 k blocks against 64).
+// LLMACCEL_WGMMA_SPLITS forces a count (a benchmark and test knob, read per call). Sets p.splits
+// and p.kts.
+inline int64_t wgmma_split_cost(const WgmmaParams& p, int want, int sms, int* kts_out) {
+  const int kts = (p.kt_count + want - 1) / want, splits = (p.kt_count + kts - 1) / kts;
+  if (kts_out) *kts_out = kts;
+  return (int64_t(p.tiles) * splits + sms - 1) / sms * kts;
+}
 inline void wgmma_split(WgmmaParams& p, int sms) {
-  int want = p.tiles >= sms ? 1 : std::min(8, (sms + p.tiles - 1) / p.tiles);
-  want = std::max(1, std::min(want, p.kt_count / 4));
+  int want = 1;
+  if (p.tiles < sms) {
+    const int64_t unsplit = wgmma_split_cost(p, 1, sms, nullptr);
+    int64_t best = unsplit;
+    for (int s = 2; s <= std::min(8, p.kt_count / 4); ++s) {
+      const int64_t c = wgmma_split_cost(p, s, sms, nullptr);
+      if (c < best) best = c, want = s;
+    }
+    if (5 * best > 4 * unsplit) want = 1;
+  }
   if (const char* e = std::getenv("LLMACCEL_WGMMA_SPLITS")) {
     const int v = std::atoi(e);
     if (v >= 1) want = std::min(v, p.kt_count);
   }
-  p.kts = (p.kt_count + want - 1) / want;
+  wgmma_split_cost(p, want, sms, &p.kts);
   p.splits = (p.kt_count + p.kts - 1) / p.kts;
 }
 // Bytes of the partial sums a call with this plan needs (0 without a split).

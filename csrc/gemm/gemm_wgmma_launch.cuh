@@ -29,15 +29,16 @@ template <class K> bool wgmma_built_for_device(K kernel, signed char (&cache)[64
 }
 
 // The plan of a call on the current device: x rows per block, tiles, K split (chunks: 32-column
-// chunks per stage, 4 for int8, 2 for int4).
-inline WgmmaParams wgmma_plan(int64_t m, int64_t n_tiles, int64_t nk, int chunks) {
+// chunks per stage, 4 for int8, 2 for int4; min_rows: the kernel's smallest x block, 64 for
+// int8, 16 for int4).
+inline WgmmaParams wgmma_plan(int64_t m, int64_t n_tiles, int64_t nk, int chunks, int min_rows) {
   WgmmaParams p{};
   p.m = int(m);
   p.n_tiles = int(n_tiles);
   p.nk = int(nk);
   p.kt_count = int((nk + chunks - 1) / chunks);
   const int sms = current_device_sms();
-  wgmma_grid(p, wgmma_x_rows(m, n_tiles, sms), sms);
+  wgmma_grid(p, wgmma_x_rows(m, n_tiles, sms, min_rows), sms);
   return p;
 }
 
@@ -54,11 +55,17 @@ inline void wgmma_bind(const char* op, WgmmaParams& p, void* out, int64_t n, int
           "the partial-sum workspace is missing or too small (see *_wgmma_partial_bytes)");
 }
 
-// launch(std::integral_constant<int, kN>()) for the plan's x rows per block.
-template <class F> void wgmma_with_rows(const WgmmaParams& p, F&& launch) {
-  if (p.x_rows == 64) launch(std::integral_constant<int, 64>());
-  else if (p.x_rows == 128) launch(std::integral_constant<int, 128>());
-  else launch(std::integral_constant<int, 256>());
+// launch(std::integral_constant<int, kN>()) for the plan's x rows per block (kMinRows: the
+// smallest the kernel has; the plan never asks for less).
+template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& launch) {
+  using std::integral_constant;
+  if constexpr (kMinRows <= 16) {
+    if (p.x_rows == 16) return launch(integral_constant<int, 16>());
+    if (p.x_rows == 32) return launch(integral_constant<int, 32>());
+  }
+  if (p.x_rows == 64) launch(integral_constant<int, 64>());
+  else if (p.x_rows == 128) launch(integral_constant<int, 128>());
+  else launch(integral_constant<int, 256>());
 }
 
 // The main kernel (Cfg's shared memory, one block per SM or per work item), then, when K is

@@ -1,7 +1,8 @@
 // The sm_90a instructions of the wgmma GEMMs (gemm_wgmma.cuh): shared-memory descriptors,
-// wgmma in its int8 and 16-bit forms for N = 256, 128 and 64, the warpgroup fences, register
-// budgets and the consumers' barrier; on the host, the SIMT emulator's synchronous stand-ins
-// (csrc/emu/simt_emu.h). Included by gemm_wgmma.cuh, which defines LLMACCEL_WGMMA_BODY.
+// wgmma in its int8 forms (N = 256, 128, 64) and 16-bit forms (N = 256 down to 16), the
+// warpgroup fences, register budgets and the consumers' barrier; on the host, the SIMT
+// emulator's synchronous stand-ins (csrc/emu/simt_emu.h). Included by gemm_wgmma.cuh, which
+// defines LLMACCEL_WGMMA_BODY.
 #pragma once
 #include "cuda/cuda_common.cuh"
 
@@ -136,6 +137,31 @@ __device__ __forceinline__ void wgmma_m64n64k32(int (&d)[32], const uint32_t (&a
 LLMACCEL_WGMMA_N64_K16(__nv_bfloat16, "bf16.bf16")
 LLMACCEL_WGMMA_N64_K16(__half, "f16.f16")
 #undef LLMACCEL_WGMMA_N64_K16
+// The N = 32 and 16 forms (16-bit only): x blocks of 32 or 16 rows (gemm_w4a16 at M ≤ 32), where
+// the weights' bytes set the time and wider N would only multiply padding.
+#define LLMACCEL_ACC16(c) LLMACCEL_ACC8(c, 0), LLMACCEL_ACC8(c, 8)
+#define LLMACCEL_WGMMA_SMALL_N_K16(T, PTX_TYPES)                                               \
+  __device__ __forceinline__ void wgmma_m64n32k16(float (&d)[16], const uint32_t (&a)[4],     \
+                                                  uint64_t desc_b, T) {                       \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                 \
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32." PTX_TYPES " "                   \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "  \
+                 "{%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"                                \
+                 : LLMACCEL_ACC16(LLMACCEL_F)                                                 \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));          \
+  }                                                                                           \
+  __device__ __forceinline__ void wgmma_m64n16k16(float (&d)[8], const uint32_t (&a)[4],      \
+                                                  uint64_t desc_b, T) {                       \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"                                 \
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32." PTX_TYPES " "                   \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, %12, p, 1, 1, 0;\n}\n" \
+                 : LLMACCEL_ACC8(LLMACCEL_F, 0)                                               \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));          \
+  }
+LLMACCEL_WGMMA_SMALL_N_K16(__nv_bfloat16, "bf16.bf16")
+LLMACCEL_WGMMA_SMALL_N_K16(__half, "f16.f16")
+#undef LLMACCEL_WGMMA_SMALL_N_K16
+#undef LLMACCEL_ACC16
 #undef LLMACCEL_ACC_OPERANDS32
 #undef LLMACCEL_ACC32
 #undef LLMACCEL_ACC_OPERANDS64
@@ -185,6 +211,14 @@ template <class T>
 void wgmma_m64n64k16(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b, T t) {
   emu::wgmma(d, a, desc_b, wgmma_kind(t));
 }
+template <class T>
+void wgmma_m64n32k16(float (&d)[16], const uint32_t (&a)[4], uint64_t desc_b, T t) {
+  emu::wgmma(d, a, desc_b, wgmma_kind(t));
+}
+template <class T>
+void wgmma_m64n16k16(float (&d)[8], const uint32_t (&a)[4], uint64_t desc_b, T t) {
+  emu::wgmma(d, a, desc_b, wgmma_kind(t));
+}
 template <int R> void setmaxnreg_dec() {}
 template <int R> void setmaxnreg_inc() {}
 inline void consumer_barrier() { emu::named_barrier(1, 256); }
@@ -215,6 +249,16 @@ template <class T>
 __device__ __forceinline__ void wgmma_mma(float (&d)[32], const uint32_t (&a)[4], uint64_t b,
                                           T t) {
   wgmma_m64n64k16(d, a, b, t);
+}
+template <class T>
+__device__ __forceinline__ void wgmma_mma(float (&d)[16], const uint32_t (&a)[4], uint64_t b,
+                                          T t) {
+  wgmma_m64n32k16(d, a, b, t);
+}
+template <class T>
+__device__ __forceinline__ void wgmma_mma(float (&d)[8], const uint32_t (&a)[4], uint64_t b,
+                                          T t) {
+  wgmma_m64n16k16(d, a, b, t);
 }
 #endif
 

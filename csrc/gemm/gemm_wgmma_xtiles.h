@@ -1,10 +1,11 @@
 // The x images the wgmma GEMMs read (gemm_wgmma.cuh): x as blocks of kWgXRows rows × 128 bytes,
 // each block 32 KB of 128-byte rows ordered (row block, column block, row), the 16-byte pieces
 // of row r XOR-swizzled by r % 8 — the shared-memory image of wgmma's K-major, 128-byte-swizzled
-// B operand, so that one bulk copy lands a block ready to multiply. Zero past k and in the
-// padding rows up to a multiple of kWgXRows. int8 x (gemm_w8a8, written by
-// quant_act_int8_tiles): 128 columns per block; 16-bit x (gemm_w4a16, written by
-// x_tiles_16bit): 64 columns per block.
+// B operand, so that one bulk copy lands a block ready to multiply. Zero past k. The padding
+// rows up to a multiple of kWgXRows may hold anything: an x row only meets its own output row,
+// and those past m are never stored (quant_act_int8_tiles writes zeros there, x_tiles_16bit
+// leaves them). int8 x (gemm_w8a8, written by quant_act_int8_tiles): 128 columns per block;
+// 16-bit x (gemm_w4a16, written by x_tiles_16bit): 64 columns per block.
 //
 // Inside each 32-column chunk the columns are permuted to match the weights. The
 // int*_cuda_mma16x32 layouts give lane t of a fragment the columns 8t .. 8t+7 of its rows (one

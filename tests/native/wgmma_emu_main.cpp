@@ -1,7 +1,8 @@
 // Runs kernels' own source on the host through the SIMT emulator (csrc/emu/simt_emu.h) for
 // tests/ops/test_wgmma_emu.py, which writes the inputs and checks the output.
 //   wgmma_emu KIND DIR
-// KIND: w8a8 | w4a16 | xtiles16 | quant_tiles (the wgmma paths) | tiled_w4 (gemm_tiled_w4.cuh) |
+// KIND: w8a8 | w4a16 | xtiles16 | quant_tiles (the wgmma paths) | plan (their launchers' plan,
+// printed, nothing run) | tiled_w4 (gemm_tiled_w4.cuh) |
 // quant_rows (quant_act_int8's default mode) | kslice (gemm_decode_kslice.cuh, the decode kernel
 // on sm_90, optionally its opt-in cluster reduction).
 // DIR holds
@@ -11,6 +12,7 @@
 //   w4a16: m n n_tiles nk kt_count x_is_bf16 has_bias group n_groups has_zeros sms
 //          — xt.bin w.bin scales.bin [zeros.bin]
 //   (sms: the x block size follows the launchers' rule for a GPU with that many SMs)
+//   plan: m n_tiles nk chunks_per_stage min_rows sms — prints x_rows, splits, kts, blocks
 //   xtiles16: m k ldx kt_count — x.bin
 //   quant_tiles: m k ldx kt_count x_dtype (0 fp16, 1 bf16, 2 fp32) — x.bin; also writes
 //          DIR/scale_out.bin
@@ -99,15 +101,27 @@ int main(int argc, char** argv) {
                             a[2], a[1], int(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]),
                             int(a[7]), int(a[8])};
   };
+  if (kind == "plan") {  // the launchers' plan only: x rows per block, K split, blocks
+    cu::WgmmaParams p{};
+    p.m = int(a[0]);
+    p.n_tiles = int(a[1]);
+    p.nk = int(a[2]);
+    const int chunks = int(a[3]), min_rows = int(a[4]), sms = int(a[5]);
+    p.kt_count = (p.nk + chunks - 1) / chunks;
+    cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms, min_rows), sms);
+    std::printf("x_rows %d splits %d kts %d blocks %d\n", p.x_rows, p.splits, p.kts,
+                cu::wgmma_launch_blocks(p, sms));
+    return 0;
+  }
   if (kind == "xtiles16") {
     const int64_t m = a[0], k = a[1], ldx = a[2], kt = a[3];
     const int64_t rows = (m + 255) / 256 * 256, bytes = rows * kt * 128;
     auto* xt = static_cast<int8_t*>(std::aligned_alloc(64, size_t(bytes)));
     std::memset(xt, 0x5A, size_t(bytes));
     const auto* x = reinterpret_cast<const uint16_t*>(file("x.bin"));
-    const int64_t threads = rows * kt * 2;
+    const int64_t threads = m * kt * 2;
     emu::launch(cu::x_tiles_16bit_kernel, dim3(unsigned((threads + 255) / 256)), 256u, x, m, k,
-                ldx, xt, kt, rows);
+                ldx, xt, kt);
     write(xt, size_t(bytes));
     return 0;
   }
@@ -235,7 +249,8 @@ int main(int argc, char** argv) {
   // (the last parameter; a small one makes each block loop over several work items, a large
   // one splits K), or LLMACCEL_WGMMA_N / _SPLITS / _PERSISTENT.
   const int sms = int(a.back());
-  cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms), sms);
+  const int min_rows = kind == "w8a8" ? cu::kW8WgMinRows : cu::kW4WgMinRows;
+  cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms, min_rows), sms);
   std::vector<uint8_t> partial(size_t(cu::wgmma_partial_bytes(p)) + 16);
   p.partial = partial.data();
   const dim3 grid(unsigned(cu::wgmma_launch_blocks(p, sms)));
@@ -246,15 +261,19 @@ int main(int argc, char** argv) {
     constexpr int kN = decltype(n)::value;
     const dim3 rgrid(4);  // the reduction, when K is split
     if (kind == "w8a8") {
-      emu::launch(cu::gemm_w8a8_wgmma_kernel<T, kN>, grid, threads, p);
-      if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, true, int>, rgrid, 64u, p);
+      if constexpr (kN >= cu::kW8WgMinRows) {
+        emu::launch(cu::gemm_w8a8_wgmma_kernel<T, kN>, grid, threads, p);
+        if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, true, int>, rgrid, 64u, p);
+      }
     } else {
       emu::launch(cu::gemm_w4a16_wgmma_kernel<T, decltype(zp)::value, kN>, grid, threads, p);
       if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, false, float>, rgrid, 64u, p);
     }
   };
   const auto run_n = [&](auto t, auto zp) {
-    if (p.x_rows == 64) run(t, zp, std::integral_constant<int, 64>());
+    if (p.x_rows == 16) run(t, zp, std::integral_constant<int, 16>());
+    else if (p.x_rows == 32) run(t, zp, std::integral_constant<int, 32>());
+    else if (p.x_rows == 64) run(t, zp, std::integral_constant<int, 64>());
     else if (p.x_rows == 128) run(t, zp, std::integral_constant<int, 128>());
     else run(t, zp, std::integral_constant<int, 256>());
   };

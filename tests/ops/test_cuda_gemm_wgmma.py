@@ -95,10 +95,11 @@ def test_cuda_gemm_w8a8_wgmma_bad_inputs():
         _C.cuda_gemm_w8a8_wgmma(xt.data_ptr() + 8, 65, 2, *args)
 
 
-# W4_CASES above the decode range (64-row x blocks up to M = 64), plus one weight block (N = 16)
-# and partial ones, K with a partial last 64-column stage or group padding (200 with g128: K
-# padded to 256), M over one 256-row block and several.
-W4_WGMMA_CASES = [c for c in W4_CASES if c[0] > 16] + [
+# Every W4_CASES shape (LLMACCEL_W4_WGMMA=all: the decode range too, in 16- and 32-row x blocks;
+# 64-row up to M = 64), plus one weight block (N = 16) and partial ones, K with a partial last
+# 64-column stage or group padding (200 with g128: K padded to 256), M over one 256-row block
+# and several.
+W4_WGMMA_CASES = list(W4_CASES) + [
     (65, 64, 16, 32, "codes"), (256, 200, 520, 128, "rtn"), (300, 4096, 136, 128, "codes"),
     (600, 1000, 1000, 64, "rtn"), (2053, 512, 4096, -1, "codes"),
 ]
@@ -109,7 +110,7 @@ W4_WGMMA_CASES = [c for c in W4_CASES if c[0] > 16] + [
 @pytest.mark.parametrize("case", W4_WGMMA_CASES, ids=_w4_id)
 def test_cuda_gemm_w4a16_wgmma(case, symmetric, dtype, monkeypatch):
     """Against the reference, with bias, and bit-identical on repeat."""
-    monkeypatch.setenv("LLMACCEL_W4_WGMMA", "1")
+    monkeypatch.setenv("LLMACCEL_W4_WGMMA", "all")
     m, k, n, group_size, source = case
     assert ops.cuda_path("gemm_w4a16", m) == "wgmma"
     p, w = cuda_weight("gemm_w4a16", n, k, group_size, symmetric, source, seed=m + k)
@@ -124,24 +125,28 @@ def test_cuda_gemm_w4a16_wgmma(case, symmetric, dtype, monkeypatch):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("m,k,kt", [(1, 8, 1), (255, 200, 4), (256, 64, 1), (300, 4096, 64)])
 def test_cuda_x_tiles_16bit(m, k, kt, dtype):
-    """The image equals its Python twin, every padding element zero (kt may cover more columns
-    than k: group padding)."""
+    """The image equals its Python twin on x's rows, zero past k (kt may cover more columns
+    than k: group padding); the padding rows are not written."""
     x = make_x((m, k), dtype, seed=m).cuda()
     rows = -(-m // 256) * 256
     poison_cuda_cache()
-    image = torch.empty(rows * kt * 128, dtype=torch.int8, device="cuda")
+    image = torch.full((rows * kt * 128,), 0x5A, dtype=torch.int8, device="cuda")
     _C.cuda_x_tiles_16bit(x.data_ptr(), m, k, x.stride(0), image.data_ptr(), kt,
                           torch.cuda.current_stream().cuda_stream)
-    want = x_tile_image_16(x.cpu().view(torch.int16), kt)
-    assert torch.equal(image.cpu().view(torch.int16), want)
+    got = image.cpu().view(torch.int16)
+    mine = x_tile_image_16(torch.ones(m, kt * 64, dtype=torch.int16), kt) != 0  # x's rows
+    assert torch.equal(got[mine], x_tile_image_16(x.cpu().view(torch.int16), kt)[mine])
+    assert (got[~mine] == 0x5A5A).all()
 
 
-@pytest.mark.parametrize("op_name,var", [("gemm_w8a8", "LLMACCEL_W8A8_WGMMA"),
-                                         ("gemm_w4a16", "LLMACCEL_W4_WGMMA")])
-def test_cuda_gemm_wgmma_graph_capture(op_name, var, monkeypatch):
+@pytest.mark.parametrize("op_name,var,value,m", [
+    ("gemm_w8a8", "LLMACCEL_W8A8_WGMMA", "1", 300), ("gemm_w4a16", "LLMACCEL_W4_WGMMA", "1", 300),
+    ("gemm_w4a16", "LLMACCEL_W4_WGMMA", "all", 5),  # a 16-row x block
+])
+def test_cuda_gemm_wgmma_graph_capture(op_name, var, value, m, monkeypatch):
     """Captured and replayed on new x: the same bits as an eager call."""
-    monkeypatch.setenv(var, "1")
-    m, k, n = 300, 264, 100
+    monkeypatch.setenv(var, value)
+    k, n = 264, 100
     _, w = cuda_weight(op_name, n, k, seed=7)
     bias = make_bias(n).cuda()
     run = getattr(ops, op_name)

@@ -56,10 +56,12 @@ def test_w8a8_wgmma_opt_in(monkeypatch, value, available, m, expected):
     ("1", True, 17, "wgmma"), ("1", True, 16, "decode mma"), ("1", False, 4096, "dequant + cuBLAS"),
     ("1", False, 40, "swapAB mma"),
     ("", True, 4096, "dequant + cuBLAS"), ("2", True, 4096, "dequant + cuBLAS"),
+    ("all", True, 1, "wgmma"), ("all", True, 16, "wgmma"), ("all", True, 4096, "wgmma"),
+    ("all", False, 1, "decode mma"), ("ALL", True, 1, "decode mma"),
 ])
 def test_w4a16_wgmma_opt_in(monkeypatch, value, available, m, expected):
     """LLMACCEL_W4_WGMMA=1 sends gemm_w4a16 above the decode range to the wgmma kernel where the
-    device runs the sm_90a code; the decode range and the other ops are unaffected."""
+    device runs the sm_90a code, =all every M; the other ops are unaffected."""
     monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
     monkeypatch.setenv("LLMACCEL_W4_WGMMA", value)
     monkeypatch.setattr(ops.cuda, "w4a16_wgmma_available", lambda: available)

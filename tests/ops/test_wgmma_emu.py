@@ -145,6 +145,12 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dt
     (17, 1024, 264, 128, True, "64", 2),     # 64-row blocks, 3 tiles on 2 blocks
     (40, 4096, 256, 128, False, "", 132),    # 2 tiles on 132 SMs: K split 8 ways
     (60, 2048, 136, 64, True, "", 132),      # K split 8 ways over g64 groups
+    (5, 1000, 200, 128, True, "", 132),      # M ≤ 16: 16-row blocks (the rule), K split
+    (1, 4096, 136, 128, False, "", 132),     # M = 1 in a 16-row block, K split 8 ways
+    (30, 160, 136, 32, False, "", 132),      # 32-row blocks, 3 stages: an odd count
+    (9, 64, 40, -1, True, "", 132),          # one stage per tile, per-channel scales
+    (20, 1950, 264, 64, False, "32", 2),     # 31 stages a tile on the 12-stage ring, 3 tiles
+    (16, 600, 520, 32, True, "16", 3),       # 16-row blocks, 5 tiles on 3 blocks
 ])
 def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, dtype):
     """Against the reference (_check_w4)."""
@@ -155,8 +161,11 @@ def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, d
     ng = p.scales.shape[1]
     x = make_x((m, k), dtype, seed=n)
     bias = make_bias(n, seed=m)
-    files = {"xt.bin": x_tile_image_16(x.view(torch.int16), kt), "w.bin": words,
-             "scales.bin": p.scales, "bias.bin": bias}
+    image = x_tile_image_16(x.view(torch.int16), kt)
+    # the padding rows hold anything (x_tiles_16bit leaves them): here NaN, which must not reach
+    # a stored output
+    image[x_tile_image_16(torch.ones(m, kt * 64, dtype=torch.int16), kt) == 0] = 0x7FFF
+    files = {"xt.bin": image, "w.bin": words, "scales.bin": p.scales, "bias.bin": bias}
     if p.zeros is not None:
         files["zeros.bin"] = p.zeros
     raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1,
@@ -165,13 +174,51 @@ def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, d
     _check_w4(_as_float(raw, dtype, (m, n)).double(), x, p, bias)
 
 
+def _plan(emu: Path, tmp: Path, m: int, n_tiles: int, nk: int, int4: bool, sms: int = 132,
+          **env: str) -> dict:
+    """The launchers' plan (x rows per block, K split, blocks) for an H100-sized grid."""
+    (tmp / "params.txt").write_text(
+        " ".join(str(v) for v in (m, n_tiles, nk, 2 if int4 else 4, 16 if int4 else 64, sms)))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LLMACCEL_WGMMA")}
+    done = subprocess.run([str(emu), "plan", str(tmp)], capture_output=True, text=True,
+                          timeout=60, env={**clean, **env})
+    assert done.returncode == 0, done.stderr
+    words = done.stdout.split()
+    return {words[i]: int(words[i + 1]) for i in range(0, len(words), 2)}
+
+
+def test_wgmma_plan(emu, tmp_path):
+    """The plans the notes' predictions assume, on the issue's shapes (132 SMs)."""
+    # int4 4096→14336 (896 tiles of 16 outputs, 128 chunks of 32 columns); 8192→8192
+    assert _plan(emu, tmp_path, 1, 896, 128, True) == dict(x_rows=16, splits=1, kts=64,
+                                                          blocks=112)
+    assert _plan(emu, tmp_path, 32, 896, 128, True)["x_rows"] == 32
+    assert _plan(emu, tmp_path, 64, 896, 128, True)["x_rows"] == 64
+    # 64 tiles: 2 splits of 64 k blocks (3 would leave 60 blocks with two items)
+    assert _plan(emu, tmp_path, 16, 512, 256, True) == dict(x_rows=16, splits=2, kts=64,
+                                                          blocks=128)
+    assert _plan(emu, tmp_path, 512, 896, 128, True)["x_rows"] == 128   # 224 blocks at 256
+    assert _plan(emu, tmp_path, 4096, 896, 128, True) == dict(x_rows=256, splits=1, kts=64,
+                                                            blocks=132)
+    # int8: never below 64 rows, even forced
+    assert _plan(emu, tmp_path, 8, 896, 128, False)["x_rows"] == 64
+    assert _plan(emu, tmp_path, 8, 896, 128, False, LLMACCEL_WGMMA_N="16")["x_rows"] == 64
+    assert _plan(emu, tmp_path, 300, 896, 128, True, LLMACCEL_WGMMA_N="32")["x_rows"] == 32
+    # two tiles: the split cuts the busiest block's k blocks from 64 to 8
+    assert _plan(emu, tmp_path, 1, 16, 128, True)["splits"] == 8
+    assert _plan(emu, tmp_path, 1, 16, 128, True, LLMACCEL_WGMMA_SPLITS="3")["splits"] == 3
+
+
 @pytest.mark.parametrize("m,k,kt", [(1, 8, 1), (300, 200, 4), (256, 64, 1)])
 def test_emulated_x_tiles_16bit(emu, tmp_path, m, k, kt):
-    """The image kernel's output equals its Python twin, padding zero."""
+    """The image kernel's output equals its Python twin on x's rows (zero past k); the padding
+    rows are not written."""
     x = make_x((m, k), torch.bfloat16, seed=k).view(torch.int16)
     raw = _run(emu, tmp_path, "xtiles16", [m, k, k, kt], {"x.bin": x})
     got = torch.frombuffer(bytearray(raw), dtype=torch.int16)
-    assert torch.equal(got, x_tile_image_16(x, kt))
+    rows = x_tile_image_16(torch.ones(m, kt * 64, dtype=torch.int16), kt) != 0
+    assert torch.equal(got[rows], x_tile_image_16(x, kt)[rows])
+    assert (got[~rows] == 0x5A5A).all()  # the driver's fill
 
 
 # gemm_tiled_w4.cuh (the opt-in tiled int4 kernel, mma.sync + cp.async): shapes above the decode

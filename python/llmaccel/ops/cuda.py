@@ -28,7 +28,8 @@ ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cu
   bulk copies; csrc/gemm/gemm_w8a8_wgmma.cuh). Elsewhere the tiled int8 GEMM runs as before.
   ``LLMACCEL_W4_WGMMA=1`` does the same for ``gemm_w4a16`` above the decode range, in place of
   the swapped kernel and dequantize + cuBLAS (int4 dequantized in registers into wgmma's
-  fragments, x copied into its image; 64-row x blocks up to M = 64; csrc/gemm/gemm_w4a16_wgmma.cu).
+  fragments, x copied into its image; 16-, 32- or 64-row x blocks up to M = 64;
+  csrc/gemm/gemm_w4a16_wgmma.cu); ``LLMACCEL_W4_WGMMA=all`` for every M, the decode range too.
 """
 
 from __future__ import annotations
@@ -62,10 +63,13 @@ def w8a8_wgmma_requested() -> bool:
     return os.environ.get("LLMACCEL_W8A8_WGMMA", "") == "1"
 
 
-def w4a16_wgmma_requested() -> bool:
-    """LLMACCEL_W4_WGMMA=1 asks for the opt-in wgmma kernel of gemm_w4a16 above the decode range
-    (and above the opt-in tiled kernel's, when that is on too)."""
-    return os.environ.get("LLMACCEL_W4_WGMMA", "") == "1"
+def w4a16_wgmma_first_m() -> int | None:
+    """The smallest M that LLMACCEL_W4_WGMMA sends to gemm_w4a16's opt-in wgmma kernel: ``1``
+    asks for it above the decode range (and above the opt-in tiled kernel's, when that is on
+    too), ``all`` for every M (the decode range in 16- and 32-row x blocks, to compare with the
+    decode kernel); None when off."""
+    value = os.environ.get("LLMACCEL_W4_WGMMA", "")
+    return DECODE_MAX_M + 1 if value == "1" else 1 if value == "all" else None
 
 
 def w8a8_wgmma_available() -> bool:
@@ -89,12 +93,15 @@ def cuda_path(op: str, m: int) -> str:
         if w8a8_wgmma_requested() and w8a8_wgmma_available():
             return "quant + int8 wgmma"
         return "quant + int8 tiled mma"
-    if op == "gemm_w4a16" and m <= DECODE_MAX_M:
-        return "decode mma"
-    if op == "gemm_w4a16" and m <= tiled_max_m():
-        return "tiled mma"
-    if op == "gemm_w4a16" and w4a16_wgmma_requested() and w4a16_wgmma_available():
-        return "wgmma"
+    if op == "gemm_w4a16":
+        first = w4a16_wgmma_first_m()
+        wgmma = first is not None and m >= first and w4a16_wgmma_available()
+        if m <= DECODE_MAX_M:
+            return "wgmma" if wgmma else "decode mma"
+        if m <= tiled_max_m():
+            return "tiled mma"
+        if wgmma:
+            return "wgmma"
     return "swapAB mma" if m <= SWAPAB_MAX_M[op] else "dequant + cuBLAS"
 
 
@@ -264,8 +271,9 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     if m == 0:
         return _finish(_out(x, 0, n), x, n)
     s = _stream(x)
-    tiled = tiled_max_m() if m > DECODE_MAX_M else 0  # no environment lookup per decode call
-    if m > max(DECODE_MAX_M, tiled) and cuda_path(op, m) == "wgmma":
+    tiled = tiled_max_m() if m > DECODE_MAX_M else 0
+    first = w4a16_wgmma_first_m()  # the one environment lookup of a decode call (~0.5 µs)
+    if first is not None and m >= first and cuda_path(op, m) == "wgmma":
         # x copied into the kernel's image: 64-column blocks of 256 rows, zero padding included
         xk = _kernel_rows(x2)
         kt = (nk + 1) // 2
