@@ -55,6 +55,7 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
   require(group >= 32 && group % 32 == 0 && n_groups >= 1 && n_groups * group >= nk * 32 &&
               (n_groups - 1) * group < nk * 32,
           op, "group size and group count do not match the packed K");
+  require(nk < (1 << 16), op, "K must be under 2^21 columns (the group index's exactness)");
   require(x_dtype == kF16 || x_dtype == kBF16, op, "x must be float16 or bfloat16");
   require(w4a16_wgmma_available(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
@@ -65,8 +66,7 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
   p.scales = scales;
   p.zeros = zeros;
   p.bias = bias;
-  p.group = int(group);
-  p.n_groups = int(n_groups);
+  wgmma_set_groups(p, int(group), int(n_groups));
   auto s = static_cast<cudaStream_t>(stream);
   if (x_dtype == kF16) {
     if (zeros) launch_w4a16_wgmma<__half, true>(p, s);

@@ -34,7 +34,7 @@ __device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, int ti
                                                     int g) {
   using A = Act16<T>;
   const int c = min(chunk, p.nk - 1);
-  const int grp = min(c * 32 / p.group, p.n_groups - 1);
+  const int grp = min(wgmma_chunk_group(p, c), p.n_groups - 1);
   const int64_t mi = (int64_t(tile) * p.n_groups + grp) * 16 + g;
   ChunkScales cs;
   cs.s_lo = as_u32(A::splat(__ldg(p.scales + mi)));
@@ -48,34 +48,19 @@ __device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, int ti
   return cs;
 }
 
-// Keeps the A registers of a wgmma group in flight alive up to this point (its wait_group):
-// without a use after the wgmma, the compiler could give them to the next stage's fragments
-// while the tensor cores still read them.
-__device__ __forceinline__ void wgmma_hold_a(const uint32_t (&a)[2 * kW4WgChunks][4]) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#pragma unroll
-  for (int j = 0; j < 2 * kW4WgChunks; ++j)
-    asm volatile("" ::"r"(a[j][0]), "r"(a[j][1]), "r"(a[j][2]), "r"(a[j][3]));
-#endif
-}
-
-// Consumers: per stage, wait for the slot, dequantize its weights into this stage's A registers,
-// issue its four wgmmas, then wait only for the previous stage's group and hand that slot back:
-// the dequantization of stage i + 1 runs while the tensor cores do stage i (CUTLASS's
-// mixed-input mainloop overlaps the same two). The two register sets alternate by stage, which
-// is why the loop body runs twice per trip.
+// The consumers dequantize a stage's weights straight into its A registers (the skeleton's
+// wgmma_mainloop: while the previous stage's wgmmas run) and load the next stage's group scales
+// meanwhile.
 template <class T, bool ZP, int kN>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w4a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
 #if defined(LLMACCEL_WGMMA_BODY)
   using Cfg = W4WgCfg<kN>;
-  using Frags = uint32_t[2 * kW4WgChunks][4];  // per k16 step of a stage
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (wgmma_block_start<Cfg>(p, sm)) return;  // producer
   const int g = lane >> 2;
-  const uint32_t xs_addr = smem_addr(sm.xs);
   const uint8_t* wfrag = sm.ws + warp * kW4WgChunks * kW4WgChunkBytes + lane * 8;
   int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
   for (int w = blockIdx.x; w < p.tiles * p.splits; w += gridDim.x) {
@@ -88,49 +73,32 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
 #pragma unroll
     for (int q = 0; q < kW4WgChunks; ++q)
-      nxt[q] = cur[q] = chunk_scales<T, ZP>(p, stile, work.kt0 * kW4WgChunks + q, g);
-    Frags a0, a1;
-    const auto stage = [&](int kt, Frags& a, const Frags& in_flight) {
-      const int s = it % Cfg::kStages;
-      mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
+      nxt[q] = chunk_scales<T, ZP>(p, stile, work.kt0 * kW4WgChunks + q, g);
+    // two int4 words per chunk, one per k16 step: four A fragments
+    const auto fill = [&](int s, int kt, uint32_t (&a)[2 * kW4WgChunks][4]) {
 #pragma unroll
       for (int q = 0; q < kW4WgChunks; ++q) {
+        cur[q] = nxt[q];
         const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * Cfg::kWStage + q * 256);
         dequant_w4_step<T>(v.x, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q]);
         dequant_w4_step<T>(v.y, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi,
                            a[2 * q + 1]);
       }
-      wgmma_fence();  // the A registers were just written
-      const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
-#pragma unroll
-      for (int j = 0; j < 2 * kW4WgChunks; ++j) wgmma_mma(acc, a[j], desc + 2 * j, T());
-      wgmma_commit();
-      if (kt + 1 < work.kt1) {  // the next stage's scales, while the tensor cores work
+      if (kt + 1 < work.kt1) {  // the next stage's scales: in flight until its fill
 #pragma unroll
         for (int q = 0; q < kW4WgChunks; ++q)
           nxt[q] = chunk_scales<T, ZP>(p, stile, (kt + 1) * kW4WgChunks + q, g);
       }
-      if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
-        wgmma_wait<1>();
-        wgmma_hold_a(in_flight);
-        wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane);
-      }
-#pragma unroll
-      for (int q = 0; q < kW4WgChunks; ++q) cur[q] = nxt[q];
-      ++it;
     };
-    for (int kt = work.kt0; kt < work.kt1; kt += 2) {
-      stage(kt, a0, a1);
-      if (kt + 1 < work.kt1) stage(kt + 1, a1, a0);
-    }
-    wgmma_wait<0>();  // the last stage's group: its slot goes back too
-    wgmma_hold_a(a0);
-    wgmma_hold_a(a1);
-    wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane);
-    wgmma_fence_acc(acc);
+    const auto mma = [](float (&d)[Cfg::kAcc], const uint32_t (&a)[4], uint64_t b) {
+      wgmma_mma(d, a, b, T());
+    };
+    wgmma_mainloop<Cfg, 2 * kW4WgChunks>(sm, work, it, acc, fill, mma);
     if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
     else wgmma_epilogue<T, false>(p, acc, wb, xb, sm.staging);
   }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // not an sm_90a build: the launchers never start it (wgmma_built_for_device)
 #endif
 }
 

@@ -9,7 +9,8 @@
 //
 // A stage is 128 columns: per weight tile 4 chunks of 512 bytes (2 KB contiguous in
 // int8_cuda_mma16x32), 16 KB for the block's 8 tiles, and x's 32 KB; each consumer warp reads its
-// four A fragments with one 16-byte shared-memory load each and issues four m64n256k32.
+// four A fragments with one 16-byte shared-memory load each and issues four m64n256k32 (the
+// skeleton's wgmma_mainloop: the next stage's loads while these run).
 #pragma once
 #include "gemm/gemm_wgmma.cuh"
 
@@ -28,7 +29,6 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   const WgmmaSmem<Cfg> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (wgmma_block_start<Cfg>(p, sm)) return;  // producer
-  const uint32_t xs_addr = smem_addr(sm.xs);
   const uint8_t* wfrag = sm.ws + warp * kW8WgChunks * kW8WgChunkBytes + lane * 16;
   int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
   for (int w = blockIdx.x; w < p.tiles * p.splits; w += gridDim.x) {
@@ -37,26 +37,23 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     wgmma_block_coords(p, work.tile, wb, xb);
     int acc[Cfg::kAcc];
     wgmma_zero_acc(acc);
-    for (int kt = work.kt0; kt < work.kt1; ++kt, ++it) {
-      const int s = it % Cfg::kStages;
-      mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
-      uint32_t a[kW8WgChunks][4];
+    // A fragments: one 16-byte shared-memory load per chunk
+    const auto fill = [&](int s, int, uint32_t (&a)[kW8WgChunks][4]) {
 #pragma unroll
       for (int j = 0; j < kW8WgChunks; ++j) {
         const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + j * 512);
         a[j][0] = v.x; a[j][1] = v.y; a[j][2] = v.z; a[j][3] = v.w;
       }
-      wgmma_fence();  // the A registers were just written
-      const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
-#pragma unroll
-      for (int j = 0; j < kW8WgChunks; ++j) wgmma_mma(acc, a[j], desc + 2 * j);
-      wgmma_commit();
-      wgmma_finish_stage(&sm.empty[s], lane);
-    }
-    wgmma_fence_acc(acc);
+    };
+    const auto mma = [](int (&d)[Cfg::kAcc], const uint32_t (&a)[4], uint64_t b) {
+      wgmma_mma(d, a, b);
+    };
+    wgmma_mainloop<Cfg, kW8WgChunks>(sm, work, it, acc, fill, mma);
     if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
     else wgmma_epilogue<T, true>(p, acc, wb, xb, sm.staging);
   }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // not an sm_90a build: the launchers never start it (wgmma_built_for_device)
 #endif
 }
 

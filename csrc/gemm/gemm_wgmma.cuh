@@ -52,6 +52,14 @@ constexpr int kWgWRows = 128;    // outputs per block: 2 consumer warpgroups × 
 constexpr int kWgWTiles = kWgWRows / 16;
 constexpr int kWgSmemMax = 232448;  // dynamic shared memory one H100 block may opt into
 constexpr int kWgThreads = 384;
+// Register budgets per role (setmaxnreg): the block starts with 65536 / 384 rounded down to 8 =
+// 168 per thread (__launch_bounds__(384, 1)), and the consumers' increase only completes once the
+// producer's decrease has put enough back into the block's pool: a larger sum would hang every
+// block. wgmma_built_for_device checks the compiled kernel's count against the same sum.
+constexpr int kWgProducerRegs = 40, kWgConsumerRegs = 232;
+constexpr int kWgRegPool = 2 * 128 * kWgConsumerRegs + 128 * kWgProducerRegs;
+static_assert(kWgRegPool <= kWgThreads * (65536 / kWgThreads / 8 * 8),
+              "setmaxnreg budgets exceed the registers the block launches with");
 constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_GROUP overrides)
 constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
 
@@ -73,7 +81,8 @@ template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
   // Large blocks (the MMAs set the time): 4 stages where they fit, else 3 (int8 with 256-row
   // blocks: 48 KB stages). Blocks of ≤ 64 rows stream weights: the ring is what keeps bytes in
   // flight (3 TB/s × ~1 µs of latency is ~23 KB per SM, and the K-slice decode kernel measured
-  // best with ~96 KB), so up to 12 stages, as many as fit.
+  // best with ~96 KB), so up to 16 stages, as many as fit (16 or 8: the ring's index and
+  // parity stay shifts).
   static constexpr int smem_for(int stages) {
     return 1024 + stages * (kXStage + kWStage) + kStaging + 2 * stages * 8;
   }
@@ -82,7 +91,7 @@ template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
     while (s > 3 && smem_for(s) > kWgSmemMax) --s;
     return s;
   }
-  static constexpr int kStages = deepest(kN <= 64 ? 12 : 4);
+  static constexpr int kStages = deepest(kN <= 64 ? 16 : 4);
   static constexpr int kSmem = smem_for(kStages);
   static_assert(kSmem <= kWgSmemMax, "shared memory");
 };
@@ -97,6 +106,9 @@ struct WgmmaParams {
   void* out;
   int64_t ldo;
   int m, n, n_tiles, nk, kt_count, w_blocks, x_blocks, group, n_groups;
+  // w4a16: chunk c's group is (c · group_magic) >> 32 (wgmma_set_groups): no integer division
+  // per stage (the compiler's inlined one cost ~25 instructions per chunk)
+  uint64_t group_magic;
   int raster_group;  // weight blocks per raster group
   int x_rows;        // kN of the launched kernel
   int tiles;         // w_blocks × x_blocks
@@ -108,6 +120,20 @@ struct WgmmaParams {
   void* partial;
   bool vec_out;  // out rows 16-byte aligned: whole 8-element pieces per store
 };
+
+// Groups of `group` columns (a multiple of 32, d = group / 32 chunks): p.group_magic =
+// ceil(2^32 / d) = (2^32 + e) / d with e < d, so c · magic / 2^32 = c / d + c · e / (d · 2^32),
+// and for c < 2^16, d ≤ 2^16 the excess stays under 1 / d: its floor is floor(c / d), exactly.
+// The launchers check nk < 2^16.
+inline void wgmma_set_groups(WgmmaParams& p, int group, int n_groups) {
+  const uint64_t cpg = uint64_t(group / 32);
+  p.group = group;
+  p.n_groups = n_groups;
+  p.group_magic = ((uint64_t(1) << 32) + cpg - 1) / cpg;
+}
+__host__ __device__ inline int wgmma_chunk_group(const WgmmaParams& p, int chunk) {
+  return int((uint64_t(uint32_t(chunk)) * p.group_magic) >> 32);
+}
 
 // The k blocks [kt0, kt1) and tile of work item w.
 struct WgmmaWork {
@@ -203,11 +229,11 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm
   }
   __syncthreads();
   if (threadIdx.x >= 256) {
-    setmaxnreg_dec<40>();
+    setmaxnreg_dec<kWgProducerRegs>();
     if (threadIdx.x == 256) wgmma_produce<Cfg>(p, sm);
     return true;
   }
-  setmaxnreg_inc<232>();
+  setmaxnreg_inc<kWgConsumerRegs>();
 #endif
   return false;
 }
@@ -221,12 +247,58 @@ __device__ __forceinline__ void wgmma_release(uint64_t* empty, int lane) {
 #endif
 }
 
-// The end of a consumer warp's stage: its MMAs have read the slot (and the A registers are
-// free again) once the group completes; then the slot goes back.
-__device__ __forceinline__ void wgmma_finish_stage(uint64_t* empty, int lane) {
+// Keeps the A registers of a wgmma group in flight alive up to this point (its wait_group):
+// without a use after the wgmma, the compiler could give them to the next stage's fragments
+// while the tensor cores still read them.
+template <int kSteps> __device__ __forceinline__ void wgmma_hold_a(const uint32_t (&a)[kSteps][4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#pragma unroll
+  for (int j = 0; j < kSteps; ++j)
+    asm volatile("" ::"r"(a[j][0]), "r"(a[j][1]), "r"(a[j][2]), "r"(a[j][3]));
+#endif
+}
+
+// A consumer warpgroup's main loop over one work item's k blocks: per stage, wait for the slot,
+// fill this stage's A registers from it (fill(s, kt, a): the kSteps fragments of slot s, for k
+// block kt), issue its kSteps wgmmas (mma(acc, a[j], descriptor)) as one group, then wait only
+// for the previous stage's group and hand that slot back. So the next stage's fragments are
+// loaded (and, for int4, dequantized) while the tensor cores do this one; CUTLASS's RS mainloops
+// keep groups in flight the same way. Two A register sets alternate, which is why the loop body
+// runs twice per trip. `it` counts the block's stages over all its work items (the producer's
+// count); every slot is back when the loop returns.
+template <class Cfg, int kSteps, class Acc, int kA, class Fill, class Mma>
+__device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const WgmmaWork& work,
+                                               int& it, Acc (&acc)[kA], Fill&& fill, Mma&& mma) {
 #if defined(LLMACCEL_WGMMA_BODY)
-  wgmma_wait<0>();
-  wgmma_release(empty, lane);
+  using Frags = uint32_t[kSteps][4];
+  const int lane = threadIdx.x & 31;
+  const uint32_t xs_addr = smem_addr(sm.xs);
+  Frags a0, a1;
+  const auto stage = [&](int kt, Frags& a, const Frags& in_flight) {
+    const int s = it % Cfg::kStages;
+    mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
+    fill(s, kt, a);
+    wgmma_fence();  // the A registers were just written
+    const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
+#pragma unroll
+    for (int j = 0; j < kSteps; ++j) mma(acc, a[j], desc + 2 * j);
+    wgmma_commit();
+    if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
+      wgmma_wait<1>();
+      wgmma_hold_a(in_flight);
+      wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane);
+    }
+    ++it;
+  };
+  for (int kt = work.kt0; kt < work.kt1; kt += 2) {
+    stage(kt, a0, a1);
+    if (kt + 1 < work.kt1) stage(kt + 1, a1, a0);
+  }
+  wgmma_wait<0>();  // the last stage's group: its slot goes back too
+  wgmma_hold_a(a0);
+  wgmma_hold_a(a1);
+  wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane);
+  wgmma_fence_acc(acc);
 #endif
 }
 

@@ -13,7 +13,10 @@ namespace llmaccel::cuda {
 
 // Whether the current device runs the sm_90a build of `kernel`: arch-specific (sm_90a) code runs
 // on compute capability 9.0 only, and elsewhere the kernel would be the empty body of the other
-// targets. Cached per device in the caller's `cache` (0 unknown, 1 yes, -1 no).
+// targets. A plain sm_90 build also reports binary version 90 but has that empty body: the
+// register count tells them apart (the real body launches with the setmaxnreg pool, an empty
+// one with a handful), and it guards the pool itself. Cached per device in the caller's `cache`
+// (0 unknown, 1 yes, -1 no).
 template <class K> bool wgmma_built_for_device(K kernel, signed char (&cache)[64]) {
   int dev = 0, major = 0, minor = 0;
   cudaGetDevice(&dev);
@@ -22,7 +25,7 @@ template <class K> bool wgmma_built_for_device(K kernel, signed char (&cache)[64
   cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
   cudaFuncAttributes a{};
   const bool ok = major == 9 && minor == 0 && cudaFuncGetAttributes(&a, kernel) == cudaSuccess &&
-                  a.binaryVersion == 90;
+                  a.binaryVersion == 90 && a.numRegs * kWgThreads >= kWgRegPool;
   cudaGetLastError();  // a failed query must not linger as the next launch's error
   if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
   return ok;

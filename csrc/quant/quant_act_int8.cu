@@ -68,6 +68,8 @@ void quant_act_int8_tiles(const void* x, int x_dtype, int64_t m, int64_t k, int6
   require(ldx >= k, op, "row stride too small");
   require(m <= (int64_t(1) << 31) - kWgXRows, op, "too many rows");
   require(x && q && scale, op, "null pointer");
+  // the image's 16-byte pieces are written with 4-byte stores, and the GEMM copies it in bulk
+  require(reinterpret_cast<uintptr_t>(q) % 16 == 0, op, "the image must be 16-byte aligned");
   const int64_t rows = (m + kWgXRows - 1) / kWgXRows * kWgXRows;
   launch_quant<true>(op, x, x_dtype, m, rows, k, ldx, kt_count * 128, 1, q, kt_count, scale,
                      nullptr, stream);

@@ -281,7 +281,7 @@ int main(int argc, char** argv) {
   if (kind == "w8a8") {
     p.xscale = reinterpret_cast<const float*>(file("xscale.bin"));
   } else if (kind == "w4a16") {
-    p.group = int(a[7]); p.n_groups = int(a[8]);
+    cu::wgmma_set_groups(p, int(a[7]), int(a[8]));
     zp = a[9] != 0;
     p.zeros = zp ? file("zeros.bin") : nullptr;
   } else {

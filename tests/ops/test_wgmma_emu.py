@@ -149,7 +149,7 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dt
     (1, 4096, 136, 128, False, "", 132),     # M = 1 in a 16-row block, K split 8 ways
     (30, 160, 136, 32, False, "", 132),      # 32-row blocks, 3 stages: an odd count
     (9, 64, 40, -1, True, "", 132),          # one stage per tile, per-channel scales
-    (20, 1950, 264, 64, False, "32", 2),     # 31 stages a tile on the 12-stage ring, 3 tiles
+    (20, 1950, 264, 64, False, "32", 2),     # 31 stages a tile on the 16-stage ring, 3 tiles
     (16, 600, 520, 32, True, "16", 3),       # 16-row blocks, 5 tiles on 3 blocks
 ])
 def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, dtype):
