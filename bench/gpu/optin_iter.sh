@@ -91,6 +91,8 @@ bench() {
     (export LLMACCEL_W4_WGMMA=1; bench w4a16 LLMACCEL_WGMMA_N "128 256" 256,512,1024 4096x14336)
     echo "== wgmma one block per tile instead of one per SM (LLMACCEL_WGMMA_PERSISTENT=0)"
     (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_PERSISTENT "0" 2048,4096 4096x14336)
+    echo "== wgmma launched plainly, not overlapping the x image kernel (LLMACCEL_WGMMA_PDL=0)"
+    (export LLMACCEL_W4_WGMMA=all; bench w4a16 LLMACCEL_WGMMA_PDL "0" 1,16,64 4096x14336)
   fi
   if step ncu && [[ -n $NCU ]]; then
     for op in gemm_w8a8 gemm_w4a16; do

@@ -179,6 +179,8 @@ inline void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* 
 inline void mbar_arrive(uint64_t* bar) { emu::mbar_arrive(bar); }
 inline void fence_proxy_async_smem() {}
 inline void mbar_wait(uint64_t* bar, uint32_t parity) { emu::mbar_wait(bar, parity); }
+inline void griddep_wait() {}  // the emulator runs kernels one after another
+inline void griddep_launch_dependents() {}
 #else
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -232,6 +234,20 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
       "}\n" ::"r"(smem_addr(bar)),
       "r"(parity)
       : "memory");
+#endif
+}
+// Programmatic dependent launch (sm_90): a kernel launched with the programmatic-serialization
+// attribute may start once every block of the kernel before it has called
+// griddep_launch_dependents (or exited); griddep_wait then holds the calling thread until that
+// kernel has completed and its writes are visible. Both are no-ops without such a launch.
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }
 #endif  // LLMACCEL_SIMT_EMU

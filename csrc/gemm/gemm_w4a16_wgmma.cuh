@@ -111,6 +111,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 __global__ void __launch_bounds__(256)
     x_tiles_16bit_kernel(const uint16_t* x, int64_t m, int64_t k, int64_t ldx,
                                      int8_t* xt, int64_t kt_count) {
+  griddep_launch_dependents();  // the GEMM's blocks may start: they wait for x (wgmma_produce)
   const int64_t chunks = kt_count * 2;
   const int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (idx >= m * chunks) return;

@@ -171,21 +171,43 @@ __device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx
 }
 
 // The producer thread: for each of the block's tiles, per k block one bulk copy of its kN rows of
-// x (all or half of an image block) and, per weight tile, one run of kChunks chunks of
+// x (all or part of an image block) and, per weight tile, one run of kChunks chunks of
 // kChunkBytes (fewer in the last k block). The ring runs on across tiles, so the next tile's
 // first stages land while the consumers finish the last one. Tiles past n_tiles and chunks past
 // nk are never copied: their stale bytes meet x columns that are zero (past k) or feed outputs
 // never stored (past n).
+// The kernel may start before the one that writes x's image has finished (programmatic
+// dependent launch, wgmma_launch): the weights do not depend on it, so the first work item's
+// first stages (as many as the ring holds) get their weight copies at once, and griddep_wait
+// holds only the x copies.
 template <class Cfg>
 __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
   constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes, kS = Cfg::kStages;
   constexpr int kWStage = Cfg::kWStage, kXStage = Cfg::kXStage;
+  // Arms stage slot s for k block kt of weight block wb and copies the weights in.
+  const auto weights = [&](int s, int wb, int kt) {
+    const int tiles = min(kWgWTiles, p.n_tiles - wb * kWgWTiles);
+    const int chunks = min(kChunks, p.nk - kt * kChunks);
+    mbar_expect_tx(&sm.full[s], kXStage + tiles * chunks * kChunkBytes);
+    for (int t = 0; t < tiles; ++t)
+      bulk_copy_g2s(sm.ws + s * kWStage + t * kChunks * kChunkBytes,
+                    p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
+                    chunks * kChunkBytes, &sm.full[s]);
+  };
+  int early = 0;  // stages whose weights went out before griddep_wait
+  if (blockIdx.x < p.tiles * p.splits) {
+    const WgmmaWork work(p, blockIdx.x);
+    int wb, xb;
+    wgmma_block_coords(p, work.tile, wb, xb);
+    early = min(kS, work.kt1 - work.kt0);
+    for (int j = 0; j < early; ++j) weights(j, wb, work.kt0 + j);
+  }
+  griddep_wait();
   int it = 0;  // stages issued, over all of this block's work items
   for (int w = blockIdx.x; w < p.tiles * p.splits; w += gridDim.x) {
     const WgmmaWork work(p, w);
     int wb, xb;
     wgmma_block_coords(p, work.tile, wb, xb);
-    const int tiles = min(kWgWTiles, p.n_tiles - wb * kWgWTiles);
     const int64_t row0 = int64_t(xb) * Cfg::kN;  // first x row: image block row0 / 256
     const int8_t* xsrc = p.xt + (row0 / kWgXRows) * p.kt_count * (kWgXRows * kWgRowBytes) +
                          (row0 % kWgXRows) * kWgRowBytes;
@@ -195,14 +217,9 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
         mbar_wait(&sm.empty[s], ((it / kS) - 1) & 1);
         fence_proxy_async_smem();  // the consumers' reads of the slot before the new copies
       }
-      const int chunks = min(kChunks, p.nk - kt * kChunks);
-      mbar_expect_tx(&sm.full[s], kXStage + tiles * chunks * kChunkBytes);
+      if (it >= early) weights(s, wb, kt);
       bulk_copy_g2s(sm.xs + s * kXStage, xsrc + int64_t(kt) * (kWgXRows * kWgRowBytes), kXStage,
                     &sm.full[s]);
-      for (int t = 0; t < tiles; ++t)
-        bulk_copy_g2s(sm.ws + s * kWStage + t * kChunks * kChunkBytes,
-                      p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
-                      chunks * kChunkBytes, &sm.full[s]);
     }
   }
 }
@@ -234,6 +251,7 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm
     return true;
   }
   setmaxnreg_inc<kWgConsumerRegs>();
+  griddep_wait();  // the epilogue reads what the kernel before wrote (w8a8: x's scales)
 #endif
   return false;
 }

@@ -3,6 +3,8 @@
 // driver launches the kernels itself).
 #pragma once
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "cuda/cuda_common.cuh"
@@ -73,12 +75,30 @@ template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& 
 
 // The main kernel (Cfg's shared memory, one block per SM or per work item), then, when K is
 // split, the reduction of the splits in order (Acc: int for w8a8, float for w4a16).
+// The main kernel is a programmatic dependent launch: its blocks may start while the kernel that
+// writes x's image (x_tiles_16bit, quant_act_int8_tiles: launched just before, on the same
+// stream) still runs, and stream their first weights meanwhile (wgmma_produce). At decode sizes
+// that hides the image kernel and the gap between the two launches, a few µs of a ~15 µs call.
+// LLMACCEL_WGMMA_PDL=0 launches it plainly (a benchmark knob, read per call).
 template <class Cfg, class T, bool kW8A8, class Acc, class K>
 void wgmma_launch(K kernel, const WgmmaParams& p, cudaStream_t stream) {
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmem);
   const int sms = current_device_sms();
-  kernel<<<wgmma_launch_blocks(p, sms), kWgThreads, Cfg::kSmem, stream>>>(p);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(wgmma_launch_blocks(p, sms)));
+  cfg.blockDim = dim3(unsigned(kWgThreads));
+  cfg.dynamicSmemBytes = size_t(Cfg::kSmem);
+  cfg.stream = stream;
+  cudaLaunchAttribute pdl[1];
+  pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl[0].val.programmaticStreamSerializationAllowed = 1;
+  const char* e = std::getenv("LLMACCEL_WGMMA_PDL");
+  if (!(e && std::strcmp(e, "0") == 0)) {
+    cfg.attrs = pdl;
+    cfg.numAttrs = 1;
+  }
+  cudaLaunchKernelEx(&cfg, kernel, p);
   if (p.splits > 1) {
     const int64_t total = int64_t(p.m) * p.n;
     const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(sms) * 8));

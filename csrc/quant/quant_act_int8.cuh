@@ -49,6 +49,7 @@ template <class T, bool kTiles, bool kVec>
 __global__ void __launch_bounds__(kQuantThreads)
     quant_act_int8_kernel(const T* x, int64_t m, int64_t k, int64_t ldx, int64_t block,
                           int64_t n_blocks, int8_t* q, int64_t ldq, float* scale, int32_t* qsum) {
+  if constexpr (kTiles) griddep_launch_dependents();  // the wgmma GEMM waits for x itself
   const int64_t row = blockIdx.x, b = blockIdx.y, c0 = b * block;
   const bool pad_row = row >= m;
   const T* xr = x + (pad_row ? 0 : row) * ldx;
