@@ -15,7 +15,7 @@ __device__ __forceinline__ void dequant_w4_step(uint32_t word, uint32_t zp_lo, u
   using T2 = typename A::T2;
 #pragma unroll
   for (int p = 0; p < 4; ++p) {
-    const uint32_t v = ((word >> (4 * p)) & 0x000F000Fu) | A::kMagic;
+    const uint32_t v = and_or(word >> (4 * p), 0x000F000Fu, A::kMagic);  // one LOP3
     const uint32_t zp = (p & 1) ? zp_hi : zp_lo, s = (p & 1) ? s_hi : s_lo;
     a[p] = as_u32(A::mul(A::sub(as_t2<T2>(v), as_t2<T2>(zp)), as_t2<T2>(s)));
   }

@@ -29,19 +29,32 @@ struct ChunkScales {
   uint32_t s_lo, s_hi, zp_lo, zp_hi;
 };
 
+// This lane's row of a weight tile's group scales and zero points ((n_tiles, n_groups, 16):
+// row g of tile `tile`), so that a chunk's constants cost a 32-bit offset, not 64-bit address
+// arithmetic, per stage.
+struct TileScaleRows {
+  const float* s;
+  const uint8_t* z;
+};
+__device__ __forceinline__ TileScaleRows tile_scale_rows(const WgmmaParams& p, int tile, int g) {
+  const int64_t row = int64_t(tile) * p.n_groups * 16 + g;
+  return {p.scales + row, p.zeros ? p.zeros + row : nullptr};
+}
+
 template <class T, bool ZP>
-__device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, int tile, int chunk,
-                                                    int g) {
+__device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, TileScaleRows rows,
+                                                    int chunk) {
   using A = Act16<T>;
   const int c = min(chunk, p.nk - 1);
-  const int grp = min(wgmma_chunk_group(p, c), p.n_groups - 1);
-  const int64_t mi = (int64_t(tile) * p.n_groups + grp) * 16 + g;
+  const unsigned at = unsigned(min(wgmma_chunk_group(p, c), p.n_groups - 1)) * 16u;
+  const float* sp = rows.s + at;  // rows g and g + 8: one address, two immediate offsets
   ChunkScales cs;
-  cs.s_lo = as_u32(A::splat(__ldg(p.scales + mi)));
-  cs.s_hi = as_u32(A::splat(__ldg(p.scales + mi + 8)));
+  cs.s_lo = as_u32(A::splat(__ldg(sp)));
+  cs.s_hi = as_u32(A::splat(__ldg(sp + 8)));
   if constexpr (ZP) {
-    cs.zp_lo = A::kMagic | (uint32_t(__ldg(p.zeros + mi)) * 0x00010001u);
-    cs.zp_hi = A::kMagic | (uint32_t(__ldg(p.zeros + mi + 8)) * 0x00010001u);
+    const uint8_t* zp = rows.z + at;
+    cs.zp_lo = A::kMagic | (uint32_t(__ldg(zp)) * 0x00010001u);
+    cs.zp_hi = A::kMagic | (uint32_t(__ldg(zp + 8)) * 0x00010001u);
   } else {
     cs.zp_lo = cs.zp_hi = A::kMagic | 0x00080008u;
   }
@@ -69,11 +82,12 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     wgmma_block_coords(p, work.tile, wb, xb);
     float acc[Cfg::kAcc];
     wgmma_zero_acc(acc);
-    const int stile = min(wb * kWgWTiles + warp, p.n_tiles - 1);  // padding tiles: any scales
+    // padding tiles past n_tiles: any tile's scales (their outputs are never stored)
+    const TileScaleRows srows = tile_scale_rows(p, min(wb * kWgWTiles + warp, p.n_tiles - 1), g);
     ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
 #pragma unroll
     for (int q = 0; q < kW4WgChunks; ++q)
-      nxt[q] = chunk_scales<T, ZP>(p, stile, work.kt0 * kW4WgChunks + q, g);
+      nxt[q] = chunk_scales<T, ZP>(p, srows, work.kt0 * kW4WgChunks + q);
     // two int4 words per chunk, one per k16 step: four A fragments
     const auto fill = [&](int s, int kt, uint32_t (&a)[2 * kW4WgChunks][4]) {
 #pragma unroll
@@ -87,7 +101,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
       if (kt + 1 < work.kt1) {  // the next stage's scales: in flight until its fill
 #pragma unroll
         for (int q = 0; q < kW4WgChunks; ++q)
-          nxt[q] = chunk_scales<T, ZP>(p, stile, (kt + 1) * kW4WgChunks + q, g);
+          nxt[q] = chunk_scales<T, ZP>(p, srows, (kt + 1) * kW4WgChunks + q);
       }
     };
     const auto mma = [](float (&d)[Cfg::kAcc], const uint32_t (&a)[4], uint64_t b) {
