@@ -225,40 +225,24 @@ inline void consumer_barrier() { emu::named_barrier(1, 256); }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 #if defined(LLMACCEL_WGMMA_BODY)
-// One m64nNk32 (int8) or m64nNk16 (16-bit) by the accumulator count N / 2.
-__device__ __forceinline__ void wgmma_mma(int (&d)[128], const uint32_t (&a)[4], uint64_t b) {
-  wgmma_m64n256k32(d, a, b);
+// One m64nNk32 (int8) or m64nNk16 (16-bit, in T) by the accumulator count N / 2.
+template <int kA>
+__device__ __forceinline__ void wgmma_mma(int (&d)[kA], const uint32_t (&a)[4], uint64_t b) {
+  static_assert(kA == 128 || kA == 64 || kA == 32, "int8 wgmma: N = 256, 128 or 64");
+  if constexpr (kA == 128) wgmma_m64n256k32(d, a, b);
+  else if constexpr (kA == 64) wgmma_m64n128k32(d, a, b);
+  else wgmma_m64n64k32(d, a, b);
 }
-__device__ __forceinline__ void wgmma_mma(int (&d)[64], const uint32_t (&a)[4], uint64_t b) {
-  wgmma_m64n128k32(d, a, b);
-}
-__device__ __forceinline__ void wgmma_mma(int (&d)[32], const uint32_t (&a)[4], uint64_t b) {
-  wgmma_m64n64k32(d, a, b);
-}
-template <class T>
-__device__ __forceinline__ void wgmma_mma(float (&d)[128], const uint32_t (&a)[4], uint64_t b,
+template <int kA, class T>
+__device__ __forceinline__ void wgmma_mma(float (&d)[kA], const uint32_t (&a)[4], uint64_t b,
                                           T t) {
-  wgmma_m64n256k16(d, a, b, t);
-}
-template <class T>
-__device__ __forceinline__ void wgmma_mma(float (&d)[64], const uint32_t (&a)[4], uint64_t b,
-                                          T t) {
-  wgmma_m64n128k16(d, a, b, t);
-}
-template <class T>
-__device__ __forceinline__ void wgmma_mma(float (&d)[32], const uint32_t (&a)[4], uint64_t b,
-                                          T t) {
-  wgmma_m64n64k16(d, a, b, t);
-}
-template <class T>
-__device__ __forceinline__ void wgmma_mma(float (&d)[16], const uint32_t (&a)[4], uint64_t b,
-                                          T t) {
-  wgmma_m64n32k16(d, a, b, t);
-}
-template <class T>
-__device__ __forceinline__ void wgmma_mma(float (&d)[8], const uint32_t (&a)[4], uint64_t b,
-                                          T t) {
-  wgmma_m64n16k16(d, a, b, t);
+  static_assert(kA == 128 || kA == 64 || kA == 32 || kA == 16 || kA == 8,
+                "16-bit wgmma: N = 256, 128, 64, 32 or 16");
+  if constexpr (kA == 128) wgmma_m64n256k16(d, a, b, t);
+  else if constexpr (kA == 64) wgmma_m64n128k16(d, a, b, t);
+  else if constexpr (kA == 32) wgmma_m64n64k16(d, a, b, t);
+  else if constexpr (kA == 16) wgmma_m64n32k16(d, a, b, t);
+  else wgmma_m64n16k16(d, a, b, t);
 }
 #endif
 
