@@ -17,9 +17,11 @@
 // the warp's first lane from the 32 lanes' fragments (the PTX ISA's layouts); wgmma by the
 // warpgroup's first thread from the 128 threads' A registers (CUTLASS's ALayout_64x32 /
 // ALayout_64x16), B read from shared memory through the descriptor (K-major, 128-byte swizzle:
-// address bits 4-6 XOR bits 7-9), results added to each thread's accumulators (CLayout_64xN).
-// What it does not model: timing, memory ordering between proxies, register limits. Asynchrony
-// is collapsed: a wgmma is complete when it returns, a copy when it is issued.
+// address bits 4-6 XOR bits 7-9), results added to each thread's accumulators (CLayout_64xN),
+// when a wait_group needs it: wgmma stays asynchronous, so operands touched while in flight
+// show. What it does not model: timing, memory ordering between proxies, register limits (the
+// compiler's register allocation, which wgmma_hold_a guards, is invisible here). A copy is
+// complete when it is issued.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -58,10 +60,27 @@ struct Mbar {
   uint32_t phase = 0;  // completed phases
 };
 
-struct WgSlot {
-  uint32_t a[128][4];
+// wgmma is asynchronous as on the GPU: an issued op keeps pointers to the 128 threads' A
+// registers and accumulators and runs when a wait_group needs its group complete, reading A, the
+// accumulators and B in shared memory then. So a kernel that overwrites a wgmma's A registers,
+// reads or writes its accumulators, or lets its shared-memory slot be refilled before the
+// wait_group that covers it computes with the wrong data here too.
+enum class WgKind { kS8K32, kBf16K16, kF16K16 };
+struct WgOp {
+  const uint32_t* a[128];
+  void* d[128];
+  uint64_t desc;
+  WgKind kind;
+  void (*run)(const WgOp&);
+};
+struct WgState {
+  const uint32_t* a[128];  // the rendezvous
   void* d[128];
   uint64_t desc[128];
+  std::mutex m;  // guards what follows
+  std::vector<WgOp> ops;  // issued, in order
+  size_t done = 0;        // ops run
+  std::vector<size_t> groups;  // ops issued before the k-th commit_group
 };
 struct WarpSlot {
   uint32_t a[32][4], b[32][2];
@@ -73,13 +92,17 @@ struct Block {
   explicit Block(int n) : all(n) {
     for (int w = 0; w * 32 < n; ++w)
       warps.push_back(std::make_unique<std::barrier<>>(std::min(32, n - 32 * w)));
-    for (int g = 0; g * 128 < n; ++g) wg_bar.push_back(std::make_unique<std::barrier<>>(128));
-    wg.resize(wg_bar.size());
+    for (int g = 0; g * 128 < n; ++g) {
+      wg_bar.push_back(std::make_unique<std::barrier<>>(128));
+      wg.push_back(std::make_unique<WgState>());
+    }
     warp_mma.resize(warps.size());
+    wg_commits.assign(size_t(n), 0);
   }
   std::barrier<> all;
   std::vector<std::unique_ptr<std::barrier<>>> warps, wg_bar;
-  std::vector<WgSlot> wg;
+  std::vector<std::unique_ptr<WgState>> wg;
+  std::vector<int> wg_commits;  // commit_groups per thread
   std::vector<WarpSlot> warp_mma;
   std::vector<uint8_t> smem_buf = std::vector<uint8_t>(kSmemBytes + 1024, 0xA5);
   uint8_t* smem = smem_buf.data() + ((1024 - reinterpret_cast<uintptr_t>(smem_buf.data()) % 1024) % 1024);
@@ -216,7 +239,6 @@ inline void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* 
 }
 
 // ---- wgmma --------------------------------------------------------------------------------------
-enum class WgKind { kS8K32, kBf16K16, kF16K16 };
 
 inline float half_bits_to_float(uint16_t v, WgKind kind) {
   if (kind == WgKind::kBf16K16) {
@@ -229,13 +251,11 @@ inline float half_bits_to_float(uint16_t v, WgKind kind) {
   return __half2float(h);
 }
 
-// The warpgroup's product (N = 2·NA rows of B), by its first thread once all 128 have presented
-// their operands.
-template <class Acc, int NA> void wgmma_compute(WgSlot& s, WgKind kind) {
+// An op's product (N = 2·NA rows of B), from the operands as they are when it runs.
+template <class Acc, int NA> void wgmma_compute(const WgOp& s) {
   constexpr int N = 2 * NA;
-  const uint64_t desc = s.desc[0];
-  for (int r = 1; r < 128; ++r)
-    if (s.desc[r] != desc) fail("wgmma: threads of a warpgroup gave different descriptors");
+  const uint64_t desc = s.desc;
+  const WgKind kind = s.kind;
   const uint32_t start = uint32_t(desc & 0x3FFF) << 4;
   const uint32_t sbo = uint32_t((desc >> 32) & 0x3FFF) << 4;
   if ((desc >> 62) != 1 || sbo != 1024) fail("wgmma: only K-major 128-byte swizzle, SBO 1024");
@@ -281,16 +301,52 @@ template <class Acc, int NA> void wgmma_compute(WgSlot& s, WgKind kind) {
   }
 }
 
+// wgmma.mma_async: all 128 threads present their operands; the warpgroup's first thread queues
+// the op.
 template <class Acc, int NA>
 void wgmma(Acc (&d)[NA], const uint32_t (&a)[4], uint64_t desc, WgKind kind) {
   const int wgi = int(tl_thread.x) / 128, r = int(tl_thread.x) % 128;
-  WgSlot& s = tl_blk->wg[wgi];
-  std::memcpy(s.a[r], a, 16);
+  WgState& s = *tl_blk->wg[wgi];
+  s.a[r] = a;
   s.d[r] = d;
   s.desc[r] = desc;
   tl_blk->wg_bar[wgi]->arrive_and_wait();
-  if (r == 0) wgmma_compute<Acc, NA>(s, kind);
+  if (r == 0) {
+    WgOp op;
+    for (int t = 0; t < 128; ++t) {
+      if (s.desc[t] != desc) fail("wgmma: threads of a warpgroup gave different descriptors");
+      op.a[t] = s.a[t];
+      op.d[t] = s.d[t];
+    }
+    op.desc = desc;
+    op.kind = kind;
+    op.run = &wgmma_compute<Acc, NA>;
+    std::lock_guard<std::mutex> g(s.m);
+    s.ops.push_back(op);
+  }
   tl_blk->wg_bar[wgi]->arrive_and_wait();
+}
+// wgmma.commit_group: this thread's ops so far form its next group. Ops are issued by the whole
+// warpgroup together, so the first thread to commit a group sees exactly its ops.
+inline void wgmma_commit() {
+  WgState& s = *tl_blk->wg[tl_thread.x / 128];
+  int& c = tl_blk->wg_commits[tl_thread.x];
+  std::lock_guard<std::mutex> g(s.m);
+  if (int(s.groups.size()) == c) s.groups.push_back(s.ops.size());
+  ++c;
+}
+// wgmma.wait_group N: every group but this thread's newest N complete (run now if not yet).
+inline void wgmma_wait(int n) {
+  WgState& s = *tl_blk->wg[tl_thread.x / 128];
+  const int c = tl_blk->wg_commits[tl_thread.x];
+  std::lock_guard<std::mutex> g(s.m);
+  const size_t upto = c > n ? s.groups[size_t(c - n - 1)] : 0;
+  for (; s.done < upto; ++s.done) s.ops[s.done].run(s.ops[s.done]);
+}
+// At a block's end: no op may still be in flight (its results would be lost on the GPU).
+inline void wgmma_check_drained() {
+  for (auto& s : tl_blk->wg)
+    if (s->done != s->ops.size()) fail("a wgmma was never waited for before the block ended");
 }
 
 // ---- mma.sync and cp.async -----------------------------------------------------------------------
@@ -363,6 +419,7 @@ void launch(Kernel kernel, dim3 grid, unsigned threads, const Args&... args) {
         tl_blk = blk.get();
         kernel(args...);
         gate.arrive_and_wait();  // every thread left the block before the next replaces it
+        if (t == 0) wgmma_check_drained();
       }
     });
   }

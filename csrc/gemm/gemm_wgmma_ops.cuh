@@ -185,8 +185,8 @@ __device__ __forceinline__ void consumer_barrier() {  // the two consumer warpgr
 }
 #elif defined(LLMACCEL_SIMT_EMU)  // synchronous stand-ins (csrc/emu/simt_emu.h)
 inline void wgmma_fence() {}
-inline void wgmma_commit() {}
-template <int N> void wgmma_wait() {}
+inline void wgmma_commit() { emu::wgmma_commit(); }
+template <int N> void wgmma_wait() { emu::wgmma_wait(N); }
 template <class Acc, int N> void wgmma_fence_acc(Acc (&)[N]) {}
 inline void wgmma_m64n256k32(int (&d)[128], const uint32_t (&a)[4], uint64_t desc_b) {
   emu::wgmma(d, a, desc_b, emu::WgKind::kS8K32);
