@@ -10,6 +10,7 @@
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_wgmma.cuh"
+#include "gemm/gemm_wgmma_plan.h"
 
 namespace llmaccel::cuda {
 

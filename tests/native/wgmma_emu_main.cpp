@@ -36,6 +36,7 @@
 #include "gemm/gemm_tiled_w4.cuh"
 #include "gemm/gemm_w4a16_wgmma.cuh"
 #include "gemm/gemm_w8a8_wgmma.cuh"
+#include "gemm/gemm_wgmma_plan.h"
 #include "quant/quant_act_int8.cuh"
 
 namespace cu = llmaccel::cuda;

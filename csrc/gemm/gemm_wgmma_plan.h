@@ -1,0 +1,101 @@
+// The wgmma GEMMs' plan of a call (host side, shared by the launchers in gemm_wgmma_launch.cuh
+// and the SIMT emulator's driver): argument checks, x rows per block, the K split, the grid.
+// Benchmark knobs are read per call: LLMACCEL_WGMMA_N, _SPLITS, _PERSISTENT, _GROUP.
+#pragma once
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "gemm/gemm_cuda_checks.h"
+#include "gemm/gemm_wgmma.cuh"
+
+namespace llmaccel::cuda {
+
+// Host-side checks and grid shared by both launchers.
+inline void wgmma_check_common(const char* op, int64_t m, int64_t n, int64_t n_tiles, int64_t nk,
+                               int64_t ldo, const void* xt, const void* w, const void* out) {
+  require(m >= 1 && n >= 1 && nk >= 1, op, "m, n and k must be positive");
+  require(n <= n_tiles * 16 && n > n_tiles * 16 - 16, op, "n does not match the weight's tiles");
+  require(ldo >= n, op, "ldo must be >= n");
+  require(m <= (int64_t(1) << 31) - kWgXRows && n_tiles * nk < (int64_t(1) << 31), op,
+          "too large");
+  require(xt && w && out, op, "null pointer");
+  require(reinterpret_cast<uintptr_t>(xt) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0,
+          op, "x tiles and weights must be 16-byte aligned (bulk copies)");
+  const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 63) / 64);
+  require(blocks < (int64_t(1) << 31), op, "too many blocks");
+}
+// x rows per block: for M ≤ 64 the least of 16, 32, 64 that holds M (never below `min_rows`:
+// 64 for int8, whose wgmma forms start there); else 256 unless that leaves the grid under two
+// waves of `sms` blocks (then 128, twice the blocks). LLMACCEL_WGMMA_N=16|32|64|128|256 forces
+// one at or above min_rows (a benchmark knob, read per call).
+inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms, int min_rows) {
+  if (const char* e = std::getenv("LLMACCEL_WGMMA_N")) {
+    for (int r = min_rows; r <= kWgXRows; r *= 2)
+      if (std::atoi(e) == r) return r;
+  }
+  if (m <= 64) {
+    int r = min_rows;
+    while (r < m) r *= 2;
+    return r;
+  }
+  const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 255) / 256);
+  return blocks < 2 * int64_t(sms) ? 128 : 256;
+}
+// Blocks to launch: one per SM, each looping over work items (persistent), unless there are
+// fewer; LLMACCEL_WGMMA_PERSISTENT=0 launches one block per work item (a benchmark knob).
+inline int wgmma_launch_blocks(const WgmmaParams& p, int sms) {
+  const char* e = std::getenv("LLMACCEL_WGMMA_PERSISTENT");
+  if (e && std::strcmp(e, "0") == 0) return p.tiles * p.splits;
+  return std::max(1, std::min(p.tiles * p.splits, sms));
+}
+// The K split for `sms` SMs. Only where the tiles alone leave SMs idle, and only where it cuts
+// the k blocks of the busiest block (persistent, round robin) by a fifth or more: a split costs
+// a round trip of raw sums through global memory and a second launch (~1-3 µs, most of what a
+// smaller gain would save at decode sizes). Up to 8 splits of at least 4 k blocks each, the count
+// with the fewest k blocks on the busiest block, the smaller count on a tie. At 8192→8192 with
+// 64 tiles on 132 SMs: 2 splits (64 k blocks, not 3 splits, whose 192 items leave 60 blocks with
+// two); at 4096→14336 with 112 tiles none (8 splits would give 56 k blocks against 64).
+// LLMACCEL_WGMMA_SPLITS forces a count (a benchmark and test knob, read per call). Sets p.splits
+// and p.kts.
+inline int64_t wgmma_split_cost(const WgmmaParams& p, int want, int sms, int* kts_out) {
+  const int kts = (p.kt_count + want - 1) / want, splits = (p.kt_count + kts - 1) / kts;
+  if (kts_out) *kts_out = kts;
+  return (int64_t(p.tiles) * splits + sms - 1) / sms * kts;
+}
+inline void wgmma_split(WgmmaParams& p, int sms) {
+  int want = 1;
+  if (p.tiles < sms) {
+    const int64_t unsplit = wgmma_split_cost(p, 1, sms, nullptr);
+    int64_t best = unsplit;
+    for (int s = 2; s <= std::min(8, p.kt_count / 4); ++s) {
+      const int64_t c = wgmma_split_cost(p, s, sms, nullptr);
+      if (c < best) best = c, want = s;
+    }
+    if (5 * best > 4 * unsplit) want = 1;
+  }
+  if (const char* e = std::getenv("LLMACCEL_WGMMA_SPLITS")) {
+    const int v = std::atoi(e);
+    if (v >= 1) want = std::min(v, p.kt_count);
+  }
+  wgmma_split_cost(p, want, sms, &p.kts);
+  p.splits = (p.kt_count + p.kts - 1) / p.kts;
+}
+// Bytes of the partial sums a call with this plan needs (0 without a split).
+inline int64_t wgmma_partial_bytes(const WgmmaParams& p) {
+  return p.splits > 1 ? int64_t(p.splits) * p.m * p.n_tiles * 16 * 4 : 0;
+}
+inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
+  p.x_rows = x_rows;
+  p.w_blocks = (p.n_tiles + kWgWTiles - 1) / kWgWTiles;
+  p.x_blocks = (p.m + x_rows - 1) / x_rows;
+  p.tiles = p.w_blocks * p.x_blocks;
+  wgmma_split(p, sms);
+  // LLMACCEL_WGMMA_GROUP: a benchmark knob, read per call (a whole positive number, else 16).
+  const char* e = std::getenv("LLMACCEL_WGMMA_GROUP");
+  char* end = nullptr;
+  const long v = e && *e ? std::strtol(e, &end, 10) : 0;
+  p.raster_group = end && *end == '\0' && v > 0 && v < (1 << 20) ? int(v) : kWgGroup;
+}
+
+}  // namespace llmaccel::cuda
