@@ -179,6 +179,11 @@ inline void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* 
 inline void mbar_arrive(uint64_t* bar) { emu::mbar_arrive(bar); }
 inline void fence_proxy_async_smem() {}
 inline void mbar_wait(uint64_t* bar, uint32_t parity) { emu::mbar_wait(bar, parity); }
+inline void bulk_copy_g2s_multicast(void* dst, const void* src, uint32_t bytes, uint64_t* bar,
+                                    uint16_t mask) {
+  emu::bulk_copy_g2s_multicast(dst, src, bytes, bar, mask);
+}
+inline void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) { emu::mbar_arrive_cluster(bar, rank); }
 inline void griddep_wait() {}  // the emulator runs kernels one after another
 inline void griddep_launch_dependents() {}
 #else
@@ -233,6 +238,30 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
       "@!done bra WAIT;\n"
       "}\n" ::"r"(smem_addr(bar)),
       "r"(parity)
+      : "memory");
+#endif
+}
+// Thread-block clusters (sm_90): a bulk copy whose bytes land at the same shared-memory offset in
+// every CTA of `mask`, each completing its own mbarrier at bar's offset; and one arrival on the
+// mbarrier at bar's offset in CTA `rank` of the cluster (the default .release.cta form, as
+// CUTLASS's ClusterBarrier::arrive: .release.cluster costs a GPU-wide MEMBAR per arrival).
+__device__ __forceinline__ void bulk_copy_g2s_multicast(void* dst, const void* src, uint32_t bytes,
+                                                        uint64_t* bar, uint16_t mask) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster "
+      "[%0], [%1], %2, [%3], %4;\n" ::"r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar)), "h"(mask)
+      : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n.reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(bar)),
+      "r"(rank)
       : "memory");
 #endif
 }

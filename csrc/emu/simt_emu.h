@@ -194,12 +194,12 @@ inline Mbar& mbar_locked(uint64_t* bar) {
   if (it == tl_blk->bars.end()) fail("mbarrier used before mbarrier.init");
   return it->second;
 }
-inline void mbar_settle_locked(Mbar& b) {
+inline void mbar_settle_locked(Mbar& b, Block& blk = *tl_blk) {
   if (b.pending < 0) fail("more arrivals than the mbarrier's count");
   if (b.pending == 0 && b.tx == 0) {
     ++b.phase;
     b.pending = b.expected;
-    tl_blk->cv.notify_all();
+    blk.cv.notify_all();
   }
 }
 inline void mbar_init(uint64_t* bar, uint32_t count) {
@@ -226,6 +226,42 @@ inline void mbar_wait(uint64_t* bar, uint32_t parity) {
   Mbar& b = mbar_locked(bar);
   if (!tl_blk->cv.wait_for(g, std::chrono::seconds(20), [&] { return (b.phase & 1) != parity; }))
     fail("an mbarrier wait never completed (deadlock)");
+}
+// ---- cluster scope: another block's mbarriers and shared memory at the same offsets ---------------
+inline Block& cluster_block(unsigned rank) {
+  if (!tl_cluster || rank >= tl_cluster->blocks.size()) fail("no such block in the cluster");
+  return *tl_cluster->blocks[rank];
+}
+inline void mbar_complete_tx_in(Block& blk, uint32_t offset, uint32_t bytes) {
+  std::lock_guard<std::mutex> g(blk.m);
+  auto it = blk.bars.find(offset);
+  if (it == blk.bars.end()) fail("a copy signalled an mbarrier not yet initialized");
+  it->second.tx -= bytes;  // may run ahead of the phase's expect_tx: the count goes negative
+  mbar_settle_locked(it->second, blk);
+}
+// mbarrier.arrive.release.cluster on block `rank`'s barrier at bar's offset (mapa).
+inline void mbar_arrive_cluster(uint64_t* bar, unsigned rank) {
+  Block& blk = cluster_block(rank);
+  std::lock_guard<std::mutex> g(blk.m);
+  auto it = blk.bars.find(smem_offset(bar));
+  if (it == blk.bars.end()) fail("remote mbarrier used before mbarrier.init");
+  --it->second.pending;
+  mbar_settle_locked(it->second, blk);
+}
+// cp.async.bulk ... .multicast::cluster: the bytes land at dst's offset in every block of `mask`,
+// each signalling its own mbarrier at bar's offset.
+inline void bulk_copy_g2s_multicast(void* dst, const void* src, uint32_t bytes, uint64_t* bar,
+                                    uint16_t mask) {
+  if (bytes % 16 || reinterpret_cast<uintptr_t>(dst) % 16 || reinterpret_cast<uintptr_t>(src) % 16)
+    fail("bulk copy: size and both addresses must be multiples of 16");
+  const uint32_t doff = smem_offset(dst), boff = smem_offset(bar);
+  if (doff + bytes > uint32_t(kSmemBytes)) fail("bulk copy past shared memory");
+  for (unsigned r = 0; r < 16; ++r) {
+    if (!(mask >> r & 1)) continue;
+    Block& blk = cluster_block(r);
+    std::memcpy(blk.smem + doff, src, bytes);
+    mbar_complete_tx_in(blk, boff, bytes);
+  }
 }
 inline void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
   if (bytes % 16 || reinterpret_cast<uintptr_t>(dst) % 16 || reinterpret_cast<uintptr_t>(src) % 16)
@@ -460,6 +496,10 @@ void launch_clusters(Kernel kernel, dim3 grid, dim3 cdim, unsigned threads, cons
               kernel(args...);
             });
         for (auto& th : pool) th.join();
+        for (auto& b : blocks) {
+          tl_blk = b.get();
+          wgmma_check_drained();
+        }
       }
 }
 

@@ -28,13 +28,16 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (wgmma_block_start<Cfg>(p, sm)) return;  // producer
+  if (wgmma_block_start<Cfg>(p, sm)) return wgmma_cluster_sync(p);  // producer
   const uint8_t* wfrag = sm.ws + warp * kW8WgChunks * kW8WgChunkBytes + lane * 16;
+  const WgmmaSeat seat = wgmma_seat(p);
+  const int peer = p.cluster > 1 ? seat.rank ^ 1 : -1;
   int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
-  for (int w = blockIdx.x; w < p.tiles * p.splits; w += gridDim.x) {
+  for (int w = seat.first; w < p.tiles * p.splits; w += seat.stride) {
     const WgmmaWork work(p, w);
     int wb, xb;
-    wgmma_block_coords(p, work.tile, wb, xb);
+    wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
+    const bool active = wb < p.w_blocks;
     int acc[Cfg::kAcc];
     wgmma_zero_acc(acc);
     // A fragments: one 16-byte shared-memory load per chunk
@@ -48,10 +51,12 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     const auto mma = [](int (&d)[Cfg::kAcc], const uint32_t (&a)[4], uint64_t b) {
       wgmma_mma(d, a, b);
     };
-    wgmma_mainloop<Cfg, kW8WgChunks>(sm, work, it, acc, fill, mma);
+    wgmma_mainloop<Cfg, kW8WgChunks>(sm, work, it, acc, fill, mma, active, peer);
+    if (!active) continue;
     if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
     else wgmma_epilogue<T, true>(p, acc, wb, xb, sm.staging);
   }
+  wgmma_cluster_sync(p);
 #elif defined(__CUDA_ARCH__)
   __trap();  // not an sm_90a build: the launchers never start it (wgmma_built_for_device)
 #endif

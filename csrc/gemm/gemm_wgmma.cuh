@@ -32,6 +32,10 @@
 // weight blocks (8 MB of int8 at K = 4096) and ~8 x blocks instead of every weight block for 1-2
 // x blocks, so the weights are read from DRAM once per group of x blocks, not once per x block.
 #pragma once
+#if !defined(LLMACCEL_SIMT_EMU)  // the emulator has its own (csrc/emu/simt_emu.h)
+#include <cooperative_groups.h>
+#endif
+
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_wgmma_xtiles.h"
 
@@ -50,8 +54,10 @@ constexpr int kWgThreads = 384;
 // Register budgets per role (setmaxnreg): the block starts with 65536 / 384 rounded down to 8 =
 // 168 per thread (__launch_bounds__(384, 1)), and the consumers' increase only completes once the
 // producer's decrease has put enough back into the block's pool: a larger sum would hang every
-// block. wgmma_built_for_device checks the compiled kernel's count against the same sum.
-constexpr int kWgProducerRegs = 40, kWgConsumerRegs = 232;
+// block. wgmma_built_for_device checks the compiled kernel's count against the same sum. 56 for
+// the producer thread (its cluster and prefetch bookkeeping spilled at 40), 224 for the
+// consumers (ptxas: no spills in any variant, 128 fp32 accumulators included).
+constexpr int kWgProducerRegs = 56, kWgConsumerRegs = 224;
 constexpr int kWgRegPool = 2 * 128 * kWgConsumerRegs + 128 * kWgProducerRegs;
 static_assert(kWgRegPool <= kWgThreads * (65536 / kWgThreads / 8 * 8),
               "setmaxnreg budgets exceed the registers the block launches with");
@@ -104,9 +110,13 @@ struct WgmmaParams {
   // w4a16: chunk c's group is (c · group_magic) >> 32 (wgmma_set_groups): no integer division
   // per stage (the compiler's inlined one cost ~25 instructions per chunk)
   uint64_t group_magic;
-  int raster_group;  // weight blocks per raster group
+  int raster_group;  // weight units per raster group
   int x_rows;        // kN of the launched kernel
-  int tiles;         // w_blocks × x_blocks
+  // cluster: CTAs per thread-block cluster (1, or 2: LLMACCEL_WGMMA_CLUSTER=2). A cluster's CTAs
+  // take neighbouring weight blocks of one x block (a "unit" of w_units), and each copies its
+  // share of every x stage into all of them (multicast), so x comes from L2 once per cluster.
+  int cluster, w_units;
+  int tiles;         // w_units × x_blocks
   // K split over `splits` work items per tile of `kts` k blocks each (1: none); a block takes
   // work items blockIdx.x, + gridDim.x, ... (item w: tile w % tiles, split w / tiles). Split
   // items leave their raw sums in `partial` ((splits, m, n_tiles·16), int32 for w8a8, fp32 for
@@ -155,13 +165,24 @@ template <class Cfg> struct WgmmaSmem {
   }
 };
 
-// Block index → (weight block, x block), grouped so that a wave shares few weight blocks.
-__device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx, int& wb,
-                                                   int& xb) {
+// This block's seat: its cluster's work items are first, first + stride, ...; rank picks its
+// weight block of each unit.
+struct WgmmaSeat {
+  int first, stride, rank;
+};
+__device__ __forceinline__ WgmmaSeat wgmma_seat(const WgmmaParams& p) {
+  return {int(blockIdx.x) / p.cluster, int(gridDim.x) / p.cluster, int(blockIdx.x) % p.cluster};
+}
+
+// Tile index → (weight block, x block), grouped so that a wave shares few weight blocks. With
+// clusters, the weight block of `rank` in the unit; past w_blocks (an odd count), none: that
+// block only loads its share of x for the other.
+__device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx, int rank,
+                                                   int& wb, int& xb) {
   const int per_group = p.raster_group * p.x_blocks;
   const int group = idx / per_group, first = group * p.raster_group;
-  const int size = min(p.raster_group, p.w_blocks - first), local = idx - group * per_group;
-  wb = first + local % size;
+  const int size = min(p.raster_group, p.w_units - first), local = idx - group * per_group;
+  wb = (first + local % size) * p.cluster + rank;
   xb = local / size;
 }
 
@@ -174,14 +195,16 @@ __device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx
 // The kernel may start before the one that writes x's image has finished (programmatic
 // dependent launch, wgmma_launch): the weights do not depend on it, so the first work item's
 // first stages (as many as the ring holds) get their weight copies at once, and griddep_wait
-// holds only the x copies.
+// holds only the x copies. In a cluster each block copies its share of the x stage into every
+// block's slot (multicast): a slot is refilled only once every block's consumers let it go (the
+// empty barriers count the whole cluster's consumer warps).
 template <class Cfg>
 __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
   constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes, kS = Cfg::kStages;
   constexpr int kWStage = Cfg::kWStage, kXStage = Cfg::kXStage;
   // Arms stage slot s for k block kt of weight block wb and copies the weights in.
   const auto weights = [&](int s, int wb, int kt) {
-    const int tiles = min(kWgWTiles, p.n_tiles - wb * kWgWTiles);
+    const int tiles = max(0, min(kWgWTiles, p.n_tiles - wb * kWgWTiles));
     const int chunks = min(kChunks, p.nk - kt * kChunks);
     mbar_expect_tx(&sm.full[s], kXStage + tiles * chunks * kChunkBytes);
     for (int t = 0; t < tiles; ++t)
@@ -189,20 +212,22 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
                     p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
                     chunks * kChunkBytes, &sm.full[s]);
   };
+  const WgmmaSeat seat = wgmma_seat(p);
   int early = 0;  // stages whose weights went out before griddep_wait
-  if (blockIdx.x < p.tiles * p.splits) {
-    const WgmmaWork work(p, blockIdx.x);
+  if (seat.first < p.tiles * p.splits) {
+    const WgmmaWork work(p, seat.first);
     int wb, xb;
-    wgmma_block_coords(p, work.tile, wb, xb);
+    wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
     early = min(kS, work.kt1 - work.kt0);
     for (int j = 0; j < early; ++j) weights(j, wb, work.kt0 + j);
   }
   griddep_wait();
+  constexpr int kShare = kXStage / 2;  // a cluster block's share of an x stage (2 blocks)
   int it = 0;  // stages issued, over all of this block's work items
-  for (int w = blockIdx.x; w < p.tiles * p.splits; w += gridDim.x) {
+  for (int w = seat.first; w < p.tiles * p.splits; w += seat.stride) {
     const WgmmaWork work(p, w);
     int wb, xb;
-    wgmma_block_coords(p, work.tile, wb, xb);
+    wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
     const int64_t row0 = int64_t(xb) * Cfg::kN;  // first x row: image block row0 / 256
     const int8_t* xsrc = p.xt + (row0 / kWgXRows) * p.kt_count * (kWgXRows * kWgRowBytes) +
                          (row0 % kWgXRows) * kWgRowBytes;
@@ -213,8 +238,13 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
         fence_proxy_async_smem();  // the consumers' reads of the slot before the new copies
       }
       if (it >= early) weights(s, wb, kt);
-      bulk_copy_g2s(sm.xs + s * kXStage, xsrc + int64_t(kt) * (kWgXRows * kWgRowBytes), kXStage,
-                    &sm.full[s]);
+      const int8_t* src = xsrc + int64_t(kt) * (kWgXRows * kWgRowBytes);
+      if (p.cluster == 1) {
+        bulk_copy_g2s(sm.xs + s * kXStage, src, kXStage, &sm.full[s]);
+      } else {  // rows [rank, rank + 1) · kN / 2 of the block, into both blocks' slot
+        bulk_copy_g2s_multicast(sm.xs + s * kXStage + seat.rank * kShare, src + seat.rank * kShare,
+                                kShare, &sm.full[s], 0x3);
+      }
     }
   }
 }
@@ -228,18 +258,28 @@ template <class Acc, int N> __device__ __forceinline__ void wgmma_zero_acc(Acc (
 #endif
 }
 
+// Every thread of a cluster's blocks, at start and end: no block may touch another's barriers
+// before they are initialized, or after it has exited.
+__device__ __forceinline__ void wgmma_cluster_sync(const WgmmaParams& p) {
+#if defined(LLMACCEL_WGMMA_BODY)
+  if (p.cluster > 1) cooperative_groups::this_cluster().sync();
+#endif
+}
+
 // Start of a block: the barriers, then the producer warpgroup's whole part (true there: the
-// kernel returns) or the consumers' register budget (false: they go on to the main loop).
+// kernel ends, wgmma_cluster_sync) or the consumers' register budget (false: they go on to the
+// main loop).
 template <class Cfg>
 __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
 #if defined(LLMACCEL_WGMMA_BODY)
   if (threadIdx.x == 0) {
     for (int s = 0; s < Cfg::kStages; ++s) {
-      mbar_init(&sm.full[s], 1);   // the producer's arrive.expect_tx; the copies complete it
-      mbar_init(&sm.empty[s], 8);  // one arrival per consumer warp
+      mbar_init(&sm.full[s], 1);  // the producer's arrive.expect_tx; the copies complete it
+      mbar_init(&sm.empty[s], 8 * p.cluster);  // one arrival per consumer warp of the cluster
     }
   }
   __syncthreads();
+  wgmma_cluster_sync(p);
   if (threadIdx.x >= 256) {
     setmaxnreg_dec<kWgProducerRegs>();
     if (threadIdx.x == 256) wgmma_produce<Cfg>(p, sm);
@@ -251,12 +291,16 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm
   return false;
 }
 
-// A consumer warp hands a slot back (one arrival per warp), once the wgmma group that read it
-// has completed (a wait_group that covers it).
-__device__ __forceinline__ void wgmma_release(uint64_t* empty, int lane) {
+// A consumer warp hands a slot back (one arrival per warp, on its own block's barrier and, in a
+// cluster, on the other block's: both blocks' producers write into it), once the wgmma group
+// that read it has completed (a wait_group that covers it). peer: the other block's rank, or -1.
+__device__ __forceinline__ void wgmma_release(uint64_t* empty, int lane, int peer) {
 #if defined(LLMACCEL_WGMMA_BODY)
   __syncwarp();
-  if (lane == 0) mbar_arrive(empty);
+  if (lane == 0) {
+    mbar_arrive(empty);
+    if (peer >= 0) mbar_arrive_cluster(empty, uint32_t(peer));
+  }
 #endif
 }
 
@@ -278,14 +322,24 @@ template <int kSteps> __device__ __forceinline__ void wgmma_hold_a(const uint32_
 // loaded (and, for int4, dequantized) while the tensor cores do this one; CUTLASS's RS mainloops
 // keep groups in flight the same way. Two A register sets alternate, which is why the loop body
 // runs twice per trip. `it` counts the block's stages over all its work items (the producer's
-// count); every slot is back when the loop returns.
+// count); every slot is back when the loop returns. A cluster block without a weight block
+// (wb past w_blocks: active false) only passes the slots on. peer: wgmma_release's.
 template <class Cfg, int kSteps, class Acc, int kA, class Fill, class Mma>
 __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const WgmmaWork& work,
-                                               int& it, Acc (&acc)[kA], Fill&& fill, Mma&& mma) {
+                                               int& it, Acc (&acc)[kA], Fill&& fill, Mma&& mma,
+                                               bool active, int peer) {
 #if defined(LLMACCEL_WGMMA_BODY)
   using Frags = uint32_t[kSteps][4];
   const int lane = threadIdx.x & 31;
   const uint32_t xs_addr = smem_addr(sm.xs);
+  if (!active) {
+    for (int kt = work.kt0; kt < work.kt1; ++kt, ++it) {
+      const int s = it % Cfg::kStages;
+      mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
+      wgmma_release(&sm.empty[s], lane, peer);
+    }
+    return;
+  }
   Frags a0, a1;
   const auto stage = [&](int kt, Frags& a, const Frags& in_flight) {
     const int s = it % Cfg::kStages;
@@ -299,7 +353,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
     if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
       wgmma_wait<1>();
       wgmma_hold_a(in_flight);
-      wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane);
+      wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane, peer);
     }
     ++it;
   };
@@ -310,7 +364,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   wgmma_wait<0>();  // the last stage's group: its slot goes back too
   wgmma_hold_a(a0);
   wgmma_hold_a(a1);
-  wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane);
+  wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane, peer);
   wgmma_fence_acc(acc);
 #endif
 }

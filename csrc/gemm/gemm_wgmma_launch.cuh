@@ -80,25 +80,35 @@ template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& 
 // writes x's image (x_tiles_16bit, quant_act_int8_tiles: launched just before, on the same
 // stream) still runs, and stream their first weights meanwhile (wgmma_produce). At decode sizes
 // that hides the image kernel and the gap between the two launches, a few µs of a ~15 µs call.
-// LLMACCEL_WGMMA_PDL=0 launches it plainly (a benchmark knob, read per call).
+// LLMACCEL_WGMMA_PDL=0 launches it plainly (a benchmark knob, read per call). Clusters
+// (p.cluster = 2, LLMACCEL_WGMMA_CLUSTER) are launched as such, as many as the device holds at
+// once.
 template <class Cfg, class T, bool kW8A8, class Acc, class K>
 void wgmma_launch(K kernel, const WgmmaParams& p, cudaStream_t stream) {
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmem);
   const int sms = current_device_sms();
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(wgmma_launch_blocks(p, sms)));
   cfg.blockDim = dim3(unsigned(kWgThreads));
   cfg.dynamicSmemBytes = size_t(Cfg::kSmem);
   cfg.stream = stream;
-  cudaLaunchAttribute pdl[1];
-  pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  pdl[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attrs[2];
+  cfg.attrs = attrs;
   const char* e = std::getenv("LLMACCEL_WGMMA_PDL");
   if (!(e && std::strcmp(e, "0") == 0)) {
-    cfg.attrs = pdl;
-    cfg.numAttrs = 1;
+    attrs[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
   }
+  int slots = 0;  // clusters resident at once (a persistent grid must not queue a second wave)
+  if (p.cluster > 1) {
+    attrs[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+    attrs[cfg.numAttrs++].val.clusterDim = {unsigned(p.cluster), 1, 1};
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 0);
+    cfg.gridDim = dim3(unsigned(p.cluster * (sms / p.cluster)));
+    if (cudaOccupancyMaxActiveClusters(&slots, kernel, &cfg) != cudaSuccess) slots = 0;
+    cudaGetLastError();
+  }
+  cfg.gridDim = dim3(unsigned(wgmma_launch_blocks(p, sms, slots)));
   cudaLaunchKernelEx(&cfg, kernel, p);
   if (p.splits > 1) {
     const int64_t total = int64_t(p.m) * p.n;

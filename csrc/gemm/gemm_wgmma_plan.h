@@ -42,12 +42,15 @@ inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms, int min_rows) {
   const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 255) / 256);
   return blocks < 2 * int64_t(sms) ? 128 : 256;
 }
-// Blocks to launch: one per SM, each looping over work items (persistent), unless there are
-// fewer; LLMACCEL_WGMMA_PERSISTENT=0 launches one block per work item (a benchmark knob).
-inline int wgmma_launch_blocks(const WgmmaParams& p, int sms) {
+// Blocks to launch: one per SM (clusters: `slots` of p.cluster blocks, sms / cluster unless the
+// device says fewer fit at once), each looping over work items (persistent), unless there are
+// fewer; LLMACCEL_WGMMA_PERSISTENT=0 launches one block (cluster) per work item (a benchmark
+// knob).
+inline int wgmma_launch_blocks(const WgmmaParams& p, int sms, int slots = 0) {
+  if (slots <= 0) slots = sms / p.cluster;
   const char* e = std::getenv("LLMACCEL_WGMMA_PERSISTENT");
-  if (e && std::strcmp(e, "0") == 0) return p.tiles * p.splits;
-  return std::max(1, std::min(p.tiles * p.splits, sms));
+  if (e && std::strcmp(e, "0") == 0) return p.tiles * p.splits * p.cluster;
+  return std::max(1, std::min(p.tiles * p.splits, slots)) * p.cluster;
 }
 // The K split for `sms` SMs. Only where the tiles alone leave SMs idle, and only where it cuts
 // the k blocks of the busiest block (persistent, round robin) by a fifth or more: a split costs
@@ -85,17 +88,27 @@ inline void wgmma_split(WgmmaParams& p, int sms) {
 inline int64_t wgmma_partial_bytes(const WgmmaParams& p) {
   return p.splits > 1 ? int64_t(p.splits) * p.m * p.n_tiles * 16 * 4 : 0;
 }
+// LLMACCEL_WGMMA_CLUSTER=2: clusters of 2 blocks sharing each x stage (opt-in until measured,
+// bench/gpu/NOTES.md; read per call), where there are two weight blocks to pair.
+inline int wgmma_cluster_size(int w_blocks) {
+  const char* e = std::getenv("LLMACCEL_WGMMA_CLUSTER");
+  return e && std::strcmp(e, "2") == 0 && w_blocks >= 2 ? 2 : 1;
+}
 inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   p.x_rows = x_rows;
   p.w_blocks = (p.n_tiles + kWgWTiles - 1) / kWgWTiles;
   p.x_blocks = (p.m + x_rows - 1) / x_rows;
-  p.tiles = p.w_blocks * p.x_blocks;
-  wgmma_split(p, sms);
-  // LLMACCEL_WGMMA_GROUP: a benchmark knob, read per call (a whole positive number, else 16).
+  p.cluster = wgmma_cluster_size(p.w_blocks);
+  p.w_units = (p.w_blocks + p.cluster - 1) / p.cluster;
+  p.tiles = p.w_units * p.x_blocks;
+  wgmma_split(p, sms / p.cluster);
+  // LLMACCEL_WGMMA_GROUP: weight blocks per raster group, a benchmark knob read per call (a
+  // whole positive number, else 16); in units of p.cluster blocks.
   const char* e = std::getenv("LLMACCEL_WGMMA_GROUP");
   char* end = nullptr;
   const long v = e && *e ? std::strtol(e, &end, 10) : 0;
-  p.raster_group = end && *end == '\0' && v > 0 && v < (1 << 20) ? int(v) : kWgGroup;
+  const int blocks = end && *end == '\0' && v > 0 && v < (1 << 20) ? int(v) : kWgGroup;
+  p.raster_group = std::max(1, blocks / p.cluster);
 }
 
 }  // namespace llmaccel::cuda

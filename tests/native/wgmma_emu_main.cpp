@@ -110,8 +110,8 @@ int main(int argc, char** argv) {
     const int chunks = int(a[3]), min_rows = int(a[4]), sms = int(a[5]);
     p.kt_count = (p.nk + chunks - 1) / chunks;
     cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms, min_rows), sms);
-    std::printf("x_rows %d splits %d kts %d blocks %d\n", p.x_rows, p.splits, p.kts,
-                cu::wgmma_launch_blocks(p, sms));
+    std::printf("x_rows %d splits %d kts %d blocks %d cluster %d\n", p.x_rows, p.splits, p.kts,
+                cu::wgmma_launch_blocks(p, sms), p.cluster);
     return 0;
   }
   if (kind == "xtiles16") {
@@ -261,13 +261,18 @@ int main(int argc, char** argv) {
     using T = decltype(t);
     constexpr int kN = decltype(n)::value;
     const dim3 rgrid(4);  // the reduction, when K is split
+    // a cluster launch runs a cluster's blocks together (multicast, remote arrivals)
+    const auto go = [&](auto kernel) {
+      if (p.cluster > 1) emu::launch_clusters(kernel, grid, dim3(unsigned(p.cluster)), threads, p);
+      else emu::launch(kernel, grid, threads, p);
+    };
     if (kind == "w8a8") {
       if constexpr (kN >= cu::kW8WgMinRows) {
-        emu::launch(cu::gemm_w8a8_wgmma_kernel<T, kN>, grid, threads, p);
+        go(cu::gemm_w8a8_wgmma_kernel<T, kN>);
         if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, true, int>, rgrid, 64u, p);
       }
     } else {
-      emu::launch(cu::gemm_w4a16_wgmma_kernel<T, decltype(zp)::value, kN>, grid, threads, p);
+      go(cu::gemm_w4a16_wgmma_kernel<T, decltype(zp)::value, kN>);
       if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, false, float>, rgrid, 64u, p);
     }
   };
@@ -292,7 +297,7 @@ int main(int argc, char** argv) {
   else if (bf16) run_n(__nv_bfloat16(), std::false_type());
   else if (zp) run_n(__half(), std::true_type());
   else run_n(__half(), std::false_type());
-  std::printf("x_rows %d splits %d\n", p.x_rows, p.splits);
+  std::printf("x_rows %d splits %d cluster %d\n", p.x_rows, p.splits, p.cluster);
   write(out.data(), out_elems * 2);
   return 0;
 }

@@ -53,23 +53,25 @@ def emu(tmp_path_factory) -> Path:
 
 
 def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict,
-         group: str = "", x_rows: str = "", splits: str = "") -> bytes:
+         group: str = "", x_rows: str = "", splits: str = "", cluster: str = "") -> bytes:
     (tmp / "params.txt").write_text(" ".join(str(int(v)) for v in params))
     for name, t in files.items():
         (tmp / name).write_bytes(t.contiguous().numpy().tobytes())
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LLMACCEL_WGMMA_GROUP", "LLMACCEL_WGMMA_N", "LLMACCEL_WGMMA_SPLITS")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMACCEL_WGMMA")}
     if group:
         env["LLMACCEL_WGMMA_GROUP"] = group
     if x_rows:
         env["LLMACCEL_WGMMA_N"] = x_rows
     if splits:
         env["LLMACCEL_WGMMA_SPLITS"] = splits
+    if cluster:
+        env["LLMACCEL_WGMMA_CLUSTER"] = cluster
     done = subprocess.run([str(emu), kind, str(tmp)], capture_output=True, text=True,
                           timeout=300, env=env)
     assert done.returncode == 0, f"{kind}: emulator failed: {done.stderr[-2000:]}"
     assert not x_rows or f"x_rows {x_rows}" in done.stdout, done.stdout
     assert not splits or f"splits {splits}" in done.stdout, done.stdout
+    assert not cluster or f"cluster {cluster}" in done.stdout, done.stdout
     (tmp / "stdout.txt").write_text(done.stdout)
     return (tmp / "out.bin").read_bytes()
 
@@ -191,15 +193,15 @@ def test_wgmma_plan(emu, tmp_path):
     """The plans the notes' predictions assume, on the issue's shapes (132 SMs)."""
     # int4 4096→14336 (896 tiles of 16 outputs, 128 chunks of 32 columns); 8192→8192
     assert _plan(emu, tmp_path, 1, 896, 128, True) == dict(x_rows=16, splits=1, kts=64,
-                                                          blocks=112)
+                                                          blocks=112, cluster=1)
     assert _plan(emu, tmp_path, 32, 896, 128, True)["x_rows"] == 32
     assert _plan(emu, tmp_path, 64, 896, 128, True)["x_rows"] == 64
     # 64 tiles: 2 splits of 64 k blocks (3 would leave 60 blocks with two items)
     assert _plan(emu, tmp_path, 16, 512, 256, True) == dict(x_rows=16, splits=2, kts=64,
-                                                          blocks=128)
+                                                          blocks=128, cluster=1)
     assert _plan(emu, tmp_path, 512, 896, 128, True)["x_rows"] == 128   # 224 blocks at 256
     assert _plan(emu, tmp_path, 4096, 896, 128, True) == dict(x_rows=256, splits=1, kts=64,
-                                                            blocks=132)
+                                                            blocks=132, cluster=1)
     # int8: never below 64 rows, even forced
     assert _plan(emu, tmp_path, 8, 896, 128, False)["x_rows"] == 64
     assert _plan(emu, tmp_path, 8, 896, 128, False, LLMACCEL_WGMMA_N="16")["x_rows"] == 64
@@ -207,6 +209,62 @@ def test_wgmma_plan(emu, tmp_path):
     # two tiles: the split cuts the busiest block's k blocks from 64 to 8
     assert _plan(emu, tmp_path, 1, 16, 128, True)["splits"] == 8
     assert _plan(emu, tmp_path, 1, 16, 128, True, LLMACCEL_WGMMA_SPLITS="3")["splits"] == 3
+    # clusters of 2 (opt-in): 66 clusters of 2 blocks over 56 × 16 units; none for one block
+    assert _plan(emu, tmp_path, 4096, 896, 128, True, LLMACCEL_WGMMA_CLUSTER="2") == dict(
+        x_rows=256, splits=1, kts=64, blocks=132, cluster=2)
+    assert _plan(emu, tmp_path, 300, 8, 128, False, LLMACCEL_WGMMA_CLUSTER="2")["cluster"] == 1
+
+
+# Clusters of 2 blocks (LLMACCEL_WGMMA_CLUSTER=2): each block copies half of every x stage into
+# both (multicast), a slot is refilled once both blocks' consumers let it go. (kind, m, k, n,
+# x rows, SMs): an odd weight-block count (the second block of the last pair has no weights and
+# only passes x on), units over several work items per cluster, a K split, 16-row blocks (1 KB
+# shares).
+CLUSTER_CASES = [
+    ("w4a16", 300, 1000, 264, "256", 132),  # 3 weight blocks: one idle pair member, 2 x blocks
+    ("w4a16", 40, 2048, 520, "", 6),        # 5 weight blocks on 3 clusters, 32-row blocks
+    ("w4a16", 5, 4096, 256, "", 132),       # 16-row blocks, 1 unit: K split over clusters
+    ("w8a8", 300, 1000, 520, "128", 4),     # 5 weight blocks, 2 clusters, 6 units
+    ("w8a8", 600, 512, 264, "256", 132),    # 3 weight blocks, 3 x blocks
+]
+
+
+@pytest.mark.parametrize("kind,m,k,n,x_rows,sms", CLUSTER_CASES)
+def test_emulated_wgmma_clusters(emu, tmp_path, kind, m, k, n, x_rows, sms):
+    dtype = torch.bfloat16
+    if kind == "w4a16":
+        p = make_w4(n, k, 64, False, seed=m, source="codes")
+        words = formats.to_cuda_int4(p.qweight)
+        n_tiles, nk = words.shape[:2]
+        kt = -(-nk // 2)
+        ng = p.scales.shape[1]
+        x = make_x((m, k), dtype, seed=n)
+        bias = make_bias(n, seed=m)
+        image = x_tile_image_16(x.view(torch.int16), kt)
+        image[x_tile_image_16(torch.ones(m, kt * 64, dtype=torch.int16), kt) == 0] = 0x7FFF
+        files = {"xt.bin": image, "w.bin": words, "scales.bin": p.scales, "bias.bin": bias,
+                 "zeros.bin": p.zeros}
+        raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, 1, 1, nk * 32 // ng, ng, 1,
+                                            sms], files, x_rows=x_rows, cluster="2")
+        _check_w4(_as_float(raw, dtype, (m, n)).double(), x, p, bias)
+        return
+    g = torch.Generator().manual_seed(m + k + n)
+    p = make_w8(n, k, seed=m, source="codes")
+    codes, sw = formats.unpack_int8(p)
+    words = formats.to_cuda_int8(p.qweight)
+    n_tiles, nk = words.shape[:2]
+    kt = -(-nk // 4)
+    xq = torch.randint(-127, 128, (m, k), generator=g, dtype=torch.int8)
+    xs = torch.rand(m, generator=g) / 64 + 1e-3
+    files = {"xt.bin": x_tile_image(xq, kt), "w.bin": words, "scales.bin": p.scales,
+             "xscale.bin": xs}
+    raw = _run(emu, tmp_path, "w8a8", [m, n, n_tiles, nk, kt, 1, 0, sms], files, x_rows=x_rows,
+               cluster="2")
+    y = _as_float(raw, dtype, (m, n)).double()
+    ref = (xq.double() @ codes.double().T) * (xs.double()[:, None] * sw.double()[None, :])
+    bound = 2.0 ** -DTYPE_BITS[dtype] * ref.abs() + 2.0 ** -20 * ref.abs() + 2.0 ** -24
+    assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
+    assert ((y - ref).abs() <= bound).all(), f"max error {(y - ref).abs().max():.3g}"
 
 
 @pytest.mark.parametrize("m,k,kt", [(1, 8, 1), (300, 200, 4), (256, 64, 1)])
