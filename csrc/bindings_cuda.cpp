@@ -62,11 +62,11 @@ void bind_cuda(py::module_& m) {
         [](uintptr_t xt, int64_t m_, int64_t kt_count, uintptr_t xscale, uintptr_t w,
            int64_t n_tiles, int64_t nk, uintptr_t scales, int64_t n, uintptr_t bias,
            uintptr_t out, int out_dt, int64_t ldo, uintptr_t partial, int64_t partial_bytes,
-           uintptr_t stream) {
+           bool after_image, uintptr_t stream) {
           cuda::gemm_w8a8_wgmma(as<const int8_t>(xt), m_, kt_count, as<const float>(xscale),
                                 as<const uint32_t>(w), n_tiles, nk, as<const float>(scales), n,
                                 as<const float>(bias), as<void>(out), out_dt, ldo,
-                                as<void>(partial), partial_bytes, stream_of(stream));
+                                as<void>(partial), partial_bytes, after_image, stream_of(stream));
         });
   m.def("cuda_quant_act_int8_tiles",
         [](uintptr_t x, int dt, int64_t m_, int64_t k, int64_t ldx, uintptr_t q,
@@ -79,11 +79,12 @@ void bind_cuda(py::module_& m) {
         [](uintptr_t xt, int dt, int64_t m_, int64_t kt_count, uintptr_t w, int64_t n_tiles,
            int64_t nk, uintptr_t scales, uintptr_t zeros, int64_t n_groups, int64_t group,
            int64_t n, uintptr_t bias, uintptr_t out, int64_t ldo, uintptr_t partial,
-           int64_t partial_bytes, uintptr_t stream) {
+           int64_t partial_bytes, bool after_image, uintptr_t stream) {
           cuda::gemm_w4a16_wgmma(as<const int8_t>(xt), dt, m_, kt_count, as<const uint32_t>(w),
                                  n_tiles, nk, as<const float>(scales), as<const uint8_t>(zeros),
                                  n_groups, group, n, as<const float>(bias), as<void>(out), ldo,
-                                 as<void>(partial), partial_bytes, stream_of(stream));
+                                 as<void>(partial), partial_bytes, after_image,
+                                 stream_of(stream));
         });
   m.def("cuda_x_tiles_16bit", [](uintptr_t x, int64_t m_, int64_t k, int64_t ldx, uintptr_t xt,
                                  int64_t kt_count, uintptr_t stream) {

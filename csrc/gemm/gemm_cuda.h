@@ -65,16 +65,17 @@ void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, co
 // capability 9.0 device running this build's sm_90a code.
 // When the tiles alone would leave SMs idle, K is split and the splits' sums meet in `partial`
 // (w8a8_wgmma_partial_bytes for the call's sizes on the current device; 0: no workspace).
-// Both wgmma GEMMs are programmatic dependent launches: they read the weights, scales and
-// everything but x before the kernel just before them on `stream` has finished. So that kernel
-// must be the one writing x's image (quant_act_int8_tiles, x_tiles_16bit), launched right
-// before, as the ops do: the kernels before it had completed when it started.
+// after_image: the caller launched the kernel writing x's image (quant_act_int8_tiles,
+// x_tiles_16bit) right before, on `stream`, as the ops do. Both wgmma GEMMs are then
+// programmatic dependent launches: they read the weights, scales and everything but x before
+// that kernel has finished (the kernels before it had completed when it started). false: a
+// plain launch.
 bool w8a8_wgmma_available();
 int64_t w8a8_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk);
 void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float* xscale,
                      const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
                      int64_t n, const float* bias, void* out, int out_dtype, int64_t ldo,
-                     void* partial, int64_t partial_bytes, void* stream);
+                     void* partial, int64_t partial_bytes, bool after_image, void* stream);
 
 // gemm_w4a16 above the decode range on sm_90a (OPT-IN, NOT YET RUN ON A GPU;
 // gemm_w4a16_wgmma.cu): the same product as gemm_w4a16 (each scaled weight rounded to x's type,
@@ -86,7 +87,7 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
                       const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
                       const uint8_t* zeros, int64_t n_groups, int64_t group, int64_t n,
                       const float* bias, void* out, int64_t ldo, void* partial,
-                      int64_t partial_bytes, void* stream);
+                      int64_t partial_bytes, bool after_image, void* stream);
 // 16-bit x (m, k) rows of ldx elements (k, ldx multiples of 8, 16-byte aligned) → the wgmma
 // image (gemm_wgmma_xtiles.h): kt_count blocks of 64 columns, zero past k; the padding rows from
 // m up to the next multiple of 256 are not written (they only meet outputs never stored).

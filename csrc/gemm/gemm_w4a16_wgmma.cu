@@ -11,7 +11,7 @@ namespace {
 template <class T, bool ZP> void launch_w4a16_wgmma(const WgmmaParams& p, cudaStream_t stream) {
   wgmma_with_rows<kW4WgMinRows>(p, [&](auto n) {
     constexpr int kN = decltype(n)::value;
-    wgmma_launch<W4WgCfg<kN>, T, false, float>(gemm_w4a16_wgmma_kernel<T, ZP, kN>, p, stream);
+    wgmma_launch<W4WgCfg<kN>, T, false, float, gemm_w4a16_wgmma_kernel<T, ZP, kN>>(p, stream);
   });
 }
 
@@ -47,12 +47,13 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
                       const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
                       const uint8_t* zeros, int64_t n_groups, int64_t group, int64_t n,
                       const float* bias, void* out, int64_t ldo, void* partial,
-                      int64_t partial_bytes, void* stream) {
+                      int64_t partial_bytes, bool after_image, void* stream) {
   const char* op = "gemm_w4a16 (wgmma)";
   wgmma_check_common(op, m, n, n_tiles, nk, ldo, xt, w, out);
   require(kt_count == (nk + 1) / 2, op, "kt_count must be ceil(nk / 2): x tiles of 64 columns");
   require(scales != nullptr, op, "null scales");
-  require(group >= 32 && group % 32 == 0 && n_groups >= 1 && n_groups * group >= nk * 32 &&
+  require(group >= 32 && group % 32 == 0 && group <= nk * 32 && n_groups >= 1 &&
+              n_groups * group >= nk * 32 &&
               (n_groups - 1) * group < nk * 32,
           op, "group size and group count do not match the packed K");
   require(nk < (1 << 16), op, "K must be under 2^21 columns (the group index's exactness)");
@@ -62,6 +63,7 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
   WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows);
   wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
   p.xt = xt;
+  p.after_image = after_image;
   p.w = reinterpret_cast<const uint8_t*>(w);
   p.scales = scales;
   p.zeros = zeros;

@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(256) gemm_w8a8_tiled_kernel(const TiledParams 
 template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
   wgmma_with_rows<kW8WgMinRows>(p, [&](auto n) {
     constexpr int kN = decltype(n)::value;
-    wgmma_launch<W8WgCfg<kN>, T, true, int>(gemm_w8a8_wgmma_kernel<T, kN>, p, stream);
+    wgmma_launch<W8WgCfg<kN>, T, true, int, gemm_w8a8_wgmma_kernel<T, kN>>(p, stream);
   });
 }
 
@@ -197,7 +197,7 @@ int64_t w8a8_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
 void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float* xscale,
                      const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
                      int64_t n, const float* bias, void* out, int out_dtype, int64_t ldo,
-                     void* partial, int64_t partial_bytes, void* stream) {
+                     void* partial, int64_t partial_bytes, bool after_image, void* stream) {
   const char* op = "gemm_w8a8 (wgmma)";
   wgmma_check_common(op, m, n, n_tiles, nk, ldo, xt, w, out);
   require(kt_count == (nk + 3) / 4, op, "kt_count must be ceil(nk / 4): x tiles of 128 columns");
@@ -208,6 +208,7 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
   WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows);
   wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
   p.xt = xt;
+  p.after_image = after_image;
   p.xscale = xscale;
   p.w = reinterpret_cast<const uint8_t*>(w);
   p.scales = scales;

@@ -21,12 +21,14 @@
 // map (no driver API), no address arithmetic in the producer, and both the copy and wgmma touch
 // the bytes through the async proxy, with no proxy fence between them.
 //
-// Block: 3 warpgroups. Warpgroup 2 is the producer (one thread issues the copies into a 4-stage
-// ring of full/empty mbarriers, the pattern of the K-slice decode kernel); warpgroups 0 and 1 each
-// own 64 outputs × all 256 x rows of the block, 128 accumulators per thread (m64n256). Each waits
-// for its own group of wgmmas per stage, while the other's keep the tensor cores busy. The
+// Block: 3 warpgroups. Warpgroup 2 is the producer (one thread issues the copies into a ring of
+// 3-16 stages of full/empty mbarriers, the pattern of the K-slice decode kernel); warpgroups 0
+// and 1 each own 64 outputs × all kN x rows of the block (kN / 2 accumulators per thread,
+// m64nN). Each keeps one group of wgmmas in flight while it loads the next stage's fragments
+// (wgmma_mainloop), and the other warpgroup's keep the tensor cores busy meanwhile. The
 // epilogue applies the scales and bias in fp32 and goes through shared memory, so that global
-// stores are whole 16-byte row pieces.
+// stores are whole 16-byte row pieces. Opt-in: clusters of 2 blocks sharing each x stage
+// (multicast, WgmmaParams::cluster).
 //
 // Blocks are rastered in groups of kWgGroup weight blocks: a wave of 132 blocks touches ~16
 // weight blocks (8 MB of int8 at K = 4096) and ~8 x blocks instead of every weight block for 1-2
@@ -124,6 +126,9 @@ struct WgmmaParams {
   int splits, kts;
   void* partial;
   bool vec_out;  // out rows 16-byte aligned: whole 8-element pieces per store
+  // The kernel right before on the stream is the one that wrote x's image, launched by the same
+  // caller: the GEMM may then start early (programmatic dependent launch, wgmma_launch).
+  bool after_image;
 };
 
 // Groups of `group` columns (a multiple of 32, d = group / 32 chunks): p.group_magic =

@@ -76,15 +76,28 @@ template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& 
 
 // The main kernel (Cfg's shared memory, one block per SM or per work item), then, when K is
 // split, the reduction of the splits in order (Acc: int for w8a8, float for w4a16).
-// The main kernel is a programmatic dependent launch: its blocks may start while the kernel that
-// writes x's image (x_tiles_16bit, quant_act_int8_tiles: launched just before, on the same
-// stream) still runs, and stream their first weights meanwhile (wgmma_produce). At decode sizes
+// The main kernel is a programmatic dependent launch when p.after_image says the kernel right
+// before it on the stream wrote x's image (x_tiles_16bit, quant_act_int8_tiles, launched by the
+// same caller): its blocks may start while that kernel still runs, and stream their first
+// weights meanwhile (wgmma_produce). Kernels before the image kernel had completed when it
+// started, so nothing but x can still be in flight. At decode sizes
 // that hides the image kernel and the gap between the two launches, a few µs of a ~15 µs call.
 // LLMACCEL_WGMMA_PDL=0 launches it plainly (a benchmark knob, read per call). Clusters
 // (p.cluster = 2, LLMACCEL_WGMMA_CLUSTER) are launched as such, as many as the device holds at
 // once.
-template <class Cfg, class T, bool kW8A8, class Acc, class K>
-void wgmma_launch(K kernel, const WgmmaParams& p, cudaStream_t stream) {
+template <class Cfg, class T, bool kW8A8, class Acc, auto kernel>
+void wgmma_launch(const WgmmaParams& p, cudaStream_t stream) {
+  // The setmaxnreg hand-over needs this variant to launch with the whole register pool (every
+  // variant does with today's ptxas; one that did not would hang, so it is refused instead).
+  static const bool full_pool = [&] {
+    cudaFuncAttributes a{};
+    const bool ok = cudaFuncGetAttributes(&a, kernel) == cudaSuccess &&
+                    a.numRegs * kWgThreads >= kWgRegPool;
+    cudaGetLastError();
+    return ok;
+  }();
+  require(full_pool, "wgmma", "this kernel variant was compiled with fewer registers than its "
+                              "setmaxnreg budgets need");
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmem);
   const int sms = current_device_sms();
@@ -95,7 +108,7 @@ void wgmma_launch(K kernel, const WgmmaParams& p, cudaStream_t stream) {
   cudaLaunchAttribute attrs[2];
   cfg.attrs = attrs;
   const char* e = std::getenv("LLMACCEL_WGMMA_PDL");
-  if (!(e && std::strcmp(e, "0") == 0)) {
+  if (p.after_image && !(e && std::strcmp(e, "0") == 0)) {
     attrs[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attrs[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
   }

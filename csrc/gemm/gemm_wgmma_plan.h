@@ -67,6 +67,7 @@ inline int64_t wgmma_split_cost(const WgmmaParams& p, int want, int sms, int* kt
   return (int64_t(p.tiles) * splits + sms - 1) / sms * kts;
 }
 inline void wgmma_split(WgmmaParams& p, int sms) {
+  sms = std::max(sms, 1);  // no device (a plan asked for its workspace size only)
   int want = 1;
   if (p.tiles < sms) {
     const int64_t unsplit = wgmma_split_cost(p, 1, sms, nullptr);

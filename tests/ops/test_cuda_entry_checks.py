@@ -16,7 +16,8 @@ BF16 = 1
 def _w4a16(**change):
     """cuda_gemm_w4a16_wgmma with a valid K = 128, N = 16, M = 4 call, `change` applied."""
     args = dict(xt=X, dt=BF16, m=4, kt=2, w=W, n_tiles=1, nk=4, scales=S, zeros=0, n_groups=1,
-                group=128, n=16, bias=0, out=OUT, ldo=16, partial=0, partial_bytes=0, stream=0)
+                group=128, n=16, bias=0, out=OUT, ldo=16, partial=0, partial_bytes=0,
+                after_image=False, stream=0)
     args.update(change)
     _C.cuda_gemm_w4a16_wgmma(*args.values())
 
@@ -47,7 +48,7 @@ def test_gemm_w4a16_wgmma_needs_sm90a():
 
 def test_gemm_w8a8_wgmma_rejects_kt_count():
     with pytest.raises(ValueError, match="kt_count"):
-        _C.cuda_gemm_w8a8_wgmma(X, 65, 3, S, W, 1, 8, S, 16, 0, OUT, BF16, 16, 0, 0, 0)
+        _C.cuda_gemm_w8a8_wgmma(X, 65, 3, S, W, 1, 8, S, 16, 0, OUT, BF16, 16, 0, 0, False, 0)
 
 
 @pytest.mark.parametrize("k,ldx,xt,kt,message", [

@@ -88,7 +88,7 @@ def test_cuda_gemm_w8a8_wgmma_bad_inputs():
     stream = torch.cuda.current_stream().cuda_stream
     nt, nk = w[0].shape[0], w[0].shape[1]
     args = (xs.data_ptr(), w[0].data_ptr(), nt, nk, w[1].data_ptr(), 16, 0, out.data_ptr(), 1,
-            16, 0, 0, stream)
+            16, 0, 0, False, stream)
     with pytest.raises(ValueError, match="kt_count"):
         _C.cuda_gemm_w8a8_wgmma(xt.data_ptr(), 65, 3, *args)
     with pytest.raises(ValueError, match="aligned"):
@@ -111,6 +111,7 @@ W4_WGMMA_CASES = list(W4_CASES) + [
 def test_cuda_gemm_w4a16_wgmma(case, symmetric, dtype, monkeypatch):
     """Against the reference, with bias, and bit-identical on repeat."""
     monkeypatch.setenv("LLMACCEL_W4_WGMMA", "all")
+    monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
     m, k, n, group_size, source = case
     assert ops.cuda_path("gemm_w4a16", m) == "wgmma"
     p, w = cuda_weight("gemm_w4a16", n, k, group_size, symmetric, source, seed=m + k)

@@ -104,6 +104,7 @@ def _check_w4(y: torch.Tensor, x: torch.Tensor, p, bias: torch.Tensor) -> None:
     (300, 200, 200, True, "", "64", 3),     # 64-row blocks: quarters of image blocks
     (40, 4096, 136, True, "", "", 132),     # 2 tiles on 132 SMs: K split 8 ways (the rule)
     (300, 1000, 200, False, "", "128", 5),  # K split 3 ways (forced): 18 items on 5 blocks
+    (600, 128, 2100, True, "", "256", 1),   # 51 one-stage items on one block, 3-stage ring
 ])
 def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dtype):
     """y = (xq · qᵀ) · xscale · scale + bias, every element within one rounding of y's type."""
@@ -153,6 +154,7 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dt
     (9, 64, 40, -1, True, "", 132),          # one stage per tile, per-channel scales
     (20, 1950, 264, 64, False, "32", 2),     # 31 stages a tile on the 16-stage ring, 3 tiles
     (16, 600, 520, 32, True, "16", 3),       # 16-row blocks, 5 tiles on 3 blocks
+    (16, 64, 4096, 32, False, "", 1),        # 32 one-stage tiles on one block: the ring wraps
 ])
 def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, dtype):
     """Against the reference (_check_w4)."""

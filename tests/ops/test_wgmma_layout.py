@@ -68,7 +68,8 @@ def c_fragment_mn(warp, lane, value, n):
 def x_tile_image(q: torch.Tensor, kt_count: int) -> torch.Tensor:
     """Quantized x (m, k) int8 → the kernel's image: (ceil(m/256) · kt_count) blocks of 256
     rows × 128 bytes, columns permuted within each 32-column chunk (8t + 4s + b → 4t + 16s + b),
-    16-byte pieces of row r XOR-swizzled by r % 8, zero padding."""
+    16-byte pieces of row r XOR-swizzled by r % 8, zero padding (rows included: the kernels'
+    own writers may leave the padding rows, which meet only outputs never stored)."""
     m, k = q.shape
     xb = -(-m // X_ROWS)
     full = torch.zeros(xb * X_ROWS, kt_count * X_K, dtype=torch.int8)
@@ -89,7 +90,8 @@ def x_tile_image(q: torch.Tensor, kt_count: int) -> torch.Tensor:
 def x_tile_image_16(x: torch.Tensor, kt_count: int) -> torch.Tensor:
     """16-bit x (m, k) (as int16) → x_tiles_16bit's image, as int16 elements: blocks of 256 rows
     × 64 columns, column 8t + 4s + 2h + e of each 32-column chunk at element 16s + 8h + 2t + e,
-    16-byte pieces (8 elements) of row r XOR-swizzled by r % 8, zero padding."""
+    16-byte pieces (8 elements) of row r XOR-swizzled by r % 8, zero padding (x_tiles_16bit
+    leaves the padding rows unwritten: they meet only outputs never stored)."""
     m, k = x.shape
     xb = -(-m // X_ROWS)
     full = torch.zeros(xb * X_ROWS, kt_count * 64, dtype=torch.int16)

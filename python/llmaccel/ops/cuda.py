@@ -65,9 +65,9 @@ def w8a8_wgmma_requested() -> bool:
 
 def w4a16_wgmma_first_m() -> int | None:
     """The smallest M that LLMACCEL_W4_WGMMA sends to gemm_w4a16's opt-in wgmma kernel: ``1``
-    asks for it above the decode range (and above the opt-in tiled kernel's, when that is on
-    too), ``all`` for every M (the decode range in 16- and 32-row x blocks, to compare with the
-    decode kernel); None when off."""
+    asks for it above the decode range, ``all`` from M = 1 (the decode range in 16- and 32-row x
+    blocks, to compare with the decode kernel); None when off. The opt-in tiled kernel keeps its
+    range (LLMACCEL_W4_TILED) when that is on too."""
     value = os.environ.get("LLMACCEL_W4_WGMMA", "")
     return DECODE_MAX_M + 1 if value == "1" else 1 if value == "all" else None
 
@@ -274,7 +274,8 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     tiled = tiled_max_m() if m > DECODE_MAX_M else 0
     first = w4a16_wgmma_first_m()  # the one environment lookup of a decode call (~0.5 µs)
     if first is not None and m >= first and cuda_path(op, m) == "wgmma":
-        # x copied into the kernel's image: 64-column blocks of 256 rows, zero padding included
+        # x copied into the kernel's image: 64-column blocks of 256 rows (zero past k; the padding
+        # rows are left unwritten: they only meet outputs that are never stored)
         xk = _kernel_rows(x2)
         kt = (nk + 1) // 2
         rows = -(-m // _C.cuda_wgmma_x_rows) * _C.cuda_wgmma_x_rows
@@ -284,7 +285,7 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
         part = _wgmma_partials(x, True, m, nt, nk)  # held until the launches are queued
         _C.cuda_gemm_w4a16_wgmma(xt.data_ptr(), _DT[x.dtype], m, kt, qweight.data_ptr(), nt, nk,
                                  scales.data_ptr(), _ptr(zeros), ng, group, n, _ptr(bias),
-                                 out.data_ptr(), n, _ptr(part), _numel(part), s)
+                                 out.data_ptr(), n, _ptr(part), _numel(part), True, s)
         return _finish(out, x, n)
     if m > max(SWAPAB_MAX_M[op], tiled):
         w = torch.empty(n, k, dtype=x.dtype, device=x.device)
@@ -360,7 +361,7 @@ def _gemm_w8a8(x, qweight, scales, bias, n, act_block=0):
         part = _wgmma_partials(x, False, m, nt, nk)  # held until the launches are queued
         _C.cuda_gemm_w8a8_wgmma(xt.data_ptr(), m, kt, xs.data_ptr(), qweight.data_ptr(), nt, nk,
                                 scales.data_ptr(), n, _ptr(bias), out.data_ptr(), _DT[x.dtype],
-                                n, _ptr(part), _numel(part), s)
+                                n, _ptr(part), _numel(part), True, s)
         return _finish(out, x, n)
     xq = torch.empty(m, kq, dtype=torch.int8, device=x.device)
     _C.cuda_quant_act_int8(x2.data_ptr(), _DT[x.dtype], m, k, x2.stride(0), kq, 1,
