@@ -93,6 +93,9 @@ bench() {
     (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_PERSISTENT "0" 2048,4096 4096x14336)
     echo "== wgmma launched plainly, not overlapping the x image kernel (LLMACCEL_WGMMA_PDL=0)"
     (export LLMACCEL_W4_WGMMA=all; bench w4a16 LLMACCEL_WGMMA_PDL "0" 1,16,64 4096x14336)
+    echo "== wgmma in clusters of 2 sharing x by multicast (LLMACCEL_WGMMA_CLUSTER=2)"
+    (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_CLUSTER "2" 2048,4096 4096x14336)
+    (export LLMACCEL_W4_WGMMA=1; bench w4a16 LLMACCEL_WGMMA_CLUSTER "2" 1024,4096 4096x14336)
   fi
   if step ncu && [[ -n $NCU ]]; then
     for op in gemm_w8a8 gemm_w4a16; do

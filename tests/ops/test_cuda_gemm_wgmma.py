@@ -140,6 +140,38 @@ def test_cuda_x_tiles_16bit(m, k, kt, dtype):
     assert (got[~mine] == 0x5A5A).all()
 
 
+# Shapes with two weight blocks or more (N > 128), so that LLMACCEL_WGMMA_CLUSTER=2 pairs them:
+# an odd count (the last pair's second block only passes x on), a K split, 16- to 256-row blocks.
+CLUSTER_CASES = [(300, 1000, 264), (5, 4096, 520), (40, 2048, 1000), (2053, 512, 4096)]
+
+
+@pytest.mark.parametrize("op_name,var", [("gemm_w8a8", "LLMACCEL_W8A8_WGMMA"),
+                                         ("gemm_w4a16", "LLMACCEL_W4_WGMMA")])
+@pytest.mark.parametrize("m,k,n", CLUSTER_CASES,
+                         ids=[f"M{c[0]}-K{c[1]}-N{c[2]}" for c in CLUSTER_CASES])
+def test_cuda_gemm_wgmma_clusters(op_name, var, m, k, n, monkeypatch):
+    """Clusters of 2 blocks sharing x (multicast): the reference, the same bits on repeat, and
+    for int8 (exact int32 sums) the same bits as single blocks (int4's fp32 sums may be split
+    differently: the K split counts clusters, not blocks)."""
+    if op_name == "gemm_w8a8" and m <= 64:
+        pytest.skip("gemm_w8a8 takes the wgmma kernel above M = 64 only")
+    monkeypatch.setenv(var, "all" if op_name == "gemm_w4a16" else "1")
+    monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
+    p, w = cuda_weight(op_name, n, k, seed=m + n)
+    bias = make_bias(n)
+    x = make_x((m, k), torch.bfloat16, seed=k).cuda()
+    run = getattr(ops, op_name)
+    monkeypatch.delenv("LLMACCEL_WGMMA_CLUSTER", raising=False)
+    y_single = run(x, *w, bias.cuda(), n)
+    monkeypatch.setenv("LLMACCEL_WGMMA_CLUSTER", "2")
+    poison_cuda_cache()
+    y = run(x, *w, bias.cuda(), n)
+    check_against_reference(op_name, y, x, p, bias, f"clusters M{m}-K{k}-N{n}")
+    assert torch.equal(y, run(x, *w, bias.cuda(), n))
+    if op_name == "gemm_w8a8":
+        assert torch.equal(y, y_single), "clusters differ from single blocks"
+
+
 @pytest.mark.parametrize("op_name,var,value,m", [
     ("gemm_w8a8", "LLMACCEL_W8A8_WGMMA", "1", 300), ("gemm_w4a16", "LLMACCEL_W4_WGMMA", "1", 300),
     ("gemm_w4a16", "LLMACCEL_W4_WGMMA", "all", 5),  # a 16-row x block
