@@ -4,19 +4,21 @@
 # (LLMACCEL_W8A8_WGMMA=1) and gemm_w4a16 (LLMACCEL_W4_WGMMA=all: every M, the decode range in
 # 16- and 32-row x blocks too): their tests, compute-sanitizer
 # on sanitize_case.py with them on, bench_gpu with each off and on in the M range it is meant
-# for, two raster group sizes of the wgmma kernel, and an ncu report of each wgmma kernel at
-# M = 4096. The log lands in $OUT/optin.log (and is printed); bench_gpu's full reports in
-# $OUT/optin_bench.md, ncu's in $OUT/ncu_*.txt.
+# for, the wgmma launch variants (programmatic launch off, clusters of 2 sharing x), two raster
+# group sizes and x-row counts, and an ncu report of each wgmma kernel at M = 4096. The log lands
+# in $OUT/optin.log (and is printed); bench_gpu's full reports in $OUT/optin_bench.md, ncu's in
+# $OUT/ncu_*.txt.
 # All of it takes longer than one device call (600 s): STEPS picks the parts, and a warm machine
-# keeps the build (SKIP_BUILD=1). Four calls: STEPS="smoke tests sanitize", then with
-# SKIP_BUILD=1 STEPS="tiled w8a8", STEPS="w4a16" and STEPS="group ncu".
+# keeps the build (SKIP_BUILD=1). In order of what decides the most, one call each:
+# STEPS="smoke tests sanitize", then with SKIP_BUILD=1 STEPS="w4a16", STEPS="w8a8 tiled",
+# STEPS="launch", STEPS="group ncu".
 #   OUT=/tmp/x STEPS="smoke tests" bash bench/gpu/optin_iter.sh
 set -u
 source "$(dirname "$0")/_iter_env.sh"
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null \
   | head -n 1)
 log=$OUT/optin.log
-STEPS=" ${STEPS:-smoke tests sanitize tiled w8a8 w4a16 group ncu} "
+STEPS=" ${STEPS:-smoke tests sanitize tiled w8a8 w4a16 launch group ncu} "
 step() { [[ $STEPS == *" $1 "* ]]; }
 
 # sanitize NAME ENV...: memcheck, racecheck and synccheck of sanitize_case.py under ENV.
@@ -91,9 +93,13 @@ bench() {
     (export LLMACCEL_W4_WGMMA=1; bench w4a16 LLMACCEL_WGMMA_N "128 256" 256,512,1024 4096x14336)
     echo "== wgmma one block per tile instead of one per SM (LLMACCEL_WGMMA_PERSISTENT=0)"
     (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_PERSISTENT "0" 2048,4096 4096x14336)
+  fi
+  if step launch; then
     echo "== wgmma launched plainly, not overlapping the x image kernel (LLMACCEL_WGMMA_PDL=0)"
     (export LLMACCEL_W4_WGMMA=all; bench w4a16 LLMACCEL_WGMMA_PDL "0" 1,16,64 4096x14336)
     echo "== wgmma in clusters of 2 sharing x by multicast (LLMACCEL_WGMMA_CLUSTER=2)"
+    timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm_wgmma.py \
+      -k clusters 2>&1 | tail -n 3
     (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_CLUSTER "2" 2048,4096 4096x14336)
     (export LLMACCEL_W4_WGMMA=1; bench w4a16 LLMACCEL_WGMMA_CLUSTER "2" 1024,4096 4096x14336)
   fi
