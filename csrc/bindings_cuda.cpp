@@ -86,6 +86,16 @@ void bind_cuda(py::module_& m) {
                                  as<void>(partial), partial_bytes, after_image,
                                  stream_of(stream));
         });
+  m.def("cuda_w8a16_wgmma_available", [] { return cuda::w8a16_wgmma_available(); });
+  m.def("cuda_gemm_w8a16_wgmma",
+        [](uintptr_t xt, int dt, int64_t m_, int64_t kt_count, uintptr_t w, int64_t n_tiles,
+           int64_t nk, uintptr_t scales, int64_t n, uintptr_t bias, uintptr_t out, int64_t ldo,
+           uintptr_t partial, int64_t partial_bytes, bool after_image, uintptr_t stream) {
+          cuda::gemm_w8a16_wgmma(as<const int8_t>(xt), dt, m_, kt_count, as<const uint32_t>(w),
+                                 n_tiles, nk, as<const float>(scales), n, as<const float>(bias),
+                                 as<void>(out), ldo, as<void>(partial), partial_bytes,
+                                 after_image, stream_of(stream));
+        });
   m.def("cuda_x_tiles_16bit", [](uintptr_t x, int64_t m_, int64_t k, int64_t ldx, uintptr_t xt,
                                  int64_t kt_count, uintptr_t stream) {
     cuda::x_tiles_16bit(as<const void>(x), m_, k, ldx, as<int8_t>(xt), kt_count,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # First runs of the opt-in kernels in one device call (bench/gpu/NOTES.md): build with CUDA, then
 # for the tiled int4 kernel (LLMACCEL_W4_TILED) and the sm_90a wgmma kernels of gemm_w8a8
-# (LLMACCEL_W8A8_WGMMA=1) and gemm_w4a16 (LLMACCEL_W4_WGMMA=all: every M, the decode range in
-# 16- and 32-row x blocks too): their tests, compute-sanitizer
+# (LLMACCEL_W8A8_WGMMA=1), gemm_w4a16 (LLMACCEL_W4_WGMMA=all: every M, the decode range in
+# 16- and 32-row x blocks too) and gemm_w8a16 (LLMACCEL_W8_WGMMA=all): their tests,
+# compute-sanitizer
 # on sanitize_case.py with them on, bench_gpu with each off and on in the M range it is meant
 # for, the wgmma launch variants (programmatic launch off, clusters of 2 sharing x), two raster
 # group sizes and x-row counts, and an ncu report of each wgmma kernel at M = 4096. The log lands
@@ -10,15 +11,15 @@
 # $OUT/ncu_*.txt.
 # All of it takes longer than one device call (600 s): STEPS picks the parts, and a warm machine
 # keeps the build (SKIP_BUILD=1). In order of what decides the most, one call each:
-# STEPS="smoke tests sanitize", then with SKIP_BUILD=1 STEPS="w4a16", STEPS="w8a8 tiled",
-# STEPS="launch", STEPS="group ncu".
+# STEPS="smoke tests sanitize", then with SKIP_BUILD=1 STEPS="w4a16", STEPS="w8a8 w8a16",
+# STEPS="launch", STEPS="tiled group ncu".
 #   OUT=/tmp/x STEPS="smoke tests" bash bench/gpu/optin_iter.sh
 set -u
 source "$(dirname "$0")/_iter_env.sh"
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null \
   | head -n 1)
 log=$OUT/optin.log
-STEPS=" ${STEPS:-smoke tests sanitize tiled w8a8 w4a16 launch group ncu} "
+STEPS=" ${STEPS:-smoke tests sanitize tiled w8a8 w4a16 w8a16 launch group ncu} "
 step() { [[ $STEPS == *" $1 "* ]]; }
 
 # sanitize NAME ENV...: memcheck, racecheck and synccheck of sanitize_case.py under ENV.
@@ -55,7 +56,8 @@ bench() {
   # int4 M = 1, 3, 12 too), errors against the reference.
   if step smoke; then
     echo "== smoke $(date +%T)"
-    for cfg in LLMACCEL_W4_TILED=4096 LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=all; do
+    for cfg in LLMACCEL_W4_TILED=4096 LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=all \
+        LLMACCEL_W8_WGMMA=all; do
       env "$cfg" timeout 60 "$PY" bench/gpu/sanitize_case.py 2>&1 \
         | grep -E 'w4a16|w8a8|MISMATCH|Error|error|^OK' | sed "s/^/$cfg: /"
     done
@@ -71,7 +73,7 @@ bench() {
   if step sanitize; then
     echo "== sanitizers $(date +%T)"
     sanitize tiled LLMACCEL_W4_TILED=4096
-    sanitize wgmma LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=all
+    sanitize wgmma LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all
   fi
   if step tiled; then
     echo "== tiled int4, M 17-1024 $(date +%T)"
@@ -85,6 +87,10 @@ bench() {
     echo "== wgmma int4 (gemm_w4a16), M 1-4096 $(date +%T)"
     bench w4a16 LLMACCEL_W4_WGMMA "0 all" 1,8,16,17,32,64,128,512,1024,2048,4096 \
       4096x14336,8192x8192 150
+  fi
+  if step w8a16; then
+    echo "== wgmma int8 weights (gemm_w8a16), M 1-4096 $(date +%T)"
+    bench w8a16 LLMACCEL_W8_WGMMA "0 all" 1,16,64,512,4096 4096x14336,8192x8192 90
   fi
   if step group; then
     echo "== wgmma raster group (LLMACCEL_WGMMA_GROUP: weight blocks per group, 16 by default)"

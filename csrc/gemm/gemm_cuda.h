@@ -88,6 +88,14 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
                       const uint8_t* zeros, int64_t n_groups, int64_t group, int64_t n,
                       const float* bias, void* out, int64_t ldo, void* partial,
                       int64_t partial_bytes, bool after_image, void* stream);
+// gemm_w8a16 on sm_90a (OPT-IN, NOT YET RUN ON A GPU; gemm_w8a16_wgmma.cuh): the same product as
+// gemm_w8a16 (exact integer weights, fp32 sums, the per-channel scale on the sums) from x laid
+// out by x_tiles_16bit, as gemm_w4a16_wgmma (its plan and w4a16_wgmma_partial_bytes too).
+bool w8a16_wgmma_available();
+void gemm_w8a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count,
+                      const uint32_t* w, int64_t n_tiles, int64_t nk, const float* scales,
+                      int64_t n, const float* bias, void* out, int64_t ldo, void* partial,
+                      int64_t partial_bytes, bool after_image, void* stream);
 // 16-bit x (m, k) rows of ldx elements (k, ldx multiples of 8, 16-byte aligned) → the wgmma
 // image (gemm_wgmma_xtiles.h): kt_count blocks of 64 columns, zero past k; the padding rows from
 // m up to the next multiple of 256 are not written (they only meet outputs never stored).

@@ -376,11 +376,12 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
 
 // Epilogue of a consumer thread (threads 0-255). acc[4i + e] is (weight row g, x row
 // 8i + 2t + e) of its warp's 16 rows, acc[4i + 2 + e] the same x rows for weight row g + 8
-// (CLayout_64xN). y = acc · (xscale[m] · scale[n]) + bias[n] (kW8A8; else acc + bias[n]: the
-// int4 scales are already in the weights), rounded to T, staged as y[x row][output] in the
+// (CLayout_64xN). y = acc · (xscale[m] · scale[n]) + bias[n] with kOutScales (int8 weights: the
+// per-channel scale, and w8a8's per-token x scale where p.xscale is given; else acc + bias[n]:
+// the int4 scales are already in the weights), rounded to T, staged as y[x row][output] in the
 // staging tile (the first barrier: every consumer has stored the previous tile from it) and
 // stored as 16-byte row pieces.
-template <class T, bool kW8A8, class Acc, int kA>
+template <class T, bool kOutScales, class Acc, int kA>
 __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[kA], int wb, int xb,
                                uint8_t* smem) {
   constexpr int kN = 2 * kA;  // x rows of the block
@@ -394,15 +395,15 @@ __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[kA], int w
   const auto per_output = [&](const float* v, int n, float dflt) {
     return v && n < p.n ? __ldg(v + n) : dflt;
   };
-  const float sw0 = per_output(kW8A8 ? p.scales : nullptr, n0, 1.f);
-  const float sw1 = per_output(kW8A8 ? p.scales : nullptr, n0 + 8, 1.f);
+  const float sw0 = per_output(kOutScales ? p.scales : nullptr, n0, 1.f);
+  const float sw1 = per_output(kOutScales ? p.scales : nullptr, n0 + 8, 1.f);
   const float b0 = per_output(p.bias, n0, 0.f), b1 = per_output(p.bias, n0 + 8, 0.f);
 #pragma unroll
   for (int i = 0; i < kN / 8; ++i) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const int ml = 8 * i + 2 * t + e, m = xb * kN + ml;
-      const float sx = kW8A8 && m < p.m ? __ldg(p.xscale + m) : 1.f;
+      const float sx = kOutScales && p.xscale && m < p.m ? __ldg(p.xscale + m) : 1.f;
       stage[ml * kWgPitch + nl] = A::from_float(float(acc[4 * i + e]) * (sx * sw0) + b0);
       stage[ml * kWgPitch + nl + 8] = A::from_float(float(acc[4 * i + 2 + e]) * (sx * sw1) + b1);
     }
@@ -427,7 +428,7 @@ __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[kA], int w
 
 // A split work item's raw sums into partial[split][m][n] (threads 0-255; the CLayout of the
 // epilogue): no scales, no rounding, so that the reduction sees exact int32 sums (w8a8) or the
-// fp32 sums (w4a16).
+// fp32 sums (w4a16, w8a16).
 template <class Acc, int kA>
 __device__ void wgmma_store_partial(const WgmmaParams& p, const Acc (&acc)[kA], int wb, int xb,
                                     int split) {
@@ -448,8 +449,8 @@ __device__ void wgmma_store_partial(const WgmmaParams& p, const Acc (&acc)[kA], 
 }
 
 // The splits' sums in split order, then the epilogue's formula (wgmma_epilogue): bit-identical to
-// one work item per tile for w8a8 (exact int32 sums), run to run for both.
-template <class T, bool kW8A8, class Acc>
+// one work item per tile for w8a8 (exact int32 sums), run to run for all.
+template <class T, bool kOutScales, class Acc>
 __global__ void __launch_bounds__(256) wgmma_reduce_kernel(const WgmmaParams p) {
   const int64_t n_pad = int64_t(p.n_tiles) * 16, total = int64_t(p.m) * p.n;
   const Acc* part = static_cast<const Acc*>(p.partial);
@@ -458,7 +459,8 @@ __global__ void __launch_bounds__(256) wgmma_reduce_kernel(const WgmmaParams p) 
     const int64_t m = idx / p.n, n = idx % p.n;
     Acc sum = part[m * n_pad + n];
     for (int z = 1; z < p.splits; ++z) sum += part[(z * int64_t(p.m) + m) * n_pad + n];
-    const float sx = kW8A8 ? __ldg(p.xscale + m) : 1.f, sw = kW8A8 ? __ldg(p.scales + n) : 1.f;
+    const float sx = kOutScales && p.xscale ? __ldg(p.xscale + m) : 1.f;
+    const float sw = kOutScales ? __ldg(p.scales + n) : 1.f;
     const float b = p.bias ? __ldg(p.bias + n) : 0.f;
     static_cast<T*>(p.out)[m * p.ldo + n] = Act16<T>::from_float(float(sum) * (sx * sw) + b);
   }

@@ -85,7 +85,7 @@ template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& 
 // LLMACCEL_WGMMA_PDL=0 launches it plainly (a benchmark knob, read per call). Clusters
 // (p.cluster = 2, LLMACCEL_WGMMA_CLUSTER) are launched as such, as many as the device holds at
 // once.
-template <class Cfg, class T, bool kW8A8, class Acc, auto kernel>
+template <class Cfg, class T, bool kOutScales, class Acc, auto kernel>
 void wgmma_launch(const WgmmaParams& p, cudaStream_t stream) {
   // The setmaxnreg hand-over needs this variant to launch with the whole register pool (every
   // variant does with today's ptxas; one that did not would hang, so it is refused instead).
@@ -126,7 +126,7 @@ void wgmma_launch(const WgmmaParams& p, cudaStream_t stream) {
   if (p.splits > 1) {
     const int64_t total = int64_t(p.m) * p.n;
     const int blocks = int(std::min<int64_t>((total + 255) / 256, int64_t(sms) * 8));
-    wgmma_reduce_kernel<T, kW8A8, Acc><<<blocks, 256, 0, stream>>>(p);
+    wgmma_reduce_kernel<T, kOutScales, Acc><<<blocks, 256, 0, stream>>>(p);
   }
 }
 

@@ -1,7 +1,7 @@
 // Runs kernels' own source on the host through the SIMT emulator (csrc/emu/simt_emu.h) for
 // tests/ops/test_wgmma_emu.py, which writes the inputs and checks the output.
 //   wgmma_emu KIND DIR
-// KIND: w8a8 | w4a16 | xtiles16 | quant_tiles (the wgmma paths) | plan (their launchers' plan,
+// KIND: w8a8 | w8a16 | w4a16 | xtiles16 | quant_tiles (the wgmma paths) | plan (their launchers' plan,
 // printed, nothing run) | tiled_w4 (gemm_tiled_w4.cuh) |
 // quant_rows (quant_act_int8's default mode) | kslice (gemm_decode_kslice.cuh, the decode kernel
 // on sm_90, optionally its opt-in cluster reduction).
@@ -9,10 +9,13 @@
 // params.txt (whitespace-separated integers, below) and the raw arrays the kernel reads; the
 // result is written to DIR/out.bin.
 //   w8a8:  m n n_tiles nk kt_count out_is_bf16 has_bias sms — xt.bin w.bin scales.bin xscale.bin
+//   w8a16: m n n_tiles nk kt_count x_is_bf16 has_bias sms — xt.bin (x_tiles_16bit's image)
+//          w.bin scales.bin
 //   w4a16: m n n_tiles nk kt_count x_is_bf16 has_bias group n_groups has_zeros sms
 //          — xt.bin w.bin scales.bin [zeros.bin]
 //   (sms: the x block size follows the launchers' rule for a GPU with that many SMs)
 //   plan: m n_tiles nk chunks_per_stage min_rows sms — prints x_rows, splits, kts, blocks
+//   cvt8: (no parameters) gemm_w8a16_wgmma's int8 → 16-bit conversion of every byte value
 //   xtiles16: m k ldx kt_count — x.bin
 //   quant_tiles: m k ldx kt_count x_dtype (0 fp16, 1 bf16, 2 fp32) — x.bin; also writes
 //          DIR/scale_out.bin
@@ -35,6 +38,7 @@
 #include "gemm/gemm_decode_kslice.cuh"
 #include "gemm/gemm_tiled_w4.cuh"
 #include "gemm/gemm_w4a16_wgmma.cuh"
+#include "gemm/gemm_w8a16_wgmma.cuh"
 #include "gemm/gemm_w8a8_wgmma.cuh"
 #include "gemm/gemm_wgmma_plan.h"
 #include "quant/quant_act_int8.cuh"
@@ -102,6 +106,19 @@ int main(int argc, char** argv) {
                             a[2], a[1], int(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]),
                             int(a[7]), int(a[8])};
   };
+  if (kind == "cvt8") {  // int8x4_to_16bit over every byte value: 64 words → 128 pairs per type
+    std::vector<uint32_t> pairs;
+    for (uint32_t i = 0; i < 64; ++i) {
+      const uint32_t word = (4 * i) | (4 * i + 1) << 8 | (4 * i + 2) << 16 | (4 * i + 3) << 24;
+      uint32_t lo, hi;
+      cu::int8x4_to_16bit<__half>(word, lo, hi);
+      pairs.push_back(lo), pairs.push_back(hi);
+      cu::int8x4_to_16bit<__nv_bfloat16>(word, lo, hi);
+      pairs.push_back(lo), pairs.push_back(hi);
+    }
+    write(pairs.data(), pairs.size() * 4);
+    return 0;
+  }
   if (kind == "plan") {  // the launchers' plan only: x rows per block, K split, blocks
     cu::WgmmaParams p{};
     p.m = int(a[0]);
@@ -271,6 +288,9 @@ int main(int argc, char** argv) {
         go(cu::gemm_w8a8_wgmma_kernel<T, kN>);
         if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, true, int>, rgrid, 64u, p);
       }
+    } else if (kind == "w8a16") {
+      go(cu::gemm_w8a16_wgmma_kernel<T, kN>);
+      if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, true, float>, rgrid, 64u, p);
     } else {
       go(cu::gemm_w4a16_wgmma_kernel<T, decltype(zp)::value, kN>);
       if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, false, float>, rgrid, 64u, p);
@@ -286,6 +306,8 @@ int main(int argc, char** argv) {
   bool zp = false;
   if (kind == "w8a8") {
     p.xscale = reinterpret_cast<const float*>(file("xscale.bin"));
+  } else if (kind == "w8a16") {
+    p.xscale = nullptr;  // per-channel scales only
   } else if (kind == "w4a16") {
     cu::wgmma_set_groups(p, int(a[7]), int(a[8]));
     zp = a[9] != 0;

@@ -46,6 +46,17 @@ def test_gemm_w4a16_wgmma_needs_sm90a():
         _w4a16()
 
 
+def test_gemm_w8a16_wgmma_rejects():
+    args = [X, BF16, 4, 2, W, 1, 4, S, 16, 0, OUT, 16, 0, 0, False, 0]
+    with pytest.raises(ValueError, match="kt_count"):
+        _C.cuda_gemm_w8a16_wgmma(*args[:3], 3, *args[4:])
+    with pytest.raises(ValueError, match="null scales"):
+        _C.cuda_gemm_w8a16_wgmma(*args[:7], 0, *args[8:])
+    if not _C.cuda_w8a16_wgmma_available():
+        with pytest.raises(ValueError, match="compute capability 9.0"):
+            _C.cuda_gemm_w8a16_wgmma(*args)
+
+
 def test_gemm_w8a8_wgmma_rejects_kt_count():
     with pytest.raises(ValueError, match="kt_count"):
         _C.cuda_gemm_w8a8_wgmma(X, 65, 3, S, W, 1, 8, S, 16, 0, OUT, BF16, 16, 0, 0, False, 0)

@@ -1,11 +1,12 @@
 """The opt-in wgmma kernels (sm_90a, off by default; csrc/gemm/gemm_wgmma.cuh) on a compute
-capability 9.0 GPU: gemm_w8a8's (LLMACCEL_W8A8_WGMMA=1) and gemm_w4a16's (LLMACCEL_W4_WGMMA=1).
+capability 9.0 GPU: gemm_w8a8's (LLMACCEL_W8A8_WGMMA=1), gemm_w4a16's (LLMACCEL_W4_WGMMA=1|all)
+and gemm_w8a16's (LLMACCEL_W8_WGMMA=1|all), also in clusters of 2 (LLMACCEL_WGMMA_CLUSTER=2).
 
 gemm_w8a8: its int32 sums are exact and its epilogue is the default tiled kernel's formula, so
 beyond the reference twin (test_cuda_gemm.py's tolerance policy) the two paths must agree bit for
 bit. gemm_w4a16: against the reference under the same policy as the swapped kernel (each scaled
-weight rounded to x's dtype, fp32 sums). The x images are checked byte for byte against their
-Python twins (test_wgmma_layout.py), zero padding included.
+weight rounded to x's dtype, fp32 sums); gemm_w8a16 likewise. The x images are checked byte for
+byte against their Python twins (test_wgmma_layout.py).
 """
 
 import pytest
@@ -20,7 +21,7 @@ from .test_wgmma_layout import x_tile_image, x_tile_image_16
 
 pytestmark = pytest.mark.skipif(
     not (torch.cuda.is_available() and ops.cuda.w8a8_wgmma_available()
-         and ops.cuda.w4a16_wgmma_available()),
+         and ops.cuda.w4a16_wgmma_available() and ops.cuda.w8a16_wgmma_available()),
     reason="needs a compute capability 9.0 GPU and a build with sm_90a code")
 
 # W8_CASES above the swapped range, plus: one weight block (N = 16) and a partial one (N = 200,
@@ -123,6 +124,27 @@ def test_cuda_gemm_w4a16_wgmma(case, symmetric, dtype, monkeypatch):
     assert torch.equal(y, ops.gemm_w4a16(x, *w, bias.cuda(), n))
 
 
+# Every W8_CASES shape through gemm_w8a16's wgmma kernel (LLMACCEL_W8_WGMMA=all), plus M over
+# several 256-row blocks and N over several weight blocks.
+W8A16_WGMMA_CASES = list(W8_CASES) + [(300, 4096, 136, "codes"), (2053, 512, 1000, "rtn")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", W8A16_WGMMA_CASES, ids=_id)
+def test_cuda_gemm_w8a16_wgmma(case, dtype, monkeypatch):
+    """Against the reference, with bias, and bit-identical on repeat."""
+    monkeypatch.setenv("LLMACCEL_W8_WGMMA", "all")
+    m, k, n, source = case
+    assert ops.cuda_path("gemm_w8a16", m) == "wgmma"
+    p, w = cuda_weight("gemm_w8a16", n, k, source=source, seed=m + k)
+    bias = make_bias(n)
+    x = make_x((m, k), dtype, seed=n).cuda()
+    poison_cuda_cache()
+    y = ops.gemm_w8a16(x, *w, bias.cuda(), n)
+    check_against_reference("gemm_w8a16", y, x, p, bias, f"wgmma {_id(case)}")
+    assert torch.equal(y, ops.gemm_w8a16(x, *w, bias.cuda(), n))
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("m,k,kt", [(1, 8, 1), (255, 200, 4), (256, 64, 1), (300, 4096, 64)])
 def test_cuda_x_tiles_16bit(m, k, kt, dtype):
@@ -146,7 +168,8 @@ CLUSTER_CASES = [(300, 1000, 264), (5, 4096, 520), (40, 2048, 1000), (2053, 512,
 
 
 @pytest.mark.parametrize("op_name,var", [("gemm_w8a8", "LLMACCEL_W8A8_WGMMA"),
-                                         ("gemm_w4a16", "LLMACCEL_W4_WGMMA")])
+                                         ("gemm_w4a16", "LLMACCEL_W4_WGMMA"),
+                                         ("gemm_w8a16", "LLMACCEL_W8_WGMMA")])
 @pytest.mark.parametrize("m,k,n", CLUSTER_CASES,
                          ids=[f"M{c[0]}-K{c[1]}-N{c[2]}" for c in CLUSTER_CASES])
 def test_cuda_gemm_wgmma_clusters(op_name, var, m, k, n, monkeypatch):
@@ -155,7 +178,7 @@ def test_cuda_gemm_wgmma_clusters(op_name, var, m, k, n, monkeypatch):
     differently: the K split counts clusters, not blocks)."""
     if op_name == "gemm_w8a8" and m <= 64:
         pytest.skip("gemm_w8a8 takes the wgmma kernel above M = 64 only")
-    monkeypatch.setenv(var, "all" if op_name == "gemm_w4a16" else "1")
+    monkeypatch.setenv(var, "1" if op_name == "gemm_w8a8" else "all")
     monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
     p, w = cuda_weight(op_name, n, k, seed=m + n)
     bias = make_bias(n)
@@ -175,6 +198,7 @@ def test_cuda_gemm_wgmma_clusters(op_name, var, m, k, n, monkeypatch):
 @pytest.mark.parametrize("op_name,var,value,m", [
     ("gemm_w8a8", "LLMACCEL_W8A8_WGMMA", "1", 300), ("gemm_w4a16", "LLMACCEL_W4_WGMMA", "1", 300),
     ("gemm_w4a16", "LLMACCEL_W4_WGMMA", "all", 5),  # a 16-row x block
+    ("gemm_w8a16", "LLMACCEL_W8_WGMMA", "all", 1), ("gemm_w8a16", "LLMACCEL_W8_WGMMA", "1", 300),
 ])
 def test_cuda_gemm_wgmma_graph_capture(op_name, var, value, m, monkeypatch):
     """Captured and replayed on new x: the same bits as an eager call."""

@@ -6,6 +6,7 @@ from llmaccel import ops
 
 
 def test_default_paths(monkeypatch):
+    monkeypatch.delenv("LLMACCEL_W8_WGMMA", raising=False)
     monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
     monkeypatch.delenv("LLMACCEL_W8A8_WGMMA", raising=False)
     monkeypatch.delenv("LLMACCEL_W4_WGMMA", raising=False)
@@ -27,6 +28,7 @@ def test_tiled_opt_in(monkeypatch, value, m, expected):
     to that M; unset, empty, 0 or unreadable: off. Other ops are unaffected."""
     monkeypatch.setenv("LLMACCEL_W4_TILED", value)
     monkeypatch.delenv("LLMACCEL_W4_WGMMA", raising=False)
+    monkeypatch.delenv("LLMACCEL_W8_WGMMA", raising=False)
     assert ops.cuda_path("gemm_w4a16", m) == expected
     assert ops.cuda_path("gemm_w8a16", m) == ("swapAB mma" if m <= 64 else "dequant + cuBLAS")
 
@@ -67,6 +69,21 @@ def test_w4a16_wgmma_opt_in(monkeypatch, value, available, m, expected):
     monkeypatch.setattr(ops.cuda, "w4a16_wgmma_available", lambda: available)
     assert ops.cuda_path("gemm_w4a16", m) == expected
     assert ops.cuda_path("gemm_w8a16", m) != "wgmma"
+
+
+@pytest.mark.parametrize("value,available,m,expected", [
+    ("1", True, 65, "wgmma"), ("1", True, 64, "swapAB mma"), ("all", True, 1, "wgmma"),
+    ("all", False, 1, "swapAB mma"), ("1", False, 4096, "dequant + cuBLAS"),
+    ("", True, 4096, "dequant + cuBLAS"), ("yes", True, 1, "swapAB mma"),
+])
+def test_w8a16_wgmma_opt_in(monkeypatch, value, available, m, expected):
+    """LLMACCEL_W8_WGMMA=1 sends gemm_w8a16 above the swapped range to its wgmma kernel, =all every
+    M, where the device runs the sm_90a code; gemm_w4a16 is unaffected."""
+    monkeypatch.setenv("LLMACCEL_W8_WGMMA", value)
+    monkeypatch.delenv("LLMACCEL_W4_WGMMA", raising=False)
+    monkeypatch.setattr(ops.cuda, "w8a16_wgmma_available", lambda: available)
+    assert ops.cuda_path("gemm_w8a16", m) == expected
+    assert ops.cuda_path("gemm_w4a16", m) != "wgmma"
 
 
 def test_w4a16_wgmma_after_tiled(monkeypatch):

@@ -269,6 +269,54 @@ def test_emulated_wgmma_clusters(emu, tmp_path, kind, m, k, n, x_rows, sms):
     assert ((y - ref).abs() <= bound).all(), f"max error {(y - ref).abs().max():.3g}"
 
 
+# gemm_w8a16_wgmma.cuh: int8 codes turned into exact 16-bit integers in registers, the
+# per-channel scale on the fp32 sums. (m, k, n, x rows, SMs, cluster): every code value, both
+# types, 16- to 256-row blocks, a partial last stage, a K split, persistent loops, clusters.
+W8A16_CASES = [
+    (1, 4096, 136, "", 132, ""),     # M = 1 in a 16-row block, K split 8 ways
+    (30, 200, 264, "", 132, ""),     # 32-row blocks, a partial last stage, 3 weight blocks
+    (64, 1000, 520, "", 2, ""),      # 64-row blocks, 5 tiles on 2 blocks
+    (300, 520, 200, "256", 132, ""),  # 2 x blocks, 9 stages
+    (300, 1000, 520, "128", 4, "2"),  # clusters of 2 over 5 weight blocks
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("m,k,n,x_rows,sms,cluster", W8A16_CASES)
+def test_emulated_w8a16(emu, tmp_path, m, k, n, x_rows, sms, cluster, dtype):
+    """y = (x · codesᵀ) · scale + bias: exact integer weights, fp32 sums, one rounding to y's
+    type (the sums' fp32 rounding bounded like the reference's)."""
+    p = make_w8(n, k, seed=m, source="codes")
+    codes, sw = formats.unpack_int8(p)
+    words = formats.to_cuda_int8(p.qweight)
+    n_tiles, nk = words.shape[:2]
+    kt = -(-nk // 2)
+    x = make_x((m, k), dtype, seed=n)
+    bias = make_bias(n, seed=m)
+    image = x_tile_image_16(x.view(torch.int16), kt)
+    image[x_tile_image_16(torch.ones(m, kt * 64, dtype=torch.int16), kt) == 0] = 0x7FFF
+    raw = _run(emu, tmp_path, "w8a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1, sms],
+               {"xt.bin": image, "w.bin": words, "scales.bin": p.scales, "bias.bin": bias},
+               x_rows=x_rows, cluster=cluster)
+    y = _as_float(raw, dtype, (m, n)).double()
+    xd = x.double()
+    prod = (xd @ codes.double().T) * sw.double()[None, :]
+    ref = prod + bias.double()
+    mag = (xd.abs() @ codes.double().abs().T) * sw.double().abs()[None, :] + bias.double().abs()
+    bound = 2.0 ** -DTYPE_BITS[dtype] * ref.abs() + 2.0 ** -20 * mag + 2.0 ** -24
+    assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
+    assert ((y - ref).abs() <= bound).all(), f"max error {(y - ref).abs().max():.3g}"
+
+
+def test_emulated_int8_to_16bit(emu, tmp_path):
+    """Every signed byte, -128 included, comes out as the same integer in fp16 and in bf16."""
+    raw = torch.frombuffer(bytearray(_run(emu, tmp_path, "cvt8", [0], {})), dtype=torch.int16)
+    got = raw.view(64, 2, 4)  # word, (fp16, bf16), the word's four values in order
+    want = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.int8).float().view(64, 4)
+    assert torch.equal(got[:, 0].view(torch.float16).float(), want)
+    assert torch.equal(got[:, 1].view(torch.bfloat16).float(), want)
+
+
 @pytest.mark.parametrize("m,k,kt", [(1, 8, 1), (300, 200, 4), (256, 64, 1)])
 def test_emulated_x_tiles_16bit(emu, tmp_path, m, k, kt):
     """The image kernel's output equals its Python twin on x's rows (zero past k); the padding

@@ -30,6 +30,9 @@ ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cu
   the swapped kernel and dequantize + cuBLAS (int4 dequantized in registers into wgmma's
   fragments, x copied into its image; 16-, 32- or 64-row x blocks up to M = 64;
   csrc/gemm/gemm_w4a16_wgmma.cu); ``LLMACCEL_W4_WGMMA=all`` for every M, the decode range too.
+  ``LLMACCEL_W8_WGMMA=1|all`` does the same for ``gemm_w8a16`` above M = 64 or for every M (int8
+  codes turned into exact 16-bit integers in registers, the per-channel scale in the epilogue;
+  csrc/gemm/gemm_w8a16_wgmma.cuh).
 """
 
 from __future__ import annotations
@@ -72,6 +75,18 @@ def w4a16_wgmma_first_m() -> int | None:
     return DECODE_MAX_M + 1 if value == "1" else 1 if value == "all" else None
 
 
+def w8a16_wgmma_first_m() -> int | None:
+    """As w4a16_wgmma_first_m, for gemm_w8a16's opt-in wgmma kernel and LLMACCEL_W8_WGMMA: ``1``
+    above the swapped kernel's range (in place of dequantize + cuBLAS), ``all`` from M = 1."""
+    value = os.environ.get("LLMACCEL_W8_WGMMA", "")
+    return SWAPAB_MAX_M["gemm_w8a16"] + 1 if value == "1" else 1 if value == "all" else None
+
+
+def w8a16_wgmma_available() -> bool:
+    """As w8a8_wgmma_available, for gemm_w8a16's wgmma kernel."""
+    return HAVE_CUDA_KERNELS and torch.cuda.is_available() and _C.cuda_w8a16_wgmma_available()
+
+
 def w8a8_wgmma_available() -> bool:
     """Whether the current CUDA device runs this build's sm_90a wgmma kernels (compute
     capability 9.0 only: arch-specific code does not carry over to other GPUs)."""
@@ -101,6 +116,10 @@ def cuda_path(op: str, m: int) -> str:
         if m <= tiled_max_m():
             return "tiled mma"
         if wgmma:
+            return "wgmma"
+    if op == "gemm_w8a16":
+        first = w8a16_wgmma_first_m()
+        if first is not None and m >= first and w8a16_wgmma_available():
             return "wgmma"
     return "swapAB mma" if m <= SWAPAB_MAX_M[op] else "dequant + cuBLAS"
 
@@ -229,10 +248,24 @@ def _w8_k_ok(op: str, k: int, nk: int) -> None:
                  f"({nk * 32 - 32}, {nk * 32}]")
 
 
-def _wgmma_partials(x: torch.Tensor, w4: bool, m: int, nt: int, nk: int) -> torch.Tensor | None:
-    """The wgmma kernels' K-split scratch for this call (None when it runs unsplit)."""
-    n_bytes = _C.cuda_wgmma_partial_bytes(w4, m, nt, nk)
+def _wgmma_partials(x: torch.Tensor, x16: bool, m: int, nt: int, nk: int) -> torch.Tensor | None:
+    """The wgmma kernels' K-split scratch for this call (None when it runs unsplit); x16: the
+    16-bit-x kernels (gemm_w4a16, gemm_w8a16: one plan), else gemm_w8a8's."""
+    n_bytes = _C.cuda_wgmma_partial_bytes(x16, m, nt, nk)
     return torch.empty(n_bytes, dtype=torch.uint8, device=x.device) if n_bytes else None
+
+
+def _x_image_16bit(x: torch.Tensor, x2: torch.Tensor, nk: int, s: int):
+    """(image, kt) for the 16-bit-x wgmma kernels: x copied into 64-column blocks of 256 rows
+    (zero past k; the padding rows are left unwritten: they only meet outputs never stored).
+    The GEMM must be launched right after it (its after_image argument)."""
+    m = x2.shape[0]
+    xk = _kernel_rows(x2)
+    kt = (nk + 1) // 2
+    rows = -(-m // _C.cuda_wgmma_x_rows) * _C.cuda_wgmma_x_rows
+    xt = torch.empty(rows * kt * 128, dtype=torch.int8, device=x.device)
+    _C.cuda_x_tiles_16bit(xk.data_ptr(), m, xk.shape[1], xk.stride(0), xt.data_ptr(), kt, s)
+    return xt, kt
 
 
 def _numel(t: torch.Tensor | None) -> int:
@@ -274,13 +307,7 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     tiled = tiled_max_m() if m > DECODE_MAX_M else 0
     first = w4a16_wgmma_first_m()  # the one environment lookup of a decode call (~0.5 µs)
     if first is not None and m >= first and cuda_path(op, m) == "wgmma":
-        # x copied into the kernel's image: 64-column blocks of 256 rows (zero past k; the padding
-        # rows are left unwritten: they only meet outputs that are never stored)
-        xk = _kernel_rows(x2)
-        kt = (nk + 1) // 2
-        rows = -(-m // _C.cuda_wgmma_x_rows) * _C.cuda_wgmma_x_rows
-        xt = torch.empty(rows * kt * 128, dtype=torch.int8, device=x.device)
-        _C.cuda_x_tiles_16bit(xk.data_ptr(), m, xk.shape[1], xk.stride(0), xt.data_ptr(), kt, s)
+        xt, kt = _x_image_16bit(x, x2, nk, s)
         out = _out(x, m, n)
         part = _wgmma_partials(x, True, m, nt, nk)  # held until the launches are queued
         _C.cuda_gemm_w4a16_wgmma(xt.data_ptr(), _DT[x.dtype], m, kt, qweight.data_ptr(), nt, nk,
@@ -318,6 +345,15 @@ def _gemm_w8a16(x, qweight, scales, bias, n):
     if m == 0:
         return _finish(_out(x, 0, n), x, n)
     s = _stream(x)
+    first = w8a16_wgmma_first_m()
+    if first is not None and m >= first and cuda_path(op, m) == "wgmma":
+        xt, kt = _x_image_16bit(x, x2, nk, s)
+        out = _out(x, m, n)
+        part = _wgmma_partials(x, True, m, nt, nk)  # held until the launches are queued
+        _C.cuda_gemm_w8a16_wgmma(xt.data_ptr(), _DT[x.dtype], m, kt, qweight.data_ptr(), nt, nk,
+                                 scales.data_ptr(), n, _ptr(bias), out.data_ptr(), n,
+                                 _ptr(part), _numel(part), True, s)
+        return _finish(out, x, n)
     if m > SWAPAB_MAX_M[op]:
         w = torch.empty(n, k, dtype=x.dtype, device=x.device)
         _C.cuda_dequant_w8(qweight.data_ptr(), nt, nk, scales.data_ptr(), n, k, w.data_ptr(),

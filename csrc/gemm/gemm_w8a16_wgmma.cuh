@@ -1,0 +1,98 @@
+// gemm_w8a16 on sm_90a: the wgmma skeleton of gemm_wgmma.cuh with int8 per-channel weights turned
+// into exact 16-bit integers in registers, straight into wgmma's A fragments, fp32 accumulators,
+// the per-channel scale in the epilogue.
+//
+// OPT-IN AND NOT YET RUN ON A GPU (written 2026-11-23 without one; LLMACCEL_W8_WGMMA=1 for M above
+// the swapped kernel's range, =all for every M, see ops/cuda.py). Why: at M = 1 the swapped kernel
+// reaches 1.44-1.73× bf16 on the H100 against the issue's 1.85× (58.7 MB at 4096→14336: the
+// stream must run near HBM speed), and above M = 64 gemm_w8a16 dequantizes and calls cuBLAS,
+// which is slower than bf16 itself. Here a weight costs ~2.3 instructions (bf16 x) or ~1.3
+// (fp16 x) on its way into the tensor cores, and no scale until the epilogue.
+//
+// A stage is 64 columns (x's 16-bit image, as gemm_w4a16_wgmma): per weight tile 2 chunks of 512
+// bytes (1 KB contiguous in int8_cuda_mma16x32), 8 KB for the block's 8 tiles. A lane's 16 bytes
+// of a chunk are the words (row g, columns 8t .. 8t+3), (row g + 8, same), (row g, 8t+4 .. 8t+7),
+// (row g + 8, same): words 2s and 2s + 1 hold k16 step s, bytes 0-1 its registers 0/1 and bytes
+// 2-3 its registers 2/3, in the column order x's image expects (gemm_wgmma_xtiles.h).
+#pragma once
+#include "gemm/gemm_wgmma.cuh"
+
+namespace llmaccel::cuda {
+
+constexpr int kW8WgChunkBytes16 = 512;  // 8 KB of int8 weights per 64-column stage
+constexpr int kW8A16WgMinRows = 16;     // x rows per block from 16 up, as gemm_w4a16's
+template <int kN> using W8A16WgCfg = WgmmaCfg<2, kW8WgChunkBytes16, kN>;
+
+// Signed codes b0..b3 of `word` → (b0, b1) and (b2, b3) as exact 16-bit pairs in T. u = b + 128
+// (the bytes XOR 0x80). fp16: 0x6400 | u is 1024 + u, minus 1152. bf16 has 7 mantissa bits, so
+// 0x4300 | (u & 127) is 128 + (u & 127), minus 256, or 128 where u's bit 7 is set (0x4380 or
+// 0x4300: bit 7 flips one into the other).
+template <class T> __device__ __forceinline__ void int8x4_to_16bit(uint32_t word, uint32_t& lo,
+                                                                     uint32_t& hi);
+template <> __device__ __forceinline__ void int8x4_to_16bit<__half>(uint32_t word, uint32_t& lo,
+                                                                      uint32_t& hi) {
+  const uint32_t u = word ^ 0x80808080u;
+  const __half2 k1152 = as_t2<__half2>(0x64806480u);
+  lo = as_u32(__hsub2(as_t2<__half2>(__byte_perm(u, 0x64646464u, 0x5140)), k1152));
+  hi = as_u32(__hsub2(as_t2<__half2>(__byte_perm(u, 0x64646464u, 0x7362)), k1152));
+}
+template <>
+__device__ __forceinline__ void int8x4_to_16bit<__nv_bfloat16>(uint32_t word, uint32_t& lo,
+                                                                uint32_t& hi) {
+  using T2 = __nv_bfloat162;
+  const uint32_t u = word ^ 0x80808080u;
+  const auto pair = [](uint32_t v) {  // v: u's two bytes in the low bytes of its halves
+    const uint32_t t = and_or(v, 0x007F007Fu, 0x43004300u);
+    const uint32_t sub = (v & 0x00800080u) ^ 0x43804380u;
+    return as_u32(__hsub2(as_t2<T2>(t), as_t2<T2>(sub)));
+  };
+  lo = pair(__byte_perm(u, 0u, 0x5140));
+  hi = pair(__byte_perm(u, 0u, 0x7362));
+}
+
+template <class T, int kN>
+__global__ void __launch_bounds__(kWgThreads, 1)
+    gemm_w8a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
+#if defined(LLMACCEL_WGMMA_BODY)
+  using Cfg = W8A16WgCfg<kN>;
+  LLMACCEL_DYNAMIC_SMEM(smem_raw);
+  const WgmmaSmem<Cfg> sm(smem_raw);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (wgmma_block_start<Cfg>(p, sm)) return wgmma_cluster_sync(p);  // producer
+  const uint8_t* wfrag = sm.ws + warp * 2 * kW8WgChunkBytes16 + lane * 16;
+  const WgmmaSeat seat = wgmma_seat(p);
+  const int peer = p.cluster > 1 ? seat.rank ^ 1 : -1;
+  int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
+  for (int w = seat.first; w < p.tiles * p.splits; w += seat.stride) {
+    const WgmmaWork work(p, w);
+    int wb, xb;
+    wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
+    const bool active = wb < p.w_blocks;
+    float acc[Cfg::kAcc];
+    wgmma_zero_acc(acc);
+    // per chunk, one 16-byte load: the A fragments of its two k16 steps
+    const auto fill = [&](int s, int, uint32_t (&a)[4][4]) {
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + q * 512);
+        int8x4_to_16bit<T>(v.x, a[2 * q][0], a[2 * q][2]);
+        int8x4_to_16bit<T>(v.y, a[2 * q][1], a[2 * q][3]);
+        int8x4_to_16bit<T>(v.z, a[2 * q + 1][0], a[2 * q + 1][2]);
+        int8x4_to_16bit<T>(v.w, a[2 * q + 1][1], a[2 * q + 1][3]);
+      }
+    };
+    const auto mma = [](float (&d)[Cfg::kAcc], const uint32_t (&a)[4], uint64_t b) {
+      wgmma_mma(d, a, b, T());
+    };
+    wgmma_mainloop<Cfg, 4>(sm, work, it, acc, fill, mma, active, peer);
+    if (!active) continue;
+    if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
+    else wgmma_epilogue<T, true>(p, acc, wb, xb, sm.staging);
+  }
+  wgmma_cluster_sync(p);
+#elif defined(__CUDA_ARCH__)
+  __trap();  // not an sm_90a build: the launchers never start it (wgmma_built_for_device)
+#endif
+}
+
+}  // namespace llmaccel::cuda
