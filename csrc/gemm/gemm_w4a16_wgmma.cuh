@@ -61,9 +61,43 @@ __device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, TileSc
   return cs;
 }
 
-// The consumers dequantize a stage's weights straight into its A registers (the skeleton's
-// wgmma_mainloop: while the previous stage's wgmmas run) and load the next stage's group scales
-// meanwhile.
+// A consumer warp's fragments: a stage's weights dequantized straight into its A registers (in
+// the skeleton's wgmma_mainloop: while the previous stage's wgmmas run), the next stage's group
+// scales loaded meanwhile. One per work item (weight block wb).
+template <class T, bool ZP, class Cfg> struct W4WgFill {
+  static constexpr int kSteps = 2 * kW4WgChunks;  // two int4 words per chunk, one per k16 step
+  const WgmmaParams& p;
+  const uint8_t* wfrag;
+  TileScaleRows srows;
+  int kt1;
+  ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
+  __device__ W4WgFill(const WgmmaParams& p_, const WgmmaSmem<Cfg>& sm, const WgmmaWork& work,
+                      int wb)
+      : p(p_), kt1(work.kt1) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    wfrag = sm.ws + warp * kW4WgChunks * kW4WgChunkBytes + lane * 8;
+    // padding tiles past n_tiles: any tile's scales (their outputs are never stored)
+    srows = tile_scale_rows(p, min(wb * kWgWTiles + warp, p.n_tiles - 1), lane >> 2);
+#pragma unroll
+    for (int q = 0; q < kW4WgChunks; ++q)
+      nxt[q] = chunk_scales<T, ZP>(p, srows, work.kt0 * kW4WgChunks + q);
+  }
+  __device__ __forceinline__ void operator()(int s, int kt, uint32_t (&a)[kSteps][4]) {
+#pragma unroll
+    for (int q = 0; q < kW4WgChunks; ++q) {
+      cur[q] = nxt[q];
+      const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * Cfg::kWStage + q * 256);
+      dequant_w4_step<T>(v.x, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q]);
+      dequant_w4_step<T>(v.y, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q + 1]);
+    }
+    if (kt + 1 < kt1) {  // the next stage's scales: in flight until its fill
+#pragma unroll
+      for (int q = 0; q < kW4WgChunks; ++q)
+        nxt[q] = chunk_scales<T, ZP>(p, srows, (kt + 1) * kW4WgChunks + q);
+    }
+  }
+};
+
 template <class T, bool ZP, int kN>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w4a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
@@ -71,51 +105,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   using Cfg = W4WgCfg<kN>;
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (wgmma_block_start<Cfg>(p, sm)) return wgmma_cluster_sync(p);  // producer
-  const int g = lane >> 2;
-  const uint8_t* wfrag = sm.ws + warp * kW4WgChunks * kW4WgChunkBytes + lane * 8;
-  const WgmmaSeat seat = wgmma_seat(p);
-  const int peer = p.cluster > 1 ? seat.rank ^ 1 : -1;
-  int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
-  for (int w = seat.first; w < p.tiles * p.splits; w += seat.stride) {
-    const WgmmaWork work(p, w);
-    int wb, xb;
-    wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
-    const bool active = wb < p.w_blocks;
-    float acc[Cfg::kAcc];
-    wgmma_zero_acc(acc);
-    // padding tiles past n_tiles: any tile's scales (their outputs are never stored)
-    const TileScaleRows srows = tile_scale_rows(p, min(wb * kWgWTiles + warp, p.n_tiles - 1), g);
-    ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
-#pragma unroll
-    for (int q = 0; q < kW4WgChunks; ++q)
-      nxt[q] = chunk_scales<T, ZP>(p, srows, work.kt0 * kW4WgChunks + q);
-    // two int4 words per chunk, one per k16 step: four A fragments
-    const auto fill = [&](int s, int kt, uint32_t (&a)[2 * kW4WgChunks][4]) {
-#pragma unroll
-      for (int q = 0; q < kW4WgChunks; ++q) {
-        cur[q] = nxt[q];
-        const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * Cfg::kWStage + q * 256);
-        dequant_w4_step<T>(v.x, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q]);
-        dequant_w4_step<T>(v.y, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi,
-                           a[2 * q + 1]);
-      }
-      if (kt + 1 < work.kt1) {  // the next stage's scales: in flight until its fill
-#pragma unroll
-        for (int q = 0; q < kW4WgChunks; ++q)
-          nxt[q] = chunk_scales<T, ZP>(p, srows, (kt + 1) * kW4WgChunks + q);
-      }
-    };
-    const auto mma = [](float (&d)[Cfg::kAcc], const uint32_t (&a)[4], uint64_t b) {
-      wgmma_mma(d, a, b, T());
-    };
-    wgmma_mainloop<Cfg, 2 * kW4WgChunks>(sm, work, it, acc, fill, mma, active, peer);
-    if (!active) continue;
-    if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
-    else wgmma_epilogue<T, false>(p, acc, wb, xb, sm.staging);
-  }
-  wgmma_cluster_sync(p);
+  wgmma_consume<Cfg, T, false, float, W4WgFill<T, ZP, Cfg>>(p, sm);
 #elif defined(__CUDA_ARCH__)
   __trap();  // not an sm_90a build: the launchers never start it (wgmma_built_for_device)
 #endif

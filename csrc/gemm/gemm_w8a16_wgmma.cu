@@ -37,11 +37,7 @@ void gemm_w8a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
           "needs a compute capability 9.0 device and a build with sm_90a code");
   WgmmaParams p = wgmma_plan(m, n_tiles, nk, 2, kW8A16WgMinRows);
   wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
-  p.xt = xt;
-  p.after_image = after_image;
-  p.w = reinterpret_cast<const uint8_t*>(w);
-  p.scales = scales;
-  p.bias = bias;
+  wgmma_bind_operands(p, xt, after_image, w, scales, bias);
   auto s = static_cast<cudaStream_t>(stream);
   if (x_dtype == kF16) launch_w8a16_wgmma<__half>(p, s);
   else launch_w8a16_wgmma<__nv_bfloat16>(p, s);

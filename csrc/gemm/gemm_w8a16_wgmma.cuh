@@ -50,6 +50,25 @@ __device__ __forceinline__ void int8x4_to_16bit<__nv_bfloat16>(uint32_t word, ui
   hi = pair(__byte_perm(u, 0u, 0x7362));
 }
 
+// A consumer warp's fragments: per chunk one 16-byte load, its four words the A fragments of two
+// k16 steps once each byte is a 16-bit integer.
+template <class T, class Cfg> struct W8A16WgFill {
+  static constexpr int kSteps = 4;
+  const uint8_t* wfrag;
+  __device__ W8A16WgFill(const WgmmaParams&, const WgmmaSmem<Cfg>& sm, const WgmmaWork&, int)
+      : wfrag(sm.ws + (threadIdx.x >> 5) * 2 * kW8WgChunkBytes16 + (threadIdx.x & 31) * 16) {}
+  __device__ __forceinline__ void operator()(int s, int, uint32_t (&a)[kSteps][4]) const {
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + q * 512);
+      int8x4_to_16bit<T>(v.x, a[2 * q][0], a[2 * q][2]);
+      int8x4_to_16bit<T>(v.y, a[2 * q][1], a[2 * q][3]);
+      int8x4_to_16bit<T>(v.z, a[2 * q + 1][0], a[2 * q + 1][2]);
+      int8x4_to_16bit<T>(v.w, a[2 * q + 1][1], a[2 * q + 1][3]);
+    }
+  }
+};
+
 template <class T, int kN>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w8a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
@@ -57,39 +76,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   using Cfg = W8A16WgCfg<kN>;
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (wgmma_block_start<Cfg>(p, sm)) return wgmma_cluster_sync(p);  // producer
-  const uint8_t* wfrag = sm.ws + warp * 2 * kW8WgChunkBytes16 + lane * 16;
-  const WgmmaSeat seat = wgmma_seat(p);
-  const int peer = p.cluster > 1 ? seat.rank ^ 1 : -1;
-  int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
-  for (int w = seat.first; w < p.tiles * p.splits; w += seat.stride) {
-    const WgmmaWork work(p, w);
-    int wb, xb;
-    wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
-    const bool active = wb < p.w_blocks;
-    float acc[Cfg::kAcc];
-    wgmma_zero_acc(acc);
-    // per chunk, one 16-byte load: the A fragments of its two k16 steps
-    const auto fill = [&](int s, int, uint32_t (&a)[4][4]) {
-#pragma unroll
-      for (int q = 0; q < 2; ++q) {
-        const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + q * 512);
-        int8x4_to_16bit<T>(v.x, a[2 * q][0], a[2 * q][2]);
-        int8x4_to_16bit<T>(v.y, a[2 * q][1], a[2 * q][3]);
-        int8x4_to_16bit<T>(v.z, a[2 * q + 1][0], a[2 * q + 1][2]);
-        int8x4_to_16bit<T>(v.w, a[2 * q + 1][1], a[2 * q + 1][3]);
-      }
-    };
-    const auto mma = [](float (&d)[Cfg::kAcc], const uint32_t (&a)[4], uint64_t b) {
-      wgmma_mma(d, a, b, T());
-    };
-    wgmma_mainloop<Cfg, 4>(sm, work, it, acc, fill, mma, active, peer);
-    if (!active) continue;
-    if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
-    else wgmma_epilogue<T, true>(p, acc, wb, xb, sm.staging);
-  }
-  wgmma_cluster_sync(p);
+  wgmma_consume<Cfg, T, true, float, W8A16WgFill<T, Cfg>>(p, sm);
 #elif defined(__CUDA_ARCH__)
   __trap();  // not an sm_90a build: the launchers never start it (wgmma_built_for_device)
 #endif

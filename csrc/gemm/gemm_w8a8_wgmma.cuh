@@ -20,6 +20,21 @@ constexpr int kW8WgChunks = 4, kW8WgChunkBytes = 512;  // 16 KB of weights per s
 constexpr int kW8WgMinRows = 64;  // x rows per block from 64 up: the int8 wgmma forms it has
 template <int kN> using W8WgCfg = WgmmaCfg<kW8WgChunks, kW8WgChunkBytes, kN>;
 
+// A consumer warp's fragments: one 16-byte shared-memory load per chunk.
+template <class Cfg> struct W8A8WgFill {
+  static constexpr int kSteps = kW8WgChunks;
+  const uint8_t* wfrag;
+  __device__ W8A8WgFill(const WgmmaParams&, const WgmmaSmem<Cfg>& sm, const WgmmaWork&, int)
+      : wfrag(sm.ws + (threadIdx.x >> 5) * kW8WgChunks * kW8WgChunkBytes + (threadIdx.x & 31) * 16) {}
+  __device__ __forceinline__ void operator()(int s, int, uint32_t (&a)[kSteps][4]) const {
+#pragma unroll
+    for (int j = 0; j < kW8WgChunks; ++j) {
+      const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + j * 512);
+      a[j][0] = v.x; a[j][1] = v.y; a[j][2] = v.z; a[j][3] = v.w;
+    }
+  }
+};
+
 template <class T, int kN>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w8a8_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
@@ -27,36 +42,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   using Cfg = W8WgCfg<kN>;
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (wgmma_block_start<Cfg>(p, sm)) return wgmma_cluster_sync(p);  // producer
-  const uint8_t* wfrag = sm.ws + warp * kW8WgChunks * kW8WgChunkBytes + lane * 16;
-  const WgmmaSeat seat = wgmma_seat(p);
-  const int peer = p.cluster > 1 ? seat.rank ^ 1 : -1;
-  int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
-  for (int w = seat.first; w < p.tiles * p.splits; w += seat.stride) {
-    const WgmmaWork work(p, w);
-    int wb, xb;
-    wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
-    const bool active = wb < p.w_blocks;
-    int acc[Cfg::kAcc];
-    wgmma_zero_acc(acc);
-    // A fragments: one 16-byte shared-memory load per chunk
-    const auto fill = [&](int s, int, uint32_t (&a)[kW8WgChunks][4]) {
-#pragma unroll
-      for (int j = 0; j < kW8WgChunks; ++j) {
-        const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + j * 512);
-        a[j][0] = v.x; a[j][1] = v.y; a[j][2] = v.z; a[j][3] = v.w;
-      }
-    };
-    const auto mma = [](int (&d)[Cfg::kAcc], const uint32_t (&a)[4], uint64_t b) {
-      wgmma_mma(d, a, b);
-    };
-    wgmma_mainloop<Cfg, kW8WgChunks>(sm, work, it, acc, fill, mma, active, peer);
-    if (!active) continue;
-    if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
-    else wgmma_epilogue<T, true>(p, acc, wb, xb, sm.staging);
-  }
-  wgmma_cluster_sync(p);
+  wgmma_consume<Cfg, T, true, int, W8A8WgFill<Cfg>>(p, sm);
 #elif defined(__CUDA_ARCH__)
   __trap();  // not an sm_90a build: the launchers never start it (wgmma_built_for_device)
 #endif

@@ -38,6 +38,8 @@
 #include <cooperative_groups.h>
 #endif
 
+#include <type_traits>
+
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_wgmma_xtiles.h"
 
@@ -322,17 +324,17 @@ template <int kSteps> __device__ __forceinline__ void wgmma_hold_a(const uint32_
 
 // A consumer warpgroup's main loop over one work item's k blocks: per stage, wait for the slot,
 // fill this stage's A registers from it (fill(s, kt, a): the kSteps fragments of slot s, for k
-// block kt), issue its kSteps wgmmas (mma(acc, a[j], descriptor)) as one group, then wait only
-// for the previous stage's group and hand that slot back. So the next stage's fragments are
+// block kt), issue its kSteps wgmmas (int8 for int accumulators, else 16-bit in T) as one group,
+// then wait only for the previous stage's group and hand that slot back. So the next stage's fragments are
 // loaded (and, for int4, dequantized) while the tensor cores do this one; CUTLASS's RS mainloops
 // keep groups in flight the same way. Two A register sets alternate, which is why the loop body
 // runs twice per trip. `it` counts the block's stages over all its work items (the producer's
 // count); every slot is back when the loop returns. A cluster block without a weight block
 // (wb past w_blocks: active false) only passes the slots on. peer: wgmma_release's.
-template <class Cfg, int kSteps, class Acc, int kA, class Fill, class Mma>
+template <class Cfg, int kSteps, class T, class Acc, int kA, class Fill>
 __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const WgmmaWork& work,
-                                               int& it, Acc (&acc)[kA], Fill&& fill, Mma&& mma,
-                                               bool active, int peer) {
+                                               int& it, Acc (&acc)[kA], Fill& fill, bool active,
+                                               int peer) {
 #if defined(LLMACCEL_WGMMA_BODY)
   using Frags = uint32_t[kSteps][4];
   const int lane = threadIdx.x & 31;
@@ -353,7 +355,10 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
     wgmma_fence();  // the A registers were just written
     const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
 #pragma unroll
-    for (int j = 0; j < kSteps; ++j) mma(acc, a[j], desc + 2 * j);
+    for (int j = 0; j < kSteps; ++j) {
+      if constexpr (std::is_same_v<Acc, int>) wgmma_mma(acc, a[j], desc + 2 * j);
+      else wgmma_mma(acc, a[j], desc + 2 * j, T());
+    }
     wgmma_commit();
     if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
       wgmma_wait<1>();
@@ -446,6 +451,33 @@ __device__ void wgmma_store_partial(const WgmmaParams& p, const Acc (&acc)[kA], 
       if (n0 < p.n) part[m * n_pad + n0] = acc[4 * i + e];
       if (n0 + 8 < p.n) part[m * n_pad + n0 + 8] = acc[4 * i + 2 + e];
     }
+}
+
+// The consumer warpgroups' whole part of a kernel: for each of the block's work items, zeroed
+// accumulators, the main loop with the kernel's fragment filler (Filler(p, sm, work, wb), made
+// per work item; operator()(slot, kt, a) fills a stage's Filler::kSteps A fragments), then the
+// epilogue (kOutScales: wgmma_epilogue's) or the split's raw sums; the cluster's closing sync.
+template <class Cfg, class T, bool kOutScales, class Acc, class Filler>
+__device__ __forceinline__ void wgmma_consume(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
+#if defined(LLMACCEL_WGMMA_BODY)
+  const WgmmaSeat seat = wgmma_seat(p);
+  const int peer = p.cluster > 1 ? seat.rank ^ 1 : -1;
+  int it = 0;  // stages consumed, over all of this block's work items (the producer's count)
+  for (int w = seat.first; w < p.tiles * p.splits; w += seat.stride) {
+    const WgmmaWork work(p, w);
+    int wb, xb;
+    wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
+    const bool active = wb < p.w_blocks;
+    Acc acc[Cfg::kAcc];
+    wgmma_zero_acc(acc);
+    Filler fill(p, sm, work, wb);
+    wgmma_mainloop<Cfg, Filler::kSteps, T>(sm, work, it, acc, fill, active, peer);
+    if (!active) continue;
+    if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
+    else wgmma_epilogue<T, kOutScales>(p, acc, wb, xb, sm.staging);
+  }
+  wgmma_cluster_sync(p);
+#endif
 }
 
 // The splits' sums in split order, then the epilogue's formula (wgmma_epilogue): bit-identical to

@@ -49,6 +49,17 @@ inline WgmmaParams wgmma_plan(int64_t m, int64_t n_tiles, int64_t nk, int chunks
 }
 
 // The output and the K-split workspace of a planned call, checked against the plan.
+// The operands every wgmma GEMM takes: x's image (after_image: its kernel was launched right
+// before, see gemm_cuda.h), the weights, their scales (w8a8: per channel; w4a16: per group),
+// the bias.
+inline void wgmma_bind_operands(WgmmaParams& p, const int8_t* xt, bool after_image,
+                                const uint32_t* w, const float* scales, const float* bias) {
+  p.xt = xt;
+  p.after_image = after_image;
+  p.w = reinterpret_cast<const uint8_t*>(w);
+  p.scales = scales;
+  p.bias = bias;
+}
 inline void wgmma_bind(const char* op, WgmmaParams& p, void* out, int64_t n, int64_t ldo,
                        void* partial, int64_t partial_bytes) {
   p.out = out;

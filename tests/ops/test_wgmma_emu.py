@@ -76,6 +76,14 @@ def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict,
     return (tmp / "out.bin").read_bytes()
 
 
+def _image_16(x: torch.Tensor, kt: int) -> torch.Tensor:
+    """16-bit x's image with NaN in the padding rows: x_tiles_16bit leaves them as they are, and
+    they must never reach a stored output."""
+    image = x_tile_image_16(x.view(torch.int16), kt)
+    image[x_tile_image_16(torch.ones(x.shape[0], kt * 64, dtype=torch.int16), kt) == 0] = 0x7FFF
+    return image
+
+
 def _as_float(raw: bytes, dtype: torch.dtype, shape) -> torch.Tensor:
     return torch.frombuffer(bytearray(raw), dtype=torch.int16).view(dtype).float().view(shape)
 
@@ -165,11 +173,8 @@ def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, d
     ng = p.scales.shape[1]
     x = make_x((m, k), dtype, seed=n)
     bias = make_bias(n, seed=m)
-    image = x_tile_image_16(x.view(torch.int16), kt)
-    # the padding rows hold anything (x_tiles_16bit leaves them): here NaN, which must not reach
-    # a stored output
-    image[x_tile_image_16(torch.ones(m, kt * 64, dtype=torch.int16), kt) == 0] = 0x7FFF
-    files = {"xt.bin": image, "w.bin": words, "scales.bin": p.scales, "bias.bin": bias}
+    files = {"xt.bin": _image_16(x, kt), "w.bin": words, "scales.bin": p.scales,
+             "bias.bin": bias}
     if p.zeros is not None:
         files["zeros.bin"] = p.zeros
     raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1,
@@ -242,9 +247,7 @@ def test_emulated_wgmma_clusters(emu, tmp_path, kind, m, k, n, x_rows, sms):
         ng = p.scales.shape[1]
         x = make_x((m, k), dtype, seed=n)
         bias = make_bias(n, seed=m)
-        image = x_tile_image_16(x.view(torch.int16), kt)
-        image[x_tile_image_16(torch.ones(m, kt * 64, dtype=torch.int16), kt) == 0] = 0x7FFF
-        files = {"xt.bin": image, "w.bin": words, "scales.bin": p.scales, "bias.bin": bias,
+        files = {"xt.bin": _image_16(x, kt), "w.bin": words, "scales.bin": p.scales, "bias.bin": bias,
                  "zeros.bin": p.zeros}
         raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, 1, 1, nk * 32 // ng, ng, 1,
                                             sms], files, x_rows=x_rows, cluster="2")
@@ -293,10 +296,8 @@ def test_emulated_w8a16(emu, tmp_path, m, k, n, x_rows, sms, cluster, dtype):
     kt = -(-nk // 2)
     x = make_x((m, k), dtype, seed=n)
     bias = make_bias(n, seed=m)
-    image = x_tile_image_16(x.view(torch.int16), kt)
-    image[x_tile_image_16(torch.ones(m, kt * 64, dtype=torch.int16), kt) == 0] = 0x7FFF
     raw = _run(emu, tmp_path, "w8a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1, sms],
-               {"xt.bin": image, "w.bin": words, "scales.bin": p.scales, "bias.bin": bias},
+               {"xt.bin": _image_16(x, kt), "w.bin": words, "scales.bin": p.scales, "bias.bin": bias},
                x_rows=x_rows, cluster=cluster)
     y = _as_float(raw, dtype, (m, n)).double()
     xd = x.double()
