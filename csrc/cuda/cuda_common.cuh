@@ -183,7 +183,9 @@ inline void bulk_copy_g2s_multicast(void* dst, const void* src, uint32_t bytes, 
                                     uint16_t mask) {
   emu::bulk_copy_g2s_multicast(dst, src, bytes, bar, mask);
 }
-inline void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) { emu::mbar_arrive_cluster(bar, rank); }
+inline void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
+  emu::mbar_arrive_cluster(bar, rank);
+}
 inline void griddep_wait() {}  // the emulator runs kernels one after another
 inline void griddep_launch_dependents() {}
 #else

@@ -227,7 +227,7 @@ inline void mbar_wait(uint64_t* bar, uint32_t parity) {
   if (!tl_blk->cv.wait_for(g, std::chrono::seconds(20), [&] { return (b.phase & 1) != parity; }))
     fail("an mbarrier wait never completed (deadlock)");
 }
-// ---- cluster scope: another block's mbarriers and shared memory at the same offsets ---------------
+// ---- cluster scope: another block's mbarriers and shared memory at the same offsets -------------
 inline Block& cluster_block(unsigned rank) {
   if (!tl_cluster || rank >= tl_cluster->blocks.size()) fail("no such block in the cluster");
   return *tl_cluster->blocks[rank];

@@ -325,10 +325,10 @@ template <int kSteps> __device__ __forceinline__ void wgmma_hold_a(const uint32_
 // A consumer warpgroup's main loop over one work item's k blocks: per stage, wait for the slot,
 // fill this stage's A registers from it (fill(s, kt, a): the kSteps fragments of slot s, for k
 // block kt), issue its kSteps wgmmas (int8 for int accumulators, else 16-bit in T) as one group,
-// then wait only for the previous stage's group and hand that slot back. So the next stage's fragments are
-// loaded (and, for int4, dequantized) while the tensor cores do this one; CUTLASS's RS mainloops
-// keep groups in flight the same way. Two A register sets alternate, which is why the loop body
-// runs twice per trip. `it` counts the block's stages over all its work items (the producer's
+// then wait only for the previous stage's group and hand that slot back. So the next stage's
+// fragments are loaded (and, for int4, dequantized) while the tensor cores do this one; CUTLASS's
+// RS mainloops keep groups in flight the same way. Two A register sets alternate, which is why
+// the loop body runs twice per trip. `it` counts the block's stages over all its work items (the producer's
 // count); every slot is back when the loop returns. A cluster block without a weight block
 // (wb past w_blocks: active false) only passes the slots on. peer: wgmma_release's.
 template <class Cfg, int kSteps, class T, class Acc, int kA, class Fill>

@@ -116,6 +116,16 @@ def _check_w4(y: torch.Tensor, x: torch.Tensor, p, bias: torch.Tensor) -> None:
 ])
 def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dtype):
     """y = (xq · qᵀ) · xscale · scale + bias, every element within one rounding of y's type."""
+    stdout = _w8a8_case(emu, tmp_path, m, k, n, with_bias, sms, dtype, group=group,
+                        x_rows=x_rows, splits="3" if sms == 5 else "")
+    if m == 40:  # the rule's split
+        assert "splits 8" in stdout
+
+
+def _w8a8_case(emu, tmp_path, m, k, n, with_bias, sms, dtype, group="", x_rows="", splits="",
+               cluster="") -> str:
+    """One emulated gemm_w8a8_wgmma call against the exact product (test_emulated_w8a8's
+    bound); returns the driver's stdout."""
     g = torch.Generator().manual_seed(m + k + n)
     p = make_w8(n, k, seed=m, source="codes")
     codes, sw = formats.unpack_int8(p)
@@ -129,11 +139,9 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dt
              "xscale.bin": xs}
     if bias is not None:
         files["bias.bin"] = bias
-    split = "3" if sms == 5 else ""
     raw = _run(emu, tmp_path, "w8a8", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16,
-                                       bias is not None, sms], files, group, x_rows, split)
-    if m == 40:  # the rule's split
-        assert "splits 8" in (tmp_path / "stdout.txt").read_text()
+                                       bias is not None, sms], files, group, x_rows, splits,
+               cluster)
     y = _as_float(raw, dtype, (m, n)).double()
     prod = (xq.double() @ codes.double().T) * (xs.double()[:, None] * sw.double()[None, :])
     ref = prod + (bias.double() if bias is not None else 0)
@@ -142,6 +150,7 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dt
              + 2.0 ** -24)
     assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
     assert ((y - ref).abs() <= bound).all(), f"max error {(y - ref).abs().max():.3g}"
+    return (tmp_path / "stdout.txt").read_text()
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
@@ -166,6 +175,11 @@ def test_emulated_w8a8(emu, tmp_path, m, k, n, with_bias, group, x_rows, sms, dt
 ])
 def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, dtype):
     """Against the reference (_check_w4)."""
+    _w4a16_case(emu, tmp_path, m, k, n, group, symmetric, sms, dtype, x_rows=x_rows)
+
+
+def _w4a16_case(emu, tmp_path, m, k, n, group, symmetric, sms, dtype, x_rows="", cluster=""):
+    """One emulated gemm_w4a16_wgmma call, with bias, against the reference (_check_w4)."""
     p = make_w4(n, k, group, symmetric, seed=m, source="codes")
     words = formats.to_cuda_int4(p.qweight)
     n_tiles, nk = words.shape[:2]
@@ -179,7 +193,7 @@ def test_emulated_w4a16(emu, tmp_path, m, k, n, group, symmetric, x_rows, sms, d
         files["zeros.bin"] = p.zeros
     raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1,
                                         nk * 32 // ng, ng, p.zeros is not None, sms], files,
-               x_rows=x_rows)
+               x_rows=x_rows, cluster=cluster)
     _check_w4(_as_float(raw, dtype, (m, n)).double(), x, p, bias)
 
 
@@ -238,38 +252,12 @@ CLUSTER_CASES = [
 
 @pytest.mark.parametrize("kind,m,k,n,x_rows,sms", CLUSTER_CASES)
 def test_emulated_wgmma_clusters(emu, tmp_path, kind, m, k, n, x_rows, sms):
+    """The same products as single blocks give (each kernel's test bound), in clusters of 2."""
     dtype = torch.bfloat16
     if kind == "w4a16":
-        p = make_w4(n, k, 64, False, seed=m, source="codes")
-        words = formats.to_cuda_int4(p.qweight)
-        n_tiles, nk = words.shape[:2]
-        kt = -(-nk // 2)
-        ng = p.scales.shape[1]
-        x = make_x((m, k), dtype, seed=n)
-        bias = make_bias(n, seed=m)
-        files = {"xt.bin": _image_16(x, kt), "w.bin": words, "scales.bin": p.scales, "bias.bin": bias,
-                 "zeros.bin": p.zeros}
-        raw = _run(emu, tmp_path, "w4a16", [m, n, n_tiles, nk, kt, 1, 1, nk * 32 // ng, ng, 1,
-                                            sms], files, x_rows=x_rows, cluster="2")
-        _check_w4(_as_float(raw, dtype, (m, n)).double(), x, p, bias)
+        _w4a16_case(emu, tmp_path, m, k, n, 64, False, sms, dtype, x_rows=x_rows, cluster="2")
         return
-    g = torch.Generator().manual_seed(m + k + n)
-    p = make_w8(n, k, seed=m, source="codes")
-    codes, sw = formats.unpack_int8(p)
-    words = formats.to_cuda_int8(p.qweight)
-    n_tiles, nk = words.shape[:2]
-    kt = -(-nk // 4)
-    xq = torch.randint(-127, 128, (m, k), generator=g, dtype=torch.int8)
-    xs = torch.rand(m, generator=g) / 64 + 1e-3
-    files = {"xt.bin": x_tile_image(xq, kt), "w.bin": words, "scales.bin": p.scales,
-             "xscale.bin": xs}
-    raw = _run(emu, tmp_path, "w8a8", [m, n, n_tiles, nk, kt, 1, 0, sms], files, x_rows=x_rows,
-               cluster="2")
-    y = _as_float(raw, dtype, (m, n)).double()
-    ref = (xq.double() @ codes.double().T) * (xs.double()[:, None] * sw.double()[None, :])
-    bound = 2.0 ** -DTYPE_BITS[dtype] * ref.abs() + 2.0 ** -20 * ref.abs() + 2.0 ** -24
-    assert torch.isfinite(y).all(), "unwritten or non-finite outputs"
-    assert ((y - ref).abs() <= bound).all(), f"max error {(y - ref).abs().max():.3g}"
+    _w8a8_case(emu, tmp_path, m, k, n, False, sms, dtype, x_rows=x_rows, cluster="2")
 
 
 # gemm_w8a16_wgmma.cuh: int8 codes turned into exact 16-bit integers in registers, the
