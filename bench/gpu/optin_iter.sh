@@ -59,7 +59,7 @@ bench() {
     for cfg in LLMACCEL_W4_TILED=4096 LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=all \
         LLMACCEL_W8_WGMMA=all; do
       env "$cfg" timeout 60 "$PY" bench/gpu/sanitize_case.py 2>&1 \
-        | grep -E 'w4a16|w8a8|MISMATCH|Error|error|^OK' | sed "s/^/$cfg: /"
+        | grep -E 'w4a16|w8a8|w8a16|MISMATCH|Error|error|^OK' | sed "s/^/$cfg: /"
     done
   fi
   if step tests; then

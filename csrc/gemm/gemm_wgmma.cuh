@@ -83,18 +83,18 @@ template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
   // Shared memory: 1024 bytes of alignment slack (the swizzle is a function of address bits
   // 4-9, so each x stage starts on 1024 bytes), the x ring, the weight ring, the epilogue's
   // tile (apart from the ring, which already fills with the next tile's stages), the barriers.
-  // Large blocks (the MMAs set the time): 4 stages where they fit, else 3 (int8 with 256-row
-  // blocks: 48 KB stages). Blocks of ≤ 64 rows stream weights: the ring is what keeps bytes in
-  // flight (3 TB/s × ~1 µs of latency is ~23 KB per SM, and the K-slice decode kernel measured
-  // best with ~96 KB), so up to 16 stages, as many as fit (16 or 8: the ring's index and
-  // parity stay shifts).
+  // Large blocks (the MMAs set the time): 4 stages where they fit, else 3 (256-row blocks of
+  // int8 x, 48 KB stages, or of w8a16, 40 KB). Blocks of ≤ 64 rows stream weights: the ring is
+  // what keeps bytes in flight (3 TB/s × ~1 µs of latency is ~23 KB per SM, and the K-slice
+  // decode kernel measured best with ~96 KB), so 16 stages where they fit, else 8 (a power of
+  // two: the ring's index and parity stay shifts).
   static constexpr int smem_for(int stages) {
     return 1024 + stages * (kXStage + kWStage) + kStaging + 2 * stages * 8;
   }
-  static constexpr int deepest(int most) {
+  static constexpr int deepest(int most) {  // halving from `most` while it does not fit, then 3
     int s = most;
-    while (s > 3 && smem_for(s) > kWgSmemMax) --s;
-    return s;
+    while (s > 4 && smem_for(s) > kWgSmemMax) s /= 2;
+    return smem_for(s) <= kWgSmemMax ? s : 3;
   }
   static constexpr int kStages = deepest(kN <= 64 ? 16 : 4);
   static constexpr int kSmem = smem_for(kStages);

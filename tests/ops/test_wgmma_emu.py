@@ -287,6 +287,8 @@ def test_emulated_w8a16(emu, tmp_path, m, k, n, x_rows, sms, cluster, dtype):
     raw = _run(emu, tmp_path, "w8a16", [m, n, n_tiles, nk, kt, dtype == torch.bfloat16, 1, sms],
                {"xt.bin": _image_16(x, kt), "w.bin": words, "scales.bin": p.scales, "bias.bin": bias},
                x_rows=x_rows, cluster=cluster)
+    if m == 1:  # the rule's split (two tiles on 132 SMs)
+        assert "splits 8" in (tmp_path / "stdout.txt").read_text()
     y = _as_float(raw, dtype, (m, n)).double()
     xd = x.double()
     prod = (xd @ codes.double().T) * sw.double()[None, :]
