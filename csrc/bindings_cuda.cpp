@@ -58,6 +58,15 @@ void bind_cuda(py::module_& m) {
     return w4 ? cuda::w4a16_wgmma_partial_bytes(m_, n_tiles, nk)
               : cuda::w8a8_wgmma_partial_bytes(m_, n_tiles, nk);
   });
+  m.def("cuda_wgmma_plan", [](bool x16, int64_t m_, int64_t n_tiles, int64_t nk) {
+    const cuda::WgmmaPlanInfo i = cuda::wgmma_plan_info(x16, m_, n_tiles, nk);
+    py::dict d;
+    d["x_rows"] = i.x_rows;
+    d["splits"] = i.splits;
+    d["cluster"] = i.cluster;
+    d["partial_bytes"] = i.partial_bytes;
+    return d;
+  });
   m.def("cuda_gemm_w8a8_wgmma",
         [](uintptr_t xt, int64_t m_, int64_t kt_count, uintptr_t xscale, uintptr_t w,
            int64_t n_tiles, int64_t nk, uintptr_t scales, int64_t n, uintptr_t bias,

@@ -81,6 +81,14 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
 // gemm_w4a16_wgmma.cu): the same product as gemm_w4a16 (each scaled weight rounded to x's type,
 // fp32 sums) from x already laid out by x_tiles_16bit (kt_count = ceil(nk / 2) blocks of 64
 // columns). Throws unless w4a16_wgmma_available().
+// The plan a wgmma call of these sizes gets on the current device (x16: the 16-bit-x kernels,
+// gemm_w4a16 and gemm_w8a16; else gemm_w8a8): x rows per block, K splits, blocks per cluster,
+// the partial-sum workspace. For tests and benchmarks that must know which variant ran.
+struct WgmmaPlanInfo {
+  int x_rows, splits, cluster;
+  int64_t partial_bytes;
+};
+WgmmaPlanInfo wgmma_plan_info(bool x16, int64_t m, int64_t n_tiles, int64_t nk);
 bool w4a16_wgmma_available();
 int64_t w4a16_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk);
 void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count,

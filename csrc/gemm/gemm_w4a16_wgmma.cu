@@ -3,6 +3,7 @@
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_w4a16_wgmma.cuh"
+#include "gemm/gemm_w8a8_wgmma.cuh"  // its plan's shape (wgmma_plan_info)
 #include "gemm/gemm_wgmma_launch.cuh"
 
 namespace llmaccel::cuda {
@@ -41,6 +42,12 @@ void x_tiles_16bit(const void* x, int64_t m, int64_t k, int64_t ldx, int8_t* xt,
 
 int64_t w4a16_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
   return wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows));
+}
+
+WgmmaPlanInfo wgmma_plan_info(bool x16, int64_t m, int64_t n_tiles, int64_t nk) {
+  const WgmmaParams p = x16 ? wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows)
+                            : wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows);
+  return {p.x_rows, p.splits, p.cluster, wgmma_partial_bytes(p)};
 }
 
 void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count,

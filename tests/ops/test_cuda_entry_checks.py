@@ -72,6 +72,18 @@ def test_x_tiles_16bit_rejects(k, ldx, xt, kt, message):
         _C.cuda_x_tiles_16bit(X, 4, k, ldx, xt, kt, 0)
 
 
+@pytest.mark.parametrize("x16,n_tiles,cluster", [(True, 33, 2), (False, 17, 2), (True, 8, 1)])
+def test_wgmma_plan_clusters(monkeypatch, x16, n_tiles, cluster):
+    """LLMACCEL_WGMMA_CLUSTER=2 pairs weight blocks where there are two or more (8 tiles of 16
+    outputs each), for every kernel's plan; the plan itself needs no GPU."""
+    monkeypatch.setenv("LLMACCEL_WGMMA_CLUSTER", "2")
+    plan = _C.cuda_wgmma_plan(x16, 300, n_tiles, 32)
+    assert plan["cluster"] == cluster
+    assert plan["x_rows"] in (16, 32, 64, 128, 256) and plan["splits"] >= 1
+    monkeypatch.delenv("LLMACCEL_WGMMA_CLUSTER")
+    assert _C.cuda_wgmma_plan(x16, 300, n_tiles, 32)["cluster"] == 1
+
+
 def test_quant_act_int8_tiles_rejects_misaligned_image():
     with pytest.raises(ValueError, match="aligned"):
         _C.cuda_quant_act_int8_tiles(X, BF16, 4, 256, 256, Q + 4, 2, S, 0)

@@ -187,6 +187,8 @@ def test_cuda_gemm_wgmma_clusters(op_name, var, m, k, n, monkeypatch):
     monkeypatch.delenv("LLMACCEL_WGMMA_CLUSTER", raising=False)
     y_single = run(x, *w, bias.cuda(), n)
     monkeypatch.setenv("LLMACCEL_WGMMA_CLUSTER", "2")
+    assert _C.cuda_wgmma_plan(op_name != "gemm_w8a8", m, w[0].shape[0], w[0].shape[1])[
+        "cluster"] == 2, "the cluster path would not run"
     poison_cuda_cache()
     y = run(x, *w, bias.cuda(), n)
     check_against_reference(op_name, y, x, p, bias, f"clusters M{m}-K{k}-N{n}")
