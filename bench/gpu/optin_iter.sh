@@ -106,6 +106,8 @@ bench() {
     echo "== wgmma in clusters of 2 sharing x by multicast (LLMACCEL_WGMMA_CLUSTER=2)"
     timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm_wgmma.py \
       -k clusters 2>&1 | tail -n 3
+    sanitize cluster LLMACCEL_W8A8_WGMMA=1 LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all \
+      LLMACCEL_WGMMA_CLUSTER=2
     (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_CLUSTER "2" 2048,4096 4096x14336)
     (export LLMACCEL_W4_WGMMA=1; bench w4a16 LLMACCEL_WGMMA_CLUSTER "2" 1024,4096 4096x14336)
   fi

@@ -11,7 +11,8 @@ an out-of-bounds access into a neighbouring tensor goes unnoticed.
 
 K = 200 (not a multiple of the group, 64, nor of 32: the ops pad), N = 72 (not a multiple of
 16: a ragged row tile), M in 1, 3, 12, 70, 300 (decode, small odd, ragged tiles); M=3 runs fp16
-activations, the rest bf16; M=70 adds a bias.
+activations, the rest bf16; M=70 adds a bias. The GEMMs also run at N = 264 for M = 12, 70, 300
+(three weight blocks of the opt-in wgmma kernels: what their clusters of 2 pair).
 Inputs are made on the CPU and copied over, so almost every kernel the sanitizer sees is
 llmaccel's. Prints one line per case and OK at the end; exits 1 on any mismatch or error.
 """
@@ -33,6 +34,7 @@ ref_quant = importlib.import_module("llmaccel.reference.quant")
 
 TOL = 2e-2
 K, N, GROUP = 200, 72, 64
+N_WIDE = 264  # gemm_wide: several weight blocks of the wgmma kernels
 MS = (1, 3, 12, 70, 300)
 FAILS: list[str] = []
 
@@ -69,11 +71,11 @@ def act(m: int, dtype: torch.dtype, gen: torch.Generator, k: int = K) -> torch.T
     return torch.randn(m, k, generator=gen).to(dtype)
 
 
-def w4(asym: bool, gen: torch.Generator, k: int = K, group: int = GROUP):
-    _, k_pad, g = formats.int4_padding(N, k, group)
-    codes = torch.randint(0, 16, (N, k), dtype=torch.uint8, generator=gen)
-    scales = 0.005 + 0.01 * torch.rand(N, k_pad // g, generator=gen)
-    zeros = (torch.randint(0, 16, (N, k_pad // g), dtype=torch.uint8, generator=gen)
+def w4(asym: bool, gen: torch.Generator, k: int = K, group: int = GROUP, n: int = N):
+    _, k_pad, g = formats.int4_padding(n, k, group)
+    codes = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=gen)
+    scales = 0.005 + 0.01 * torch.rand(n, k_pad // g, generator=gen)
+    zeros = (torch.randint(0, 16, (n, k_pad // g), dtype=torch.uint8, generator=gen)
              if asym else None)
     p = formats.pack_int4(codes, scales, zeros, group)
     dev = (formats.to_cuda_int4(p.qweight).cuda(), p.scales.cuda(),
@@ -81,9 +83,9 @@ def w4(asym: bool, gen: torch.Generator, k: int = K, group: int = GROUP):
     return p, dev
 
 
-def w8(gen: torch.Generator):
-    codes = torch.randint(-127, 128, (N, K), dtype=torch.int8, generator=gen)
-    p = formats.pack_int8(codes, 0.005 + 0.01 * torch.rand(N, generator=gen))
+def w8(gen: torch.Generator, n: int = N):
+    codes = torch.randint(-127, 128, (n, K), dtype=torch.int8, generator=gen)
+    p = formats.pack_int8(codes, 0.005 + 0.01 * torch.rand(n, generator=gen))
     return p, (formats.to_cuda_int8(p.qweight).cuda(), p.scales.cuda())
 
 
@@ -131,6 +133,23 @@ def gemm_w8(op: str, m: int, gen: torch.Generator) -> None:
     out = getattr(llmaccel.ops, op)(x.cuda(), qw, sc, None if bias is None else bias.cuda(), N)
     ref = getattr(ref_gemm, op)(x.float(), p.qweight, p.scales, bias, N)
     check_out(f"{op} M={m} {x.dtype}", out, ref, x)
+
+
+@case
+def gemm_wide(op: str, m: int, gen: torch.Generator) -> None:
+    """N = 264: three weight blocks of the wgmma kernels (128 outputs each, the last partial),
+    so that LLMACCEL_WGMMA_CLUSTER=2 pairs two and leaves one block of a pair without weights."""
+    n = N_WIDE
+    x = act(m, torch.bfloat16, gen)
+    if op == "gemm_w4a16":
+        p, (qw, sc, zp) = w4(True, gen, n=n)
+        out = llmaccel.ops.gemm_w4a16(x.cuda(), qw, sc, zp, None, n)
+        ref = ref_gemm.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, None, n)
+    else:
+        p, (qw, sc) = w8(gen, n)
+        out = getattr(llmaccel.ops, op)(x.cuda(), qw, sc, None, n)
+        ref = getattr(ref_gemm, op)(x.float(), p.qweight, p.scales, None, n)
+    check_out(f"{op} N={n} M={m} {x.dtype}", out, ref, x)
 
 
 @case
@@ -186,6 +205,9 @@ def main() -> int:
     for m in (1, 12):
         gemm_w4a16_kchunks(False, m, gen)
         gemm_w4a16_kchunks(True, m, gen)
+    for m in (12, 70, 300):
+        for op in ("gemm_w4a16", "gemm_w8a16", "gemm_w8a8"):
+            gemm_wide(op, m, gen)
     dequant_w4(False, gen)
     dequant_w4(True, gen)
     dequant_w8(gen)
