@@ -16,7 +16,7 @@
 // next stage's chunks are loaded while this stage's wgmmas run.
 #pragma once
 #include "gemm/gemm_dequant_frag.cuh"
-#include "gemm/gemm_wgmma.cuh"
+#include "gemm/gemm_wgmma_consume.cuh"
 
 namespace llmaccel::cuda {
 

@@ -15,7 +15,7 @@
 // (row g + 8, same): words 2s and 2s + 1 hold k16 step s, bytes 0-1 its registers 0/1 and bytes
 // 2-3 its registers 2/3, in the column order x's image expects (gemm_wgmma_xtiles.h).
 #pragma once
-#include "gemm/gemm_wgmma.cuh"
+#include "gemm/gemm_wgmma_consume.cuh"
 
 namespace llmaccel::cuda {
 

@@ -12,7 +12,7 @@
 // four A fragments with one 16-byte shared-memory load each and issues four m64n256k32 (the
 // skeleton's wgmma_mainloop: the next stage's loads while these run).
 #pragma once
-#include "gemm/gemm_wgmma.cuh"
+#include "gemm/gemm_wgmma_consume.cuh"
 
 namespace llmaccel::cuda {
 

@@ -9,7 +9,7 @@
 
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda_checks.h"
-#include "gemm/gemm_wgmma.cuh"
+#include "gemm/gemm_wgmma_consume.cuh"
 #include "gemm/gemm_wgmma_plan.h"
 
 namespace llmaccel::cuda {
@@ -48,7 +48,6 @@ inline WgmmaParams wgmma_plan(int64_t m, int64_t n_tiles, int64_t nk, int chunks
   return p;
 }
 
-// The output and the K-split workspace of a planned call, checked against the plan.
 // The operands every wgmma GEMM takes: x's image (after_image: its kernel was launched right
 // before, see gemm_cuda.h), the weights, their scales (w8a8: per channel; w4a16: per group),
 // the bias.
@@ -60,6 +59,7 @@ inline void wgmma_bind_operands(WgmmaParams& p, const int8_t* xt, bool after_ima
   p.scales = scales;
   p.bias = bias;
 }
+// The output and the K-split workspace of a planned call, checked against the plan.
 inline void wgmma_bind(const char* op, WgmmaParams& p, void* out, int64_t n, int64_t ldo,
                        void* partial, int64_t partial_bytes) {
   p.out = out;
@@ -86,16 +86,15 @@ template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& 
 }
 
 // The main kernel (Cfg's shared memory, one block per SM or per work item), then, when K is
-// split, the reduction of the splits in order (Acc: int for w8a8, float for w4a16).
+// split, the reduction of the splits in order (Acc: int for w8a8, float for w4a16 and w8a16).
 // The main kernel is a programmatic dependent launch when p.after_image says the kernel right
 // before it on the stream wrote x's image (x_tiles_16bit, quant_act_int8_tiles, launched by the
 // same caller): its blocks may start while that kernel still runs, and stream their first
 // weights meanwhile (wgmma_produce). Kernels before the image kernel had completed when it
-// started, so nothing but x can still be in flight. At decode sizes
-// that hides the image kernel and the gap between the two launches, a few µs of a ~15 µs call.
-// LLMACCEL_WGMMA_PDL=0 launches it plainly (a benchmark knob, read per call). Clusters
-// (p.cluster = 2, LLMACCEL_WGMMA_CLUSTER) are launched as such, as many as the device holds at
-// once.
+// started, so nothing but x can still be in flight. At decode sizes that hides the image kernel
+// and the gap between the two launches, a few µs of a ~15 µs call. LLMACCEL_WGMMA_PDL=0 launches
+// it plainly (a benchmark knob, read per call). Clusters (p.cluster = 2, LLMACCEL_WGMMA_CLUSTER)
+// are launched as such, as many as the device holds at once (asked once per device).
 template <class Cfg, class T, bool kOutScales, class Acc, auto kernel>
 void wgmma_launch(const WgmmaParams& p, cudaStream_t stream) {
   // The setmaxnreg hand-over needs this variant to launch with the whole register pool (every
@@ -127,10 +126,16 @@ void wgmma_launch(const WgmmaParams& p, cudaStream_t stream) {
   if (p.cluster > 1) {
     attrs[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
     attrs[cfg.numAttrs++].val.clusterDim = {unsigned(p.cluster), 1, 1};
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 0);
-    cfg.gridDim = dim3(unsigned(p.cluster * (sms / p.cluster)));
-    if (cudaOccupancyMaxActiveClusters(&slots, kernel, &cfg) != cudaSuccess) slots = 0;
-    cudaGetLastError();
+    static int resident[64] = {};  // per device; 0: not asked yet (or the query failed)
+    int dev = 0;
+    cudaGetDevice(&dev);
+    if (dev >= 0 && dev < 64 && resident[dev] == 0) {
+      cfg.gridDim = dim3(unsigned(p.cluster * (sms / p.cluster)));
+      if (cudaOccupancyMaxActiveClusters(&resident[dev], kernel, &cfg) != cudaSuccess)
+        resident[dev] = 0;
+      cudaGetLastError();
+    }
+    if (dev >= 0 && dev < 64) slots = resident[dev];
   }
   cfg.gridDim = dim3(unsigned(wgmma_launch_blocks(p, sms, slots)));
   cudaLaunchKernelEx(&cfg, kernel, p);

@@ -167,17 +167,19 @@ def test_cuda_x_tiles_16bit(m, k, kt, dtype):
 CLUSTER_CASES = [(300, 1000, 264), (5, 4096, 520), (40, 2048, 1000), (2053, 512, 4096)]
 
 
-@pytest.mark.parametrize("op_name,var", [("gemm_w8a8", "LLMACCEL_W8A8_WGMMA"),
-                                         ("gemm_w4a16", "LLMACCEL_W4_WGMMA"),
-                                         ("gemm_w8a16", "LLMACCEL_W8_WGMMA")])
-@pytest.mark.parametrize("m,k,n", CLUSTER_CASES,
-                         ids=[f"M{c[0]}-K{c[1]}-N{c[2]}" for c in CLUSTER_CASES])
+# (op, its opt-in variable, shape): gemm_w8a8 takes the wgmma kernel above M = 64 only.
+CLUSTER_RUNS = [(op, var, *c) for op, var in (("gemm_w8a8", "LLMACCEL_W8A8_WGMMA"),
+                                              ("gemm_w4a16", "LLMACCEL_W4_WGMMA"),
+                                              ("gemm_w8a16", "LLMACCEL_W8_WGMMA"))
+                for c in CLUSTER_CASES if op != "gemm_w8a8" or c[0] > 64]
+
+
+@pytest.mark.parametrize("op_name,var,m,k,n", CLUSTER_RUNS,
+                         ids=[f"{r[0]}-M{r[2]}-K{r[3]}-N{r[4]}" for r in CLUSTER_RUNS])
 def test_cuda_gemm_wgmma_clusters(op_name, var, m, k, n, monkeypatch):
     """Clusters of 2 blocks sharing x (multicast): the reference, the same bits on repeat, and
     for int8 (exact int32 sums) the same bits as single blocks (int4's fp32 sums may be split
     differently: the K split counts clusters, not blocks)."""
-    if op_name == "gemm_w8a8" and m <= 64:
-        pytest.skip("gemm_w8a8 takes the wgmma kernel above M = 64 only")
     monkeypatch.setenv(var, "1" if op_name == "gemm_w8a8" else "all")
     monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
     p, w = cuda_weight(op_name, n, k, seed=m + n)

@@ -109,19 +109,28 @@ def cuda_path(op: str, m: int) -> str:
             return "quant + int8 wgmma"
         return "quant + int8 tiled mma"
     if op == "gemm_w4a16":
-        first = w4a16_wgmma_first_m()
-        wgmma = first is not None and m >= first and w4a16_wgmma_available()
-        if m <= DECODE_MAX_M:
-            return "wgmma" if wgmma else "decode mma"
-        if m <= tiled_max_m():
-            return "tiled mma"
-        if wgmma:
-            return "wgmma"
-    if op == "gemm_w8a16":
-        first = w8a16_wgmma_first_m()
-        if first is not None and m >= first and w8a16_wgmma_available():
-            return "wgmma"
-    return "swapAB mma" if m <= SWAPAB_MAX_M[op] else "dequant + cuBLAS"
+        return _w4a16_path(m, w4a16_wgmma_first_m(), tiled_max_m())
+    return _w8a16_path(m, w8a16_wgmma_first_m())
+
+
+def _w4a16_path(m: int, first: int | None, tiled: int) -> str:
+    """cuda_path for gemm_w4a16, from the opt-ins' settings (first: w4a16_wgmma_first_m();
+    tiled: tiled_max_m(), which only matters above the decode range), read once by the caller."""
+    wgmma = first is not None and m >= first and w4a16_wgmma_available()
+    if m <= DECODE_MAX_M:
+        return "wgmma" if wgmma else "decode mma"
+    if m <= tiled:
+        return "tiled mma"
+    if wgmma:
+        return "wgmma"
+    return "swapAB mma" if m <= SWAPAB_MAX_M["gemm_w4a16"] else "dequant + cuBLAS"
+
+
+def _w8a16_path(m: int, first: int | None) -> str:
+    """cuda_path for gemm_w8a16 (first: w8a16_wgmma_first_m(), read once by the caller)."""
+    if first is not None and m >= first and w8a16_wgmma_available():
+        return "wgmma"
+    return "swapAB mma" if m <= SWAPAB_MAX_M["gemm_w8a16"] else "dequant + cuBLAS"
 
 
 # Per (device, stream): the int4 decode kernel's tile counters (int32, zero between calls: each call
@@ -255,7 +264,7 @@ def _wgmma_partials(x: torch.Tensor, x16: bool, m: int, nt: int, nk: int) -> tor
     return torch.empty(n_bytes, dtype=torch.uint8, device=x.device) if n_bytes else None
 
 
-def _x_image_16bit(x: torch.Tensor, x2: torch.Tensor, nk: int, s: int):
+def _x_image_16bit(x2: torch.Tensor, nk: int, s: int):
     """(image, kt) for the 16-bit-x wgmma kernels: x copied into 64-column blocks of 256 rows
     (zero past k; the padding rows are left unwritten: they only meet outputs never stored).
     The GEMM must be launched right after it (its after_image argument)."""
@@ -263,7 +272,7 @@ def _x_image_16bit(x: torch.Tensor, x2: torch.Tensor, nk: int, s: int):
     xk = _kernel_rows(x2)
     kt = (nk + 1) // 2
     rows = -(-m // _C.cuda_wgmma_x_rows) * _C.cuda_wgmma_x_rows
-    xt = torch.empty(rows * kt * 128, dtype=torch.int8, device=x.device)
+    xt = torch.empty(rows * kt * 128, dtype=torch.int8, device=x2.device)
     _C.cuda_x_tiles_16bit(xk.data_ptr(), m, xk.shape[1], xk.stride(0), xt.data_ptr(), kt, s)
     return xt, kt
 
@@ -305,16 +314,17 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
         return _finish(_out(x, 0, n), x, n)
     s = _stream(x)
     tiled = tiled_max_m() if m > DECODE_MAX_M else 0
-    first = w4a16_wgmma_first_m()  # the one environment lookup of a decode call (~0.5 µs)
-    if first is not None and m >= first and cuda_path(op, m) == "wgmma":
-        xt, kt = _x_image_16bit(x, x2, nk, s)
+    # the one environment lookup of a decode call (~0.5 µs); the device check only when opted in
+    path = _w4a16_path(m, w4a16_wgmma_first_m(), tiled)
+    if path == "wgmma":
+        xt, kt = _x_image_16bit(x2, nk, s)
         out = _out(x, m, n)
         part = _wgmma_partials(x, True, m, nt, nk)  # held until the launches are queued
         _C.cuda_gemm_w4a16_wgmma(xt.data_ptr(), _DT[x.dtype], m, kt, qweight.data_ptr(), nt, nk,
                                  scales.data_ptr(), _ptr(zeros), ng, group, n, _ptr(bias),
                                  out.data_ptr(), n, _ptr(part), _numel(part), True, s)
         return _finish(out, x, n)
-    if m > max(SWAPAB_MAX_M[op], tiled):
+    if path == "dequant + cuBLAS":
         w = torch.empty(n, k, dtype=x.dtype, device=x.device)
         _C.cuda_dequant_w4(qweight.data_ptr(), nt, nk, scales.data_ptr(), _ptr(zeros), ng, group,
                            n, k, w.data_ptr(), _DT[x.dtype], k, s)
@@ -322,7 +332,7 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     out = _out(x, m, n)
     xk = _kernel_rows(x2)
     partials = None  # the opt-in tiled kernel's split sums: held until the launch is queued
-    if m <= tiled:
+    if path == "tiled mma":
         _, n_bytes = _C.cuda_decode_workspace(m, nt, nk, group // 32)
         partials = torch.empty(max(n_bytes, 4), dtype=torch.uint8, device=x.device)
         ws = (0, 0, partials.data_ptr(), partials.numel())
@@ -345,16 +355,16 @@ def _gemm_w8a16(x, qweight, scales, bias, n):
     if m == 0:
         return _finish(_out(x, 0, n), x, n)
     s = _stream(x)
-    first = w8a16_wgmma_first_m()
-    if first is not None and m >= first and cuda_path(op, m) == "wgmma":
-        xt, kt = _x_image_16bit(x, x2, nk, s)
+    path = _w8a16_path(m, w8a16_wgmma_first_m())
+    if path == "wgmma":
+        xt, kt = _x_image_16bit(x2, nk, s)
         out = _out(x, m, n)
         part = _wgmma_partials(x, True, m, nt, nk)  # held until the launches are queued
         _C.cuda_gemm_w8a16_wgmma(xt.data_ptr(), _DT[x.dtype], m, kt, qweight.data_ptr(), nt, nk,
                                  scales.data_ptr(), n, _ptr(bias), out.data_ptr(), n,
                                  _ptr(part), _numel(part), True, s)
         return _finish(out, x, n)
-    if m > SWAPAB_MAX_M[op]:
+    if path == "dequant + cuBLAS":
         w = torch.empty(n, k, dtype=x.dtype, device=x.device)
         _C.cuda_dequant_w8(qweight.data_ptr(), nt, nk, scales.data_ptr(), n, k, w.data_ptr(),
                            _DT[x.dtype], k, s)
