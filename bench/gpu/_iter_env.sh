@@ -17,4 +17,19 @@ gpu_build() {
     CMAKE_ARGS="-DLLMACCEL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${LLMACCEL_CUDA_ARCHS:-90a}" \
     "$PY" -m pip install --no-build-isolation --no-deps --no-index . >"$OUT/build.log" 2>&1 \
     || { tail -n 30 "$OUT/build.log"; exit 1; }
+  # The machine goes back 30 s after a call: the next call may find it bare. The built module
+  # comes back in $OUT (copy it to .gpubuild/ here, carry .gpubuild), so gpu_restore can skip
+  # a rebuild of the same native sources.
+  local site; site=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  tar czf "$OUT/gpubuild.tgz" -C "$site" llmaccel && echo "built module saved: gpubuild.tgz"
+}
+
+# gpu_restore: the module of an earlier call's gpu_build (.gpubuild/gpubuild.tgz) with this
+# tree's Python files over it, when the machine no longer has one.
+gpu_restore() {
+  "$PY" -c "import llmaccel._C as c; assert hasattr(c, 'cuda_gemm_w8a8_wgmma')" 2>/dev/null && return 0
+  [[ -f .gpubuild/gpubuild.tgz ]] || { echo "no build here and none carried"; gpu_build; return; }
+  local site; site=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  tar xzf .gpubuild/gpubuild.tgz -C "$site" && cp -r python/llmaccel/. "$site/llmaccel/"
+  echo "== restored the carried build $(date +%T)"
 }

@@ -49,7 +49,7 @@ bench() {
 }
 
 {
-  [[ ${SKIP_BUILD:-0} == 1 ]] || gpu_build
+  if [[ ${SKIP_BUILD:-0} == 1 ]]; then gpu_restore; else gpu_build; fi
   # A kernel that has never run may hang (an mbarrier phase never completing): every step is
   # under a timeout, so a hang costs minutes, not the call. First one pass of sanitize_case.py
   # per kernel (its M = 70 and 300 cases take the opt-in paths; with LLMACCEL_W4_WGMMA=all the
@@ -111,6 +111,58 @@ bench() {
       LLMACCEL_WGMMA_CLUSTER=2
     (export LLMACCEL_W8A8_WGMMA=1; bench w8a8 LLMACCEL_WGMMA_CLUSTER "2" 2048,4096 4096x14336)
     (export LLMACCEL_W4_WGMMA=1; bench w4a16 LLMACCEL_WGMMA_CLUSTER "2" 1024,4096 4096x14336)
+  fi
+  if step ncusmall && [[ -n $NCU ]]; then
+    # the 16-bit wgmma kernels at M = 1: where their time goes (stall reasons, issue rate)
+    for op in gemm_w4a16 gemm_w8a16; do
+      echo "== ncu $op M=1 4096→14336 (wgmma) $(date +%T)"
+      LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 150 "$NCU" \
+        --kernel-name regex:wgmma --launch-skip 2 --launch-count 1 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
+        --section Occupancy --section LaunchStats --section SchedulerStats \
+        --section ComputeWorkloadAnalysis --section InstructionStats \
+        "$PY" bench/gpu/profile_case.py --op $op --k 4096 --n 14336 --m 1 --calls 3 \
+        >"$OUT/ncu_${op}_m1.txt" 2>&1
+      grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Grid Size|Block Size|Cluster|Waves Per|Achieved Occupancy|Warp Cycles Per Issued|Issued Ipc|Executed Instructions  |Dynamic Shared" \
+        "$OUT/ncu_${op}_m1.txt" | head -n 20
+    done
+  fi
+  if step stalls && [[ -n $NCU ]]; then
+    # why a consumer warp issues only every ~7 cycles at M = 1: the stall reasons, per issue
+    for op in gemm_w4a16 gemm_w8a16; do
+      echo "== ncu stall reasons $op M=1 (wgmma) $(date +%T)"
+      LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 150 "$NCU" \
+        --kernel-name regex:wgmma --launch-skip 2 --launch-count 1 \
+        --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio|smsp__inst_executed\.sum|sm__cycles_active\.avg" \
+        "$PY" bench/gpu/profile_case.py --op $op --k 4096 --n 14336 --m 1 --calls 3 \
+        >"$OUT/stalls_$op.txt" 2>&1
+      grep -E "stalled|inst_executed|cycles_active" "$OUT/stalls_$op.txt" \
+        | awk '$NF+0 >= 0.05 || /inst|cycles/' | sed 's/smsp__average_warps_issue_stalled_//'
+    done
+  fi
+  if step source && [[ -n $NCU ]]; then
+    # per SASS instruction: executions and sampled stall reasons of the 16-bit wgmma kernels
+    for op in gemm_w8a16 gemm_w4a16; do
+      echo "== ncu source view $op M=1 (wgmma) $(date +%T)"
+      LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 200 "$NCU" \
+        --kernel-name regex:wgmma --launch-skip 2 --launch-count 1 \
+        --section SourceCounters --section WarpStateStats --page source --print-source sass \
+        --csv "$PY" bench/gpu/profile_case.py --op $op --k 4096 --n 14336 --m 1 --calls 3 \
+        >"$OUT/source_$op.csv" 2>&1
+      echo "rc $? $(wc -l <"$OUT/source_$op.csv") lines"
+    done
+  fi
+  if step cross; then
+    echo "== where the 16-bit wgmma kernels stop winning (M 128-512) $(date +%T)"
+    bench w4a16 LLMACCEL_W4_WGMMA "0 all" 96,128,192,256,384 4096x14336,8192x8192 60
+    bench w8a16 LLMACCEL_W8_WGMMA "0 all" 96,128,192,256,384 4096x14336,8192x8192 60
+  fi
+  if step rows256; then
+    echo "== 16-bit wgmma with 256-row x blocks above M = 128 (LLMACCEL_WGMMA_N=256) $(date +%T)"
+    (export LLMACCEL_W4_WGMMA=all; bench w4a16 LLMACCEL_WGMMA_N "256" 192,256,384,512,1024 \
+      4096x14336,8192x8192 60)
+    (export LLMACCEL_W8_WGMMA=all; bench w8a16 LLMACCEL_WGMMA_N "256" 192,256,384,512,1024 \
+      4096x14336,8192x8192 60)
   fi
   if step ncu && [[ -n $NCU ]]; then
     for op in gemm_w8a8 gemm_w4a16; do
