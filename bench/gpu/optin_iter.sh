@@ -152,6 +152,16 @@ bench() {
       echo "rc $? $(wc -l <"$OUT/source_$op.csv") lines"
     done
   fi
+  if step quick; then
+    echo "== wgmma tests and the decode-range timings $(date +%T)"
+    timeout 300 "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_wgmma.py 2>&1 \
+      | tail -n 4
+    LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 150 "$PY" bench/gpu/bench_gpu.py \
+      --kernels w4a16,w8a16 --out /tmp/quick --shapes 4096x14336,8192x8192 --m 1,16,64,128,256 \
+      --budget-s 60 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
+    LLMACCEL_W8A8_WGMMA=1 timeout 100 "$PY" bench/gpu/bench_gpu.py --kernels w8a8 --out /tmp/q8 \
+      --shapes 4096x14336 --m 512,4096 --budget-s 30 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
+  fi
   if step cross; then
     echo "== where the 16-bit wgmma kernels stop winning (M 128-512) $(date +%T)"
     bench w4a16 LLMACCEL_W4_WGMMA "0 all" 96,128,192,256,384 4096x14336,8192x8192 60

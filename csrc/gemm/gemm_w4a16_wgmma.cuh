@@ -75,7 +75,7 @@ template <class T, bool ZP, class Cfg> struct W4WgFill {
                       int wb)
       : p(p_), kt1(work.kt1) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    wfrag = sm.ws + warp * kW4WgChunks * kW4WgChunkBytes + lane * 8;
+    wfrag = sm.ws + Cfg::w_tile(warp) + lane * 8;
     // padding tiles past n_tiles: any tile's scales (their outputs are never stored)
     srows = tile_scale_rows(p, min(wb * kWgWTiles + warp, p.n_tiles - 1), lane >> 2);
 #pragma unroll
@@ -86,7 +86,7 @@ template <class T, bool ZP, class Cfg> struct W4WgFill {
 #pragma unroll
     for (int q = 0; q < kW4WgChunks; ++q) {
       cur[q] = nxt[q];
-      const uint2 v = *reinterpret_cast<const uint2*>(wfrag + s * Cfg::kWStage + q * 256);
+      const uint2 v = *reinterpret_cast<const uint2*>(wfrag + Cfg::w_stage(s) + q * 256);
       dequant_w4_step<T>(v.x, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q]);
       dequant_w4_step<T>(v.y, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q + 1]);
     }

@@ -56,11 +56,11 @@ template <class T, class Cfg> struct W8A16WgFill {
   static constexpr int kSteps = 4;
   const uint8_t* wfrag;
   __device__ W8A16WgFill(const WgmmaParams&, const WgmmaSmem<Cfg>& sm, const WgmmaWork&, int)
-      : wfrag(sm.ws + (threadIdx.x >> 5) * 2 * kW8WgChunkBytes16 + (threadIdx.x & 31) * 16) {}
+      : wfrag(sm.ws + Cfg::w_tile(threadIdx.x >> 5) + (threadIdx.x & 31) * 16) {}
   __device__ __forceinline__ void operator()(int s, int, uint32_t (&a)[kSteps][4]) const {
 #pragma unroll
     for (int q = 0; q < 2; ++q) {
-      const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + q * 512);
+      const uint4 v = *reinterpret_cast<const uint4*>(wfrag + Cfg::w_stage(s) + q * 512);
       int8x4_to_16bit<T>(v.x, a[2 * q][0], a[2 * q][2]);
       int8x4_to_16bit<T>(v.y, a[2 * q][1], a[2 * q][3]);
       int8x4_to_16bit<T>(v.z, a[2 * q + 1][0], a[2 * q + 1][2]);

@@ -25,11 +25,11 @@ template <class Cfg> struct W8A8WgFill {
   static constexpr int kSteps = kW8WgChunks;
   const uint8_t* wfrag;
   __device__ W8A8WgFill(const WgmmaParams&, const WgmmaSmem<Cfg>& sm, const WgmmaWork&, int)
-      : wfrag(sm.ws + (threadIdx.x >> 5) * kW8WgChunks * kW8WgChunkBytes + (threadIdx.x & 31) * 16) {}
+      : wfrag(sm.ws + Cfg::w_tile(threadIdx.x >> 5) + (threadIdx.x & 31) * 16) {}
   __device__ __forceinline__ void operator()(int s, int, uint32_t (&a)[kSteps][4]) const {
 #pragma unroll
     for (int j = 0; j < kW8WgChunks; ++j) {
-      const uint4 v = *reinterpret_cast<const uint4*>(wfrag + s * Cfg::kWStage + j * 512);
+      const uint4 v = *reinterpret_cast<const uint4*>(wfrag + Cfg::w_stage(s) + j * 512);
       a[j][0] = v.x; a[j][1] = v.y; a[j][2] = v.z; a[j][3] = v.w;
     }
   }

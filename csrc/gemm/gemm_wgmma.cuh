@@ -69,6 +69,14 @@ static_assert(kWgRegPool <= kWgThreads * (65536 / kWgThreads / 8 * 8),
 constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_GROUP overrides)
 constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
 
+// Stages per weight copy: blocks of ≤ 64 x rows stream weights, and one bulk copy costs its
+// issuing thread ~200-300 ns whatever its size up to ~4 KB (bench/gpu/bulk_copy_probe.cu on the
+// H100: 8 copies of 512 B per 4 KB stage from one thread stream 365 GB/s over 132 SMs, from 8
+// lanes 950, 8 copies of 2 KB from 8 lanes 2840, the HBM peak). So each tile's weights come
+// for 4 stages at once, one lane per tile. Larger blocks spend longer per stage on MMAs and
+// copy one stage at a time.
+__host__ __device__ constexpr int wgmma_stages_per_copy(int x_rows) { return x_rows <= 64 ? 4 : 1; }
+
 // A kernel's shape: per weight tile and stage kChunks chunks of kChunkBytes; kN x rows per block
 // (the wgmma N: 256; 128 where 256-row blocks would leave SMs idle; 64, 32 or 16 for small M,
 // where the weights' bytes, not the MMAs, set the time; a smaller block reads a part of an
@@ -100,6 +108,15 @@ template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
   static constexpr int kStages = deepest(kN <= 64 ? 16 : 4);
   static constexpr int kSmem = smem_for(kStages);
   static_assert(kSmem <= kWgSmemMax, "shared memory");
+  // The weight ring holds groups of kG stages (wgmma_stages_per_copy), each tile's kG stages
+  // contiguous (one copy): byte offsets of tile t's run and of stage slot s's piece of it.
+  static constexpr int kG = wgmma_stages_per_copy(kN);
+  static_assert(kStages % kG == 0, "whole copy groups in the ring");
+  static constexpr int kWRun = kG * kChunks * kChunkBytes;
+  __host__ __device__ static constexpr int w_tile(int t) { return t * kWRun; }
+  __host__ __device__ static constexpr int w_stage(int s) {
+    return (s / kG) * kG * kWStage + (s % kG) * kChunks * kChunkBytes;
+  }
 };
 
 struct WgmmaParams {
@@ -194,44 +211,57 @@ __device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx
   xb = local / size;
 }
 
-// The producer thread: for each of the block's tiles, per k block one bulk copy of its kN rows of
+// The producer warp: for each of the block's tiles, per k block one bulk copy of its kN rows of
 // x (all or part of an image block) and, per weight tile, one run of kChunks chunks of
-// kChunkBytes (fewer in the last k block). The ring runs on across tiles, so the next tile's
-// first stages land while the consumers finish the last one. Tiles past n_tiles and chunks past
-// nk are never copied: their stale bytes meet x columns that are zero (past k) or feed outputs
-// never stored (past n).
+// kChunkBytes per stage, for Cfg::kG stages at once (fewer at the end of K). Lane t copies
+// tile t's run, lane 8 + j the x of the group's stage j: a bulk copy holds its issuing thread,
+// so copies from several lanes overlap (wgmma_stages_per_copy). A work item's stages are padded
+// to whole groups: a padding slot gets a plain arrival on its full barrier and the consumers
+// pass it back unread (wgmma_mainloop), so both sides count the same slots. The ring runs on
+// across tiles, so the next tile's first stages land while the consumers finish the last one.
+// Tiles past n_tiles and chunks past nk are never copied: their stale bytes meet x columns that
+// are zero (past k) or feed outputs never stored (past n).
 // The kernel may start before the one that writes x's image has finished (programmatic
 // dependent launch, wgmma_launch): the weights do not depend on it, so the first work item's
-// first stages (as many as the ring holds) get their weight copies at once, and griddep_wait
+// first groups (as many as the ring holds) get their weight copies at once, and griddep_wait
 // holds only the x copies. In a cluster each block copies its share of the x stage into every
 // block's slot (multicast): a slot is refilled only once every block's consumers let it go (the
 // empty barriers count the whole cluster's consumer warps).
 template <class Cfg>
 __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
   constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes, kS = Cfg::kStages;
-  constexpr int kWStage = Cfg::kWStage, kXStage = Cfg::kXStage;
-  // Arms stage slot s for k block kt of weight block wb and copies the weights in.
-  const auto weights = [&](int s, int wb, int kt) {
+  constexpr int kG = Cfg::kG, kXStage = Cfg::kXStage;
+  const int lane = threadIdx.x & 31;
+  // Arms the group at slot s (n of its kG stages real: k blocks kt ..) and copies its weights.
+  const auto weights = [&](int s, int wb, int kt, int n) {
     const int tiles = max(0, min(kWgWTiles, p.n_tiles - wb * kWgWTiles));
-    const int chunks = min(kChunks, p.nk - kt * kChunks);
-    mbar_expect_tx(&sm.full[s], kXStage + tiles * chunks * kChunkBytes);
-    for (int t = 0; t < tiles; ++t)
-      bulk_copy_g2s(sm.ws + s * kWStage + t * kChunks * kChunkBytes,
-                    p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
+    const int chunks = min(n * kChunks, p.nk - kt * kChunks);
+    if (lane == 0) {
+      for (int j = 0; j < kG; ++j) {
+        if (j < n) mbar_expect_tx(&sm.full[s + j], kXStage + (j ? 0 : tiles * chunks * kChunkBytes));
+        else mbar_arrive(&sm.full[s + j]);
+      }
+    }
+    __syncwarp();
+    if (lane < tiles)
+      bulk_copy_g2s(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(lane),
+                    p.w + (int64_t(wb * kWgWTiles + lane) * p.nk + kt * kChunks) * kChunkBytes,
                     chunks * kChunkBytes, &sm.full[s]);
   };
+  const auto groups = [](int n) { return (n + kG - 1) / kG * kG; };  // stages, padded
   const WgmmaSeat seat = wgmma_seat(p);
   int early = 0;  // stages whose weights went out before griddep_wait
   if (seat.first < p.tiles * p.splits) {
     const WgmmaWork work(p, seat.first);
     int wb, xb;
     wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
-    early = min(kS, work.kt1 - work.kt0);
-    for (int j = 0; j < early; ++j) weights(j, wb, work.kt0 + j);
+    const int n = work.kt1 - work.kt0;
+    early = min(kS, groups(n));
+    for (int j = 0; j < early; j += kG) weights(j, wb, work.kt0 + j, min(kG, n - j));
   }
   griddep_wait();
   constexpr int kShare = kXStage / 2;  // a cluster block's share of an x stage (2 blocks)
-  int it = 0;  // stages issued, over all of this block's work items
+  int it = 0;  // stage slots used, over all of this block's work items
   for (int w = seat.first; w < p.tiles * p.splits; w += seat.stride) {
     const WgmmaWork work(p, w);
     int wb, xb;
@@ -239,19 +269,21 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
     const int64_t row0 = int64_t(xb) * Cfg::kN;  // first x row: image block row0 / 256
     const int8_t* xsrc = p.xt + (row0 / kWgXRows) * p.kt_count * (kWgXRows * kWgRowBytes) +
                          (row0 % kWgXRows) * kWgRowBytes;
-    for (int kt = work.kt0; kt < work.kt1; ++kt, ++it) {
-      const int s = it % kS;
-      if (it >= kS) {
-        mbar_wait(&sm.empty[s], ((it / kS) - 1) & 1);
-        fence_proxy_async_smem();  // the consumers' reads of the slot before the new copies
+    for (int kt = work.kt0; kt < work.kt1; kt += kG, it += kG) {
+      const int s = it % kS, n = min(kG, work.kt1 - kt);
+      if (it >= kS) {  // the group's last slot back means all of them are (released in order)
+        mbar_wait(&sm.empty[s + kG - 1], ((it / kS) - 1) & 1);
+        fence_proxy_async_smem();  // the consumers' reads of the slots before the new copies
       }
-      if (it >= early) weights(s, wb, kt);
-      const int8_t* src = xsrc + int64_t(kt) * (kWgXRows * kWgRowBytes);
+      if (it >= early) weights(s, wb, kt, n);
+      const int j = lane - kWgWTiles;  // this lane's x stage of the group
+      if (j < 0 || j >= n) continue;
+      const int8_t* src = xsrc + int64_t(kt + j) * (kWgXRows * kWgRowBytes);
       if (p.cluster == 1) {
-        bulk_copy_g2s(sm.xs + s * kXStage, src, kXStage, &sm.full[s]);
+        bulk_copy_g2s(sm.xs + (s + j) * kXStage, src, kXStage, &sm.full[s + j]);
       } else {  // rows [rank, rank + 1) · kN / 2 of the block, into both blocks' slot
-        bulk_copy_g2s_multicast(sm.xs + s * kXStage + seat.rank * kShare, src + seat.rank * kShare,
-                                kShare, &sm.full[s], 0x3);
+        bulk_copy_g2s_multicast(sm.xs + (s + j) * kXStage + seat.rank * kShare,
+                                src + seat.rank * kShare, kShare, &sm.full[s + j], 0x3);
       }
     }
   }
@@ -290,7 +322,7 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm
   wgmma_cluster_sync(p);
   if (threadIdx.x >= 256) {
     setmaxnreg_dec<kWgProducerRegs>();
-    if (threadIdx.x == 256) wgmma_produce<Cfg>(p, sm);
+    if (threadIdx.x < 256 + 32) wgmma_produce<Cfg>(p, sm);
     return true;
   }
   setmaxnreg_inc<kWgConsumerRegs>();
@@ -340,14 +372,17 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   using Frags = uint32_t[kSteps][4];
   const int lane = threadIdx.x & 31;
   const uint32_t xs_addr = smem_addr(sm.xs);
-  if (!active) {
-    for (int kt = work.kt0; kt < work.kt1; ++kt, ++it) {
+  // Slots passed back unread: a cluster block without weights, and the padding of the item's
+  // last copy group (wgmma_produce).
+  const auto pass = [&](int n) {
+    for (int j = 0; j < n; ++j, ++it) {
       const int s = it % Cfg::kStages;
       mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
       wgmma_release(&sm.empty[s], lane, peer);
     }
-    return;
-  }
+  };
+  const int pad = (Cfg::kG - (work.kt1 - work.kt0) % Cfg::kG) % Cfg::kG;
+  if (!active) return pass(work.kt1 - work.kt0 + pad);
   Frags a0, a1;
   const auto stage = [&](int kt, Frags& a, const Frags& in_flight) {
     const int s = it % Cfg::kStages;
@@ -377,6 +412,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   wgmma_hold_a(a1);
   wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane, peer);
   wgmma_fence_acc(acc);
+  pass(pad);
 #endif
 }
 

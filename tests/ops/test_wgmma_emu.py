@@ -220,7 +220,13 @@ def test_wgmma_plan(emu, tmp_path):
     # 64 tiles: 2 splits of 64 k blocks (3 would leave 60 blocks with two items)
     assert _plan(emu, tmp_path, 16, 512, 256, True) == dict(x_rows=16, splits=2, kts=64,
                                                           blocks=128, cluster=1)
-    assert _plan(emu, tmp_path, 512, 896, 128, True)["x_rows"] == 128   # 224 blocks at 256
+    # 16-bit x: 128 rows up to M = 128, then 256 (measured faster at M = 192-512)
+    assert _plan(emu, tmp_path, 128, 896, 128, True)["x_rows"] == 128
+    assert _plan(emu, tmp_path, 129, 896, 128, True)["x_rows"] == 256
+    # int8: 128 where 256-row blocks would leave the grid under two waves
+    assert _plan(emu, tmp_path, 512, 896, 128, False)["x_rows"] == 128   # 224 blocks at 256
+    # items of whole 4-stage copy groups in 16-64-row blocks: 3 splits of 24 k blocks, not 22
+    assert _plan(emu, tmp_path, 1, 16, 128, True, LLMACCEL_WGMMA_SPLITS="3")["kts"] == 24
     assert _plan(emu, tmp_path, 4096, 896, 128, True) == dict(x_rows=256, splits=1, kts=64,
                                                             blocks=132, cluster=1)
     # int8: never below 64 rows, even forced
