@@ -186,6 +186,7 @@ inline void bulk_copy_g2s_multicast(void* dst, const void* src, uint32_t bytes, 
 inline void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
   emu::mbar_arrive_cluster(bar, rank);
 }
+inline void prefetch_l2(const void*) {}  // the emulator has no caches
 inline void griddep_wait() {}  // the emulator runs kernels one after another
 inline void griddep_launch_dependents() {}
 #else
@@ -224,6 +225,10 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
 }
 // Orders this thread's earlier generic-proxy accesses to shared memory before later bulk copies
 // into it (a slot is refilled only after the warp has read it).
+// Starts moving the 128-byte line holding `p` into L2, so a later load waits for L2, not DRAM.
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
+}
 __device__ __forceinline__ void fence_proxy_async_smem() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");

@@ -22,7 +22,7 @@ namespace llmaccel::cuda {
 
 constexpr int kW4WgChunks = 2, kW4WgChunkBytes = 256;  // 4 KB of weights per stage
 constexpr int kW4WgMinRows = 16;  // x rows per block from 16 up (m64n16 .. m64n256)
-template <int kN> using W4WgCfg = WgmmaCfg<kW4WgChunks, kW4WgChunkBytes, kN>;
+template <int kN> using W4WgCfg = WgmmaCfg<kW4WgChunks, kW4WgChunkBytes, kN, true>;
 
 // One chunk's dequantization constants for this lane's rows g and g + 8.
 struct ChunkScales {

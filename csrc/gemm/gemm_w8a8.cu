@@ -130,8 +130,9 @@ __global__ void __launch_bounds__(256) gemm_w8a8_tiled_kernel(const TiledParams 
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int ne = min(n + e, p.n - 1);
-          v[e] = float(acc[mi][nj][2 * h + e]) * (sx * __ldg(p.scales + ne)) +
-                 (p.bias ? __ldg(p.bias + ne) : 0.f);
+          // one explicit fma, as the wgmma kernel's epilogue: the same bits from either
+          v[e] = fmaf(float(acc[mi][nj][2 * h + e]), sx * __ldg(p.scales + ne),
+                      p.bias ? __ldg(p.bias + ne) : 0.f);
         }
         T* dst = out + int64_t(m) * p.ldo + n;
         if (pairs && n + 1 < p.n) {

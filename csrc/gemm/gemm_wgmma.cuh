@@ -81,8 +81,11 @@ __host__ __device__ constexpr int wgmma_stages_per_copy(int x_rows) { return x_r
 // (the wgmma N: 256; 128 where 256-row blocks would leave SMs idle; 64, 32 or 16 for small M,
 // where the weights' bytes, not the MMAs, set the time; a smaller block reads a part of an
 // image block).
-template <int kChunks_, int kChunkBytes_, int kN_> struct WgmmaCfg {
+// kGroupScales: the consumers load group scales (and zero points) per stage (gemm_w4a16), which
+// the producer prefetches into L2 with each copy group's weights.
+template <int kChunks_, int kChunkBytes_, int kN_, bool kGroupScales_ = false> struct WgmmaCfg {
   static constexpr int kChunks = kChunks_, kChunkBytes = kChunkBytes_, kN = kN_;
+  static constexpr bool kGroupScales = kGroupScales_;
   static_assert(kN == 16 || kN == 32 || kN == 64 || kN == 128 || kN == 256,
                 "wgmma N: 16, 32, 64, 128 or 256 x rows");
   static constexpr int kWStage = kWgWTiles * kChunks * kChunkBytes;
@@ -238,7 +241,8 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
     const int chunks = min(n * kChunks, p.nk - kt * kChunks);
     if (lane == 0) {
       for (int j = 0; j < kG; ++j) {
-        if (j < n) mbar_expect_tx(&sm.full[s + j], kXStage + (j ? 0 : tiles * chunks * kChunkBytes));
+        const int wbytes = j ? 0 : tiles * chunks * kChunkBytes;  // the run lands on stage 0's
+        if (j < n) mbar_expect_tx(&sm.full[s + j], kXStage + wbytes);
         else mbar_arrive(&sm.full[s + j]);
       }
     }
@@ -247,6 +251,23 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
       bulk_copy_g2s(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(lane),
                     p.w + (int64_t(wb * kWgWTiles + lane) * p.nk + kt * kChunks) * kChunkBytes,
                     chunks * kChunkBytes, &sm.full[s]);
+    if constexpr (Cfg::kGroupScales) {
+      // Lanes 16-23 (scales) and 24-31 (zero points) pull tile lane % 8's rows of the group's
+      // quantization groups into L2: the consumers load them a stage ahead, which covers L2's
+      // latency but not DRAM's (a fifth of the int4 kernel's stalls at M = 1 before).
+      const int t = lane & 7, role = lane >> 3;
+      if (role >= 2 && t < tiles && (role == 2 || p.zeros)) {
+        const int g0 = wgmma_chunk_group(p, kt * kChunks);
+        const int g1 = wgmma_chunk_group(p, kt * kChunks + chunks - 1);
+        const int64_t row = int64_t(wb * kWgWTiles + t) * p.n_groups * 16;
+        const uint8_t* first = role == 2
+                                   ? reinterpret_cast<const uint8_t*>(p.scales + row + g0 * 16)
+                                   : p.zeros + row + g0 * 16;
+        const int bytes = (g1 - g0 + 1) * 16 * (role == 2 ? 4 : 1);
+        for (int b = 0; b < bytes; b += 128) prefetch_l2(first + b);
+        if (bytes % 128) prefetch_l2(first + bytes - 1);
+      }
+    }
   };
   const auto groups = [](int n) { return (n + kG - 1) / kG * kG; };  // stages, padded
   const WgmmaSeat seat = wgmma_seat(p);
@@ -361,9 +382,10 @@ template <int kSteps> __device__ __forceinline__ void wgmma_hold_a(const uint32_
 // then wait only for the previous stage's group and hand that slot back. So the next stage's
 // fragments are loaded (and, for int4, dequantized) while the tensor cores do this one; CUTLASS's
 // RS mainloops keep groups in flight the same way. Two A register sets alternate, which is why
-// the loop body runs twice per trip. `it` counts the block's stages over all its work items (the producer's
-// count); every slot is back when the loop returns. A cluster block without a weight block
-// (wb past w_blocks: active false) only passes the slots on. peer: wgmma_release's.
+// the loop body runs twice per trip. `it` counts the block's stage slots over all its work
+// items (the producer's count); every slot is back when the loop returns. A cluster block
+// without a weight block (wb past w_blocks: active false) only passes the slots on, as every
+// block does the padding slots of the item's last copy group. peer: wgmma_release's.
 template <class Cfg, int kSteps, class T, class Acc, int kA, class Fill>
 __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const WgmmaWork& work,
                                                int& it, Acc (&acc)[kA], Fill& fill, bool active,

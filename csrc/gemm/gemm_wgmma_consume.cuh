@@ -37,8 +37,8 @@ __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[kA], int w
     for (int e = 0; e < 2; ++e) {
       const int ml = 8 * i + 2 * t + e, m = xb * kN + ml;
       const float sx = kOutScales && p.xscale && m < p.m ? __ldg(p.xscale + m) : 1.f;
-      stage[ml * kWgPitch + nl] = A::from_float(float(acc[4 * i + e]) * (sx * sw0) + b0);
-      stage[ml * kWgPitch + nl + 8] = A::from_float(float(acc[4 * i + 2 + e]) * (sx * sw1) + b1);
+      stage[ml * kWgPitch + nl] = A::from_float(fmaf(float(acc[4 * i + e]), sx * sw0, b0));
+      stage[ml * kWgPitch + nl + 8] = A::from_float(fmaf(float(acc[4 * i + 2 + e]), sx * sw1, b1));
     }
   }
   consumer_barrier();
@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(256) wgmma_reduce_kernel(const WgmmaParams p) 
     const float sx = kOutScales && p.xscale ? __ldg(p.xscale + m) : 1.f;
     const float sw = kOutScales ? __ldg(p.scales + n) : 1.f;
     const float b = p.bias ? __ldg(p.bias + n) : 0.f;
-    static_cast<T*>(p.out)[m * p.ldo + n] = Act16<T>::from_float(float(sum) * (sx * sw) + b);
+    static_cast<T*>(p.out)[m * p.ldo + n] = Act16<T>::from_float(fmaf(float(sum), sx * sw, b));
   }
 }
 
