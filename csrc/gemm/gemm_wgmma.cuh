@@ -251,7 +251,7 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
       bulk_copy_g2s(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(lane),
                     p.w + (int64_t(wb * kWgWTiles + lane) * p.nk + kt * kChunks) * kChunkBytes,
                     chunks * kChunkBytes, &sm.full[s]);
-    if constexpr (Cfg::kGroupScales) {
+    if constexpr (Cfg::kGroupScales && kG > 1) {  // in 128-row blocks it cost ~10 % at M = 128
       // Lanes 16-23 (scales) and 24-31 (zero points) pull tile lane % 8's rows of the group's
       // quantization groups into L2: the consumers load them a stage ahead, which covers L2's
       // latency but not DRAM's (a fifth of the int4 kernel's stalls at M = 1 before).

@@ -141,6 +141,22 @@ def _w4_id(c):
     return "M{}-K{}-N{}-g{}-{}".format(*c)
 
 
+WGMMA_VARS = ("LLMACCEL_W4_WGMMA", "LLMACCEL_W8_WGMMA", "LLMACCEL_W8A8_WGMMA")
+
+
+@pytest.fixture(params=["default", "no-wgmma"])
+def kernels(request, monkeypatch):
+    """Each case on the default paths, then with the sm_90a wgmma kernels off, so that on a
+    compute capability 9.0 GPU the kernels they replace over their M ranges (swapped, dequantize
+    + cuBLAS, tiled int8) keep running too (elsewhere both runs take the same path)."""
+    for var in WGMMA_VARS:
+        if request.param == "default":
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, "0")
+    return request.param
+
+
 def _w8_id(c):
     return "M{}-K{}-N{}-{}".format(*c)
 
@@ -149,7 +165,7 @@ def _w8_id(c):
 @pytest.mark.parametrize("with_bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
 @pytest.mark.parametrize("case", W4_CASES, ids=_w4_id)
-def test_cuda_gemm_w4a16_matches_reference(case, symmetric, with_bias, dtype):
+def test_cuda_gemm_w4a16_matches_reference(case, symmetric, with_bias, dtype, kernels):
     """Two calls with different x (never zeros), each against the reference: every element of the
     output is written by the call that returns it."""
     m, k, n, group_size, source = case
@@ -167,7 +183,7 @@ def test_cuda_gemm_w4a16_matches_reference(case, symmetric, with_bias, dtype):
 @pytest.mark.parametrize("with_bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("case", W8_CASES, ids=_w8_id)
 @pytest.mark.parametrize("op_name", W8_OPS)
-def test_cuda_gemm_w8_matches_reference(op_name, case, with_bias, dtype):
+def test_cuda_gemm_w8_matches_reference(op_name, case, with_bias, dtype, kernels):
     m, k, n, source = case
     p, w = cuda_weight(op_name, n, k, source=source, seed=m + k)
     bias = make_bias(n) if with_bias else None

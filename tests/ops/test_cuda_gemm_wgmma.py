@@ -1,8 +1,8 @@
-"""The opt-in wgmma kernels (sm_90a, off by default; csrc/gemm/gemm_wgmma.cuh) on a compute
-capability 9.0 GPU: gemm_w8a8's (LLMACCEL_W8A8_WGMMA=1), gemm_w4a16's (LLMACCEL_W4_WGMMA=1|all)
-and gemm_w8a16's (LLMACCEL_W8_WGMMA=1|all), also in clusters of 2 (LLMACCEL_WGMMA_CLUSTER=2).
+"""The wgmma kernels (sm_90a; csrc/gemm/gemm_wgmma.cuh) on a compute capability 9.0 GPU, over
+every M (LLMACCEL_W4_WGMMA / LLMACCEL_W8_WGMMA=all; by default they take M = 17-512, and
+gemm_w8a8's M > 64), also in clusters of 2 (LLMACCEL_WGMMA_CLUSTER=2).
 
-gemm_w8a8: its int32 sums are exact and its epilogue is the default tiled kernel's formula, so
+gemm_w8a8: its int32 sums are exact and its epilogue is the tiled kernel's formula (one fma), so
 beyond the reference twin (test_cuda_gemm.py's tolerance policy) the two paths must agree bit for
 bit. gemm_w4a16: against the reference under the same policy as the swapped kernel (each scaled
 weight rounded to x's dtype, fp32 sums); gemm_w8a16 likewise. The x images are checked byte for
@@ -42,17 +42,17 @@ def _id(case):
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("case", WGMMA_CASES, ids=_id)
 def test_cuda_gemm_w8a8_wgmma(case, with_bias, dtype, monkeypatch):
-    """Against the reference, bit-identical to the default tiled kernel, and on repeat."""
+    """Against the reference, bit-identical to the tiled kernel it replaces, and on repeat."""
     m, k, n, source = case
     p, w = cuda_weight("gemm_w8a8", n, k, source=source, seed=m + k)
     bias = make_bias(n) if with_bias else None
     bias_cuda = None if bias is None else bias.cuda()
     x = make_x((m, k), dtype, seed=n).cuda()
-    monkeypatch.delenv("LLMACCEL_W8A8_WGMMA", raising=False)
+    monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", "0")
     assert ops.cuda_path("gemm_w8a8", m) == "quant + int8 tiled mma"
     y_tiled = ops.gemm_w8a8(x, *w, bias_cuda, n)
-    monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", "1")
-    assert ops.cuda_path("gemm_w8a8", m) == "quant + int8 wgmma"
+    monkeypatch.delenv("LLMACCEL_W8A8_WGMMA")
+    assert ops.cuda_path("gemm_w8a8", m) == "quant + int8 wgmma"  # the default
     poison_cuda_cache()
     y = ops.gemm_w8a8(x, *w, bias_cuda, n)
     check_against_reference("gemm_w8a8", y, x, p, bias, f"wgmma {_id(case)}")

@@ -13,26 +13,20 @@ ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cu
   copies: csrc/gemm/gemm_decode_kslice.cuh), else the stream-K kernel (the weight stream split
   evenly over every resident warp: csrc/gemm/gemm_decode.cuh); partial sums of a tile shared by
   several warps or blocks meet in a small workspace (``_decode_workspace``).
-- ``gemm_w4a16`` / ``gemm_w8a16`` up to ``SWAPAB_MAX_M[op]``: the swapped tensor-core kernel
-  (weights read once per 8, 16 or 32 rows of x, straight into MMA fragments); above: dequantize
-  to x's dtype and call cuBLAS through torch, where a weight-only kernel no longer wins.
-- ``gemm_w8a8``: per-token int8 quantization, then the swapped int8 kernel up to M = 64 and a
-  tiled int8 tensor-core GEMM above.
-- Opt-in, not yet run on a GPU: ``LLMACCEL_W4_TILED=<max M>`` sends ``gemm_w4a16`` above the
-  decode range and up to that M to a tiled kernel (x rows as the MMA's A operand, the int4
-  weights as B; csrc/gemm/gemm_tiled_w4.cuh) instead of the swapped kernel or dequantize + cuBLAS.
-  The native side reads the same variable on every call.
-- Opt-in, not yet run on a GPU: ``LLMACCEL_W8A8_WGMMA=1`` sends ``gemm_w8a8`` above M = 64 on a
-  compute capability 9.0 device to a warpgroup-MMA kernel (sm_90a: the int8 weights as wgmma's
-  register operand, x quantized straight into the kernel's swizzled tile image and streamed in by
-  bulk copies; csrc/gemm/gemm_w8a8_wgmma.cuh). Elsewhere the tiled int8 GEMM runs as before.
-  ``LLMACCEL_W4_WGMMA=1`` does the same for ``gemm_w4a16`` above the decode range, in place of
-  the swapped kernel and dequantize + cuBLAS (int4 dequantized in registers into wgmma's
-  fragments, x copied into its image; 16-, 32- or 64-row x blocks up to M = 64;
-  csrc/gemm/gemm_w4a16_wgmma.cu); ``LLMACCEL_W4_WGMMA=all`` for every M, the decode range too.
-  ``LLMACCEL_W8_WGMMA=1|all`` does the same for ``gemm_w8a16`` above M = 64 or for every M (int8
-  codes turned into exact 16-bit integers in registers, the per-channel scale in the epilogue;
-  csrc/gemm/gemm_w8a16_wgmma.cuh).
+- On a compute capability 9.0 device (sm_90a code), warpgroup-MMA kernels (csrc/gemm/
+  gemm_wgmma.cuh: the weights as wgmma's register operand, dequantized in registers; x copied
+  into a swizzled image and streamed in by bulk copies) over ``WGMMA_M[op]``: ``gemm_w4a16`` and
+  ``gemm_w8a16`` from M = 17 to 512, ``gemm_w8a8`` above M = 64 (x quantized straight into the
+  image). LLMACCEL_W4_WGMMA / LLMACCEL_W8_WGMMA / LLMACCEL_W8A8_WGMMA=0 turn them off; =1 (=all)
+  extends the first two to every M above the range's start (to every M), for benchmarks.
+- Otherwise ``gemm_w4a16`` / ``gemm_w8a16`` up to ``SWAPAB_MAX_M[op]``: the swapped tensor-core
+  kernel (weights read once per 8, 16 or 32 rows of x, straight into MMA fragments); above:
+  dequantize to x's dtype and call cuBLAS through torch, where a weight-only kernel no longer
+  wins. ``gemm_w8a8``: per-token int8 quantization, then the swapped int8 kernel up to M = 64
+  and a tiled int8 tensor-core GEMM above (other GPUs).
+- Opt-in: ``LLMACCEL_W4_TILED=<max M>`` sends ``gemm_w4a16`` above the decode range and up to
+  that M to a tiled kernel (x rows as the MMA's A operand, the int4 weights as B;
+  csrc/gemm/gemm_tiled_w4.cuh). The native side reads the same variable on every call.
 """
 
 from __future__ import annotations
@@ -61,25 +55,42 @@ def tiled_max_m() -> int:
     return int(value) if value.isascii() and value.isdigit() else 0
 
 
+# The sm_90a wgmma kernels' default M ranges, from the H100 (bench/results/2026-11-23_gpu_h100*):
+# gemm_w4a16 at M = 17-128 in 41-58 µs on 4096→14336 (swapped kernel 56-111), M = 256 in 60-66
+# (dequantize + cuBLAS 116), M = 512 in 137 (154), M = 1024 in 264 (214: cuBLAS wins above);
+# gemm_w8a16 the same above M = 16 (at M ≤ 16 the swapped kernel, 30-39 µs, is as fast or faster);
+# gemm_w8a8 at every M above the swapped kernel's 64 (1.07-1.43× bf16 against the tiled
+# kernel's 0.43-0.71×).
+WGMMA_M = {"gemm_w4a16": (DECODE_MAX_M + 1, 512), "gemm_w8a16": (17, 512)}
+_NO_MAX = 1 << 62
+
+
 def w8a8_wgmma_requested() -> bool:
-    """LLMACCEL_W8A8_WGMMA=1 asks for the opt-in wgmma kernel of gemm_w8a8 above M = 64."""
-    return os.environ.get("LLMACCEL_W8A8_WGMMA", "") == "1"
+    """gemm_w8a8 above M = 64 takes the wgmma kernel where the device runs it, unless
+    LLMACCEL_W8A8_WGMMA=0 (the tiled int8 kernel instead, for comparison)."""
+    return os.environ.get("LLMACCEL_W8A8_WGMMA", "") != "0"
 
 
-def w4a16_wgmma_first_m() -> int | None:
-    """The smallest M that LLMACCEL_W4_WGMMA sends to gemm_w4a16's opt-in wgmma kernel: ``1``
-    asks for it above the decode range, ``all`` from M = 1 (the decode range in 16- and 32-row x
-    blocks, to compare with the decode kernel); None when off. The opt-in tiled kernel keeps its
-    range (LLMACCEL_W4_TILED) when that is on too."""
-    value = os.environ.get("LLMACCEL_W4_WGMMA", "")
-    return DECODE_MAX_M + 1 if value == "1" else 1 if value == "all" else None
+def _wgmma_range(op: str, var: str) -> tuple[int, int] | None:
+    """The M range ``op`` sends to its wgmma kernel: WGMMA_M[op] by default; the variable ``var``
+    set to ``0``: none, ``1``: from the default's first M up, ``all``: every M (benchmark
+    settings; any other value keeps the default)."""
+    value = os.environ.get(var, "")
+    first, last = WGMMA_M[op]
+    if value == "0":
+        return None
+    return (1, _NO_MAX) if value == "all" else (first, _NO_MAX if value == "1" else last)
 
 
-def w8a16_wgmma_first_m() -> int | None:
-    """As w4a16_wgmma_first_m, for gemm_w8a16's opt-in wgmma kernel and LLMACCEL_W8_WGMMA: ``1``
-    above the swapped kernel's range (in place of dequantize + cuBLAS), ``all`` from M = 1."""
-    value = os.environ.get("LLMACCEL_W8_WGMMA", "")
-    return SWAPAB_MAX_M["gemm_w8a16"] + 1 if value == "1" else 1 if value == "all" else None
+def w4a16_wgmma_range() -> tuple[int, int] | None:
+    """gemm_w4a16's wgmma range (LLMACCEL_W4_WGMMA, see _wgmma_range). The opt-in tiled kernel
+    keeps its range (LLMACCEL_W4_TILED) when that is on too."""
+    return _wgmma_range("gemm_w4a16", "LLMACCEL_W4_WGMMA")
+
+
+def w8a16_wgmma_range() -> tuple[int, int] | None:
+    """gemm_w8a16's wgmma range (LLMACCEL_W8_WGMMA, see _wgmma_range)."""
+    return _wgmma_range("gemm_w8a16", "LLMACCEL_W8_WGMMA")
 
 
 def w8a16_wgmma_available() -> bool:
@@ -109,14 +120,18 @@ def cuda_path(op: str, m: int) -> str:
             return "quant + int8 wgmma"
         return "quant + int8 tiled mma"
     if op == "gemm_w4a16":
-        return _w4a16_path(m, w4a16_wgmma_first_m(), tiled_max_m())
-    return _w8a16_path(m, w8a16_wgmma_first_m())
+        return _w4a16_path(m, w4a16_wgmma_range(), tiled_max_m())
+    return _w8a16_path(m, w8a16_wgmma_range())
 
 
-def _w4a16_path(m: int, first: int | None, tiled: int) -> str:
-    """cuda_path for gemm_w4a16, from the opt-ins' settings (first: w4a16_wgmma_first_m();
-    tiled: tiled_max_m(), which only matters above the decode range), read once by the caller."""
-    wgmma = first is not None and m >= first and w4a16_wgmma_available()
+def _in(m: int, span: tuple[int, int] | None) -> bool:
+    return span is not None and span[0] <= m <= span[1]
+
+
+def _w4a16_path(m: int, span: tuple[int, int] | None, tiled: int) -> str:
+    """cuda_path for gemm_w4a16, from the settings read once by the caller (span:
+    w4a16_wgmma_range(); tiled: tiled_max_m(), which only matters above the decode range)."""
+    wgmma = _in(m, span) and w4a16_wgmma_available()
     if m <= DECODE_MAX_M:
         return "wgmma" if wgmma else "decode mma"
     if m <= tiled:
@@ -126,9 +141,9 @@ def _w4a16_path(m: int, first: int | None, tiled: int) -> str:
     return "swapAB mma" if m <= SWAPAB_MAX_M["gemm_w4a16"] else "dequant + cuBLAS"
 
 
-def _w8a16_path(m: int, first: int | None) -> str:
-    """cuda_path for gemm_w8a16 (first: w8a16_wgmma_first_m(), read once by the caller)."""
-    if first is not None and m >= first and w8a16_wgmma_available():
+def _w8a16_path(m: int, span: tuple[int, int] | None) -> str:
+    """cuda_path for gemm_w8a16 (span: w8a16_wgmma_range(), read once by the caller)."""
+    if _in(m, span) and w8a16_wgmma_available():
         return "wgmma"
     return "swapAB mma" if m <= SWAPAB_MAX_M["gemm_w8a16"] else "dequant + cuBLAS"
 
@@ -315,7 +330,7 @@ def _gemm_w4a16(x, qweight, scales, zeros, bias, n):
     s = _stream(x)
     tiled = tiled_max_m() if m > DECODE_MAX_M else 0
     # the one environment lookup of a decode call (~0.5 µs); the device check only when opted in
-    path = _w4a16_path(m, w4a16_wgmma_first_m(), tiled)
+    path = _w4a16_path(m, w4a16_wgmma_range(), tiled)
     if path == "wgmma":
         xt, kt = _x_image_16bit(x2, nk, s)
         out = _out(x, m, n)
@@ -355,7 +370,7 @@ def _gemm_w8a16(x, qweight, scales, bias, n):
     if m == 0:
         return _finish(_out(x, 0, n), x, n)
     s = _stream(x)
-    path = _w8a16_path(m, w8a16_wgmma_first_m())
+    path = _w8a16_path(m, w8a16_wgmma_range())
     if path == "wgmma":
         xt, kt = _x_image_16bit(x2, nk, s)
         out = _out(x, m, n)
