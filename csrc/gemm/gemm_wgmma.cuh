@@ -152,6 +152,9 @@ struct WgmmaParams {
   // The kernel right before on the stream is the one that wrote x's image, launched by the same
   // caller: the GEMM may then start early (programmatic dependent launch, wgmma_launch).
   bool after_image;
+  // Producer lanes that issue copies: 32 (a lane per weight tile and per x stage of a copy
+  // group), or 1 (LLMACCEL_WGMMA_ISSUERS=1, a sanitizer and benchmark knob: lane 0 issues all).
+  int issuers;
 };
 
 // Groups of `group` columns (a multiple of 32, d = group / 32 chunks): p.group_magic =
@@ -247,16 +250,16 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
       }
     }
     __syncwarp();
-    if (lane < tiles)
-      bulk_copy_g2s(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(lane),
-                    p.w + (int64_t(wb * kWgWTiles + lane) * p.nk + kt * kChunks) * kChunkBytes,
+    for (int t = lane; lane < p.issuers && t < tiles; t += p.issuers)
+      bulk_copy_g2s(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(t),
+                    p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
                     chunks * kChunkBytes, &sm.full[s]);
     if constexpr (Cfg::kGroupScales && kG > 1) {  // in 128-row blocks it cost ~10 % at M = 128
       // Lanes 16-23 (scales) and 24-31 (zero points) pull tile lane % 8's rows of the group's
       // quantization groups into L2: the consumers load them a stage ahead, which covers L2's
       // latency but not DRAM's (a fifth of the int4 kernel's stalls at M = 1 before).
       const int t = lane & 7, role = lane >> 3;
-      if (role >= 2 && t < tiles && (role == 2 || p.zeros)) {
+      if (p.issuers == 32 && role >= 2 && t < tiles && (role == 2 || p.zeros)) {
         const int g0 = wgmma_chunk_group(p, kt * kChunks);
         const int g1 = wgmma_chunk_group(p, kt * kChunks + chunks - 1);
         const int64_t row = int64_t(wb * kWgWTiles + t) * p.n_groups * 16;
@@ -297,14 +300,17 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
         fence_proxy_async_smem();  // the consumers' reads of the slots before the new copies
       }
       if (it >= early) weights(s, wb, kt, n);
-      const int j = lane - kWgWTiles;  // this lane's x stage of the group
-      if (j < 0 || j >= n) continue;
-      const int8_t* src = xsrc + int64_t(kt + j) * (kWgXRows * kWgRowBytes);
-      if (p.cluster == 1) {
-        bulk_copy_g2s(sm.xs + (s + j) * kXStage, src, kXStage, &sm.full[s + j]);
-      } else {  // rows [rank, rank + 1) · kN / 2 of the block, into both blocks' slot
-        bulk_copy_g2s_multicast(sm.xs + (s + j) * kXStage + seat.rank * kShare,
-                                src + seat.rank * kShare, kShare, &sm.full[s + j], 0x3);
+      // lane 8 + j copies the x of the group's stage j (one issuer: lane 0, all of them)
+      const int x0 = p.issuers == 1 ? 0 : kWgWTiles, step = p.issuers == 1 ? 1 : kG;
+      const int first = lane - x0;
+      for (int j = first; first >= 0 && first < step && j < n; j += step) {
+        const int8_t* src = xsrc + int64_t(kt + j) * (kWgXRows * kWgRowBytes);
+        if (p.cluster == 1) {
+          bulk_copy_g2s(sm.xs + (s + j) * kXStage, src, kXStage, &sm.full[s + j]);
+        } else {  // rows [rank, rank + 1) · kN / 2 of the block, into both blocks' slot
+          bulk_copy_g2s_multicast(sm.xs + (s + j) * kXStage + seat.rank * kShare,
+                                  src + seat.rank * kShare, kShare, &sm.full[s + j], 0x3);
+        }
       }
     }
   }

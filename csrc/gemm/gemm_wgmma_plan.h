@@ -1,6 +1,6 @@
 // The wgmma GEMMs' plan of a call (host side, shared by the launchers in gemm_wgmma_launch.cuh
 // and the SIMT emulator's driver): argument checks, x rows per block, the K split, the grid.
-// Benchmark knobs are read per call: LLMACCEL_WGMMA_N, _SPLITS, _PERSISTENT, _GROUP.
+// Benchmark knobs are read per call: LLMACCEL_WGMMA_N, _SPLITS, _PERSISTENT, _GROUP, _ISSUERS.
 #pragma once
 #include <algorithm>
 #include <cstdlib>
@@ -116,6 +116,8 @@ inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   const long v = e && *e ? std::strtol(e, &end, 10) : 0;
   const int blocks = end && *end == '\0' && v > 0 && v < (1 << 20) ? int(v) : kWgGroup;
   p.raster_group = std::max(1, blocks / p.cluster);
+  const char* issuers = std::getenv("LLMACCEL_WGMMA_ISSUERS");
+  p.issuers = issuers && std::strcmp(issuers, "1") == 0 ? 1 : 32;
 }
 
 }  // namespace llmaccel::cuda
