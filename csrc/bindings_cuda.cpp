@@ -50,8 +50,8 @@ void bind_cuda(py::module_& m) {
                           as<const uint32_t>(w), n_tiles, nk, as<const float>(scales), n,
                           as<const float>(bias), as<void>(out), out_dt, ldo, stream_of(stream));
         });
-  // Opt-in large-M paths (sm_90a, not yet run on a GPU): x quantized (w8a8) or copied (w4a16)
-  // into the kernel's swizzled image, then the wgmma GEMM.
+  // The sm_90a wgmma paths (the ops' defaults over ops.cuda.WGMMA_M): x quantized (w8a8) or
+  // copied (16-bit) into the kernel's swizzled image, then the wgmma GEMM.
   m.def("cuda_w8a8_wgmma_available", [] { return cuda::w8a8_wgmma_available(); });
   // Bytes of the partial sums a wgmma call of these sizes needs on the current device (0: none).
   m.def("cuda_wgmma_partial_bytes", [](bool w4, int64_t m_, int64_t n_tiles, int64_t nk) {

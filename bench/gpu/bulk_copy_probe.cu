@@ -42,7 +42,8 @@ __global__ void __launch_bounds__(64, 1)
       }
       if (lane == 0) mbar_expect_tx(&full[s], stage_bytes);
       for (int c = lane; c < copies; c += issuers) {
-        const int64_t off = strided ? int64_t(c) * (kBlockBytes / copies & ~int64_t(255)) + int64_t(t) * bytes
+        const int64_t stream = kBlockBytes / copies & ~int64_t(255);  // 256-byte aligned streams
+        const int64_t off = strided ? int64_t(c) * stream + int64_t(t) * bytes
                                     : int64_t(t) * stage_bytes + int64_t(c) * bytes;
         bulk_copy_g2s(smem + s * stage_bytes + c * bytes, base + off, bytes, &full[s]);
       }

@@ -59,7 +59,7 @@ void gemm_w8a8(const int8_t* xq, int64_t m, int64_t ldx, const float* xscale, co
                int64_t n_tiles, int64_t nk, const float* scales, int64_t n, const float* bias,
                void* out, int out_dtype, int64_t ldo, void* stream);
 
-// gemm_w8a8 for large m on sm_90a (OPT-IN, NOT YET RUN ON A GPU; gemm_w8a8_wgmma.cuh): the same
+// gemm_w8a8 for m > 64 on sm_90a (the ops' default there; gemm_w8a8_wgmma.cuh): the same
 // product from x already quantized into the tiled image quant_act_int8_tiles writes (kt_count =
 // ceil(nk / 4) blocks of 128 columns). Throws unless w8a8_wgmma_available(): a compute
 // capability 9.0 device running this build's sm_90a code.
@@ -77,10 +77,9 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
                      int64_t n, const float* bias, void* out, int out_dtype, int64_t ldo,
                      void* partial, int64_t partial_bytes, bool after_image, void* stream);
 
-// gemm_w4a16 above the decode range on sm_90a (OPT-IN, NOT YET RUN ON A GPU;
-// gemm_w4a16_wgmma.cu): the same product as gemm_w4a16 (each scaled weight rounded to x's type,
-// fp32 sums) from x already laid out by x_tiles_16bit (kt_count = ceil(nk / 2) blocks of 64
-// columns). Throws unless w4a16_wgmma_available().
+// gemm_w4a16 on sm_90a (the ops' default at M = 17-512; gemm_w4a16_wgmma.cu): the same product
+// as gemm_w4a16 (each scaled weight rounded to x's type, fp32 sums) from x already laid out by
+// x_tiles_16bit (kt_count = ceil(nk / 2) blocks of 64 columns). Throws unless w4a16_wgmma_available().
 // The plan a wgmma call of these sizes gets on the current device (x16: the 16-bit-x kernels,
 // gemm_w4a16 and gemm_w8a16; else gemm_w8a8): x rows per block, K splits, blocks per cluster,
 // the partial-sum workspace. For tests and benchmarks that must know which variant ran.
@@ -96,7 +95,7 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
                       const uint8_t* zeros, int64_t n_groups, int64_t group, int64_t n,
                       const float* bias, void* out, int64_t ldo, void* partial,
                       int64_t partial_bytes, bool after_image, void* stream);
-// gemm_w8a16 on sm_90a (OPT-IN, NOT YET RUN ON A GPU; gemm_w8a16_wgmma.cuh): the same product as
+// gemm_w8a16 on sm_90a (the ops' default at M = 17-512; gemm_w8a16_wgmma.cuh): the same product as
 // gemm_w8a16 (exact integer weights, fp32 sums, the per-channel scale on the sums) from x laid
 // out by x_tiles_16bit, as gemm_w4a16_wgmma (its plan and w4a16_wgmma_partial_bytes too).
 bool w8a16_wgmma_available();

@@ -1,9 +1,10 @@
 // gemm_w4a16 for M above the decode range: x rows as the MMA's A operand, int4 weights as B.
 //
-// OPT-IN AND NOT YET RUN ON A GPU (written 2026-11-22 without one; LLMACCEL_W4_TILED=<max M>
-// turns it on, see gemm_w4a16.cu). The swapped kernel it is meant to replace spends 61-107 µs on
-// 4096→14336 at M = 32-64 where the bytes take ~12 µs, and dequantize + cuBLAS cannot reach bf16
-// below M ≈ 2048 (the dequantization alone costs about as much as the bf16 GEMM).
+// OPT-IN (written 2026-11-22 without a GPU; correct on the H100 2026-11-23 under the tests and
+// sanitizers, not yet timed; LLMACCEL_W4_TILED=<max M> turns it on, see gemm_w4a16.cu). The
+// swapped kernel it was meant to replace spends 61-107 µs on 4096→14336 at M = 32-64 where the
+// bytes take ~12 µs, and dequantize + cuBLAS cannot reach bf16 below M ≈ 2048 (the
+// dequantization alone costs about as much as the bf16 GEMM).
 //
 // Shape of the work: a block is 4 warps over 64 rows of x (four m16 tiles) and 64 outputs; each
 // warp owns one 16-row weight tile and multiplies it against all 64 rows, so each dequantized

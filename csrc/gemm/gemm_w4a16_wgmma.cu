@@ -1,4 +1,4 @@
-// Host side of gemm_w4a16's opt-in sm_90a wgmma path (kernels: gemm_w4a16_wgmma.cuh).
+// Host side of gemm_w4a16's sm_90a wgmma path (kernels: gemm_w4a16_wgmma.cuh).
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"

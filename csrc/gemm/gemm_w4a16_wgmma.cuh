@@ -1,19 +1,20 @@
 // gemm_w4a16 above the decode range on sm_90a: the wgmma skeleton of gemm_wgmma.cuh with int4
 // weights dequantized in registers straight into wgmma's A fragments, fp32 accumulators.
 //
-// OPT-IN AND NOT YET RUN ON A GPU (written 2026-11-22 without one; LLMACCEL_W4_WGMMA=1 turns it on
-// for M above the decode range and the opt-in tiled kernel's, see ops/cuda.py). It replaces the
-// swapped kernel (M = 17-64: 0.41-0.86× bf16 on the H100; 64-row x blocks there, where the
-// weights' bytes set the time) and dequantize + cuBLAS above: writing the dequantized bf16
-// weights costs ~50 µs at 4096→14336 (31 MB read, 117 MB written), which alone keeps M ≤ 2048
-// under the issue's 0.95× bf16.
+// gemm_w4a16's path at M = 17-512 on compute capability 9.0 (ops/cuda.py WGMMA_M;
+// LLMACCEL_W4_WGMMA=0 off, =all every M). It replaces the swapped kernel (M = 17-64: 0.47-0.80×
+// bf16 on the H100) and dequantize + cuBLAS (M = 128-512: 0.42-0.60×; writing the dequantized
+// bf16 weights alone costs ~50 µs at 4096→14336): 0.80-1.23× there (2026-11-23). Above M = 512
+// dequantize + cuBLAS is faster again; in the decode range the K-slice kernel (18.8 against
+// 36.7 µs at M = 1).
 //
 // A stage is 64 columns (x's image: 128-byte rows of 16-bit x, gemm_wgmma_xtiles.h): per weight
 // tile 2 chunks of 256 bytes (512 B contiguous in int4_cuda_mma16x32), 4 KB for the block's 8
 // tiles. A lane's 8 bytes of a chunk are two int4 words, one per k16 step, and dequant_w4_step
 // (the swapped kernel's: (q − zero) · scale in T, bit tricks) turns each word into the four A
 // registers of that step: four m64nNk16 per stage. The group scales (and zero points) of the
-// next stage's chunks are loaded while this stage's wgmmas run.
+// next stage's chunks are loaded while this stage's wgmmas run (from L2: the producer pulls
+// them in with the weights).
 #pragma once
 #include "gemm/gemm_dequant_frag.cuh"
 #include "gemm/gemm_wgmma_consume.cuh"

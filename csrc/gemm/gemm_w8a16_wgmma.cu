@@ -1,4 +1,4 @@
-// Host side of gemm_w8a16's opt-in sm_90a wgmma path (kernel: gemm_w8a16_wgmma.cuh). x comes as
+// Host side of gemm_w8a16's sm_90a wgmma path (kernel: gemm_w8a16_wgmma.cuh). x comes as
 // x_tiles_16bit's image (gemm_w4a16_wgmma.cu), and the plan is gemm_w4a16's (64-column stages,
 // x blocks from 16 rows), so the partial-sum workspace is w4a16_wgmma_partial_bytes'.
 #include "cuda/cuda_common.cuh"

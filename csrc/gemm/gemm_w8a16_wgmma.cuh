@@ -2,12 +2,12 @@
 // into exact 16-bit integers in registers, straight into wgmma's A fragments, fp32 accumulators,
 // the per-channel scale in the epilogue.
 //
-// OPT-IN AND NOT YET RUN ON A GPU (written 2026-11-23 without one; LLMACCEL_W8_WGMMA=1 for M above
-// the swapped kernel's range, =all for every M, see ops/cuda.py). Why: at M = 1 the swapped kernel
-// reaches 1.44-1.73× bf16 on the H100 against the issue's 1.85× (58.7 MB at 4096→14336: the
-// stream must run near HBM speed), and above M = 64 gemm_w8a16 dequantizes and calls cuBLAS,
-// which is slower than bf16 itself. Here a weight costs ~2.3 instructions (bf16 x) or ~1.3
-// (fp16 x) on its way into the tensor cores, and no scale until the epilogue.
+// gemm_w8a16's path at M = 17-512 on compute capability 9.0 (ops/cuda.py WGMMA_M;
+// LLMACCEL_W8_WGMMA=0 off, =all every M). There the swapped kernel and dequantize + cuBLAS ran
+// at 0.39-0.59× bf16 on the H100; this kernel 0.78-1.36× (2026-11-23). At M = 1 it takes 32 µs
+// against the swapped kernel's 30 (the issue's 1.85× needs ~24): the consumers' instructions per
+// stage, not the bytes, set its time (bench/gpu/NOTES.md). A weight costs ~2.3 instructions
+// (bf16 x) or ~1.3 (fp16 x) on its way into the tensor cores, and no scale until the epilogue.
 //
 // A stage is 64 columns (x's 16-bit image, as gemm_w4a16_wgmma): per weight tile 2 chunks of 512
 // bytes (1 KB contiguous in int8_cuda_mma16x32), 8 KB for the block's 8 tiles. A lane's 16 bytes

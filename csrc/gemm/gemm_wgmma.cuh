@@ -3,7 +3,9 @@
 // existing int*_cuda_mma16x32 layout, and x is B from shared memory, streamed in from the
 // swizzled image of gemm_wgmma_xtiles.h.
 //
-// OPT-IN AND NOT YET RUN ON A GPU (written 2026-11-22 without one).
+// Written 2026-11-22/23 without a GPU and first run on an H100 on 2026-11-23: the default path of
+// gemm_w8a8 above M = 64 and of gemm_w4a16 / gemm_w8a16 at M = 17-512 (ops/cuda.py), figures in
+// bench/gpu/NOTES.md.
 //
 // Why the weights are A, from registers: wgmma takes A from registers or shared memory but B
 // only from shared memory in its canonical (swizzled) layouts. The int8_cuda_mma16x32 and
@@ -21,8 +23,8 @@
 // map (no driver API), no address arithmetic in the producer, and both the copy and wgmma touch
 // the bytes through the async proxy, with no proxy fence between them.
 //
-// Block: 3 warpgroups. Warpgroup 2 is the producer (one thread issues the copies into a ring of
-// 3-16 stages of full/empty mbarriers, the pattern of the K-slice decode kernel); warpgroups 0
+// Block: 3 warpgroups. Warpgroup 2 is the producer (one warp's lanes issue the copies into a ring
+// of 3-16 stages of full/empty mbarriers, the pattern of the K-slice decode kernel); warpgroups 0
 // and 1 each own 64 outputs × all kN x rows of the block (kN / 2 accumulators per thread,
 // m64nN). Each keeps one group of wgmmas in flight while it loads the next stage's fragments
 // (wgmma_mainloop), and the other warpgroup's keep the tensor cores busy meanwhile. The

@@ -27,8 +27,9 @@ inline void wgmma_check_common(const char* op, int64_t m, int64_t n, int64_t n_t
 }
 // x rows per block: for M ≤ 64 the least of 16, 32, 64 that holds M (never below `min_rows`:
 // 64 for int8, whose wgmma forms start there); 16-bit x: 128 up to M = 128, then 256; int8:
-// 256 unless that leaves the grid under two waves of `sms` blocks (then 128, twice the blocks). LLMACCEL_WGMMA_N=16|32|64|128|256 forces
-// one at or above min_rows (a benchmark knob, read per call).
+// 256 unless that leaves the grid under two waves of `sms` blocks (then 128, twice the blocks).
+// LLMACCEL_WGMMA_N=16|32|64|128|256 forces one at or above min_rows (a benchmark knob, read per
+// call).
 inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms, int min_rows) {
   if (const char* e = std::getenv("LLMACCEL_WGMMA_N")) {
     for (int r = min_rows; r <= kWgXRows; r *= 2)
@@ -95,8 +96,8 @@ inline void wgmma_split(WgmmaParams& p, int sms) {
 inline int64_t wgmma_partial_bytes(const WgmmaParams& p) {
   return p.splits > 1 ? int64_t(p.splits) * p.m * p.n_tiles * 16 * 4 : 0;
 }
-// LLMACCEL_WGMMA_CLUSTER=2: clusters of 2 blocks sharing each x stage (opt-in until measured,
-// bench/gpu/NOTES.md; read per call), where there are two weight blocks to pair.
+// LLMACCEL_WGMMA_CLUSTER=2: clusters of 2 blocks sharing each x stage (opt-in: no gain on the
+// H100, bench/gpu/NOTES.md 2026-11-23; read per call), where there are two weight blocks to pair.
 inline int wgmma_cluster_size(int w_blocks) {
   const char* e = std::getenv("LLMACCEL_WGMMA_CLUSTER");
   return e && std::strcmp(e, "2") == 0 && w_blocks >= 2 ? 2 : 1;
