@@ -42,12 +42,16 @@ __device__ __forceinline__ TileScaleRows tile_scale_rows(const WgmmaParams& p, i
   return {p.scales + row, p.zeros ? p.zeros + row : nullptr};
 }
 
+// Chunk c's quantization group, clamped into the scales (chunks past nk: the last one's).
+__device__ __forceinline__ int chunk_group(const WgmmaParams& p, int chunk) {
+  return min(wgmma_chunk_group(p, min(chunk, p.nk - 1)), p.n_groups - 1);
+}
+
 template <class T, bool ZP>
-__device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, TileScaleRows rows,
-                                                    int chunk) {
+__device__ __forceinline__ ChunkScales group_scales(const WgmmaParams& p, TileScaleRows rows,
+                                                    int group) {
   using A = Act16<T>;
-  const int c = min(chunk, p.nk - 1);
-  const unsigned at = unsigned(min(wgmma_chunk_group(p, c), p.n_groups - 1)) * 16u;
+  const unsigned at = unsigned(group) * 16u;
   const float* sp = rows.s + at;  // rows g and g + 8: one address, two immediate offsets
   ChunkScales cs;
   cs.s_lo = as_u32(A::splat(__ldg(sp)));
@@ -64,24 +68,41 @@ __device__ __forceinline__ ChunkScales chunk_scales(const WgmmaParams& p, TileSc
 
 // A consumer warp's fragments: a stage's weights dequantized straight into its A registers (in
 // the skeleton's wgmma_mainloop: while the previous stage's wgmmas run), the next stage's group
-// scales loaded meanwhile. One per work item (weight block wb).
+// scales loaded meanwhile. One per work item (weight block wb). Where a stage lies in one group
+// (p.stage_in_group: groups of an even number of chunks, or one group) the scales are loaded
+// once per group: at g128, every second stage (the loads and their address arithmetic were a
+// third of the instructions per stage).
 template <class T, bool ZP, class Cfg> struct W4WgFill {
   static constexpr int kSteps = 2 * kW4WgChunks;  // two int4 words per chunk, one per k16 step
   const WgmmaParams& p;
   const uint8_t* wfrag;
   TileScaleRows srows;
   int kt1;
+  int nxt_group;  // the group whose scales nxt holds (stage_in_group)
   ChunkScales cur[kW4WgChunks], nxt[kW4WgChunks];
   __device__ W4WgFill(const WgmmaParams& p_, const WgmmaSmem<Cfg>& sm, const WgmmaWork& work,
                       int wb)
-      : p(p_), kt1(work.kt1) {
+      : p(p_), kt1(work.kt1), nxt_group(-1) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     wfrag = sm.ws + Cfg::w_tile(warp) + lane * 8;
     // padding tiles past n_tiles: any tile's scales (their outputs are never stored)
     srows = tile_scale_rows(p, min(wb * kWgWTiles + warp, p.n_tiles - 1), lane >> 2);
+    load_next(work.kt0);
+  }
+  // The scales of k block kt's chunks into nxt (in flight until the fill that uses them).
+  __device__ __forceinline__ void load_next(int kt) {
+    if (p.stage_in_group) {
+      const int g = chunk_group(p, kt * kW4WgChunks);
+      if (g == nxt_group) return;
+      nxt_group = g;
+      nxt[0] = group_scales<T, ZP>(p, srows, g);
 #pragma unroll
-    for (int q = 0; q < kW4WgChunks; ++q)
-      nxt[q] = chunk_scales<T, ZP>(p, srows, work.kt0 * kW4WgChunks + q);
+      for (int q = 1; q < kW4WgChunks; ++q) nxt[q] = nxt[0];
+    } else {
+#pragma unroll
+      for (int q = 0; q < kW4WgChunks; ++q)
+        nxt[q] = group_scales<T, ZP>(p, srows, chunk_group(p, kt * kW4WgChunks + q));
+    }
   }
   __device__ __forceinline__ void operator()(int s, int kt, uint32_t (&a)[kSteps][4]) {
 #pragma unroll
@@ -91,11 +112,7 @@ template <class T, bool ZP, class Cfg> struct W4WgFill {
       dequant_w4_step<T>(v.x, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q]);
       dequant_w4_step<T>(v.y, cur[q].zp_lo, cur[q].zp_hi, cur[q].s_lo, cur[q].s_hi, a[2 * q + 1]);
     }
-    if (kt + 1 < kt1) {  // the next stage's scales: in flight until its fill
-#pragma unroll
-      for (int q = 0; q < kW4WgChunks; ++q)
-        nxt[q] = chunk_scales<T, ZP>(p, srows, (kt + 1) * kW4WgChunks + q);
-    }
+    if (kt + 1 < kt1) load_next(kt + 1);
   }
 };
 

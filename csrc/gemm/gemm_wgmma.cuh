@@ -137,6 +137,9 @@ struct WgmmaParams {
   // w4a16: chunk c's group is (c · group_magic) >> 32 (wgmma_set_groups): no integer division
   // per stage (the compiler's inlined one cost ~25 instructions per chunk)
   uint64_t group_magic;
+  // w4a16: both chunks of every 64-column stage lie in one group (an even number of chunks per
+  // group, or a single group): the fill loads one scale set per group, not one per chunk
+  bool stage_in_group;
   int raster_group;  // weight units per raster group
   int x_rows;        // kN of the launched kernel
   // cluster: CTAs per thread-block cluster (1, or 2: LLMACCEL_WGMMA_CLUSTER=2). A cluster's CTAs
@@ -168,6 +171,7 @@ inline void wgmma_set_groups(WgmmaParams& p, int group, int n_groups) {
   p.group = group;
   p.n_groups = n_groups;
   p.group_magic = ((uint64_t(1) << 32) + cpg - 1) / cpg;
+  p.stage_in_group = n_groups == 1 || cpg % 2 == 0;
 }
 __host__ __device__ inline int wgmma_chunk_group(const WgmmaParams& p, int chunk) {
   return int((uint64_t(uint32_t(chunk)) * p.group_magic) >> 32);
