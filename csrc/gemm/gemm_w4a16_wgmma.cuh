@@ -104,7 +104,7 @@ template <class T, bool ZP, class Cfg> struct W4WgFill {
         nxt[q] = group_scales<T, ZP>(p, srows, chunk_group(p, kt * kW4WgChunks + q));
     }
   }
-  __device__ __forceinline__ void operator()(int s, int kt, uint32_t (&a)[kSteps][4]) {
+  __device__ __forceinline__ void operator()(unsigned s, int kt, uint32_t (&a)[kSteps][4]) {
 #pragma unroll
     for (int q = 0; q < kW4WgChunks; ++q) {
       cur[q] = nxt[q];

@@ -26,7 +26,7 @@ template <class Cfg> struct W8A8WgFill {
   const uint8_t* wfrag;
   __device__ W8A8WgFill(const WgmmaParams&, const WgmmaSmem<Cfg>& sm, const WgmmaWork&, int)
       : wfrag(sm.ws + Cfg::w_tile(threadIdx.x >> 5) + (threadIdx.x & 31) * 16) {}
-  __device__ __forceinline__ void operator()(int s, int, uint32_t (&a)[kSteps][4]) const {
+  __device__ __forceinline__ void operator()(unsigned s, int, uint32_t (&a)[kSteps][4]) const {
 #pragma unroll
     for (int j = 0; j < kW8WgChunks; ++j) {
       const uint4 v = *reinterpret_cast<const uint4*>(wfrag + Cfg::w_stage(s) + j * 512);

@@ -119,8 +119,8 @@ template <int kChunks_, int kChunkBytes_, int kN_, bool kGroupScales_ = false> s
   static_assert(kStages % kG == 0, "whole copy groups in the ring");
   static constexpr int kWRun = kG * kChunks * kChunkBytes;
   __host__ __device__ static constexpr int w_tile(int t) { return t * kWRun; }
-  __host__ __device__ static constexpr int w_stage(int s) {
-    return (s / kG) * kG * kWStage + (s % kG) * kChunks * kChunkBytes;
+  __host__ __device__ static constexpr int w_stage(unsigned s) {  // unsigned: shifts and masks
+    return int((s / kG) * kG * kWStage + (s % kG) * kChunks * kChunkBytes);
   }
 };
 
@@ -410,8 +410,8 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   // last copy group (wgmma_produce).
   const auto pass = [&](int n) {
     for (int j = 0; j < n; ++j, ++it) {
-      const int s = it % Cfg::kStages;
-      mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
+      const unsigned s = unsigned(it) % Cfg::kStages;
+      mbar_wait(&sm.full[s], (unsigned(it) / Cfg::kStages) & 1);
       wgmma_release(&sm.empty[s], lane, peer);
     }
   };
@@ -419,8 +419,10 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   if (!active) return pass(work.kt1 - work.kt0 + pad);
   Frags a0, a1;
   const auto stage = [&](int kt, Frags& a, const Frags& in_flight) {
-    const int s = it % Cfg::kStages;
-    mbar_wait(&sm.full[s], (it / Cfg::kStages) & 1);
+    // `it` counts up from 0: unsigned, so that index and parity are a mask and a shift when
+    // kStages is a power of two (signed division costs a few instructions per stage)
+    const unsigned s = unsigned(it) % Cfg::kStages;
+    mbar_wait(&sm.full[s], (unsigned(it) / Cfg::kStages) & 1);
     fill(s, kt, a);
     wgmma_fence();  // the A registers were just written
     const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
@@ -433,7 +435,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
     if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
       wgmma_wait<1>();
       wgmma_hold_a(in_flight);
-      wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane, peer);
+      wgmma_release(&sm.empty[unsigned(it - 1) % Cfg::kStages], lane, peer);
     }
     ++it;
   };
@@ -444,7 +446,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   wgmma_wait<0>();  // the last stage's group: its slot goes back too
   wgmma_hold_a(a0);
   wgmma_hold_a(a1);
-  wgmma_release(&sm.empty[(it - 1) % Cfg::kStages], lane, peer);
+  wgmma_release(&sm.empty[unsigned(it - 1) % Cfg::kStages], lane, peer);
   wgmma_fence_acc(acc);
   pass(pad);
 #endif
