@@ -152,6 +152,19 @@ bench() {
       echo "rc $? $(wc -l <"$OUT/source_$op.csv") lines"
     done
   fi
+  if step race && [[ -n $CSAN ]]; then
+    # racecheck's report on the w8a16 kernel's 256-row variant (NOTES.md, 2026-11-23): a 3-slot
+    # ring that wraps, with and without a partial last stage, the int8 kernel's 3-slot ring, and
+    # a 4-slot ring
+    echo "== racecheck on rings that wrap $(date +%T)"
+    for c in "256 gemm_w8a16 300 1000 72" "256 gemm_w8a16 300 1024 72" "256 gemm_w8a8 600 1000 72" \
+        "128 gemm_w8a16 300 1000 72" "256 gemm_w4a16 300 1000 72"; do
+      read -r rows args <<<"$c"
+      echo "[$c] $(LLMACCEL_WGMMA_N=$rows PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 90 "$CSAN" \
+        --tool racecheck --print-limit 1 "$PY" bench/gpu/race_probe.py $args 2>&1 \
+        | grep -E "RACECHECK SUMMARY|^gemm" | tr '\n' ' ')"
+    done
+  fi
   if step quick; then
     echo "== wgmma tests and the decode-range timings $(date +%T)"
     timeout 300 "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_wgmma.py 2>&1 \
