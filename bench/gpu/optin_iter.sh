@@ -48,6 +48,18 @@ bench() {
   done
 }
 
+# ncu_m1 NAME NCU_ARGS...: ncu of the 16-bit wgmma kernels (every M on them) at M = 1 on
+# 4096→14336, one report per op in $OUT/NAME_<op>.txt.
+ncu_m1() {
+  local name=$1; shift
+  for op in gemm_w4a16 gemm_w8a16; do
+    echo "== ncu $name $op M=1 (wgmma) $(date +%T)"
+    LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 200 "$NCU" --kernel-name regex:wgmma \
+      --launch-skip 2 --launch-count 1 "$@" "$PY" bench/gpu/profile_case.py --op $op --k 4096 \
+      --n 14336 --m 1 --calls 3 >"$OUT/${name}_$op.txt" 2>&1
+  done
+}
+
 {
   if [[ ${SKIP_BUILD:-0} == 1 ]]; then gpu_restore; else gpu_build; fi
   # A kernel that has never run may hang (an mbarrier phase never completing): every step is
@@ -114,43 +126,28 @@ bench() {
   fi
   if step ncusmall && [[ -n $NCU ]]; then
     # the 16-bit wgmma kernels at M = 1: where their time goes (stall reasons, issue rate)
+    ncu_m1 ncu_m1 --section SpeedOfLight --section MemoryWorkloadAnalysis \
+      --section WarpStateStats --section Occupancy --section LaunchStats \
+      --section SchedulerStats --section ComputeWorkloadAnalysis --section InstructionStats
     for op in gemm_w4a16 gemm_w8a16; do
-      echo "== ncu $op M=1 4096→14336 (wgmma) $(date +%T)"
-      LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 150 "$NCU" \
-        --kernel-name regex:wgmma --launch-skip 2 --launch-count 1 \
-        --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
-        --section Occupancy --section LaunchStats --section SchedulerStats \
-        --section ComputeWorkloadAnalysis --section InstructionStats \
-        "$PY" bench/gpu/profile_case.py --op $op --k 4096 --n 14336 --m 1 --calls 3 \
-        >"$OUT/ncu_${op}_m1.txt" 2>&1
       grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Grid Size|Block Size|Cluster|Waves Per|Achieved Occupancy|Warp Cycles Per Issued|Issued Ipc|Executed Instructions  |Dynamic Shared" \
-        "$OUT/ncu_${op}_m1.txt" | head -n 20
+        "$OUT/ncu_m1_$op.txt" | head -n 20
     done
   fi
   if step stalls && [[ -n $NCU ]]; then
     # why a consumer warp issues only every ~7 cycles at M = 1: the stall reasons, per issue
+    ncu_m1 stalls \
+      --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio|smsp__inst_executed\.sum|sm__cycles_active\.avg"
     for op in gemm_w4a16 gemm_w8a16; do
-      echo "== ncu stall reasons $op M=1 (wgmma) $(date +%T)"
-      LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 150 "$NCU" \
-        --kernel-name regex:wgmma --launch-skip 2 --launch-count 1 \
-        --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio|smsp__inst_executed\.sum|sm__cycles_active\.avg" \
-        "$PY" bench/gpu/profile_case.py --op $op --k 4096 --n 14336 --m 1 --calls 3 \
-        >"$OUT/stalls_$op.txt" 2>&1
       grep -E "stalled|inst_executed|cycles_active" "$OUT/stalls_$op.txt" \
         | awk '$NF+0 >= 0.05 || /inst|cycles/' | sed 's/smsp__average_warps_issue_stalled_//'
     done
   fi
   if step source && [[ -n $NCU ]]; then
-    # per SASS instruction: executions and sampled stall reasons of the 16-bit wgmma kernels
-    for op in gemm_w8a16 gemm_w4a16; do
-      echo "== ncu source view $op M=1 (wgmma) $(date +%T)"
-      LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 200 "$NCU" \
-        --kernel-name regex:wgmma --launch-skip 2 --launch-count 1 \
-        --section SourceCounters --section WarpStateStats --page source --print-source sass \
-        --csv "$PY" bench/gpu/profile_case.py --op $op --k 4096 --n 14336 --m 1 --calls 3 \
-        >"$OUT/source_$op.csv" 2>&1
-      echo "rc $? $(wc -l <"$OUT/source_$op.csv") lines"
-    done
+    # per SASS instruction: executions and sampled stall reasons (CSV)
+    ncu_m1 source --section SourceCounters --section WarpStateStats --page source \
+      --print-source sass --csv
+    wc -l "$OUT"/source_*.txt
   fi
   if step race && [[ -n $CSAN ]]; then
     # racecheck's report on the w8a16 kernel's 256-row variant (NOTES.md, 2026-11-23): a 3-slot
