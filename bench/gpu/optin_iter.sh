@@ -150,16 +150,21 @@ ncu_m1() {
     wc -l "$OUT"/source_*.txt
   fi
   if step race && [[ -n $CSAN ]]; then
-    # racecheck's report on the w8a16 kernel's 256-row variant (NOTES.md, 2026-11-23): a 3-slot
-    # ring that wraps, with and without a partial last stage, the int8 kernel's 3-slot ring, and
-    # a 4-slot ring
+    # racecheck's report on the w8a16 kernel's 256-row variant (NOTES.md, 2026-11-23): rings
+    # that wrap (3 slots with and without a partial last stage, the int8 kernel's 3 slots, 4
+    # slots), each with slots handed back by lane 0 (the default) and by every consumer thread
+    # (LLMACCEL_WGMMA_RELEASE=lanes); the counts should be multiples of 31 lanes' reads
     echo "== racecheck on rings that wrap $(date +%T)"
-    for c in "256 gemm_w8a16 300 1000 72" "256 gemm_w8a16 300 1024 72" "256 gemm_w8a8 600 1000 72" \
-        "128 gemm_w8a16 300 1000 72" "256 gemm_w4a16 300 1000 72"; do
-      read -r rows args <<<"$c"
-      echo "[$c] $(LLMACCEL_WGMMA_N=$rows PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 90 "$CSAN" \
-        --tool racecheck --print-limit 1 "$PY" bench/gpu/race_probe.py $args 2>&1 \
-        | grep -E "RACECHECK SUMMARY|^gemm" | tr '\n' ' ')"
+    for release in warp lanes; do
+      for c in "256 gemm_w8a16 300 1000 72" "256 gemm_w8a16 300 1024 72" \
+          "256 gemm_w8a8 600 1000 72" "128 gemm_w8a16 300 1000 72" "256 gemm_w4a16 300 1000 72"; do
+        read -r rows args <<<"$c"
+        echo "[$release $c] $(LLMACCEL_WGMMA_RELEASE=$release LLMACCEL_WGMMA_N=$rows \
+          PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 90 "$CSAN" --tool racecheck --print-limit 1 \
+          "$PY" bench/gpu/race_probe.py $args 2>&1 | grep -E "hazards\]|RACECHECK SUMMARY" \
+          | tr '\n' ' ' | cut -c1-400)"
+      done
+      sanitize "race_$release" LLMACCEL_WGMMA_RELEASE=$release
     done
   fi
   if step quick; then

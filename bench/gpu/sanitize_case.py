@@ -12,7 +12,8 @@ an out-of-bounds access into a neighbouring tensor goes unnoticed.
 K = 200 (not a multiple of the group, 64, nor of 32: the ops pad), N = 72 (not a multiple of
 16: a ragged row tile), M in 1, 3, 12, 70, 300 (decode, small odd, ragged tiles); M=3 runs fp16
 activations, the rest bf16; M=70 adds a bias. The GEMMs also run at N = 264 for M = 12, 70, 300
-(three weight blocks of the opt-in wgmma kernels: what their clusters of 2 pair).
+(three weight blocks of the wgmma kernels: what their clusters of 2 pair). K = 2080 at
+M = 1, 12, 40 (int4) and 40, 300 (int8): the decode kernel's K chunks, rings that wrap.
 Inputs are made on the CPU and copied over, so almost every kernel the sanitizer sees is
 llmaccel's. Prints one line per case and OK at the end; exits 1 on any mismatch or error.
 """
@@ -83,8 +84,8 @@ def w4(asym: bool, gen: torch.Generator, k: int = K, group: int = GROUP, n: int 
     return p, dev
 
 
-def w8(gen: torch.Generator, n: int = N):
-    codes = torch.randint(-127, 128, (n, K), dtype=torch.int8, generator=gen)
+def w8(gen: torch.Generator, n: int = N, k: int = K):
+    codes = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=gen)
     p = formats.pack_int8(codes, 0.005 + 0.01 * torch.rand(n, generator=gen))
     return p, (formats.to_cuda_int8(p.qweight).cuda(), p.scales.cuda())
 
@@ -116,14 +117,27 @@ def gemm_w4a16(asym: bool, m: int, gen: torch.Generator) -> None:
 
 @case
 def gemm_w4a16_kchunks(asym: bool, m: int, gen: torch.Generator) -> None:
-    """The decode kernel with its K split over blocks (K = 2080: 65 chunks of 32, three K chunks
-    of the K-slice kernel, the last one unit long; g128, so its last group is partial)."""
+    """K = 2080 (65 chunks of 32; g128, so the last group is partial): at M <= 16 the decode
+    kernel with its K split over blocks (three K chunks, the last one unit long), at M = 40 the
+    wgmma kernel, whose 16-slot ring wraps."""
     k = 2080
     p, (qw, sc, zp) = w4(asym, gen, k, 128)
     x = act(m, torch.bfloat16, gen, k)
     out = llmaccel.ops.gemm_w4a16(x.cuda(), qw, sc, zp, None, N)
     ref = ref_gemm.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, None, N)
     check_out(f"gemm_w4a16 {'asym' if asym else 'sym'} g128 K={k} M={m} {x.dtype}", out, ref, x)
+
+
+@case
+def gemm_w8_long(op: str, m: int, gen: torch.Generator) -> None:
+    """K = 2080 (a partial last stage): the wgmma kernels' rings wrap (33 k blocks of 64 columns
+    on 8-16 slots, 17 of 128 on 4), and blocks of <= 64 x rows pad the last copy group."""
+    k = 2080
+    p, (qw, sc) = w8(gen, N, k)
+    x = act(m, torch.bfloat16, gen, k)
+    out = getattr(llmaccel.ops, op)(x.cuda(), qw, sc, None, N)
+    ref = getattr(ref_gemm, op)(x.float(), p.qweight, p.scales, None, N)
+    check_out(f"{op} K={k} M={m} {x.dtype}", out, ref, x)
 
 
 @case
@@ -202,9 +216,12 @@ def main() -> int:
         gemm_w4a16(True, m, gen)
         gemm_w8("gemm_w8a16", m, gen)
         gemm_w8("gemm_w8a8", m, gen)
-    for m in (1, 12):
+    for m in (1, 12, 40):  # 40: the wgmma kernel's ring wraps (33 stages, 16 slots)
         gemm_w4a16_kchunks(False, m, gen)
         gemm_w4a16_kchunks(True, m, gen)
+    for m in (40, 300):
+        gemm_w8_long("gemm_w8a16", m, gen)
+        gemm_w8_long("gemm_w8a8", m, gen)
     for m in (12, 70, 300):
         for op in ("gemm_w4a16", "gemm_w8a16", "gemm_w8a8"):
             gemm_wide(op, m, gen)

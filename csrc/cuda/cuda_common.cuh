@@ -223,12 +223,12 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 #endif
 }
-// Orders this thread's earlier generic-proxy accesses to shared memory before later bulk copies
-// into it (a slot is refilled only after the warp has read it).
 // Starts moving the 128-byte line holding `p` into L2, so a later load waits for L2, not DRAM.
 __device__ __forceinline__ void prefetch_l2(const void* p) {
   asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
 }
+// Orders this thread's earlier generic-proxy accesses to shared memory before later bulk copies
+// into it (a slot is refilled only after the warp has read it).
 __device__ __forceinline__ void fence_proxy_async_smem() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");

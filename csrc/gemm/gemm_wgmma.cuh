@@ -116,7 +116,9 @@ template <int kChunks_, int kChunkBytes_, int kN_, bool kGroupScales_ = false> s
   // The weight ring holds groups of kG stages (wgmma_stages_per_copy), each tile's kG stages
   // contiguous (one copy): byte offsets of tile t's run and of stage slot s's piece of it.
   static constexpr int kG = wgmma_stages_per_copy(kN);
-  static_assert(kStages % kG == 0, "whole copy groups in the ring");
+  // whole groups, and at least two: the producer refills a group once its last slot is back,
+  // which with one group would wait for a stage the consumers cannot reach
+  static_assert(kStages % kG == 0 && kStages >= 2 * kG, "two whole copy groups in the ring");
   static constexpr int kWRun = kG * kChunks * kChunkBytes;
   __host__ __device__ static constexpr int w_tile(int t) { return t * kWRun; }
   __host__ __device__ static constexpr int w_stage(unsigned s) {  // unsigned: shifts and masks
@@ -160,6 +162,11 @@ struct WgmmaParams {
   // Producer lanes that issue copies: 32 (a lane per weight tile and per x stage of a copy
   // group), or 1 (LLMACCEL_WGMMA_ISSUERS=1, a sanitizer and benchmark knob: lane 0 issues all).
   int issuers;
+  // Consumers hand a slot back with one arrival per warp (lane 0, after __syncwarp), or with
+  // LLMACCEL_WGMMA_RELEASE=lanes one per thread, as CUTLASS's pipelines do. A sanitizer knob:
+  // racecheck reports the first form's slot refills as hazards against lanes 1-31's reads
+  // (bench/gpu/NOTES.md, 2026-11-23), which the second form should not have.
+  bool release_lanes;
 };
 
 // Groups of `group` columns (a multiple of 32, d = group / 32 chunks): p.group_magic =
@@ -244,6 +251,7 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
   constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes, kS = Cfg::kStages;
   constexpr int kG = Cfg::kG, kXStage = Cfg::kXStage;
   const int lane = threadIdx.x & 31;
+  const int issuers = p.issuers == 1 ? 1 : 32;  // (an unset count must not mean no copies)
   // Arms the group at slot s (n of its kG stages real: k blocks kt ..) and copies its weights.
   const auto weights = [&](int s, int wb, int kt, int n) {
     const int tiles = max(0, min(kWgWTiles, p.n_tiles - wb * kWgWTiles));
@@ -256,7 +264,7 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
       }
     }
     __syncwarp();
-    for (int t = lane; lane < p.issuers && t < tiles; t += p.issuers)
+    for (int t = lane; lane < issuers && t < tiles; t += issuers)
       bulk_copy_g2s(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(t),
                     p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
                     chunks * kChunkBytes, &sm.full[s]);
@@ -265,7 +273,7 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
       // quantization groups into L2: the consumers load them a stage ahead, which covers L2's
       // latency but not DRAM's (a fifth of the int4 kernel's stalls at M = 1 before).
       const int t = lane & 7, role = lane >> 3;
-      if (p.issuers == 32 && role >= 2 && t < tiles && (role == 2 || p.zeros)) {
+      if (issuers == 32 && role >= 2 && t < tiles && (role == 2 || p.zeros)) {
         const int g0 = wgmma_chunk_group(p, kt * kChunks);
         const int g1 = wgmma_chunk_group(p, kt * kChunks + chunks - 1);
         const int64_t row = int64_t(wb * kWgWTiles + t) * p.n_groups * 16;
@@ -307,7 +315,7 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
       }
       if (it >= early) weights(s, wb, kt, n);
       // lane 8 + j copies the x of the group's stage j (one issuer: lane 0, all of them)
-      const int x0 = p.issuers == 1 ? 0 : kWgWTiles, step = p.issuers == 1 ? 1 : kG;
+      const int x0 = issuers == 1 ? 0 : kWgWTiles, step = issuers == 1 ? 1 : kG;
       const int first = lane - x0;
       for (int j = first; first >= 0 && first < step && j < n; j += step) {
         const int8_t* src = xsrc + int64_t(kt + j) * (kWgXRows * kWgRowBytes);
@@ -348,7 +356,8 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm
   if (threadIdx.x == 0) {
     for (int s = 0; s < Cfg::kStages; ++s) {
       mbar_init(&sm.full[s], 1);  // the producer's arrive.expect_tx; the copies complete it
-      mbar_init(&sm.empty[s], 8 * p.cluster);  // one arrival per consumer warp of the cluster
+      // one arrival per consumer warp (or thread: release_lanes) of the cluster
+      mbar_init(&sm.empty[s], (p.release_lanes ? 256 : 8) * p.cluster);
     }
   }
   __syncthreads();
@@ -364,16 +373,19 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm
   return false;
 }
 
-// A consumer warp hands a slot back (one arrival per warp, on its own block's barrier and, in a
-// cluster, on the other block's: both blocks' producers write into it), once the wgmma group
-// that read it has completed (a wait_group that covers it). peer: the other block's rank, or -1.
-__device__ __forceinline__ void wgmma_release(uint64_t* empty, int lane, int peer) {
+// A consumer warp hands a slot back (one arrival per warp, or per thread with all_lanes
+// (WgmmaParams::release_lanes), on its own block's barrier and, in a cluster, on the other
+// block's: both blocks' producers write into it), once the wgmma group that read it has
+// completed (a wait_group that covers it). peer: the other block's rank, or -1.
+__device__ __forceinline__ void wgmma_release(uint64_t* empty, int lane, int peer,
+                                              bool all_lanes) {
 #if defined(LLMACCEL_WGMMA_BODY)
-  __syncwarp();
-  if (lane == 0) {
-    mbar_arrive(empty);
-    if (peer >= 0) mbar_arrive_cluster(empty, uint32_t(peer));
+  if (!all_lanes) {
+    __syncwarp();
+    if (lane != 0) return;
   }
+  mbar_arrive(empty);
+  if (peer >= 0) mbar_arrive_cluster(empty, uint32_t(peer));
 #endif
 }
 
@@ -401,7 +413,7 @@ template <int kSteps> __device__ __forceinline__ void wgmma_hold_a(const uint32_
 template <class Cfg, int kSteps, class T, class Acc, int kA, class Fill>
 __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const WgmmaWork& work,
                                                int& it, Acc (&acc)[kA], Fill& fill, bool active,
-                                               int peer) {
+                                               int peer, bool all_lanes) {
 #if defined(LLMACCEL_WGMMA_BODY)
   using Frags = uint32_t[kSteps][4];
   const int lane = threadIdx.x & 31;
@@ -412,7 +424,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
     for (int j = 0; j < n; ++j, ++it) {
       const unsigned s = unsigned(it) % Cfg::kStages;
       mbar_wait(&sm.full[s], (unsigned(it) / Cfg::kStages) & 1);
-      wgmma_release(&sm.empty[s], lane, peer);
+      wgmma_release(&sm.empty[s], lane, peer, all_lanes);
     }
   };
   const int pad = (Cfg::kG - (work.kt1 - work.kt0) % Cfg::kG) % Cfg::kG;
@@ -435,7 +447,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
     if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
       wgmma_wait<1>();
       wgmma_hold_a(in_flight);
-      wgmma_release(&sm.empty[unsigned(it - 1) % Cfg::kStages], lane, peer);
+      wgmma_release(&sm.empty[unsigned(it - 1) % Cfg::kStages], lane, peer, all_lanes);
     }
     ++it;
   };
@@ -446,7 +458,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   wgmma_wait<0>();  // the last stage's group: its slot goes back too
   wgmma_hold_a(a0);
   wgmma_hold_a(a1);
-  wgmma_release(&sm.empty[unsigned(it - 1) % Cfg::kStages], lane, peer);
+  wgmma_release(&sm.empty[unsigned(it - 1) % Cfg::kStages], lane, peer, all_lanes);
   wgmma_fence_acc(acc);
   pass(pad);
 #endif

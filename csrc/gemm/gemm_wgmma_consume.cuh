@@ -99,7 +99,8 @@ __device__ __forceinline__ void wgmma_consume(const WgmmaParams& p, const WgmmaS
     Acc acc[Cfg::kAcc];
     wgmma_zero_acc(acc);
     Filler fill(p, sm, work, wb);
-    wgmma_mainloop<Cfg, Filler::kSteps, T>(sm, work, it, acc, fill, active, peer);
+    wgmma_mainloop<Cfg, Filler::kSteps, T>(sm, work, it, acc, fill, active, peer,
+                                           p.release_lanes);
     if (!active) continue;
     if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
     else wgmma_epilogue<T, kOutScales>(p, acc, wb, xb, sm.staging);

@@ -1,6 +1,7 @@
 // The wgmma GEMMs' plan of a call (host side, shared by the launchers in gemm_wgmma_launch.cuh
 // and the SIMT emulator's driver): argument checks, x rows per block, the K split, the grid.
-// Benchmark knobs are read per call: LLMACCEL_WGMMA_N, _SPLITS, _PERSISTENT, _GROUP, _ISSUERS.
+// Benchmark knobs are read per call: LLMACCEL_WGMMA_N, _SPLITS, _PERSISTENT, _GROUP, _ISSUERS,
+// _RELEASE.
 #pragma once
 #include <algorithm>
 #include <cstdlib>
@@ -119,6 +120,8 @@ inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   p.raster_group = std::max(1, blocks / p.cluster);
   const char* issuers = std::getenv("LLMACCEL_WGMMA_ISSUERS");
   p.issuers = issuers && std::strcmp(issuers, "1") == 0 ? 1 : 32;
+  const char* release = std::getenv("LLMACCEL_WGMMA_RELEASE");
+  p.release_lanes = release && std::strcmp(release, "lanes") == 0;
 }
 
 }  // namespace llmaccel::cuda

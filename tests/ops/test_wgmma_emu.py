@@ -57,7 +57,9 @@ def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict,
     (tmp / "params.txt").write_text(" ".join(str(int(v)) for v in params))
     for name, t in files.items():
         (tmp / name).write_bytes(t.contiguous().numpy().tobytes())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMACCEL_WGMMA")}
+    # the knobs below come from the arguments; LLMACCEL_WGMMA_RELEASE from the test's env
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LLMACCEL_WGMMA") or k == "LLMACCEL_WGMMA_RELEASE"}
     if group:
         env["LLMACCEL_WGMMA_GROUP"] = group
     if x_rows:
@@ -264,6 +266,23 @@ def test_emulated_wgmma_clusters(emu, tmp_path, kind, m, k, n, x_rows, sms):
         _w4a16_case(emu, tmp_path, m, k, n, 64, False, sms, dtype, x_rows=x_rows, cluster="2")
         return
     _w8a8_case(emu, tmp_path, m, k, n, False, sms, dtype, x_rows=x_rows, cluster="2")
+
+
+@pytest.mark.parametrize("kind,m,k,n,x_rows,sms,cluster", [
+    ("w4a16", 300, 1000, 264, "256", 132, "2"), ("w4a16", 20, 1950, 264, "32", 2, ""),
+    ("w8a8", 600, 512, 264, "256", 132, "2"), ("w8a8", 300, 1000, 200, "128", 5, ""),
+])
+def test_emulated_wgmma_release_lanes(emu, tmp_path, monkeypatch, kind, m, k, n, x_rows, sms,
+                                      cluster):
+    """LLMACCEL_WGMMA_RELEASE=lanes (every consumer thread arrives on the empty barriers, which
+    then count 256 per block of the cluster): the same products, rings that wrap, clusters."""
+    monkeypatch.setenv("LLMACCEL_WGMMA_RELEASE", "lanes")
+    if kind == "w4a16":
+        _w4a16_case(emu, tmp_path, m, k, n, 64, False, sms, torch.bfloat16, x_rows=x_rows,
+                    cluster=cluster)
+        return
+    _w8a8_case(emu, tmp_path, m, k, n, False, sms, torch.bfloat16, x_rows=x_rows,
+               cluster=cluster)
 
 
 # gemm_w8a16_wgmma.cuh: int8 codes turned into exact 16-bit integers in registers, the
