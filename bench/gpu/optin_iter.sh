@@ -176,6 +176,10 @@ ncu_m1() {
       --budget-s 60 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
     LLMACCEL_W8A8_WGMMA=1 timeout 100 "$PY" bench/gpu/bench_gpu.py --kernels w8a8 --out /tmp/q8 \
       --shapes 4096x14336 --m 512,4096 --budget-s 30 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
+    echo "-- slots handed back by every consumer thread (LLMACCEL_WGMMA_RELEASE=lanes)"
+    LLMACCEL_WGMMA_RELEASE=lanes LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 150 \
+      "$PY" bench/gpu/bench_gpu.py --kernels w4a16,w8a16,w8a8 --out /tmp/qlanes \
+      --shapes 4096x14336 --m 1,64,4096 --budget-s 60 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
   fi
   if step cross; then
     echo "== where the 16-bit wgmma kernels stop winning (M 128-512) $(date +%T)"
