@@ -176,6 +176,12 @@ ncu_m1() {
       --budget-s 60 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
     LLMACCEL_W8A8_WGMMA=1 timeout 100 "$PY" bench/gpu/bench_gpu.py --kernels w8a8 --out /tmp/q8 \
       --shapes 4096x14336 --m 512,4096 --budget-s 30 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
+    echo "-- gemm_w8a8 at M <= 64 on the wgmma kernel (64-row blocks) against the swapped kernel"
+    for v in 1 all; do
+      LLMACCEL_W8A8_WGMMA=$v timeout 100 "$PY" bench/gpu/bench_gpu.py --kernels w8a8 \
+        --out /tmp/q8s$v --shapes 4096x14336,8192x8192 --m 16,17,32,64 --budget-s 30 2>&1 \
+        | grep -E '^ +[0-9]+ \||^correctness'
+    done
     echo "-- slots handed back by every consumer thread (LLMACCEL_WGMMA_RELEASE=lanes)"
     LLMACCEL_WGMMA_RELEASE=lanes LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 150 \
       "$PY" bench/gpu/bench_gpu.py --kernels w4a16,w8a16,w8a8 --out /tmp/qlanes \

@@ -24,10 +24,11 @@ pytestmark = pytest.mark.skipif(
          and ops.cuda.w4a16_wgmma_available() and ops.cuda.w8a16_wgmma_available()),
     reason="needs a compute capability 9.0 GPU and a build with sm_90a code")
 
-# W8_CASES above the swapped range, plus: one weight block (N = 16) and a partial one (N = 200,
-# 520: tiles past n are never copied), K with a partial last 128-column tile (96, 160, 1000) or
-# several whole ones, M over one 256-row block, exactly one, and several with a partial last.
-WGMMA_CASES = [c for c in W8_CASES if c[0] > 64] + [
+# W8_CASES (those up to M = 64 with LLMACCEL_W8A8_WGMMA=all), plus: one weight block (N = 16)
+# and a partial one (N = 200, 520: tiles past n are never copied), K with a partial last
+# 128-column tile (96, 160, 1000) or several whole ones, M over one 256-row block, exactly one,
+# and several with a partial last.
+WGMMA_CASES = list(W8_CASES) + [
     (65, 128, 16, "codes"), (256, 96, 200, "rtn"), (257, 4096, 520, "codes"),
     (600, 160, 1000, "rtn"), (1024, 1000, 136, "codes"), (2053, 512, 4096, "rtn"),
 ]
@@ -42,21 +43,25 @@ def _id(case):
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("case", WGMMA_CASES, ids=_id)
 def test_cuda_gemm_w8a8_wgmma(case, with_bias, dtype, monkeypatch):
-    """Against the reference, bit-identical to the tiled kernel it replaces, and on repeat."""
+    """Against the reference, on repeat, and above M = 64 bit-identical to the tiled kernel it
+    replaces (exact int32 sums, the same one-fma epilogue)."""
     m, k, n, source = case
     p, w = cuda_weight("gemm_w8a8", n, k, source=source, seed=m + k)
     bias = make_bias(n) if with_bias else None
     bias_cuda = None if bias is None else bias.cuda()
     x = make_x((m, k), dtype, seed=n).cuda()
-    monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", "0")
-    assert ops.cuda_path("gemm_w8a8", m) == "quant + int8 tiled mma"
-    y_tiled = ops.gemm_w8a8(x, *w, bias_cuda, n)
-    monkeypatch.delenv("LLMACCEL_W8A8_WGMMA")
-    assert ops.cuda_path("gemm_w8a8", m) == "quant + int8 wgmma"  # the default
+    if m > 64:
+        monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", "0")
+        assert ops.cuda_path("gemm_w8a8", m) == "quant + int8 tiled mma"
+        y_tiled = ops.gemm_w8a8(x, *w, bias_cuda, n)
+    # the default above M = 64; below, LLMACCEL_W8A8_WGMMA=all (64-row x blocks)
+    monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", "all")
+    assert ops.cuda_path("gemm_w8a8", m) == "quant + int8 wgmma"
     poison_cuda_cache()
     y = ops.gemm_w8a8(x, *w, bias_cuda, n)
     check_against_reference("gemm_w8a8", y, x, p, bias, f"wgmma {_id(case)}")
-    assert torch.equal(y, y_tiled), f"{_id(case)}: differs from the tiled kernel"
+    if m > 64:
+        assert torch.equal(y, y_tiled), f"{_id(case)}: differs from the tiled kernel"
     assert torch.equal(y, ops.gemm_w8a8(x, *w, bias_cuda, n))
 
 

@@ -66,10 +66,12 @@ def test_unknown_op():
     ("", True, 65, "quant + int8 wgmma"), ("1", True, 4096, "quant + int8 wgmma"),
     ("yes", True, 4096, "quant + int8 wgmma"), ("", True, 64, "quant + int8 swapAB mma"),
     ("", False, 4096, "quant + int8 tiled mma"), ("0", True, 4096, "quant + int8 tiled mma"),
+    ("0", True, 64, "quant + int8 swapAB mma"), ("all", True, 1, "quant + int8 wgmma"),
+    ("all", True, 64, "quant + int8 wgmma"), ("all", False, 1, "quant + int8 swapAB mma"),
 ])
 def test_w8a8_wgmma_setting(monkeypatch, value, available, m, expected):
     """gemm_w8a8 takes the wgmma kernel above the swapped range where the device runs its sm_90a
-    code; LLMACCEL_W8A8_WGMMA=0 or another GPU keeps the tiled kernel."""
+    code (=all: every M); LLMACCEL_W8A8_WGMMA=0 or another GPU keeps the tiled kernel."""
     monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", value)
     monkeypatch.setattr(ops.cuda, "w8a8_wgmma_available", lambda: available)
     assert ops.cuda_path("gemm_w8a8", m) == expected

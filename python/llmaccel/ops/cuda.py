@@ -18,7 +18,8 @@ ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cu
   into a swizzled image and streamed in by bulk copies) over ``WGMMA_M[op]``: ``gemm_w4a16`` and
   ``gemm_w8a16`` from M = 17 to 512, ``gemm_w8a8`` above M = 64 (x quantized straight into the
   image). LLMACCEL_W4_WGMMA / LLMACCEL_W8_WGMMA / LLMACCEL_W8A8_WGMMA=0 turn them off; =1 (=all)
-  extends the first two to every M above the range's start (to every M), for benchmarks.
+  extends the first two to every M above the range's start (to every M), =all the third to
+  every M, for benchmarks.
 - Otherwise ``gemm_w4a16`` / ``gemm_w8a16`` up to ``SWAPAB_MAX_M[op]``: the swapped tensor-core
   kernel (weights read once per 8, 16 or 32 rows of x, straight into MMA fragments); above:
   dequantize to x's dtype and call cuBLAS through torch, where a weight-only kernel no longer
@@ -65,10 +66,12 @@ WGMMA_M = {"gemm_w4a16": (DECODE_MAX_M + 1, 512), "gemm_w8a16": (17, 512)}
 _NO_MAX = 1 << 62
 
 
-def w8a8_wgmma_requested() -> bool:
-    """gemm_w8a8 above M = 64 takes the wgmma kernel where the device runs it, unless
-    LLMACCEL_W8A8_WGMMA=0 (the tiled int8 kernel instead, for comparison)."""
-    return os.environ.get("LLMACCEL_W8A8_WGMMA", "") != "0"
+def w8a8_wgmma_first_m() -> int | None:
+    """The smallest M gemm_w8a8 sends to its wgmma kernel where the device runs it: 65 (above the
+    swapped kernel) by default; LLMACCEL_W8A8_WGMMA=0: none (the tiled int8 kernel, for
+    comparison), =all: every M (64-row x blocks at M <= 64; a benchmark setting)."""
+    value = os.environ.get("LLMACCEL_W8A8_WGMMA", "")
+    return None if value == "0" else 1 if value == "all" else 65
 
 
 def _wgmma_range(op: str, var: str) -> tuple[int, int] | None:
@@ -114,11 +117,10 @@ def cuda_path(op: str, m: int) -> str:
     if op not in ("gemm_w8a8", *SWAPAB_MAX_M):
         raise ValueError(f"{op} has no CUDA kernel")
     if op == "gemm_w8a8":
-        if m <= 64:
-            return "quant + int8 swapAB mma"
-        if w8a8_wgmma_requested() and w8a8_wgmma_available():
+        first = w8a8_wgmma_first_m()
+        if first is not None and m >= first and w8a8_wgmma_available():
             return "quant + int8 wgmma"
-        return "quant + int8 tiled mma"
+        return "quant + int8 swapAB mma" if m <= 64 else "quant + int8 tiled mma"
     if op == "gemm_w4a16":
         return _w4a16_path(m, w4a16_wgmma_range(), tiled_max_m())
     return _w8a16_path(m, w8a16_wgmma_range())
