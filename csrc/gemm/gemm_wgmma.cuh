@@ -124,6 +124,14 @@ template <int kChunks_, int kChunkBytes_, int kN_, bool kGroupScales_ = false> s
   __host__ __device__ static constexpr int w_stage(unsigned s) {  // unsigned: shifts and masks
     return int((s / kG) * kG * kWStage + (s % kG) * kChunks * kChunkBytes);
   }
+  // Slot count `it` (both sides count from 0, over the block's work items): its ring slot, the
+  // parity of the pass it is in (unsigned, so that a power-of-two ring is a mask and a shift;
+  // the consumers' hot path), and n stages padded to whole copy groups.
+  __host__ __device__ static constexpr unsigned slot(int it) { return unsigned(it) % kStages; }
+  __host__ __device__ static constexpr unsigned parity(int it) {
+    return unsigned(it) / kStages & 1;
+  }
+  __host__ __device__ static constexpr int padded(int n) { return (n + kG - 1) / kG * kG; }
 };
 
 struct WgmmaParams {
@@ -159,9 +167,6 @@ struct WgmmaParams {
   // The kernel right before on the stream is the one that wrote x's image, launched by the same
   // caller: the GEMM may then start early (programmatic dependent launch, wgmma_launch).
   bool after_image;
-  // Producer lanes that issue copies: 32 (a lane per weight tile and per x stage of a copy
-  // group), or 1 (LLMACCEL_WGMMA_ISSUERS=1, a sanitizer and benchmark knob: lane 0 issues all).
-  int issuers;
   // Consumers hand a slot back with one arrival per warp (lane 0, after __syncwarp), or with
   // LLMACCEL_WGMMA_RELEASE=lanes one per thread, as CUTLASS's pipelines do. A sanitizer knob:
   // racecheck reports the first form's slot refills as hazards against lanes 1-31's reads
@@ -251,7 +256,6 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
   constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes, kS = Cfg::kStages;
   constexpr int kG = Cfg::kG, kXStage = Cfg::kXStage;
   const int lane = threadIdx.x & 31;
-  const int issuers = p.issuers == 1 ? 1 : 32;  // (an unset count must not mean no copies)
   // Arms the group at slot s (n of its kG stages real: k blocks kt ..) and copies its weights.
   const auto weights = [&](int s, int wb, int kt, int n) {
     const int tiles = max(0, min(kWgWTiles, p.n_tiles - wb * kWgWTiles));
@@ -264,29 +268,28 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
       }
     }
     __syncwarp();
-    for (int t = lane; lane < issuers && t < tiles; t += issuers)
-      bulk_copy_g2s(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(t),
-                    p.w + (int64_t(wb * kWgWTiles + t) * p.nk + kt * kChunks) * kChunkBytes,
+    if (lane < tiles)
+      bulk_copy_g2s(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(lane),
+                    p.w + (int64_t(wb * kWgWTiles + lane) * p.nk + kt * kChunks) * kChunkBytes,
                     chunks * kChunkBytes, &sm.full[s]);
     if constexpr (Cfg::kGroupScales && kG > 1) {  // in 128-row blocks it cost ~10 % at M = 128
       // Lanes 16-23 (scales) and 24-31 (zero points) pull tile lane % 8's rows of the group's
       // quantization groups into L2: the consumers load them a stage ahead, which covers L2's
       // latency but not DRAM's (a fifth of the int4 kernel's stalls at M = 1 before).
       const int t = lane & 7, role = lane >> 3;
-      if (issuers == 32 && role >= 2 && t < tiles && (role == 2 || p.zeros)) {
+      if (role >= 2 && t < tiles && (role == 2 || p.zeros)) {
         const int g0 = wgmma_chunk_group(p, kt * kChunks);
         const int g1 = wgmma_chunk_group(p, kt * kChunks + chunks - 1);
         const int64_t row = int64_t(wb * kWgWTiles + t) * p.n_groups * 16;
         const uint8_t* first = role == 2
                                    ? reinterpret_cast<const uint8_t*>(p.scales + row + g0 * 16)
                                    : p.zeros + row + g0 * 16;
-        const int bytes = (g1 - g0 + 1) * 16 * (role == 2 ? 4 : 1);
-        for (int b = 0; b < bytes; b += 128) prefetch_l2(first + b);
-        if (bytes % 128) prefetch_l2(first + bytes - 1);
+        const uintptr_t last = uintptr_t(first) + (g1 - g0 + 1) * 16 * (role == 2 ? 4 : 1) - 1;
+        for (uintptr_t a = uintptr_t(first) & ~uintptr_t(127); a <= last; a += 128)
+          prefetch_l2(reinterpret_cast<const void*>(a));  // each 128-byte line of the rows
       }
     }
   };
-  const auto groups = [](int n) { return (n + kG - 1) / kG * kG; };  // stages, padded
   const WgmmaSeat seat = wgmma_seat(p);
   int early = 0;  // stages whose weights went out before griddep_wait
   if (seat.first < p.tiles * p.splits) {
@@ -294,7 +297,7 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
     int wb, xb;
     wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
     const int n = work.kt1 - work.kt0;
-    early = min(kS, groups(n));
+    early = min(kS, Cfg::padded(n));
     for (int j = 0; j < early; j += kG) weights(j, wb, work.kt0 + j, min(kG, n - j));
   }
   griddep_wait();
@@ -308,16 +311,16 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
     const int8_t* xsrc = p.xt + (row0 / kWgXRows) * p.kt_count * (kWgXRows * kWgRowBytes) +
                          (row0 % kWgXRows) * kWgRowBytes;
     for (int kt = work.kt0; kt < work.kt1; kt += kG, it += kG) {
+      // signed, not Cfg::slot / pass: in the producer's 56 registers the unsigned forms spilled
+      // 8 bytes in the 3-slot rings (ptxas, 2026-11-23); once per group, off the hot path
       const int s = it % kS, n = min(kG, work.kt1 - kt);
       if (it >= kS) {  // the group's last slot back means all of them are (released in order)
-        mbar_wait(&sm.empty[s + kG - 1], ((it / kS) - 1) & 1);
+        mbar_wait(&sm.empty[s + kG - 1], ((it / kS) - 1) & 1);  // the previous pass's release
         fence_proxy_async_smem();  // the consumers' reads of the slots before the new copies
       }
       if (it >= early) weights(s, wb, kt, n);
-      // lane 8 + j copies the x of the group's stage j (one issuer: lane 0, all of them)
-      const int x0 = issuers == 1 ? 0 : kWgWTiles, step = issuers == 1 ? 1 : kG;
-      const int first = lane - x0;
-      for (int j = first; first >= 0 && first < step && j < n; j += step) {
+      const int j = lane - kWgWTiles;  // lane 8 + j copies the x of the group's stage j
+      if (j >= 0 && j < n) {
         const int8_t* src = xsrc + int64_t(kt + j) * (kWgXRows * kWgRowBytes);
         if (p.cluster == 1) {
           bulk_copy_g2s(sm.xs + (s + j) * kXStage, src, kXStage, &sm.full[s + j]);
@@ -422,19 +425,17 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   // last copy group (wgmma_produce).
   const auto pass = [&](int n) {
     for (int j = 0; j < n; ++j, ++it) {
-      const unsigned s = unsigned(it) % Cfg::kStages;
-      mbar_wait(&sm.full[s], (unsigned(it) / Cfg::kStages) & 1);
+      const unsigned s = Cfg::slot(it);
+      mbar_wait(&sm.full[s], Cfg::parity(it));
       wgmma_release(&sm.empty[s], lane, peer, all_lanes);
     }
   };
-  const int pad = (Cfg::kG - (work.kt1 - work.kt0) % Cfg::kG) % Cfg::kG;
+  const int pad = Cfg::padded(work.kt1 - work.kt0) - (work.kt1 - work.kt0);
   if (!active) return pass(work.kt1 - work.kt0 + pad);
   Frags a0, a1;
   const auto stage = [&](int kt, Frags& a, const Frags& in_flight) {
-    // `it` counts up from 0: unsigned, so that index and parity are a mask and a shift when
-    // kStages is a power of two (signed division costs a few instructions per stage)
-    const unsigned s = unsigned(it) % Cfg::kStages;
-    mbar_wait(&sm.full[s], (unsigned(it) / Cfg::kStages) & 1);
+    const unsigned s = Cfg::slot(it);
+    mbar_wait(&sm.full[s], Cfg::parity(it));
     fill(s, kt, a);
     wgmma_fence();  // the A registers were just written
     const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
@@ -447,7 +448,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
     if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
       wgmma_wait<1>();
       wgmma_hold_a(in_flight);
-      wgmma_release(&sm.empty[unsigned(it - 1) % Cfg::kStages], lane, peer, all_lanes);
+      wgmma_release(&sm.empty[Cfg::slot(it - 1)], lane, peer, all_lanes);
     }
     ++it;
   };
@@ -458,7 +459,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   wgmma_wait<0>();  // the last stage's group: its slot goes back too
   wgmma_hold_a(a0);
   wgmma_hold_a(a1);
-  wgmma_release(&sm.empty[unsigned(it - 1) % Cfg::kStages], lane, peer, all_lanes);
+  wgmma_release(&sm.empty[Cfg::slot(it - 1)], lane, peer, all_lanes);
   wgmma_fence_acc(acc);
   pass(pad);
 #endif

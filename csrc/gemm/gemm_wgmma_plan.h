@@ -1,7 +1,6 @@
 // The wgmma GEMMs' plan of a call (host side, shared by the launchers in gemm_wgmma_launch.cuh
 // and the SIMT emulator's driver): argument checks, x rows per block, the K split, the grid.
-// Benchmark knobs are read per call: LLMACCEL_WGMMA_N, _SPLITS, _PERSISTENT, _GROUP, _ISSUERS,
-// _RELEASE.
+// Benchmark knobs are read per call: LLMACCEL_WGMMA_N, _SPLITS, _PERSISTENT, _GROUP, _RELEASE.
 #pragma once
 #include <algorithm>
 #include <cstdlib>
@@ -68,7 +67,7 @@ inline int wgmma_launch_blocks(const WgmmaParams& p, int sms, int slots = 0) {
 // and p.kts.
 inline int64_t wgmma_split_cost(const WgmmaParams& p, int want, int sms, int* kts_out) {
   // whole copy groups per item (wgmma_stages_per_copy), so that only K's end pads a group
-  const int g = wgmma_stages_per_copy(p.x_rows);
+  const int g = wgmma_stages_per_copy(p.x_rows);  // as Cfg::padded, for the launched Cfg
   const int kts = ((p.kt_count + want - 1) / want + g - 1) / g * g;
   const int splits = (p.kt_count + kts - 1) / kts;
   if (kts_out) *kts_out = kts;
@@ -118,8 +117,6 @@ inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   const long v = e && *e ? std::strtol(e, &end, 10) : 0;
   const int blocks = end && *end == '\0' && v > 0 && v < (1 << 20) ? int(v) : kWgGroup;
   p.raster_group = std::max(1, blocks / p.cluster);
-  const char* issuers = std::getenv("LLMACCEL_WGMMA_ISSUERS");
-  p.issuers = issuers && std::strcmp(issuers, "1") == 0 ? 1 : 32;
   const char* release = std::getenv("LLMACCEL_WGMMA_RELEASE");
   p.release_lanes = release && std::strcmp(release, "lanes") == 0;
 }
