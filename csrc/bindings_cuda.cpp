@@ -65,6 +65,9 @@ void bind_cuda(py::module_& m) {
     d["splits"] = i.splits;
     d["cluster"] = i.cluster;
     d["partial_bytes"] = i.partial_bytes;
+    d["w_warps"] = i.w_warps;
+    d["x_warp"] = i.x_warp;
+    d["x_pieces"] = i.x_pieces;
     return d;
   });
   m.def("cuda_gemm_w8a8_wgmma",

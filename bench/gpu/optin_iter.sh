@@ -12,7 +12,9 @@
 # All of it takes longer than one device call (600 s): STEPS picks the parts, and a warm machine
 # keeps the build (SKIP_BUILD=1). In order of what decides the most, one call each:
 # STEPS="smoke tests sanitize", then with SKIP_BUILD=1 STEPS="w4a16", STEPS="w8a8 w8a16",
-# STEPS="launch", STEPS="tiled group ncu".
+# STEPS="launch", STEPS="tiled group ncu". The next session's first call (2026-11-23):
+# STEPS="xcopy" (who issues the copies, at large M), then with SKIP_BUILD=1 STEPS="xcheck race",
+# then STEPS="quick".
 #   OUT=/tmp/x STEPS="smoke tests" bash bench/gpu/optin_iter.sh
 set -u
 source "$(dirname "$0")/_iter_env.sh"
@@ -186,6 +188,31 @@ ncu_m1() {
     LLMACCEL_WGMMA_RELEASE=lanes LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 150 \
       "$PY" bench/gpu/bench_gpu.py --kernels w4a16,w8a16,w8a8 --out /tmp/qlanes \
       --shapes 4096x14336 --m 1,64,4096 --budget-s 60 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
+  fi
+  if step xcopy; then
+    # The large-M stage time (~950 ns where the tensor cores need ~560, NOTES.md 2026-11-23):
+    # first the copy path alone (bulk_copy_probe part 2: the kernels' stage with the x copy from
+    # the weights' warp, from its own warp, in pieces, two weights warps), then the GEMMs with
+    # the same choices (LLMACCEL_WGMMA_XCOPY=warp, _XPIECES, _WWARPS). Their tests and racecheck:
+    # the xcheck step.
+    echo "== x copies: the probe $(date +%T)"
+    nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc bench/gpu/bulk_copy_probe.cu \
+      -o /tmp/bulk_copy_probe && timeout 120 /tmp/bulk_copy_probe | tee "$OUT/bulk_copy_probe.txt"
+    echo "== x copies: the GEMMs, 4096→14336 $(date +%T)"
+    for cfg in "" "LLMACCEL_WGMMA_XCOPY=warp" "LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4" \
+        "LLMACCEL_WGMMA_WWARPS=2" "LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4"; do
+      echo "-- ${cfg:-default: one x copy per stage, from the weight copies warp}"
+      env $cfg LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all LLMACCEL_W8A8_WGMMA=1 timeout 120 \
+        "$PY" bench/gpu/bench_gpu.py --kernels w4a16,w8a16,w8a8 --out "/tmp/xc${cfg//[ =]/_}" \
+        --shapes 4096x14336 --m 1,128,512,4096 --budget-s 45 2>&1 \
+        | grep -E '^ +[0-9]+ \||^correctness'
+    done
+  fi
+  if step xcheck; then
+    echo "== x copies: tests and sanitizers with all three knobs $(date +%T)"
+    LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4 timeout 300 \
+      "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_wgmma.py 2>&1 | tail -n 4
+    sanitize xcopy LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4
   fi
   if step cross; then
     echo "== where the 16-bit wgmma kernels stop winning (M 128-512) $(date +%T)"

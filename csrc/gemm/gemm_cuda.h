@@ -86,6 +86,9 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
 struct WgmmaPlanInfo {
   int x_rows, splits, cluster;
   int64_t partial_bytes;
+  int w_warps;   // weights warps taking the copy groups in turn (LLMACCEL_WGMMA_WWARPS)
+  bool x_warp;   // x copies from a producer warp of their own (LLMACCEL_WGMMA_XCOPY=warp)
+  int x_pieces;  // copies per x stage (LLMACCEL_WGMMA_XPIECES)
 };
 WgmmaPlanInfo wgmma_plan_info(bool x16, int64_t m, int64_t n_tiles, int64_t nk);
 bool w4a16_wgmma_available();

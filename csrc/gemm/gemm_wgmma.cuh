@@ -24,7 +24,8 @@
 // the bytes through the async proxy, with no proxy fence between them.
 //
 // Block: 3 warpgroups. Warpgroup 2 is the producer (one warp's lanes issue the copies into a ring
-// of 3-16 stages of full/empty mbarriers, the pattern of the K-slice decode kernel); warpgroups 0
+// of 3-16 stages of full/empty mbarriers, the pattern of the K-slice decode kernel; benchmark
+// knobs spread them over up to three warps, WgmmaParams::x_warp, w_warps); warpgroups 0
 // and 1 each own 64 outputs × all kN x rows of the block (kN / 2 accumulators per thread,
 // m64nN). Each keeps one group of wgmmas in flight while it loads the next stage's fragments
 // (wgmma_mainloop), and the other warpgroup's keep the tensor cores busy meanwhile. The
@@ -172,6 +173,17 @@ struct WgmmaParams {
   // racecheck reports the first form's slot refills as hazards against lanes 1-31's reads
   // (bench/gpu/NOTES.md, 2026-11-23), which the second form should not have.
   bool release_lanes;
+  // Who issues the x copies (benchmark knobs, wgmma_x_copies; written 2026-11-23 without a GPU).
+  // A bulk copy holds its issuing thread (bench/gpu/bulk_copy_probe.cu), and in 128- and
+  // 256-row blocks every stage's x is one copy of 16-32 KB issued after the weight copies from
+  // the same warp: the large-M kernels run ~950 ns per stage where the tensor cores need ~560.
+  // x_warp: a producer warp of its own issues them (LLMACCEL_WGMMA_XCOPY=warp), so they no
+  // longer queue behind the weights; 2^x_piece_shift copies per stage (LLMACCEL_WGMMA_XPIECES),
+  // one per lane, so that no one copy carries a whole stage. w_warps (1 or 2,
+  // LLMACCEL_WGMMA_WWARPS): weights warps taking the copy groups in turn (at one stage per
+  // group, 8 lanes' copies took ~570 ns per stage in the probe, about the tensor cores' time).
+  bool x_warp;
+  int x_piece_shift, w_warps;
 };
 
 // Groups of `group` columns (a multiple of 32, d = group / 32 chunks): p.group_magic =
@@ -239,10 +251,18 @@ __device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx
 // x (all or part of an image block) and, per weight tile, one run of kChunks chunks of
 // kChunkBytes per stage, for Cfg::kG stages at once (fewer at the end of K). Lane t copies
 // tile t's run, lane 8 + j the x of the group's stage j: a bulk copy holds its issuing thread,
-// so copies from several lanes overlap (wgmma_stages_per_copy). A work item's stages are padded
-// to whole groups: a padding slot gets a plain arrival on its full barrier and the consumers
-// pass it back unread (wgmma_mainloop), so both sides count the same slots. The ring runs on
-// across tiles, so the next tile's first stages land while the consumers finish the last one.
+// so copies from several lanes overlap (wgmma_stages_per_copy). Producer warps (`warp`, the
+// benchmark knobs of WgmmaParams::w_warps): with p.w_warps = 2, warps 0 and 1 take the copy
+// groups in turn (their weights, their barriers' arming and, without an x warp, their x); with
+// p.x_warp the next warp issues every x copy, lanes j · P + q, and the weights warps none. With
+// P = 2^p.x_piece_shift a stage's x is P copies, piece q from lane 8 + j · P + q (a weights
+// warp) or j · P + q (the x warp). Every warp waits for the released slots of the groups it
+// copies into; an x copy that lands before its barrier is armed takes the transaction count
+// below zero for a moment, which mbarriers allow (the cluster's multicast copies rely on it too).
+// A work item's stages are padded to whole groups: a padding slot gets a plain arrival on its
+// full barrier and the consumers pass it back unread (wgmma_mainloop), so both sides count the
+// same slots. The ring runs on across tiles, so the next tile's first stages land while the
+// consumers finish the last one.
 // Tiles past n_tiles and chunks past nk are never copied: their stale bytes meet x columns that
 // are zero (past k) or feed outputs never stored (past n).
 // The kernel may start before the one that writes x's image has finished (programmatic
@@ -252,10 +272,13 @@ __device__ __forceinline__ void wgmma_block_coords(const WgmmaParams& p, int idx
 // block's slot (multicast): a slot is refilled only once every block's consumers let it go (the
 // empty barriers count the whole cluster's consumer warps).
 template <class Cfg>
-__device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
+__device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm, int warp) {
   constexpr int kChunks = Cfg::kChunks, kChunkBytes = Cfg::kChunkBytes, kS = Cfg::kStages;
   constexpr int kG = Cfg::kG, kXStage = Cfg::kXStage;
   const int lane = threadIdx.x & 31;
+  // weights warps copy the groups g with g % w_warps == warp; the x warp, x for every group
+  const bool w_role = warp < p.w_warps, x_role = p.x_warp && warp == p.w_warps;
+  const int w_mask = p.w_warps - 1;  // 1 or 2 warps: g % w_warps
   // Arms the group at slot s (n of its kG stages real: k blocks kt ..) and copies its weights.
   const auto weights = [&](int s, int wb, int kt, int n) {
     const int tiles = max(0, min(kWgWTiles, p.n_tiles - wb * kWgWTiles));
@@ -292,16 +315,22 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
   };
   const WgmmaSeat seat = wgmma_seat(p);
   int early = 0;  // stages whose weights went out before griddep_wait
-  if (seat.first < p.tiles * p.splits) {
+  if (w_role && seat.first < p.tiles * p.splits) {
     const WgmmaWork work(p, seat.first);
     int wb, xb;
     wgmma_block_coords(p, work.tile, seat.rank, wb, xb);
     const int n = work.kt1 - work.kt0;
     early = min(kS, Cfg::padded(n));
-    for (int j = 0; j < early; j += kG) weights(j, wb, work.kt0 + j, min(kG, n - j));
+    for (int j = 0; j < early; j += kG)
+      if (((j / kG) & w_mask) == warp) weights(j, wb, work.kt0 + j, min(kG, n - j));
   }
-  griddep_wait();
+  const bool copies_x = x_role || (w_role && !p.x_warp);
+  if (copies_x) griddep_wait();  // x is the one input the kernel before may still be writing
   constexpr int kShare = kXStage / 2;  // a cluster block's share of an x stage (2 blocks)
+  // this lane's x piece: stage j of a group, piece q of the stage (or of the cluster share)
+  const int xi = lane - (x_role ? 0 : kWgWTiles), shift = p.x_piece_shift;
+  const int xj = copies_x && xi >= 0 ? xi >> shift : kG, xq = xi & ((1 << shift) - 1);
+  const int piece = (p.cluster == 1 ? kXStage : kShare) >> shift;
   int it = 0;  // stage slots used, over all of this block's work items
   for (int w = seat.first; w < p.tiles * p.splits; w += seat.stride) {
     const WgmmaWork work(p, w);
@@ -314,19 +343,21 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
       // signed, not Cfg::slot / pass: in the producer's 56 registers the unsigned forms spilled
       // 8 bytes in the 3-slot rings (ptxas, 2026-11-23); once per group, off the hot path
       const int s = it % kS, n = min(kG, work.kt1 - kt);
+      const bool my_w = w_role && ((it / kG) & w_mask) == warp;
+      if (!my_w && !x_role) continue;  // another weights warp's group
       if (it >= kS) {  // the group's last slot back means all of them are (released in order)
         mbar_wait(&sm.empty[s + kG - 1], ((it / kS) - 1) & 1);  // the previous pass's release
         fence_proxy_async_smem();  // the consumers' reads of the slots before the new copies
       }
-      if (it >= early) weights(s, wb, kt, n);
-      const int j = lane - kWgWTiles;  // lane 8 + j copies the x of the group's stage j
-      if (j >= 0 && j < n) {
-        const int8_t* src = xsrc + int64_t(kt + j) * (kWgXRows * kWgRowBytes);
+      if (my_w && it >= early) weights(s, wb, kt, n);
+      if (xj < n) {
+        const int j = xj, at = xq * piece;
+        const int8_t* src = xsrc + int64_t(kt + j) * (kWgXRows * kWgRowBytes) + at;
         if (p.cluster == 1) {
-          bulk_copy_g2s(sm.xs + (s + j) * kXStage, src, kXStage, &sm.full[s + j]);
+          bulk_copy_g2s(sm.xs + (s + j) * kXStage + at, src, piece, &sm.full[s + j]);
         } else {  // rows [rank, rank + 1) · kN / 2 of the block, into both blocks' slot
-          bulk_copy_g2s_multicast(sm.xs + (s + j) * kXStage + seat.rank * kShare,
-                                  src + seat.rank * kShare, kShare, &sm.full[s + j], 0x3);
+          bulk_copy_g2s_multicast(sm.xs + (s + j) * kXStage + seat.rank * kShare + at,
+                                  src + seat.rank * kShare, piece, &sm.full[s + j], 0x3);
         }
       }
     }
@@ -367,7 +398,8 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm
   wgmma_cluster_sync(p);
   if (threadIdx.x >= 256) {
     setmaxnreg_dec<kWgProducerRegs>();
-    if (threadIdx.x < 256 + 32) wgmma_produce<Cfg>(p, sm);
+    if (threadIdx.x < 256 + 32 * (p.w_warps + p.x_warp))
+      wgmma_produce<Cfg>(p, sm, int(threadIdx.x >> 5) - 8);  // producer warps 0, 1, 2
     return true;
   }
   setmaxnreg_inc<kWgConsumerRegs>();

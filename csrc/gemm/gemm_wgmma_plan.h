@@ -1,6 +1,7 @@
 // The wgmma GEMMs' plan of a call (host side, shared by the launchers in gemm_wgmma_launch.cuh
 // and the SIMT emulator's driver): argument checks, x rows per block, the K split, the grid.
-// Benchmark knobs are read per call: LLMACCEL_WGMMA_N, _SPLITS, _PERSISTENT, _GROUP, _RELEASE.
+// Benchmark knobs are read per call: LLMACCEL_WGMMA_N, _SPLITS, _PERSISTENT, _GROUP, _RELEASE,
+// _XCOPY, _XPIECES, _WWARPS.
 #pragma once
 #include <algorithm>
 #include <cstdlib>
@@ -102,6 +103,25 @@ inline int wgmma_cluster_size(int w_blocks) {
   const char* e = std::getenv("LLMACCEL_WGMMA_CLUSTER");
   return e && std::strcmp(e, "2") == 0 && w_blocks >= 2 ? 2 : 1;
 }
+// Who issues the copies (WgmmaParams::x_warp, x_piece_shift, w_warps): LLMACCEL_WGMMA_WWARPS=2
+// two weights warps taking the copy groups in turn; LLMACCEL_WGMMA_XCOPY=warp a producer warp
+// of its own for x; LLMACCEL_WGMMA_XPIECES=P (a power of two) P copies per stage, as many as
+// fit: the issuing lanes (one warp's, past the 8 weight lanes unless the x warp issues them) and
+// 16-byte pieces of the stage (or cluster share) bound it.
+inline void wgmma_x_copies(WgmmaParams& p) {
+  const char* ww = std::getenv("LLMACCEL_WGMMA_WWARPS");
+  p.w_warps = ww && std::strcmp(ww, "2") == 0 ? 2 : 1;
+  const char* w = std::getenv("LLMACCEL_WGMMA_XCOPY");
+  p.x_warp = w && std::strcmp(w, "warp") == 0;
+  const char* e = std::getenv("LLMACCEL_WGMMA_XPIECES");
+  const int want = e ? std::atoi(e) : 1;
+  const int stages = wgmma_stages_per_copy(p.x_rows), lanes = p.x_warp ? 32 : 32 - kWgWTiles;
+  const int share = p.x_rows * kWgRowBytes / p.cluster;
+  int shift = 0;
+  while ((2 << shift) <= want && stages * (2 << shift) <= lanes && share % (16 << (shift + 1)) == 0)
+    ++shift;
+  p.x_piece_shift = shift;
+}
 inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   p.x_rows = x_rows;
   p.w_blocks = (p.n_tiles + kWgWTiles - 1) / kWgWTiles;
@@ -119,6 +139,7 @@ inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   p.raster_group = std::max(1, blocks / p.cluster);
   const char* release = std::getenv("LLMACCEL_WGMMA_RELEASE");
   p.release_lanes = release && std::strcmp(release, "lanes") == 0;
+  wgmma_x_copies(p);
 }
 
 }  // namespace llmaccel::cuda

@@ -127,8 +127,9 @@ int main(int argc, char** argv) {
     const int chunks = int(a[3]), min_rows = int(a[4]), sms = int(a[5]);
     p.kt_count = (p.nk + chunks - 1) / chunks;
     cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms, min_rows), sms);
-    std::printf("x_rows %d splits %d kts %d blocks %d cluster %d\n", p.x_rows, p.splits, p.kts,
-                cu::wgmma_launch_blocks(p, sms), p.cluster);
+    std::printf("x_rows %d splits %d kts %d blocks %d cluster %d w_warps %d x_warp %d "
+                "x_pieces %d\n", p.x_rows, p.splits, p.kts, cu::wgmma_launch_blocks(p, sms),
+                p.cluster, p.w_warps, int(p.x_warp), 1 << p.x_piece_shift);
     return 0;
   }
   if (kind == "xtiles16") {
@@ -319,7 +320,8 @@ int main(int argc, char** argv) {
   else if (bf16) run_n(__nv_bfloat16(), std::false_type());
   else if (zp) run_n(__half(), std::true_type());
   else run_n(__half(), std::false_type());
-  std::printf("x_rows %d splits %d cluster %d\n", p.x_rows, p.splits, p.cluster);
+  std::printf("x_rows %d splits %d cluster %d w_warps %d x_warp %d x_pieces %d\n", p.x_rows,
+              p.splits, p.cluster, p.w_warps, int(p.x_warp), 1 << p.x_piece_shift);
   write(out.data(), out_elems * 2);
   return 0;
 }

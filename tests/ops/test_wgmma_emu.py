@@ -24,6 +24,8 @@ from .test_wgmma_layout import x_tile_image, x_tile_image_16
 
 REPO = Path(__file__).resolve().parents[2]
 DTYPE_BITS = {torch.bfloat16: 8, torch.float16: 11}  # significand bits: u = 2^-bits
+ENV_KNOBS = ("LLMACCEL_WGMMA_RELEASE", "LLMACCEL_WGMMA_XCOPY", "LLMACCEL_WGMMA_XPIECES",
+             "LLMACCEL_WGMMA_WWARPS")
 
 
 def _cuda_include() -> Path | None:
@@ -57,9 +59,9 @@ def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict,
     (tmp / "params.txt").write_text(" ".join(str(int(v)) for v in params))
     for name, t in files.items():
         (tmp / name).write_bytes(t.contiguous().numpy().tobytes())
-    # the knobs below come from the arguments; LLMACCEL_WGMMA_RELEASE from the test's env
+    # the knobs below come from the arguments; the release and x-copy forms from the test's env
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("LLMACCEL_WGMMA") or k == "LLMACCEL_WGMMA_RELEASE"}
+           if not k.startswith("LLMACCEL_WGMMA") or k in ENV_KNOBS}
     if group:
         env["LLMACCEL_WGMMA_GROUP"] = group
     if x_rows:
@@ -212,16 +214,19 @@ def _plan(emu: Path, tmp: Path, m: int, n_tiles: int, nk: int, int4: bool, sms: 
     return {words[i]: int(words[i + 1]) for i in range(0, len(words), 2)}
 
 
+ONE_X_COPY = dict(w_warps=1, x_warp=0, x_pieces=1)  # the default: every copy from one warp
+
+
 def test_wgmma_plan(emu, tmp_path):
     """The plans the notes' predictions assume, on the issue's shapes (132 SMs)."""
     # int4 4096→14336 (896 tiles of 16 outputs, 128 chunks of 32 columns); 8192→8192
     assert _plan(emu, tmp_path, 1, 896, 128, True) == dict(x_rows=16, splits=1, kts=64,
-                                                          blocks=112, cluster=1)
+                                                          blocks=112, cluster=1, **ONE_X_COPY)
     assert _plan(emu, tmp_path, 32, 896, 128, True)["x_rows"] == 32
     assert _plan(emu, tmp_path, 64, 896, 128, True)["x_rows"] == 64
     # 64 tiles: 2 splits of 64 k blocks (3 would leave 60 blocks with two items)
     assert _plan(emu, tmp_path, 16, 512, 256, True) == dict(x_rows=16, splits=2, kts=64,
-                                                          blocks=128, cluster=1)
+                                                          blocks=128, cluster=1, **ONE_X_COPY)
     # 16-bit x: 128 rows up to M = 128, then 256 (measured faster at M = 192-512)
     assert _plan(emu, tmp_path, 128, 896, 128, True)["x_rows"] == 128
     assert _plan(emu, tmp_path, 129, 896, 128, True)["x_rows"] == 256
@@ -230,7 +235,7 @@ def test_wgmma_plan(emu, tmp_path):
     # items of whole 4-stage copy groups in 16-64-row blocks: 3 splits of 24 k blocks, not 22
     assert _plan(emu, tmp_path, 1, 16, 128, True, LLMACCEL_WGMMA_SPLITS="3")["kts"] == 24
     assert _plan(emu, tmp_path, 4096, 896, 128, True) == dict(x_rows=256, splits=1, kts=64,
-                                                            blocks=132, cluster=1)
+                                                            blocks=132, cluster=1, **ONE_X_COPY)
     # int8: never below 64 rows, even forced
     assert _plan(emu, tmp_path, 8, 896, 128, False)["x_rows"] == 64
     assert _plan(emu, tmp_path, 8, 896, 128, False, LLMACCEL_WGMMA_N="16")["x_rows"] == 64
@@ -240,8 +245,61 @@ def test_wgmma_plan(emu, tmp_path):
     assert _plan(emu, tmp_path, 1, 16, 128, True, LLMACCEL_WGMMA_SPLITS="3")["splits"] == 3
     # clusters of 2 (opt-in): 66 clusters of 2 blocks over 56 × 16 units; none for one block
     assert _plan(emu, tmp_path, 4096, 896, 128, True, LLMACCEL_WGMMA_CLUSTER="2") == dict(
-        x_rows=256, splits=1, kts=64, blocks=132, cluster=2)
+        x_rows=256, splits=1, kts=64, blocks=132, cluster=2, **ONE_X_COPY)
     assert _plan(emu, tmp_path, 300, 8, 128, False, LLMACCEL_WGMMA_CLUSTER="2")["cluster"] == 1
+
+
+def test_wgmma_plan_x_copies(emu, tmp_path):
+    """LLMACCEL_WGMMA_XCOPY / _XPIECES: as many pieces as asked (rounded down to a power of two)
+    while the issuing lanes and 16-byte pieces allow it."""
+    def copies(m, **env):
+        plan = _plan(emu, tmp_path, m, 896, 128, True, **env)
+        return plan["x_warp"], plan["x_pieces"]
+
+    assert copies(4096, LLMACCEL_WGMMA_XPIECES="4") == (0, 4)     # 256-row blocks, 1 stage
+    assert copies(4096, LLMACCEL_WGMMA_XPIECES="3") == (0, 2)
+    assert copies(4096, LLMACCEL_WGMMA_XPIECES="32") == (0, 16)   # lanes 8-31 of one warp
+    assert copies(4096, LLMACCEL_WGMMA_XPIECES="32", LLMACCEL_WGMMA_XCOPY="warp") == (1, 32)
+    assert copies(1, LLMACCEL_WGMMA_XPIECES="8") == (0, 4)        # 4-stage groups: 16 lanes
+    assert copies(1, LLMACCEL_WGMMA_XPIECES="8", LLMACCEL_WGMMA_XCOPY="warp") == (1, 8)
+    assert copies(1, LLMACCEL_WGMMA_XCOPY="bogus", LLMACCEL_WGMMA_XPIECES="x") == (0, 1)
+    assert _plan(emu, tmp_path, 4096, 896, 128, True, LLMACCEL_WGMMA_WWARPS="2")["w_warps"] == 2
+    assert _plan(emu, tmp_path, 4096, 896, 128, True, LLMACCEL_WGMMA_WWARPS="3")["w_warps"] == 1
+
+
+# Copies from more producer warps and x in pieces (LLMACCEL_WGMMA_WWARPS=2,
+# LLMACCEL_WGMMA_XCOPY=warp, LLMACCEL_WGMMA_XPIECES): (kind, m, k, n, x rows, SMs, cluster,
+# weights warps, x copy, pieces). Rings that wrap with 1- and 4-stage copy groups, padding slots,
+# work items that start on either weights warp's group, a K split, clusters (pieces of a share).
+X_COPY_CASES = [
+    ("w4a16", 300, 1000, 264, "256", 132, "", "1", "warp", "4"),
+    ("w4a16", 300, 1000, 264, "256", 132, "", "2", "warp", "2"),
+    ("w4a16", 20, 1950, 264, "32", 2, "", "2", "", "4"),
+    ("w4a16", 5, 4096, 256, "", 132, "2", "1", "warp", "8"),
+    ("w8a8", 600, 512, 264, "256", 132, "2", "2", "", "8"),
+    ("w8a8", 300, 1000, 200, "128", 5, "", "2", "warp", "1"),
+    ("w8a16", 300, 520, 200, "256", 132, "", "1", "warp", "2"),
+    ("w8a16", 64, 1000, 520, "", 2, "", "2", "warp", "4"),
+]
+
+
+@pytest.mark.parametrize("kind,m,k,n,x_rows,sms,cluster,w_warps,xcopy,pieces", X_COPY_CASES)
+def test_emulated_wgmma_x_copies(emu, tmp_path, monkeypatch, kind, m, k, n, x_rows, sms, cluster,
+                                 w_warps, xcopy, pieces):
+    """The same products whichever warps and lanes issue the copies."""
+    monkeypatch.setenv("LLMACCEL_WGMMA_WWARPS", w_warps)
+    monkeypatch.setenv("LLMACCEL_WGMMA_XCOPY", xcopy)
+    monkeypatch.setenv("LLMACCEL_WGMMA_XPIECES", pieces)
+    dtype = torch.bfloat16
+    if kind == "w4a16":
+        _w4a16_case(emu, tmp_path, m, k, n, 64, False, sms, dtype, x_rows=x_rows,
+                    cluster=cluster)
+    elif kind == "w8a8":
+        _w8a8_case(emu, tmp_path, m, k, n, False, sms, dtype, x_rows=x_rows, cluster=cluster)
+    else:
+        _w8a16_case(emu, tmp_path, m, k, n, x_rows, sms, cluster, dtype)
+    out = (tmp_path / "stdout.txt").read_text()
+    assert f"w_warps {w_warps} x_warp {int(xcopy == 'warp')} x_pieces {pieces}" in out, out
 
 
 # Clusters of 2 blocks (LLMACCEL_WGMMA_CLUSTER=2): each block copies half of every x stage into
@@ -302,6 +360,10 @@ W8A16_CASES = [
 def test_emulated_w8a16(emu, tmp_path, m, k, n, x_rows, sms, cluster, dtype):
     """y = (x · codesᵀ) · scale + bias: exact integer weights, fp32 sums, one rounding to y's
     type (the sums' fp32 rounding bounded like the reference's)."""
+    _w8a16_case(emu, tmp_path, m, k, n, x_rows, sms, cluster, dtype)
+
+
+def _w8a16_case(emu, tmp_path, m, k, n, x_rows, sms, cluster, dtype):
     p = make_w8(n, k, seed=m, source="codes")
     codes, sw = formats.unpack_int8(p)
     words = formats.to_cuda_int8(p.qweight)
