@@ -209,10 +209,16 @@ ncu_m1() {
     done
   fi
   if step xcheck; then
-    echo "== x copies: tests and sanitizers with all three knobs $(date +%T)"
+    # the copy knobs, and the evict-first weight copies (LLMACCEL_EVICT_FIRST=1: a cache-hint
+    # form of the bulk copy never run before), under the tests and the sanitizers
+    echo "== x copies and evict-first: tests and sanitizers $(date +%T)"
     LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4 timeout 300 \
       "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_wgmma.py 2>&1 | tail -n 4
-    sanitize xcopy LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4
+    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py -k evict_first \
+      2>&1 | tail -n 3
+    sanitize xcopy LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4 \
+      LLMACCEL_EVICT_FIRST=1
+    bench w4a16 LLMACCEL_EVICT_FIRST "0 1" 1,16,32 4096x14336 30
   fi
   if step cross; then
     echo "== where the 16-bit wgmma kernels stop winning (M 128-512) $(date +%T)"

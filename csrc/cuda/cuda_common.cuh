@@ -187,6 +187,9 @@ inline void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
   emu::mbar_arrive_cluster(bar, rank);
 }
 inline void prefetch_l2(const void*) {}  // the emulator has no caches
+inline void bulk_copy_weights(void* dst, const void* src, uint32_t bytes, uint64_t* bar, bool) {
+  emu::bulk_copy_g2s(dst, src, bytes, bar);  // nor cache policies
+}
 inline void griddep_wait() {}  // the emulator runs kernels one after another
 inline void griddep_launch_dependents() {}
 #else
@@ -214,6 +217,24 @@ __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32
       "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::
           "r"(smem_addr(dst)),
       "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+#endif
+}
+// A bulk copy of weights, with evict_first its lines marked evict-first in L2
+// (createpolicy.fractional, all of them): weights that a call streams once should not push the
+// rest of a model's working set (activations, the KV cache, the next layer's inputs) out of L2.
+// The hint is the bulk copy's own .L2::cache_hint operand, not cp.async's, whose descriptor form
+// ptxas 13.0 once mis-assigned (above).
+__device__ __forceinline__ void bulk_copy_weights(void* dst, const void* src, uint32_t bytes,
+                                                  uint64_t* bar, bool evict_first) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (!evict_first) return bulk_copy_g2s(dst, src, bytes, bar);
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint "
+      "[%0], [%1], %2, [%3], %4;\n" ::"r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar)), "l"(policy)
       : "memory");
 #endif
 }

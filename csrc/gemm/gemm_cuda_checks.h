@@ -1,7 +1,9 @@
 // Argument checks shared by the CUDA GEMM launchers (host side; the Python op checks first and
-// names the user's mistake, these guard the native contract).
+// names the user's mistake, these guard the native contract), and the launchers' shared knob.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -22,6 +24,14 @@ inline void check_gemm_sizes(const char* op, int64_t m, int64_t k, int64_t ldx, 
   require(m <= (int64_t(1) << 31) - 1 && n_tiles * 16 <= (int64_t(1) << 31) - 1, op, "too large");
   require(x && w && out, op, "null pointer");
   require(reinterpret_cast<uintptr_t>(x) % 16 == 0, op, "x must be 16-byte aligned");
+}
+
+// LLMACCEL_EVICT_FIRST=1: the kernels that read each weight byte once per call (the K-slice
+// decode kernel, the wgmma kernels with one x block) mark their weight copies evict-first in L2
+// (bulk_copy_weights). Opt-in until it has run on a GPU; read per call.
+inline bool weights_evict_first() {
+  const char* e = std::getenv("LLMACCEL_EVICT_FIRST");
+  return e && std::strcmp(e, "1") == 0;
 }
 
 }  // namespace llmaccel::cuda

@@ -48,6 +48,9 @@ struct KsPlan {
   int ranges = 0;    // grid.x: tile ranges
   int tpb = 0;       // tiles per range (the last range may hold fewer)
   int cluster = 0;   // 1: the K chunks of a range are one cluster and meet in its shared memory
+  // the weight copies marked evict-first in L2 (LLMACCEL_EVICT_FIRST=1, opt-in until run on a
+  // GPU): every weight byte is read once per call
+  bool evict_first = false;
   int* counters = nullptr;    // (ranges) int32, zero at entry and at exit (cluster = 0)
   float* partials = nullptr;  // (ranges, kchunks, tpb, 16, m) when kchunks > 1 (cluster = 0)
 };
@@ -164,7 +167,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
         uint8_t* slot = ks_smem + b * kSlot;
         const int64_t gi = (int64_t(t0 + t) * p.n_groups + g_first) * 16;
         mbar_expect_tx(full + b, wbytes + sbytes + zbytes);
-        bulk_copy_g2s(slot, wsrc + t * tile_bytes, wbytes, full + b);
+        bulk_copy_weights(slot, wsrc + t * tile_bytes, wbytes, full + b, plan.evict_first);
         bulk_copy_g2s(slot + kWBytes, p.scales + gi, sbytes, full + b);
         if constexpr (ZP) bulk_copy_g2s(slot + kZOff, p.zeros + gi, zbytes, full + b);
       }
@@ -391,6 +394,7 @@ void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace&
   // portable cluster size) instead of the workspace. Opt-in until measured (bench/gpu/NOTES.md).
   const char* reduce = std::getenv("LLMACCEL_KS_REDUCE");
   plan.cluster = reduce && reduce[0] == 'c' && plan.kchunks > 1 && plan.kchunks <= 8;
+  plan.evict_first = weights_evict_first();
   if (plan.kchunks > 1 && !plan.cluster)
     require(ws.counters && ws.partials && ws.n_counters >= plan.ranges &&
                 ws.partial_bytes >= kslice_partial_bytes(plan, p.m),

@@ -184,6 +184,9 @@ struct WgmmaParams {
   // group, 8 lanes' copies took ~570 ns per stage in the probe, about the tensor cores' time).
   bool x_warp;
   int x_piece_shift, w_warps;
+  // The weight copies marked evict-first in L2 (LLMACCEL_EVICT_FIRST=1, opt-in until run on a
+  // GPU), where one x block means each weight byte is read once per call.
+  bool w_evict_first;
 };
 
 // Groups of `group` columns (a multiple of 32, d = group / 32 chunks): p.group_magic =
@@ -292,9 +295,9 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm, in
     }
     __syncwarp();
     if (lane < tiles)
-      bulk_copy_g2s(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(lane),
-                    p.w + (int64_t(wb * kWgWTiles + lane) * p.nk + kt * kChunks) * kChunkBytes,
-                    chunks * kChunkBytes, &sm.full[s]);
+      bulk_copy_weights(sm.ws + Cfg::w_stage(s) + Cfg::w_tile(lane),
+                        p.w + (int64_t(wb * kWgWTiles + lane) * p.nk + kt * kChunks) * kChunkBytes,
+                        chunks * kChunkBytes, &sm.full[s], p.w_evict_first);
     if constexpr (Cfg::kGroupScales && kG > 1) {  // in 128-row blocks it cost ~10 % at M = 128
       // Lanes 16-23 (scales) and 24-31 (zero points) pull tile lane % 8's rows of the group's
       // quantization groups into L2: the consumers load them a stage ahead, which covers L2's

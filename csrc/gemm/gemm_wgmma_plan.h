@@ -140,6 +140,7 @@ inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   const char* release = std::getenv("LLMACCEL_WGMMA_RELEASE");
   p.release_lanes = release && std::strcmp(release, "lanes") == 0;
   wgmma_x_copies(p);
+  p.w_evict_first = weights_evict_first() && p.x_blocks == 1;
 }
 
 }  // namespace llmaccel::cuda
