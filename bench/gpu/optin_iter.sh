@@ -199,18 +199,20 @@ ncu_m1() {
     nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc bench/gpu/bulk_copy_probe.cu \
       -o /tmp/bulk_copy_probe && timeout 120 /tmp/bulk_copy_probe | tee "$OUT/bulk_copy_probe.txt"
     echo "== x copies: the GEMMs, 4096→14336 $(date +%T)"
+    all3="LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4"
     for cfg in "" "LLMACCEL_WGMMA_XCOPY=warp" "LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4" \
-        "LLMACCEL_WGMMA_WWARPS=2" "LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4"; do
+        "LLMACCEL_WGMMA_WWARPS=2" "$all3" "LLMACCEL_W8A8_DEEP=1" "LLMACCEL_W8A8_DEEP=1 $all3"; do
       echo "-- ${cfg:-default: one x copy per stage, from the weight copies warp}"
       env $cfg LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all LLMACCEL_W8A8_WGMMA=1 timeout 120 \
         "$PY" bench/gpu/bench_gpu.py --kernels w4a16,w8a16,w8a8 --out "/tmp/xc${cfg//[ =]/_}" \
-        --shapes 4096x14336 --m 1,128,512,4096 --budget-s 45 2>&1 \
+        --shapes 4096x14336 --m 1,128,512,2048,4096 --budget-s 45 2>&1 \
         | grep -E '^ +[0-9]+ \||^correctness'
     done
   fi
   if step xcheck; then
-    # the copy knobs, and the evict-first weight copies (LLMACCEL_EVICT_FIRST=1: a cache-hint
-    # form of the bulk copy never run before), under the tests and the sanitizers
+    # the copy knobs, gemm_w8a8's 4-stage ring (LLMACCEL_W8A8_DEEP=1) and the evict-first
+    # weight copies (LLMACCEL_EVICT_FIRST=1: a cache-hint form of the bulk copy never run
+    # before), under the tests and the sanitizers
     echo "== x copies and evict-first: tests and sanitizers $(date +%T)"
     LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4 timeout 300 \
       "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_wgmma.py 2>&1 | tail -n 4
@@ -218,6 +220,7 @@ ncu_m1() {
       2>&1 | tail -n 3
     sanitize xcopy LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4 \
       LLMACCEL_EVICT_FIRST=1
+    sanitize deep LLMACCEL_W8A8_DEEP=1 LLMACCEL_WGMMA_N=256  # every wgmma call in 256-row blocks
     bench w4a16 LLMACCEL_EVICT_FIRST "0 1" 1,16,32 4096x14336 30
   fi
   if step cross; then

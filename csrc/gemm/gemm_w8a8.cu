@@ -149,6 +149,13 @@ __global__ void __launch_bounds__(256) gemm_w8a8_tiled_kernel(const TiledParams 
 template <class T> void launch_w8a8_wgmma(const WgmmaParams& p, cudaStream_t stream) {
   wgmma_with_rows<kW8WgMinRows>(p, [&](auto n) {
     constexpr int kN = decltype(n)::value;
+    if constexpr (kN == 256) {
+      if (wgmma_w8a8_deep()) {
+        constexpr int kR = kW8WgDeepRows;
+        return wgmma_launch<W8WgCfg<kN, kR>, T, true, int, gemm_w8a8_wgmma_kernel<T, kN, kR>>(
+            p, stream);
+      }
+    }
     wgmma_launch<W8WgCfg<kN>, T, true, int, gemm_w8a8_wgmma_kernel<T, kN>>(p, stream);
   });
 }

@@ -18,7 +18,13 @@ namespace llmaccel::cuda {
 
 constexpr int kW8WgChunks = 4, kW8WgChunkBytes = 512;  // 16 KB of weights per stage
 constexpr int kW8WgMinRows = 64;  // x rows per block from 64 up: the int8 wgmma forms it has
-template <int kN> using W8WgCfg = WgmmaCfg<kW8WgChunks, kW8WgChunkBytes, kN>;
+// kRows: the epilogue's staging passes (WgmmaCfg::kStagingRows); 256-row blocks get a 4-stage
+// ring with passes of 64 rows (LLMACCEL_W8A8_DEEP=1, wgmma_w8a8_deep), 3 stages without
+template <int kN, int kRows = kN>
+using W8WgCfg = WgmmaCfg<kW8WgChunks, kW8WgChunkBytes, kN, false, kRows>;
+constexpr int kW8WgDeepRows = 64;
+static_assert(W8WgCfg<256>::kStages == 3 && W8WgCfg<256, kW8WgDeepRows>::kStages == 4,
+              "the deep variant's point: one more stage at 256 rows");
 
 // A consumer warp's fragments: one 16-byte shared-memory load per chunk.
 template <class Cfg> struct W8A8WgFill {
@@ -35,11 +41,11 @@ template <class Cfg> struct W8A8WgFill {
   }
 };
 
-template <class T, int kN>
+template <class T, int kN, int kRows = kN>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_w8a8_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
 #if defined(LLMACCEL_WGMMA_BODY)
-  using Cfg = W8WgCfg<kN>;
+  using Cfg = W8WgCfg<kN, kRows>;
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
   if (wgmma_block_start<Cfg>(p, sm)) return wgmma_cluster_sync(p);  // producer

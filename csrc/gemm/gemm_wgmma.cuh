@@ -86,15 +86,22 @@ __host__ __device__ constexpr int wgmma_stages_per_copy(int x_rows) { return x_r
 // image block).
 // kGroupScales: the consumers load group scales (and zero points) per stage (gemm_w4a16), which
 // the producer prefetches into L2 with each copy group's weights.
-template <int kChunks_, int kChunkBytes_, int kN_, bool kGroupScales_ = false> struct WgmmaCfg {
+// kStagingRows: x rows the epilogue stages at a time (all kN, or passes of fewer): a smaller
+// staging tile leaves room for one more ring stage (gemm_w8a8's 256-row blocks: 4 stages of
+// 48 KB with passes of 64 rows, 3 with the whole tile).
+template <int kChunks_, int kChunkBytes_, int kN_, bool kGroupScales_ = false,
+          int kStagingRows_ = kN_>
+struct WgmmaCfg {
   static constexpr int kChunks = kChunks_, kChunkBytes = kChunkBytes_, kN = kN_;
   static constexpr bool kGroupScales = kGroupScales_;
   static_assert(kN == 16 || kN == 32 || kN == 64 || kN == 128 || kN == 256,
                 "wgmma N: 16, 32, 64, 128 or 256 x rows");
+  static constexpr int kStagingRows = kStagingRows_;
+  static_assert(kStagingRows % 16 == 0 && kN % kStagingRows == 0, "whole staging passes");
   static constexpr int kWStage = kWgWTiles * kChunks * kChunkBytes;
   static constexpr int kXStage = kN * kWgRowBytes;
   static constexpr int kAcc = kN / 2;  // accumulators per thread (m64nN)
-  static constexpr int kStaging = kN * kWgPitch * 2;  // the epilogue's 16-bit y tile
+  static constexpr int kStaging = kStagingRows * kWgPitch * 2;  // the epilogue's 16-bit y tile
   // Shared memory: 1024 bytes of alignment slack (the swizzle is a function of address bits
   // 4-9, so each x stage starts on 1024 bytes), the x ring, the weight ring, the epilogue's
   // tile (apart from the ring, which already fills with the next tile's stages), the barriers.

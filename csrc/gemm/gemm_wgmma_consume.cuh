@@ -12,16 +12,15 @@ namespace llmaccel::cuda {
 // (CLayout_64xN). y = acc · (xscale[m] · scale[n]) + bias[n] with kOutScales (int8 weights: the
 // per-channel scale, and w8a8's per-token x scale where p.xscale is given; else acc + bias[n]:
 // the int4 scales are already in the weights), rounded to T, staged as y[x row][output] in the
-// staging tile (the first barrier: every consumer has stored the previous tile from it) and
-// stored as 16-byte row pieces.
-template <class T, bool kOutScales, class Acc, int kA>
+// staging tile (the first barrier: every consumer has stored the previous tile, or pass, from
+// it) and stored as 16-byte row pieces; kRows x rows at a time (Cfg::kStagingRows).
+template <class T, bool kOutScales, int kRows, class Acc, int kA>
 __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[kA], int wb, int xb,
                                uint8_t* smem) {
   constexpr int kN = 2 * kA;  // x rows of the block
 #if defined(LLMACCEL_WGMMA_BODY)
   using A = Act16<T>;
   const int tid = threadIdx.x, lane = tid & 31, wwarp = tid >> 5;
-  consumer_barrier();
   T* stage = reinterpret_cast<T*>(smem);
   const int g = lane >> 2, t = lane & 3;
   const int nl = wwarp * 16 + g, n0 = wb * kWgWRows + nl;
@@ -31,29 +30,34 @@ __device__ void wgmma_epilogue(const WgmmaParams& p, const Acc (&acc)[kA], int w
   const float sw0 = per_output(kOutScales ? p.scales : nullptr, n0, 1.f);
   const float sw1 = per_output(kOutScales ? p.scales : nullptr, n0 + 8, 1.f);
   const float b0 = per_output(p.bias, n0, 0.f), b1 = per_output(p.bias, n0 + 8, 0.f);
-#pragma unroll
-  for (int i = 0; i < kN / 8; ++i) {
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int ml = 8 * i + 2 * t + e, m = xb * kN + ml;
-      const float sx = kOutScales && p.xscale && m < p.m ? __ldg(p.xscale + m) : 1.f;
-      stage[ml * kWgPitch + nl] = A::from_float(fmaf(float(acc[4 * i + e]), sx * sw0, b0));
-      stage[ml * kWgPitch + nl + 8] = A::from_float(fmaf(float(acc[4 * i + 2 + e]), sx * sw1, b1));
-    }
-  }
-  consumer_barrier();
   T* out = static_cast<T*>(p.out);
+#pragma unroll
+  for (int pass = 0; pass < kN / kRows; ++pass) {
+    const int r0 = pass * kRows;  // the pass's first x row in the block
+    consumer_barrier();
+#pragma unroll
+    for (int i = r0 / 8; i < (r0 + kRows) / 8; ++i) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int ml = 8 * i + 2 * t + e, m = xb * kN + ml, sl = (ml - r0) * kWgPitch + nl;
+        const float sx = kOutScales && p.xscale && m < p.m ? __ldg(p.xscale + m) : 1.f;
+        stage[sl] = A::from_float(fmaf(float(acc[4 * i + e]), sx * sw0, b0));
+        stage[sl + 8] = A::from_float(fmaf(float(acc[4 * i + 2 + e]), sx * sw1, b1));
+      }
+    }
+    consumer_barrier();
 #pragma unroll 4
-  for (int it = 0; it < kN * (kWgWRows / 8) / 256; ++it) {
-    const int idx = it * 256 + tid, row = idx >> 4, piece = idx & 15;
-    const int m = xb * kN + row, n = wb * kWgWRows + piece * 8;
-    if (m >= p.m || n >= p.n) continue;
-    const T* src = stage + row * kWgPitch + piece * 8;
-    T* dst = out + int64_t(m) * p.ldo + n;
-    if (p.vec_out && n + 8 <= p.n) {
-      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-    } else {
-      for (int e = 0; e < 8 && n + e < p.n; ++e) dst[e] = src[e];
+    for (int it = 0; it < kRows * (kWgWRows / 8) / 256; ++it) {
+      const int idx = it * 256 + tid, row = idx >> 4, piece = idx & 15;
+      const int m = xb * kN + r0 + row, n = wb * kWgWRows + piece * 8;
+      if (m >= p.m || n >= p.n) continue;
+      const T* src = stage + row * kWgPitch + piece * 8;
+      T* dst = out + int64_t(m) * p.ldo + n;
+      if (p.vec_out && n + 8 <= p.n) {
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      } else {
+        for (int e = 0; e < 8 && n + e < p.n; ++e) dst[e] = src[e];
+      }
     }
   }
 #endif
@@ -103,7 +107,7 @@ __device__ __forceinline__ void wgmma_consume(const WgmmaParams& p, const WgmmaS
                                            p.release_lanes);
     if (!active) continue;
     if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
-    else wgmma_epilogue<T, kOutScales>(p, acc, wb, xb, sm.staging);
+    else wgmma_epilogue<T, kOutScales, Cfg::kStagingRows>(p, acc, wb, xb, sm.staging);
   }
   wgmma_cluster_sync(p);
 #endif

@@ -97,6 +97,13 @@ inline void wgmma_split(WgmmaParams& p, int sms) {
 inline int64_t wgmma_partial_bytes(const WgmmaParams& p) {
   return p.splits > 1 ? int64_t(p.splits) * p.m * p.n_tiles * 16 * 4 : 0;
 }
+// LLMACCEL_W8A8_DEEP=1: gemm_w8a8's 256-row blocks with a 4-stage ring, the epilogue staged in
+// passes of 64 rows (3 stages otherwise: 48 KB each beside the whole 256-row staging tile).
+// Opt-in until run on a GPU (written 2026-11-23 without one); read per call.
+inline bool wgmma_w8a8_deep() {
+  const char* e = std::getenv("LLMACCEL_W8A8_DEEP");
+  return e && std::strcmp(e, "1") == 0;
+}
 // LLMACCEL_WGMMA_CLUSTER=2: clusters of 2 blocks sharing each x stage (opt-in: no gain on the
 // H100, bench/gpu/NOTES.md 2026-11-23; read per call), where there are two weight blocks to pair.
 inline int wgmma_cluster_size(int w_blocks) {

@@ -285,7 +285,11 @@ int main(int argc, char** argv) {
       else emu::launch(kernel, grid, threads, p);
     };
     if (kind == "w8a8") {
-      if constexpr (kN >= cu::kW8WgMinRows) {
+      if constexpr (kN == 256) {
+        if (cu::wgmma_w8a8_deep()) go(cu::gemm_w8a8_wgmma_kernel<T, kN, cu::kW8WgDeepRows>);
+        else go(cu::gemm_w8a8_wgmma_kernel<T, kN>);
+        if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, true, int>, rgrid, 64u, p);
+      } else if constexpr (kN >= cu::kW8WgMinRows) {
         go(cu::gemm_w8a8_wgmma_kernel<T, kN>);
         if (p.splits > 1) emu::launch(cu::wgmma_reduce_kernel<T, true, int>, rgrid, 64u, p);
       }

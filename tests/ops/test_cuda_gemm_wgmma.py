@@ -246,6 +246,24 @@ def test_cuda_gemm_wgmma_x_copies(op_name, var, m, k, n, w_warps, xcopy, pieces,
     assert torch.equal(y, y_one), "the x copies changed the sums"
 
 
+@pytest.mark.parametrize("m,k,n", [(300, 1000, 264), (2053, 512, 4096), (1000, 4096, 1000)])
+def test_cuda_gemm_w8a8_deep_ring(m, k, n, monkeypatch):
+    """LLMACCEL_W8A8_DEEP=1 (256-row blocks, 4 ring stages, the epilogue in passes of 64 rows):
+    the same bits as the 3-stage kernel (exact int32 sums, the same epilogue formula)."""
+    monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", "1")
+    monkeypatch.setenv("LLMACCEL_WGMMA_N", "256")
+    p, w = cuda_weight("gemm_w8a8", n, k, seed=m)
+    bias = make_bias(n)
+    x = make_x((m, k), torch.bfloat16, seed=k).cuda()
+    monkeypatch.delenv("LLMACCEL_W8A8_DEEP", raising=False)
+    y3 = ops.gemm_w8a8(x, *w, bias.cuda(), n)
+    monkeypatch.setenv("LLMACCEL_W8A8_DEEP", "1")
+    poison_cuda_cache()
+    y4 = ops.gemm_w8a8(x, *w, bias.cuda(), n)
+    check_against_reference("gemm_w8a8", y4, x, p, bias, f"deep ring M{m}-K{k}-N{n}")
+    assert torch.equal(y4, y3)
+
+
 @pytest.mark.parametrize("op_name,var,value,m", [
     ("gemm_w8a8", "LLMACCEL_W8A8_WGMMA", "1", 300), ("gemm_w4a16", "LLMACCEL_W4_WGMMA", "1", 300),
     ("gemm_w4a16", "LLMACCEL_W4_WGMMA", "all", 5),  # a 16-row x block

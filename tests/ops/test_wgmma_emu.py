@@ -25,7 +25,7 @@ from .test_wgmma_layout import x_tile_image, x_tile_image_16
 REPO = Path(__file__).resolve().parents[2]
 DTYPE_BITS = {torch.bfloat16: 8, torch.float16: 11}  # significand bits: u = 2^-bits
 ENV_KNOBS = ("LLMACCEL_WGMMA_RELEASE", "LLMACCEL_WGMMA_XCOPY", "LLMACCEL_WGMMA_XPIECES",
-             "LLMACCEL_WGMMA_WWARPS")
+             "LLMACCEL_WGMMA_WWARPS", "LLMACCEL_W8A8_DEEP")
 
 
 def _cuda_include() -> Path | None:
@@ -300,6 +300,21 @@ def test_emulated_wgmma_x_copies(emu, tmp_path, monkeypatch, kind, m, k, n, x_ro
         _w8a16_case(emu, tmp_path, m, k, n, x_rows, sms, cluster, dtype)
     out = (tmp_path / "stdout.txt").read_text()
     assert f"w_warps {w_warps} x_warp {int(xcopy == 'warp')} x_pieces {pieces}" in out, out
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("m,k,n,with_bias,sms,cluster,splits", [
+    (600, 1000, 264, True, 4, "", ""),     # 9 tiles on 4 blocks, the 4-slot ring wraps
+    (300, 512, 520, False, 4, "2", ""),    # 10 tiles of clusters on 2 clusters, passes of 64
+    (257, 1024, 136, True, 132, "", "3"),  # a K split: the raw sums, then the reduction
+])
+def test_emulated_w8a8_deep_ring(emu, tmp_path, monkeypatch, m, k, n, with_bias, sms, cluster,
+                                 splits, dtype):
+    """LLMACCEL_W8A8_DEEP=1: 256-row blocks with 4 ring stages and the epilogue in passes of 64
+    x rows, the same bound as the 3-stage kernel."""
+    monkeypatch.setenv("LLMACCEL_W8A8_DEEP", "1")
+    _w8a8_case(emu, tmp_path, m, k, n, with_bias, sms, dtype, x_rows="256", splits=splits,
+               cluster=cluster)
 
 
 # Clusters of 2 blocks (LLMACCEL_WGMMA_CLUSTER=2): each block copies half of every x stage into
