@@ -222,6 +222,10 @@ ncu_m1() {
       LLMACCEL_EVICT_FIRST=1
     sanitize deep LLMACCEL_W8A8_DEEP=1 LLMACCEL_WGMMA_N=256  # every wgmma call in 256-row blocks
     bench w4a16 LLMACCEL_EVICT_FIRST "0 1" 1,16,32 4096x14336 30
+    echo "== the K-slice kernel at M = 9-16 on 3 blocks per SM (LLMACCEL_KS_VARIANT=4)"
+    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py \
+      -k kslice_three_blocks 2>&1 | tail -n 2
+    bench w4a16 LLMACCEL_KS_VARIANT "0 4" 9,12,16 4096x14336,8192x8192 30
   fi
   if step cross; then
     echo "== where the 16-bit wgmma kernels stop winning (M 128-512) $(date +%T)"

@@ -267,6 +267,22 @@ def test_cuda_gemm_w4a16_kslice_cluster_same_bits(k, m, monkeypatch):
     check_against_reference("gemm_w4a16", y_cl, x, p, None, f"cluster K={k} M={m}")
 
 
+@pytest.mark.parametrize("m", [9, 16])
+def test_cuda_gemm_w4a16_kslice_three_blocks(m, monkeypatch):
+    """LLMACCEL_KS_VARIANT=4 (M = 9-16 at 3 blocks per SM, bf16 g128 symmetric): the reference
+    on a shape with several K chunks and a partial last range."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("the K-slice kernel: sm_90")
+    n, k = 1000, 8192
+    p, w = cuda_weight("gemm_w4a16", n, k, 128, True, source="rtn", seed=m)
+    x = make_x((m, k), torch.bfloat16, seed=m).cuda()
+    monkeypatch.setenv("LLMACCEL_DECODE_KERNEL", "kslice")
+    monkeypatch.setenv("LLMACCEL_KS_VARIANT", "4")
+    y = run_op("gemm_w4a16", x, w, None, n)
+    check_against_reference("gemm_w4a16", y, x, p, None, f"3 blocks M={m}")
+    assert torch.equal(y, run_op("gemm_w4a16", x, w, None, n))
+
+
 @pytest.mark.parametrize("op_name,m,wgmma", [
     ("gemm_w4a16", 1, "0"), ("gemm_w4a16", 9, "0"),        # the K-slice decode kernel
     ("gemm_w4a16", 5, "all"), ("gemm_w8a16", 40, "1"),     # wgmma, one x block
