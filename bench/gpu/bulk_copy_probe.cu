@@ -12,11 +12,16 @@
 // (each block its own HBM streams) and x_bytes of x that every block reads from the same 2 MB
 // (L2-resident after the first pass, as the x image is), in x_pieces copies from lanes 8, 9, ..
 // of the weights' warp or, with x_warp, from lanes 0, 1, .. of a producer warp of its own;
-// w_warps weights warps taking the stages in turn; a ring of `ring` slots. At 128 weight rows × 256 x rows the tensor cores need ~560 ns per stage
-// (64 columns of 16-bit x: 32 KB of x, 4 KB of int4 or 8 KB of int8 weights; 128 columns of
-// int8 x: 32 + 16 KB); the GEMMs measured ~950.
+// w_warps weights warps taking the stages in turn; a ring of `ring` slots. At 128 weight rows ×
+// 256 x rows the tensor cores need ~560 ns per stage (64 columns of 16-bit x: 32 KB of x, 4 KB
+// of int4 or 8 KB of int8 weights; 128 columns of int8 x: 32 + 16 KB); the GEMMs measured ~950.
+// Part 3 (x alone) sets a 1D bulk copy of a stage against the tensor-map form
+// (cp.async.bulk.tensor.2d: a box of 128 bytes × rows over the same bytes, no swizzle: the
+// image is already swizzled), one copy or pieces.
 //   nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc \
 //        bench/gpu/bulk_copy_probe.cu -o /tmp/bulk_copy_probe && /tmp/bulk_copy_probe
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -39,7 +44,18 @@ struct Case {
   bool x_warp = false;
   int ring = kMaxRing;
   int w_warps = 1;
+  bool x_tensor = false;  // x through the tensor map (cp.async.bulk.tensor.2d), rows / pieces
 };
+
+// x's copy of the map's box (128-byte rows) from row `row` of the 2 MB region.
+__device__ __forceinline__ void tensor_copy_rows(void* dst, const CUtensorMap* map, int row,
+                                                 uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+      "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(0), "r"(row), "r"(smem_addr(bar))
+      : "memory");
+}
 
 __device__ __forceinline__ void copy_weights(const Case& c, const uint8_t* base, uint8_t* slot,
                                              int t, int lane, uint64_t* bar) {
@@ -53,7 +69,8 @@ __device__ __forceinline__ void copy_weights(const Case& c, const uint8_t* base,
 }
 
 __global__ void __launch_bounds__(128, 1)
-    probe_kernel(const uint8_t* src, const uint8_t* x_src, const Case c, int stages) {
+    probe_kernel(const uint8_t* src, const uint8_t* x_src, const Case c, int stages,
+                 const __grid_constant__ CUtensorMap x_map) {
   extern __shared__ __align__(1024) uint8_t smem[];
   const int w_stage = c.copies * c.bytes, stage_bytes = w_stage + c.x_bytes;
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + c.ring * stage_bytes);
@@ -90,7 +107,9 @@ __global__ void __launch_bounds__(128, 1)
     }
     if (own_x && xi >= 0 && xi < c.x_pieces) {
       const int64_t off = (int64_t(t) * c.x_bytes) % kBlockBytes + int64_t(xi) * piece;
-      bulk_copy_g2s(slot + w_stage + xi * piece, x_src + off, piece, &full[s]);
+      uint8_t* dst = slot + w_stage + xi * piece;
+      if (c.x_tensor) tensor_copy_rows(dst, &x_map, int(off / 128), &full[s]);
+      else bulk_copy_g2s(dst, x_src + off, piece, &full[s]);
     }
   }
 }
@@ -110,6 +129,22 @@ int main() {
     std::printf("shared memory limit: %s\n", cudaGetErrorString(e));
     return 1;
   }
+  // The x region as a (16384 rows, 128 bytes) tensor, boxes of 32 KB / pieces (one box size per
+  // map: made for each case below), through the driver's entry point (no libcuda link).
+  PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+  cudaDriverEntryPointQueryResult q{};
+  if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", reinterpret_cast<void**>(&encode),
+                                       12000, cudaEnableDefault, &q) != cudaSuccess ||
+      q != cudaDriverEntryPointSuccess)
+    encode = nullptr;
+  const auto x_map_for = [&](int box_rows, CUtensorMap& map) {
+    const cuuint64_t dims[2] = {128, cuuint64_t(kBlockBytes / 128)}, strides[1] = {128};
+    const cuuint32_t box[2] = {128, cuuint32_t(box_rows)}, elem[2] = {1, 1};
+    return encode && encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, x_src, dims, strides, box,
+                            elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  };
   cudaEvent_t a, b;
   cudaEventCreate(&a);
   cudaEventCreate(&b);
@@ -118,10 +153,15 @@ int main() {
     const int stage = c.copies * c.bytes + c.x_bytes;
     c.ring = std::min({c.ring, kMaxRing, kRingBytes / stage});
     const size_t smem = size_t(c.ring) * stage + 2 * c.ring * sizeof(uint64_t);
+    CUtensorMap map{};
+    if (c.x_tensor && !x_map_for(c.x_bytes / c.x_pieces / 128, map)) {
+      std::printf("no tensor map (driver entry point or encoding failed)\n");
+      return false;
+    }
     std::vector<float> ms;
     for (int r = 0; r < 7; ++r) {
       cudaEventRecord(a);
-      probe_kernel<<<sms, 32 * (1 + c.w_warps + c.x_warp), smem>>>(src, x_src, c, stages);
+      probe_kernel<<<sms, 32 * (1 + c.w_warps + c.x_warp), smem>>>(src, x_src, c, stages, map);
       cudaEventRecord(b);
       cudaEventSynchronize(b);
       float t = 0;
@@ -183,6 +223,20 @@ int main() {
                 c.x_bytes / 1024, c.x_pieces, c.x_warp ? "yes" : "no", c.w_warps,
                 std::min({c.ring, kMaxRing, kRingBytes / (c.copies * c.bytes + c.x_bytes)}),
                 gbps, ns);
+  }
+  // Part 3: x alone, 32 KB per stage from L2 in a 4-slot ring: 1D bulk copies against the
+  // tensor-map form, whole or in 4 pieces from 4 lanes.
+  std::printf("\npart 3: x alone (L2), 32 KB stages, 4 slots, 512 stages: 1D bulk copy against "
+              "the tensor map\n");
+  std::printf("form     pieces    GB/s   ns/stage\n");
+  for (const bool tensor : {false, true}) {
+    for (const int pieces : {1, 4}) {
+      Case c{0, 16, true, 1, 32768, pieces, false, 4};
+      c.x_tensor = tensor;
+      double gbps = 0, ns = 0;
+      if (!time(c, 512, gbps, ns)) continue;
+      std::printf("%-7s  %6d  %6.0f  %9.0f\n", tensor ? "tensor" : "1D", pieces, gbps, ns);
+    }
   }
   return 0;
 }
