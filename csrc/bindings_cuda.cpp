@@ -68,6 +68,7 @@ void bind_cuda(py::module_& m) {
     d["w_warps"] = i.w_warps;
     d["x_warp"] = i.x_warp;
     d["x_pieces"] = i.x_pieces;
+    d["x_tma"] = i.x_tma;
     return d;
   });
   m.def("cuda_gemm_w8a8_wgmma",

@@ -13,8 +13,8 @@
 # keeps the build (SKIP_BUILD=1). In order of what decides the most, one call each:
 # STEPS="smoke tests sanitize", then with SKIP_BUILD=1 STEPS="w4a16", STEPS="w8a8 w8a16",
 # STEPS="launch", STEPS="tiled group ncu". The next session's first call (2026-11-23):
-# STEPS="xcopy" (who issues the copies, at large M), then with SKIP_BUILD=1 STEPS="xcheck race",
-# then STEPS="quick".
+# STEPS="xcopy" (who issues the copies, at large M), then with SKIP_BUILD=1 STEPS="xcheck",
+# STEPS="xsan race", STEPS="quick".
 #   OUT=/tmp/x STEPS="smoke tests" bash bench/gpu/optin_iter.sh
 set -u
 source "$(dirname "$0")/_iter_env.sh"
@@ -201,7 +201,8 @@ ncu_m1() {
     echo "== x copies: the GEMMs, 4096→14336 $(date +%T)"
     all3="LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4"
     for cfg in "" "LLMACCEL_WGMMA_XCOPY=warp" "LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4" \
-        "LLMACCEL_WGMMA_WWARPS=2" "$all3" "LLMACCEL_W8A8_DEEP=1" "LLMACCEL_W8A8_DEEP=1 $all3"; do
+        "LLMACCEL_WGMMA_WWARPS=2" "$all3" "LLMACCEL_WGMMA_XTMA=1 $all3" "LLMACCEL_WGMMA_XTMA=1" \
+        "LLMACCEL_W8A8_DEEP=1" "LLMACCEL_W8A8_DEEP=1 $all3"; do
       echo "-- ${cfg:-default: one x copy per stage, from the weight copies warp}"
       env $cfg LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all LLMACCEL_W8A8_WGMMA=1 timeout 120 \
         "$PY" bench/gpu/bench_gpu.py --kernels w4a16,w8a16,w8a8 --out "/tmp/xc${cfg//[ =]/_}" \
@@ -218,14 +219,18 @@ ncu_m1() {
       "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_wgmma.py 2>&1 | tail -n 4
     timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py -k evict_first \
       2>&1 | tail -n 3
-    sanitize xcopy LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4 \
-      LLMACCEL_EVICT_FIRST=1
-    sanitize deep LLMACCEL_W8A8_DEEP=1 LLMACCEL_WGMMA_N=256  # every wgmma call in 256-row blocks
     bench w4a16 LLMACCEL_EVICT_FIRST "0 1" 1,16,32 4096x14336 30
     echo "== the K-slice kernel at M = 9-16 on 3 blocks per SM (LLMACCEL_KS_VARIANT=4)"
     timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py \
       -k kslice_three_blocks 2>&1 | tail -n 2
     bench w4a16 LLMACCEL_KS_VARIANT "0 4" 9,12,16 4096x14336,8192x8192 30
+  fi
+  if step xsan; then
+    echo "== the copy knobs, the x tensor map, the deep ring and evict-first under the sanitizers"
+    sanitize xcopy LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4 \
+      LLMACCEL_EVICT_FIRST=1
+    sanitize xtma LLMACCEL_WGMMA_XTMA=1 LLMACCEL_WGMMA_XCOPY=warp
+    sanitize deep LLMACCEL_W8A8_DEEP=1 LLMACCEL_WGMMA_N=256  # every wgmma call in 256-row blocks
   fi
   if step cross; then
     echo "== where the 16-bit wgmma kernels stop winning (M 128-512) $(date +%T)"

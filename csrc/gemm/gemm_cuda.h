@@ -89,6 +89,7 @@ struct WgmmaPlanInfo {
   int w_warps;   // weights warps taking the copy groups in turn (LLMACCEL_WGMMA_WWARPS)
   bool x_warp;   // x copies from a producer warp of their own (LLMACCEL_WGMMA_XCOPY=warp)
   int x_pieces;  // copies per x stage (LLMACCEL_WGMMA_XPIECES)
+  bool x_tma;    // x copies through a tensor map (LLMACCEL_WGMMA_XTMA=1)
 };
 WgmmaPlanInfo wgmma_plan_info(bool x16, int64_t m, int64_t n_tiles, int64_t nk);
 bool w4a16_wgmma_available();

@@ -48,7 +48,7 @@ WgmmaPlanInfo wgmma_plan_info(bool x16, int64_t m, int64_t n_tiles, int64_t nk) 
   const WgmmaParams p = x16 ? wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows)
                             : wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows);
   return {p.x_rows,  p.splits, p.cluster, wgmma_partial_bytes(p),
-          p.w_warps, p.x_warp, 1 << p.x_piece_shift};
+          p.w_warps, p.x_warp, 1 << p.x_piece_shift, p.x_tma};
 }
 
 void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count,

@@ -42,6 +42,8 @@
 #include <cooperative_groups.h>
 #endif
 
+#include <cuda.h>  // CUtensorMap (the x tensor map's type; no driver call here)
+
 #include <type_traits>
 
 #include "cuda/cuda_common.cuh"
@@ -194,7 +196,33 @@ struct WgmmaParams {
   // The weight copies marked evict-first in L2 (LLMACCEL_EVICT_FIRST=1, opt-in until run on a
   // GPU), where one x block means each weight byte is read once per call.
   bool w_evict_first;
+  // x through a tensor map (LLMACCEL_WGMMA_XTMA=1, single blocks; written 2026-11-23 without a
+  // GPU): each x copy (or piece) a cp.async.bulk.tensor.2d box of x_box_rows 128-byte rows of
+  // the image, seen as x_map_rows rows of 128 bytes: the operand form CUTLASS's and cuBLAS's
+  // GEMMs stream with, against the 1D bulk copy (bench/gpu/bulk_copy_probe.cu part 3 sets the
+  // two side by side). The launcher encodes x_map per call (wgmma_launch).
+  bool x_tma;
+  int x_box_rows, x_map_rows;
+  alignas(64) CUtensorMap x_map;
 };
+
+// One x copy through the tensor map: the box at image row `row` (x_tensor_copy's rows count
+// 128-byte rows from the image's start). The emulator has no tensor maps: it copies the bytes
+// the box covers, after the bounds the map would enforce.
+__device__ __forceinline__ void x_tensor_copy(const WgmmaParams& p, void* dst, int row,
+                                              uint64_t* bar) {
+#if defined(LLMACCEL_SIMT_EMU)
+  if (row < 0 || row + p.x_box_rows > p.x_map_rows) emu::fail("x tensor copy outside the image");
+  bulk_copy_g2s(dst, p.xt + int64_t(row) * kWgRowBytes, uint32_t(p.x_box_rows * kWgRowBytes),
+                bar);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+      "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(&p.x_map)), "r"(0), "r"(row), "r"(smem_addr(bar))
+      : "memory");
+#endif
+}
 
 // Groups of `group` columns (a multiple of 32, d = group / 32 chunks): p.group_magic =
 // ceil(2^32 / d) = (2^32 + e) / d with e < d, so c · magic / 2^32 = c / d + c · e / (d · 2^32),
@@ -349,6 +377,7 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm, in
     const int64_t row0 = int64_t(xb) * Cfg::kN;  // first x row: image block row0 / 256
     const int8_t* xsrc = p.xt + (row0 / kWgXRows) * p.kt_count * (kWgXRows * kWgRowBytes) +
                          (row0 % kWgXRows) * kWgRowBytes;
+    const int xrow0 = int((xsrc - p.xt) / kWgRowBytes);  // the same place in 128-byte rows
     for (int kt = work.kt0; kt < work.kt1; kt += kG, it += kG) {
       // signed, not Cfg::slot / pass: in the producer's 56 registers the unsigned forms spilled
       // 8 bytes in the 3-slot rings (ptxas, 2026-11-23); once per group, off the hot path
@@ -363,7 +392,10 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm, in
       if (xj < n) {
         const int j = xj, at = xq * piece;
         const int8_t* src = xsrc + int64_t(kt + j) * (kWgXRows * kWgRowBytes) + at;
-        if (p.cluster == 1) {
+        if (p.x_tma) {
+          x_tensor_copy(p, sm.xs + (s + j) * kXStage + at,
+                        xrow0 + (kt + j) * kWgXRows + at / kWgRowBytes, &sm.full[s + j]);
+        } else if (p.cluster == 1) {
           bulk_copy_g2s(sm.xs + (s + j) * kXStage + at, src, piece, &sm.full[s + j]);
         } else {  // rows [rank, rank + 1) · kN / 2 of the block, into both blocks' slot
           bulk_copy_g2s_multicast(sm.xs + (s + j) * kXStage + seat.rank * kShare + at,

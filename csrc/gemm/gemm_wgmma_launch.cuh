@@ -2,6 +2,9 @@
 // call on the current device, its output and workspace, the launches. nvcc only (the emulator's
 // driver launches the kernels itself).
 #pragma once
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -72,6 +75,30 @@ inline void wgmma_bind(const char* op, WgmmaParams& p, void* out, int64_t n, int
           "the partial-sum workspace is missing or too small (see *_wgmma_partial_bytes)");
 }
 
+// p.x_map for p.x_tma (LLMACCEL_WGMMA_XTMA=1): the image as x_map_rows rows of 128 bytes, boxes
+// of x_box_rows rows, no swizzle (the image is already swizzled). cuTensorMapEncodeTiled comes
+// through the runtime's driver entry point, so the module still links no libcuda. False when
+// the driver or the encoding refuses.
+inline bool wgmma_encode_x_map(WgmmaParams& p) {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    const bool ok = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                                     cudaEnableDefault, &q) == cudaSuccess &&
+                    q == cudaDriverEntryPointSuccess;
+    cudaGetLastError();
+    return ok ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn) : nullptr;
+  }();
+  const cuuint64_t dims[2] = {cuuint64_t(kWgRowBytes), cuuint64_t(p.x_map_rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(kWgRowBytes)};
+  const cuuint32_t box[2] = {cuuint32_t(kWgRowBytes), cuuint32_t(p.x_box_rows)}, elem[2] = {1, 1};
+  return encode &&
+         encode(&p.x_map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<int8_t*>(p.xt), dims,
+                strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 // launch(std::integral_constant<int, kN>()) for the plan's x rows per block (kMinRows: the
 // smallest the kernel has; the plan never asks for less).
 template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& launch) {
@@ -96,7 +123,10 @@ template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& 
 // it plainly (a benchmark knob, read per call). Clusters (p.cluster = 2, LLMACCEL_WGMMA_CLUSTER)
 // are launched as such, as many as the device holds at once (asked once per device).
 template <class Cfg, class T, bool kOutScales, class Acc, auto kernel>
-void wgmma_launch(const WgmmaParams& p, cudaStream_t stream) {
+void wgmma_launch(const WgmmaParams& planned, cudaStream_t stream) {
+  WgmmaParams p = planned;
+  require(!p.x_tma || wgmma_encode_x_map(p), "wgmma",
+          "LLMACCEL_WGMMA_XTMA=1: the driver did not encode the x tensor map");
   // The setmaxnreg hand-over needs this variant to launch with the whole register pool (every
   // variant does with today's ptxas; one that did not would hang, so it is refused instead).
   static const bool full_pool = [&] {

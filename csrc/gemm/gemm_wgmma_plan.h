@@ -128,6 +128,13 @@ inline void wgmma_x_copies(WgmmaParams& p) {
   while ((2 << shift) <= want && stages * (2 << shift) <= lanes && share % (16 << (shift + 1)) == 0)
     ++shift;
   p.x_piece_shift = shift;
+  // LLMACCEL_WGMMA_XTMA=1: the x copies through a tensor map (single blocks: the multicast form
+  // stays 1D), boxes of a piece's rows over the image's whole 256-row blocks
+  const char* t = std::getenv("LLMACCEL_WGMMA_XTMA");
+  const int64_t rows = (int64_t(p.m) + kWgXRows - 1) / kWgXRows * p.kt_count * kWgXRows;
+  p.x_tma = t && std::strcmp(t, "1") == 0 && p.cluster == 1 && rows < (int64_t(1) << 31);
+  p.x_box_rows = p.x_rows >> shift;
+  p.x_map_rows = p.x_tma ? int(rows) : 0;
 }
 inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   p.x_rows = x_rows;

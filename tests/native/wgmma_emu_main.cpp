@@ -324,8 +324,9 @@ int main(int argc, char** argv) {
   else if (bf16) run_n(__nv_bfloat16(), std::false_type());
   else if (zp) run_n(__half(), std::true_type());
   else run_n(__half(), std::false_type());
-  std::printf("x_rows %d splits %d cluster %d w_warps %d x_warp %d x_pieces %d\n", p.x_rows,
-              p.splits, p.cluster, p.w_warps, int(p.x_warp), 1 << p.x_piece_shift);
+  std::printf("x_rows %d splits %d cluster %d w_warps %d x_warp %d x_pieces %d x_tma %d\n",
+              p.x_rows, p.splits, p.cluster, p.w_warps, int(p.x_warp), 1 << p.x_piece_shift,
+              int(p.x_tma));
   write(out.data(), out_elems * 2);
   return 0;
 }

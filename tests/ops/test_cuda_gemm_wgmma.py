@@ -212,17 +212,19 @@ X_COPY_RUNS = [(op, var, *c, w_warps, xcopy, pieces, cluster)
                                ("gemm_w4a16", "LLMACCEL_W4_WGMMA"),
                                ("gemm_w8a16", "LLMACCEL_W8_WGMMA"))
                for c in CLUSTER_CASES if op != "gemm_w8a8" or c[0] > 64
-               for w_warps, xcopy, pieces, cluster in ((1, "warp", 4, 1), (2, "", 4, 2),
-                                                       (2, "warp", 1, 1))]
+               for w_warps, xcopy, pieces, cluster, xtma in (
+                   (1, "warp", 4, 1, 0), (2, "", 4, 2, 0), (2, "warp", 1, 1, 0),
+                   (1, "warp", 1, 1, 1), (2, "", 4, 1, 1))]
 
 
-@pytest.mark.parametrize("op_name,var,m,k,n,w_warps,xcopy,pieces,cluster", X_COPY_RUNS,
+@pytest.mark.parametrize("op_name,var,m,k,n,w_warps,xcopy,pieces,cluster,xtma", X_COPY_RUNS,
                          ids=[f"{r[0]}-M{r[2]}-K{r[3]}-N{r[4]}-w{r[5]}-{r[6] or 'x0'}-p{r[7]}"
-                              f"-c{r[8]}" for r in X_COPY_RUNS])
-def test_cuda_gemm_wgmma_x_copies(op_name, var, m, k, n, w_warps, xcopy, pieces, cluster,
+                              f"-c{r[8]}-t{r[9]}" for r in X_COPY_RUNS])
+def test_cuda_gemm_wgmma_x_copies(op_name, var, m, k, n, w_warps, xcopy, pieces, cluster, xtma,
                                   monkeypatch):
-    """Whichever warps and lanes issue the copies: the reference, the same bits on repeat, and
-    the same bits as one warp's copies (the same sums in the same order)."""
+    """Whichever warps and lanes issue the copies, 1D or through the x tensor map
+    (LLMACCEL_WGMMA_XTMA=1): the reference, the same bits on repeat, and the same bits as one
+    warp's 1D copies (the same sums in the same order)."""
     monkeypatch.setenv(var, "1" if op_name == "gemm_w8a8" else "all")
     monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
     monkeypatch.setenv("LLMACCEL_WGMMA_CLUSTER", str(cluster))
@@ -230,15 +232,17 @@ def test_cuda_gemm_wgmma_x_copies(op_name, var, m, k, n, w_warps, xcopy, pieces,
     bias = make_bias(n)
     x = make_x((m, k), torch.bfloat16, seed=k).cuda()
     run = getattr(ops, op_name)
-    for knob in ("LLMACCEL_WGMMA_WWARPS", "LLMACCEL_WGMMA_XCOPY", "LLMACCEL_WGMMA_XPIECES"):
+    for knob in ("LLMACCEL_WGMMA_WWARPS", "LLMACCEL_WGMMA_XCOPY", "LLMACCEL_WGMMA_XPIECES",
+                 "LLMACCEL_WGMMA_XTMA"):
         monkeypatch.delenv(knob, raising=False)
     y_one = run(x, *w, bias.cuda(), n)
     monkeypatch.setenv("LLMACCEL_WGMMA_WWARPS", str(w_warps))
     monkeypatch.setenv("LLMACCEL_WGMMA_XCOPY", xcopy)
     monkeypatch.setenv("LLMACCEL_WGMMA_XPIECES", str(pieces))
+    monkeypatch.setenv("LLMACCEL_WGMMA_XTMA", str(xtma))
     plan = _C.cuda_wgmma_plan(op_name != "gemm_w8a8", m, w[0].shape[0], w[0].shape[1])
-    assert (plan["w_warps"], plan["x_warp"], plan["x_pieces"]) == (
-        w_warps, xcopy == "warp", pieces), plan
+    assert (plan["w_warps"], plan["x_warp"], plan["x_pieces"], plan["x_tma"]) == (
+        w_warps, xcopy == "warp", pieces, bool(xtma)), plan
     poison_cuda_cache()
     y = run(x, *w, bias.cuda(), n)
     check_against_reference(op_name, y, x, p, bias, f"x copies M{m}-K{k}-N{n}")

@@ -25,7 +25,7 @@ from .test_wgmma_layout import x_tile_image, x_tile_image_16
 REPO = Path(__file__).resolve().parents[2]
 DTYPE_BITS = {torch.bfloat16: 8, torch.float16: 11}  # significand bits: u = 2^-bits
 ENV_KNOBS = ("LLMACCEL_WGMMA_RELEASE", "LLMACCEL_WGMMA_XCOPY", "LLMACCEL_WGMMA_XPIECES",
-             "LLMACCEL_WGMMA_WWARPS", "LLMACCEL_W8A8_DEEP")
+             "LLMACCEL_WGMMA_WWARPS", "LLMACCEL_W8A8_DEEP", "LLMACCEL_WGMMA_XTMA")
 
 
 def _cuda_include() -> Path | None:
@@ -315,6 +315,36 @@ def test_emulated_w8a8_deep_ring(emu, tmp_path, monkeypatch, m, k, n, with_bias,
     monkeypatch.setenv("LLMACCEL_W8A8_DEEP", "1")
     _w8a8_case(emu, tmp_path, m, k, n, with_bias, sms, dtype, x_rows="256", splits=splits,
                cluster=cluster)
+
+
+# x through a tensor map (LLMACCEL_WGMMA_XTMA=1; the emulator copies the box's bytes after the
+# map's bounds check): (kind, m, k, n, x rows, SMs, x copy, pieces). Every block size, a second
+# 256-row image block, partial last stages, a K split, pieces of a box.
+X_TMA_CASES = [
+    ("w4a16", 300, 1000, 264, "256", 4, "warp", "4"),
+    ("w4a16", 20, 1950, 264, "32", 2, "", "1"),
+    ("w4a16", 5, 4096, 256, "", 132, "warp", "8"),
+    ("w8a8", 600, 512, 264, "256", 4, "", "2"),
+    ("w8a8", 300, 1000, 200, "128", 5, "warp", "1"),
+    ("w8a16", 64, 1000, 520, "", 2, "warp", "4"),
+]
+
+
+@pytest.mark.parametrize("kind,m,k,n,x_rows,sms,xcopy,pieces", X_TMA_CASES)
+def test_emulated_wgmma_x_tensor_map(emu, tmp_path, monkeypatch, kind, m, k, n, x_rows, sms,
+                                     xcopy, pieces):
+    """The x copies' tensor-map coordinates land the same bytes as the 1D copies."""
+    monkeypatch.setenv("LLMACCEL_WGMMA_XTMA", "1")
+    monkeypatch.setenv("LLMACCEL_WGMMA_XCOPY", xcopy)
+    monkeypatch.setenv("LLMACCEL_WGMMA_XPIECES", pieces)
+    dtype = torch.bfloat16
+    if kind == "w4a16":
+        _w4a16_case(emu, tmp_path, m, k, n, 64, False, sms, dtype, x_rows=x_rows)
+    elif kind == "w8a8":
+        _w8a8_case(emu, tmp_path, m, k, n, False, sms, dtype, x_rows=x_rows)
+    else:
+        _w8a16_case(emu, tmp_path, m, k, n, x_rows, sms, "", dtype)
+    assert "x_tma 1" in (tmp_path / "stdout.txt").read_text()
 
 
 # Clusters of 2 blocks (LLMACCEL_WGMMA_CLUSTER=2): each block copies half of every x stage into
