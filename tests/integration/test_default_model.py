@@ -53,9 +53,33 @@ def test_perplexity_and_int8_weight_only(model_and_ids):
     assert agree > 0.9, agree  # int8 weights keep the greedy next token almost everywhere
 
 
+# How far below the best logit of Hugging Face's own step a token LlamaDecoder chose may be. Both
+# run the same kernels in other groupings (fused projections, gemm_f32's lm_head, attention as two
+# matmuls), and prompts' activations are quantized to int8 per token, so a last-bit difference can
+# move an activation by one int8 step and a logit by a few hundredths: a near-tie can then flip.
+# On a CPU without AVX-512 (the portable C++ path, 2026-11-23) the two runs parted at a position
+# whose two best logits were 0.031 apart, and the test's exact comparison failed there. A
+# decoder bug moves logits by whole units.
+GREEDY_TIE = 0.1
+
+
+def hf_step_gaps(model, seq: torch.Tensor, start: int) -> list[float]:
+    """Per generated position of `seq` (from `start`), how far its token's logit lies below the
+    best one in the model's own incremental steps on that prefix (generate()'s path: the prompt
+    at once, then one token per step through the KV cache)."""
+    out = model(seq[:, :start], use_cache=True)
+    gaps = []
+    for t in range(start, seq.shape[1]):
+        logits = out.logits[0, -1].float()
+        gaps.append(float(logits.max() - logits[seq[0, t]]))
+        out = model(seq[:, t:t + 1], past_key_values=out.past_key_values, use_cache=True)
+    return gaps
+
+
 def test_gptq_w4_save_load_generate(model_and_ids, tmp_path):
     """The user's path end to end: calibrate GPTQ on the calibration plays, score, save, reload
-    (identical logits), and decode greedily with both HF generate() and LlamaDecoder."""
+    (identical logits), and decode greedily with both HF generate() and LlamaDecoder: every
+    token the decoder picks is the model's own greedy pick on its prefix, up to a near-tie."""
     from llmaccel.data import calibration_ids
     from llmaccel.eval import perplexity
     from llmaccel.models import load_model
@@ -82,7 +106,11 @@ def test_gptq_w4_save_load_generate(model_and_ids, tmp_path):
         prompt = ids[None, :24]
         ref = loaded.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12,
                               min_new_tokens=12, do_sample=False)
-    assert torch.equal(LlamaDecoder(loaded, max_len=64).generate(prompt, 12), ref)
+        got = LlamaDecoder(loaded, max_len=64).generate(prompt, 12)
+        assert got.shape == ref.shape and torch.equal(got[:, :24], prompt)
+        assert hf_step_gaps(loaded, ref, 24) == [0.0] * 12  # the check itself: generate()'s path
+        gaps = hf_step_gaps(loaded, got, 24)
+    assert max(gaps) <= GREEDY_TIE, (gaps, got, ref)
 
 
 def test_cli_quantize_eval_bench(tmp_path, capsys):
