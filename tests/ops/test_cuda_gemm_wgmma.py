@@ -207,7 +207,7 @@ def test_cuda_gemm_wgmma_clusters(op_name, var, m, k, n, monkeypatch):
 # Copies from more producer warps and x in pieces (LLMACCEL_WGMMA_WWARPS=2,
 # LLMACCEL_WGMMA_XCOPY=warp, LLMACCEL_WGMMA_XPIECES): 1- and 4-stage copy groups, a K split,
 # clusters (pieces of a share).
-X_COPY_RUNS = [(op, var, *c, w_warps, xcopy, pieces, cluster)
+X_COPY_RUNS = [(op, var, *c, w_warps, xcopy, pieces, cluster, xtma)
                for op, var in (("gemm_w8a8", "LLMACCEL_W8A8_WGMMA"),
                                ("gemm_w4a16", "LLMACCEL_W4_WGMMA"),
                                ("gemm_w8a16", "LLMACCEL_W8_WGMMA"))
