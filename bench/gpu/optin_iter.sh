@@ -232,6 +232,12 @@ ncu_m1() {
     sanitize xtma LLMACCEL_WGMMA_XTMA=1 LLMACCEL_WGMMA_XCOPY=warp
     sanitize deep LLMACCEL_W8A8_DEEP=1 LLMACCEL_WGMMA_N=256  # every wgmma call in 256-row blocks
   fi
+  if step xsan2; then
+    # (the session 10 review) x pieces of a cluster's multicast share, and two weights warps on
+    # 3-slot rings (w8a8's 256-row blocks), where a slot's owner alternates from pass to pass
+    sanitize xclust LLMACCEL_WGMMA_CLUSTER=2 LLMACCEL_WGMMA_XPIECES=4 LLMACCEL_WGMMA_WWARPS=2
+    sanitize xring3 LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_N=256
+  fi
   if step cross; then
     echo "== where the 16-bit wgmma kernels stop winning (M 128-512) $(date +%T)"
     bench w4a16 LLMACCEL_W4_WGMMA "0 all" 96,128,192,256,384 4096x14336,8192x8192 60

@@ -203,7 +203,7 @@ struct WgmmaParams {
   // two side by side). The launcher encodes x_map per call (wgmma_launch).
   bool x_tma;
   int x_box_rows, x_map_rows;
-  alignas(64) CUtensorMap x_map;
+  CUtensorMap x_map;  // aligned as the type requires (64 bytes or more)
 };
 
 // One x copy through the tensor map: the box at image row `row` (x_tensor_copy's rows count

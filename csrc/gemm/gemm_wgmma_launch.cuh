@@ -86,7 +86,7 @@ inline bool wgmma_encode_x_map(WgmmaParams& p) {
     const bool ok = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
                                                      cudaEnableDefault, &q) == cudaSuccess &&
                     q == cudaDriverEntryPointSuccess;
-    cudaGetLastError();
+    if (!ok) cudaGetLastError();  // a failed lookup must not surface as a launch's error
     return ok ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn) : nullptr;
   }();
   const cuuint64_t dims[2] = {cuuint64_t(kWgRowBytes), cuuint64_t(p.x_map_rows)};
@@ -125,6 +125,9 @@ template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& 
 template <class Cfg, class T, bool kOutScales, class Acc, auto kernel>
 void wgmma_launch(const WgmmaParams& planned, cudaStream_t stream) {
   WgmmaParams p = planned;
+  // the kernel takes the tensor-map copy before the multicast one: in a cluster the other
+  // block would never get its share (the plan never pairs them; this keeps it so)
+  require(!p.x_tma || p.cluster == 1, "wgmma", "the x tensor map is for single blocks");
   require(!p.x_tma || wgmma_encode_x_map(p), "wgmma",
           "LLMACCEL_WGMMA_XTMA=1: the driver did not encode the x tensor map");
   // The setmaxnreg hand-over needs this variant to launch with the whole register pool (every
