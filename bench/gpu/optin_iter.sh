@@ -14,7 +14,7 @@
 # STEPS="smoke tests sanitize", then with SKIP_BUILD=1 STEPS="w4a16", STEPS="w8a8 w8a16",
 # STEPS="launch", STEPS="tiled group ncu". The next session's first call (2026-11-23):
 # STEPS="xcopy" (who issues the copies, at large M), then with SKIP_BUILD=1 STEPS="xcheck",
-# STEPS="xsan race", STEPS="quick".
+# STEPS="xsan xsan2", STEPS="race", STEPS="quick".
 #   OUT=/tmp/x STEPS="smoke tests" bash bench/gpu/optin_iter.sh
 set -u
 source "$(dirname "$0")/_iter_env.sh"
@@ -215,14 +215,12 @@ ncu_m1() {
     # weight copies (LLMACCEL_EVICT_FIRST=1: a cache-hint form of the bulk copy never run
     # before), under the tests and the sanitizers
     echo "== x copies and evict-first: tests and sanitizers $(date +%T)"
+    timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm_optin.py 2>&1 \
+      | tail -n 4
     LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4 timeout 300 \
       "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_wgmma.py 2>&1 | tail -n 4
-    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py -k evict_first \
-      2>&1 | tail -n 3
     bench w4a16 LLMACCEL_EVICT_FIRST "0 1" 1,16,32 4096x14336 30
     echo "== the K-slice kernel at M = 9-16 on 3 blocks per SM (LLMACCEL_KS_VARIANT=4)"
-    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py \
-      -k kslice_three_blocks 2>&1 | tail -n 2
     bench w4a16 LLMACCEL_KS_VARIANT "0 4" 9,12,16 4096x14336,8192x8192 30
   fi
   if step xsan; then

@@ -1,5 +1,5 @@
 // Argument checks shared by the CUDA GEMM launchers (host side; the Python op checks first and
-// names the user's mistake, these guard the native contract), and the launchers' shared knob.
+// names the user's mistake, these guard the native contract), and the launchers' knobs.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
@@ -26,12 +26,16 @@ inline void check_gemm_sizes(const char* op, int64_t m, int64_t k, int64_t ldx, 
   require(reinterpret_cast<uintptr_t>(x) % 16 == 0, op, "x must be 16-byte aligned");
 }
 
+// Whether environment variable `name` is set to exactly `value` (the launchers' benchmark and
+// opt-in knobs, read per call).
+inline bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e && std::strcmp(e, value) == 0;
+}
+
 // LLMACCEL_EVICT_FIRST=1: the kernels that read each weight byte once per call (the K-slice
 // decode kernel, the wgmma kernels with one x block) mark their weight copies evict-first in L2
-// (bulk_copy_weights). Opt-in until it has run on a GPU; read per call.
-inline bool weights_evict_first() {
-  const char* e = std::getenv("LLMACCEL_EVICT_FIRST");
-  return e && std::strcmp(e, "1") == 0;
-}
+// (bulk_copy_weights). Opt-in until it has run on a GPU.
+inline bool weights_evict_first() { return env_is("LLMACCEL_EVICT_FIRST", "1"); }
 
 }  // namespace llmaccel::cuda

@@ -469,27 +469,24 @@ inline bool decode_use_kslice(const SwapAbParams& p, int64_t cpg) {
 template <class T, bool ZP, int GU>
 void launch_kslice_gu(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
                       cudaStream_t s) {
-  if (p.m > 8) {
-    if constexpr (!ZP && GU == 0 && std::is_same<T, __nv_bfloat16>::value) {
-      // LLMACCEL_KS_VARIANT=4 (the benchmark's grouping only; written 2026-11-23 without a
-      // GPU): 3 blocks of 3 slots against 2 of 4. At M = 9-16 the kernel runs 16 consumer
-      // warps per SM where M ≤ 8 runs 32 (1.37-1.47× bf16 at M = 16 against 1.9-2.1× at 8);
-      // 3 blocks cap the registers at 72, and ptxas spills 16 bytes (x fragments, L1-resident).
-      const char* e = std::getenv("LLMACCEL_KS_VARIANT");
-      if (e && std::atoi(e) == 4) return launch_kslice<T, ZP, 2, GU, 3, 3>(op, p, ws, cpg, s);
-    }
-    return launch_kslice<T, ZP, 2, GU, 4, 2>(op, p, ws, cpg, s);
-  }
-  if constexpr (!ZP && GU == 0) {
-    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-      // LLMACCEL_KS_VARIANT, for sweeps (bench/gpu/decode_iter.sh): 1 = 4 slots at 4 blocks,
-      // 2 = 6 at 3, 3 = 4 at 3.
-      const char* e = std::getenv("LLMACCEL_KS_VARIANT");
-      const int variant = e ? std::atoi(e) : 0;
+  if constexpr (!ZP && GU == 0 && std::is_same<T, __nv_bfloat16>::value) {
+    // LLMACCEL_KS_VARIANT, for sweeps (the benchmark's grouping only; bench/gpu/decode_iter.sh,
+    // optin_iter.sh): up to 8 rows 1 = 4 slots at 4 blocks, 2 = 6 at 3, 3 = 4 at 3; 16 rows
+    // 4 = 3 slots at 3 blocks (written 2026-11-23 without a GPU: M = 9-16 runs 16 consumer warps
+    // per SM where M ≤ 8 runs 32, 1.37-1.47× bf16 at M = 16 against 1.9-2.1× at 8; 3 blocks cap
+    // the registers at 72, and ptxas spills 16 bytes, x fragments that stay in L1).
+    const char* e = std::getenv("LLMACCEL_KS_VARIANT");
+    const int variant = e ? std::atoi(e) : 0;
+    if (p.m > 8) {
+      if (variant == 4) return launch_kslice<T, ZP, 2, GU, 3, 3>(op, p, ws, cpg, s);
+    } else {
       if (variant == 1) return launch_kslice<T, ZP, 1, GU, 4, 4>(op, p, ws, cpg, s);
       if (variant == 2) return launch_kslice<T, ZP, 1, GU, 6, 3>(op, p, ws, cpg, s);
       if (variant == 3) return launch_kslice<T, ZP, 1, GU, 4, 3>(op, p, ws, cpg, s);
     }
+  }
+  if (p.m > 8) return launch_kslice<T, ZP, 2, GU, 4, 2>(op, p, ws, cpg, s);
+  if constexpr (!ZP && GU == 0) {
     return launch_kslice<T, ZP, 1, GU, 3, 4>(op, p, ws, cpg, s);
   } else {
     if (p.m > 4) return launch_kslice<T, ZP, 1, GU, 4, 3>(op, p, ws, cpg, s);

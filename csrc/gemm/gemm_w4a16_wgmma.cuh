@@ -18,6 +18,7 @@
 #pragma once
 #include "gemm/gemm_dequant_frag.cuh"
 #include "gemm/gemm_wgmma_consume.cuh"
+#include "gemm/gemm_wgmma_produce.cuh"
 
 namespace llmaccel::cuda {
 

@@ -16,6 +16,7 @@
 // 2-3 its registers 2/3, in the column order x's image expects (gemm_wgmma_xtiles.h).
 #pragma once
 #include "gemm/gemm_wgmma_consume.cuh"
+#include "gemm/gemm_wgmma_produce.cuh"
 
 namespace llmaccel::cuda {
 

@@ -13,6 +13,7 @@
 // skeleton's wgmma_mainloop: the next stage's loads while these run).
 #pragma once
 #include "gemm/gemm_wgmma_consume.cuh"
+#include "gemm/gemm_wgmma_produce.cuh"
 
 namespace llmaccel::cuda {
 

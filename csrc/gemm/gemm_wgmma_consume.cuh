@@ -1,5 +1,5 @@
-// The consumer warpgroups' side of the wgmma GEMMs (gemm_wgmma.cuh has the block, the producer
-// and the main loop): the loop over a block's work items, the epilogue, a K split's raw sums and
+// The consumer warpgroups' side of the wgmma GEMMs (gemm_wgmma.cuh has the block's shape and
+// the main loop, gemm_wgmma_produce.cuh the block's start and the producer): the loop over a block's work items, the epilogue, a K split's raw sums and
 // the kernel that reduces them. The kernels (gemm_w8a8_wgmma.cuh, gemm_w4a16_wgmma.cuh,
 // gemm_w8a16_wgmma.cuh) include this header.
 #pragma once

@@ -150,8 +150,7 @@ void wgmma_launch(const WgmmaParams& planned, cudaStream_t stream) {
   cfg.stream = stream;
   cudaLaunchAttribute attrs[2];
   cfg.attrs = attrs;
-  const char* e = std::getenv("LLMACCEL_WGMMA_PDL");
-  if (p.after_image && !(e && std::strcmp(e, "0") == 0)) {
+  if (p.after_image && !env_is("LLMACCEL_WGMMA_PDL", "0")) {
     attrs[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attrs[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
   }

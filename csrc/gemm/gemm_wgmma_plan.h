@@ -53,8 +53,7 @@ inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms, int min_rows) {
 // knob).
 inline int wgmma_launch_blocks(const WgmmaParams& p, int sms, int slots = 0) {
   if (slots <= 0) slots = sms / p.cluster;
-  const char* e = std::getenv("LLMACCEL_WGMMA_PERSISTENT");
-  if (e && std::strcmp(e, "0") == 0) return p.tiles * p.splits * p.cluster;
+  if (env_is("LLMACCEL_WGMMA_PERSISTENT", "0")) return p.tiles * p.splits * p.cluster;
   return std::max(1, std::min(p.tiles * p.splits, slots)) * p.cluster;
 }
 // The K split for `sms` SMs. Only where the tiles alone leave SMs idle, and only where it cuts
@@ -100,15 +99,11 @@ inline int64_t wgmma_partial_bytes(const WgmmaParams& p) {
 // LLMACCEL_W8A8_DEEP=1: gemm_w8a8's 256-row blocks with a 4-stage ring, the epilogue staged in
 // passes of 64 rows (3 stages otherwise: 48 KB each beside the whole 256-row staging tile).
 // Opt-in until run on a GPU (written 2026-11-23 without one); read per call.
-inline bool wgmma_w8a8_deep() {
-  const char* e = std::getenv("LLMACCEL_W8A8_DEEP");
-  return e && std::strcmp(e, "1") == 0;
-}
+inline bool wgmma_w8a8_deep() { return env_is("LLMACCEL_W8A8_DEEP", "1"); }
 // LLMACCEL_WGMMA_CLUSTER=2: clusters of 2 blocks sharing each x stage (opt-in: no gain on the
 // H100, bench/gpu/NOTES.md 2026-11-23; read per call), where there are two weight blocks to pair.
 inline int wgmma_cluster_size(int w_blocks) {
-  const char* e = std::getenv("LLMACCEL_WGMMA_CLUSTER");
-  return e && std::strcmp(e, "2") == 0 && w_blocks >= 2 ? 2 : 1;
+  return env_is("LLMACCEL_WGMMA_CLUSTER", "2") && w_blocks >= 2 ? 2 : 1;
 }
 // Who issues the copies (WgmmaParams::x_warp, x_piece_shift, w_warps): LLMACCEL_WGMMA_WWARPS=2
 // two weights warps taking the copy groups in turn; LLMACCEL_WGMMA_XCOPY=warp a producer warp
@@ -116,10 +111,8 @@ inline int wgmma_cluster_size(int w_blocks) {
 // fit: the issuing lanes (one warp's, past the 8 weight lanes unless the x warp issues them) and
 // 16-byte pieces of the stage (or cluster share) bound it.
 inline void wgmma_x_copies(WgmmaParams& p) {
-  const char* ww = std::getenv("LLMACCEL_WGMMA_WWARPS");
-  p.w_warps = ww && std::strcmp(ww, "2") == 0 ? 2 : 1;
-  const char* w = std::getenv("LLMACCEL_WGMMA_XCOPY");
-  p.x_warp = w && std::strcmp(w, "warp") == 0;
+  p.w_warps = env_is("LLMACCEL_WGMMA_WWARPS", "2") ? 2 : 1;
+  p.x_warp = env_is("LLMACCEL_WGMMA_XCOPY", "warp");
   const char* e = std::getenv("LLMACCEL_WGMMA_XPIECES");
   const int want = e ? std::atoi(e) : 1;
   const int stages = wgmma_stages_per_copy(p.x_rows), lanes = p.x_warp ? 32 : 32 - kWgWTiles;
@@ -130,9 +123,8 @@ inline void wgmma_x_copies(WgmmaParams& p) {
   p.x_piece_shift = shift;
   // LLMACCEL_WGMMA_XTMA=1: the x copies through a tensor map (single blocks: the multicast form
   // stays 1D), boxes of a piece's rows over the image's whole 256-row blocks
-  const char* t = std::getenv("LLMACCEL_WGMMA_XTMA");
   const int64_t rows = (int64_t(p.m) + kWgXRows - 1) / kWgXRows * p.kt_count * kWgXRows;
-  p.x_tma = t && std::strcmp(t, "1") == 0 && p.cluster == 1 && rows < (int64_t(1) << 31);
+  p.x_tma = env_is("LLMACCEL_WGMMA_XTMA", "1") && p.cluster == 1 && rows < (int64_t(1) << 31);
   p.x_box_rows = p.x_rows >> shift;
   p.x_map_rows = p.x_tma ? int(rows) : 0;
 }
@@ -151,8 +143,7 @@ inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   const long v = e && *e ? std::strtol(e, &end, 10) : 0;
   const int blocks = end && *end == '\0' && v > 0 && v < (1 << 20) ? int(v) : kWgGroup;
   p.raster_group = std::max(1, blocks / p.cluster);
-  const char* release = std::getenv("LLMACCEL_WGMMA_RELEASE");
-  p.release_lanes = release && std::strcmp(release, "lanes") == 0;
+  p.release_lanes = env_is("LLMACCEL_WGMMA_RELEASE", "lanes");
   wgmma_x_copies(p);
   p.w_evict_first = weights_evict_first() && p.x_blocks == 1;
 }

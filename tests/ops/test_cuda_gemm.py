@@ -267,46 +267,6 @@ def test_cuda_gemm_w4a16_kslice_cluster_same_bits(k, m, monkeypatch):
     check_against_reference("gemm_w4a16", y_cl, x, p, None, f"cluster K={k} M={m}")
 
 
-@pytest.mark.parametrize("m", [9, 16])
-def test_cuda_gemm_w4a16_kslice_three_blocks(m, monkeypatch):
-    """LLMACCEL_KS_VARIANT=4 (M = 9-16 at 3 blocks per SM, bf16 g128 symmetric): the reference
-    on a shape with several K chunks and a partial last range."""
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("the K-slice kernel: sm_90")
-    n, k = 1000, 8192
-    p, w = cuda_weight("gemm_w4a16", n, k, 128, True, source="rtn", seed=m)
-    x = make_x((m, k), torch.bfloat16, seed=m).cuda()
-    monkeypatch.setenv("LLMACCEL_DECODE_KERNEL", "kslice")
-    monkeypatch.setenv("LLMACCEL_KS_VARIANT", "4")
-    y = run_op("gemm_w4a16", x, w, None, n)
-    check_against_reference("gemm_w4a16", y, x, p, None, f"3 blocks M={m}")
-    assert torch.equal(y, run_op("gemm_w4a16", x, w, None, n))
-
-
-@pytest.mark.parametrize("op_name,m,wgmma", [
-    ("gemm_w4a16", 1, "0"), ("gemm_w4a16", 9, "0"),        # the K-slice decode kernel
-    ("gemm_w4a16", 5, "all"), ("gemm_w8a16", 40, "1"),     # wgmma, one x block
-    ("gemm_w4a16", 300, "1"),                              # wgmma, two x blocks: no hint
-])
-def test_cuda_gemm_evict_first_same_bits(op_name, m, wgmma, monkeypatch):
-    """LLMACCEL_EVICT_FIRST=1 (the weight copies marked evict-first in L2) changes where lines
-    stay in L2, nothing else: the same bits, the reference."""
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("bulk copies: sm_90")
-    n, k = 1000, 4096
-    monkeypatch.setenv("LLMACCEL_W4_WGMMA" if op_name == "gemm_w4a16" else "LLMACCEL_W8_WGMMA",
-                       wgmma)
-    monkeypatch.delenv("LLMACCEL_W4_TILED", raising=False)
-    p, w = cuda_weight(op_name, n, k, seed=m)
-    x = make_x((m, k), torch.bfloat16, seed=m).cuda()
-    monkeypatch.delenv("LLMACCEL_EVICT_FIRST", raising=False)
-    y_plain = run_op(op_name, x, w, None, n)
-    monkeypatch.setenv("LLMACCEL_EVICT_FIRST", "1")
-    y = run_op(op_name, x, w, None, n)
-    assert torch.equal(y, y_plain)
-    check_against_reference(op_name, y, x, p, None, f"evict-first M={m}")
-
-
 def cuda_x_like(layout, m, k, dtype, seed=0):
     """x with m rows in a given memory layout on CUDA (as helpers.x_like, plus 'misaligned': a
     contiguous (m, k) view whose data pointer is one element past an aligned one)."""

@@ -6,11 +6,12 @@ Every CUDA thread is a host thread, the barriers, mbarrier phases and bulk copie
 defines them, and wgmma is computed from the warpgroup's registers and the descriptor's
 swizzled shared-memory read (the semantics test_wgmma_layout.py pins down). So these tests run
 the kernels' real index arithmetic, pipeline phases, partial tiles and epilogue against the
-reference; they cannot see timing, register limits or memory-ordering bugs.
+reference; they cannot see timing, register limits or memory-ordering bugs. The emulator's
+binary (the `emu` fixture) is built once per session in conftest.py; the opt-in copy switches'
+cases are in test_wgmma_emu_copies.py.
 """
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,36 +23,9 @@ from llmaccel import formats, reference
 from ..helpers import float_gemm_exact, make_bias, make_w4, make_w8, make_x, w4_exact
 from .test_wgmma_layout import x_tile_image, x_tile_image_16
 
-REPO = Path(__file__).resolve().parents[2]
 DTYPE_BITS = {torch.bfloat16: 8, torch.float16: 11}  # significand bits: u = 2^-bits
 ENV_KNOBS = ("LLMACCEL_WGMMA_RELEASE", "LLMACCEL_WGMMA_XCOPY", "LLMACCEL_WGMMA_XPIECES",
              "LLMACCEL_WGMMA_WWARPS", "LLMACCEL_W8A8_DEEP", "LLMACCEL_WGMMA_XTMA")
-
-
-def _cuda_include() -> Path | None:
-    roots = []
-    nvcc = shutil.which("nvcc")
-    if nvcc:
-        roots.append(Path(nvcc).resolve().parent.parent / "include")
-    roots += sorted(Path("/usr/local").glob("cuda*/include"), reverse=True)
-    return next((r for r in roots if (r / "cuda_fp16.h").exists()), None)
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory) -> Path:
-    include, cxx = _cuda_include(), shutil.which("g++")
-    if include is None or cxx is None:
-        pytest.skip("needs g++ and the CUDA headers (cuda_fp16.h)")
-    binary = tmp_path_factory.mktemp("emu") / "wgmma_emu"
-    # -fno-strict-aliasing: the kernels pun 16-bit pairs through pointers, as CUDA code does
-    cmd = [cxx, "-std=c++20", "-O2", "-pthread", "-fno-strict-aliasing", "-Wno-unknown-pragmas",
-           f"-I{REPO / 'csrc'}",
-           f"-I{include}", str(REPO / "tests" / "native" / "wgmma_emu_main.cpp"), "-o",
-           str(binary)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        pytest.fail(f"the emulator did not compile:\n{done.stderr[-4000:]}")
-    return binary
 
 
 def _run(emu: Path, tmp: Path, kind: str, params: list[int], files: dict,
@@ -247,104 +221,6 @@ def test_wgmma_plan(emu, tmp_path):
     assert _plan(emu, tmp_path, 4096, 896, 128, True, LLMACCEL_WGMMA_CLUSTER="2") == dict(
         x_rows=256, splits=1, kts=64, blocks=132, cluster=2, **ONE_X_COPY)
     assert _plan(emu, tmp_path, 300, 8, 128, False, LLMACCEL_WGMMA_CLUSTER="2")["cluster"] == 1
-
-
-def test_wgmma_plan_x_copies(emu, tmp_path):
-    """LLMACCEL_WGMMA_XCOPY / _XPIECES: as many pieces as asked (rounded down to a power of two)
-    while the issuing lanes and 16-byte pieces allow it."""
-    def copies(m, **env):
-        plan = _plan(emu, tmp_path, m, 896, 128, True, **env)
-        return plan["x_warp"], plan["x_pieces"]
-
-    assert copies(4096, LLMACCEL_WGMMA_XPIECES="4") == (0, 4)     # 256-row blocks, 1 stage
-    assert copies(4096, LLMACCEL_WGMMA_XPIECES="3") == (0, 2)
-    assert copies(4096, LLMACCEL_WGMMA_XPIECES="32") == (0, 16)   # lanes 8-31 of one warp
-    assert copies(4096, LLMACCEL_WGMMA_XPIECES="32", LLMACCEL_WGMMA_XCOPY="warp") == (1, 32)
-    assert copies(1, LLMACCEL_WGMMA_XPIECES="8") == (0, 4)        # 4-stage groups: 16 lanes
-    assert copies(1, LLMACCEL_WGMMA_XPIECES="8", LLMACCEL_WGMMA_XCOPY="warp") == (1, 8)
-    assert copies(1, LLMACCEL_WGMMA_XCOPY="bogus", LLMACCEL_WGMMA_XPIECES="x") == (0, 1)
-    assert _plan(emu, tmp_path, 4096, 896, 128, True, LLMACCEL_WGMMA_WWARPS="2")["w_warps"] == 2
-    assert _plan(emu, tmp_path, 4096, 896, 128, True, LLMACCEL_WGMMA_WWARPS="3")["w_warps"] == 1
-
-
-# Copies from more producer warps and x in pieces (LLMACCEL_WGMMA_WWARPS=2,
-# LLMACCEL_WGMMA_XCOPY=warp, LLMACCEL_WGMMA_XPIECES): (kind, m, k, n, x rows, SMs, cluster,
-# weights warps, x copy, pieces). Rings that wrap with 1- and 4-stage copy groups, padding slots,
-# work items that start on either weights warp's group, a K split, clusters (pieces of a share).
-X_COPY_CASES = [
-    ("w4a16", 300, 1000, 264, "256", 132, "", "1", "warp", "4"),
-    ("w4a16", 300, 1000, 264, "256", 132, "", "2", "warp", "2"),
-    ("w4a16", 20, 1950, 264, "32", 2, "", "2", "", "4"),
-    ("w4a16", 5, 4096, 256, "", 132, "2", "1", "warp", "8"),
-    ("w8a8", 600, 512, 264, "256", 132, "2", "2", "", "8"),
-    ("w8a8", 300, 1000, 200, "128", 5, "", "2", "warp", "1"),
-    ("w8a16", 300, 520, 200, "256", 132, "", "1", "warp", "2"),
-    ("w8a16", 64, 1000, 520, "", 2, "", "2", "warp", "4"),
-]
-
-
-@pytest.mark.parametrize("kind,m,k,n,x_rows,sms,cluster,w_warps,xcopy,pieces", X_COPY_CASES)
-def test_emulated_wgmma_x_copies(emu, tmp_path, monkeypatch, kind, m, k, n, x_rows, sms, cluster,
-                                 w_warps, xcopy, pieces):
-    """The same products whichever warps and lanes issue the copies."""
-    monkeypatch.setenv("LLMACCEL_WGMMA_WWARPS", w_warps)
-    monkeypatch.setenv("LLMACCEL_WGMMA_XCOPY", xcopy)
-    monkeypatch.setenv("LLMACCEL_WGMMA_XPIECES", pieces)
-    dtype = torch.bfloat16
-    if kind == "w4a16":
-        _w4a16_case(emu, tmp_path, m, k, n, 64, False, sms, dtype, x_rows=x_rows,
-                    cluster=cluster)
-    elif kind == "w8a8":
-        _w8a8_case(emu, tmp_path, m, k, n, False, sms, dtype, x_rows=x_rows, cluster=cluster)
-    else:
-        _w8a16_case(emu, tmp_path, m, k, n, x_rows, sms, cluster, dtype)
-    out = (tmp_path / "stdout.txt").read_text()
-    assert f"w_warps {w_warps} x_warp {int(xcopy == 'warp')} x_pieces {pieces}" in out, out
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("m,k,n,with_bias,sms,cluster,splits", [
-    (600, 1000, 264, True, 4, "", ""),     # 9 tiles on 4 blocks, the 4-slot ring wraps
-    (300, 512, 520, False, 4, "2", ""),    # 10 tiles of clusters on 2 clusters, passes of 64
-    (257, 1024, 136, True, 132, "", "3"),  # a K split: the raw sums, then the reduction
-])
-def test_emulated_w8a8_deep_ring(emu, tmp_path, monkeypatch, m, k, n, with_bias, sms, cluster,
-                                 splits, dtype):
-    """LLMACCEL_W8A8_DEEP=1: 256-row blocks with 4 ring stages and the epilogue in passes of 64
-    x rows, the same bound as the 3-stage kernel."""
-    monkeypatch.setenv("LLMACCEL_W8A8_DEEP", "1")
-    _w8a8_case(emu, tmp_path, m, k, n, with_bias, sms, dtype, x_rows="256", splits=splits,
-               cluster=cluster)
-
-
-# x through a tensor map (LLMACCEL_WGMMA_XTMA=1; the emulator copies the box's bytes after the
-# map's bounds check): (kind, m, k, n, x rows, SMs, x copy, pieces). Every block size, a second
-# 256-row image block, partial last stages, a K split, pieces of a box.
-X_TMA_CASES = [
-    ("w4a16", 300, 1000, 264, "256", 4, "warp", "4"),
-    ("w4a16", 20, 1950, 264, "32", 2, "", "1"),
-    ("w4a16", 5, 4096, 256, "", 132, "warp", "8"),
-    ("w8a8", 600, 512, 264, "256", 4, "", "2"),
-    ("w8a8", 300, 1000, 200, "128", 5, "warp", "1"),
-    ("w8a16", 64, 1000, 520, "", 2, "warp", "4"),
-]
-
-
-@pytest.mark.parametrize("kind,m,k,n,x_rows,sms,xcopy,pieces", X_TMA_CASES)
-def test_emulated_wgmma_x_tensor_map(emu, tmp_path, monkeypatch, kind, m, k, n, x_rows, sms,
-                                     xcopy, pieces):
-    """The x copies' tensor-map coordinates land the same bytes as the 1D copies."""
-    monkeypatch.setenv("LLMACCEL_WGMMA_XTMA", "1")
-    monkeypatch.setenv("LLMACCEL_WGMMA_XCOPY", xcopy)
-    monkeypatch.setenv("LLMACCEL_WGMMA_XPIECES", pieces)
-    dtype = torch.bfloat16
-    if kind == "w4a16":
-        _w4a16_case(emu, tmp_path, m, k, n, 64, False, sms, dtype, x_rows=x_rows)
-    elif kind == "w8a8":
-        _w8a8_case(emu, tmp_path, m, k, n, False, sms, dtype, x_rows=x_rows)
-    else:
-        _w8a16_case(emu, tmp_path, m, k, n, x_rows, sms, "", dtype)
-    assert "x_tma 1" in (tmp_path / "stdout.txt").read_text()
 
 
 # Clusters of 2 blocks (LLMACCEL_WGMMA_CLUSTER=2): each block copies half of every x stage into

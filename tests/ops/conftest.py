@@ -1,0 +1,36 @@
+"""Fixtures shared by the op tests: the SIMT emulator's binary (test_wgmma_emu.py,
+test_wgmma_emu_copies.py), built once per session."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cuda_include() -> Path | None:
+    roots = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        roots.append(Path(nvcc).resolve().parent.parent / "include")
+    roots += sorted(Path("/usr/local").glob("cuda*/include"), reverse=True)
+    return next((r for r in roots if (r / "cuda_fp16.h").exists()), None)
+
+
+@pytest.fixture(scope="session")
+def emu(tmp_path_factory) -> Path:
+    include, cxx = _cuda_include(), shutil.which("g++")
+    if include is None or cxx is None:
+        pytest.skip("needs g++ and the CUDA headers (cuda_fp16.h)")
+    binary = tmp_path_factory.mktemp("emu") / "wgmma_emu"
+    # -fno-strict-aliasing: the kernels pun 16-bit pairs through pointers, as CUDA code does
+    cmd = [cxx, "-std=c++20", "-O2", "-pthread", "-fno-strict-aliasing", "-Wno-unknown-pragmas",
+           f"-I{REPO / 'csrc'}",
+           f"-I{include}", str(REPO / "tests" / "native" / "wgmma_emu_main.cpp"), "-o",
+           str(binary)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        pytest.fail(f"the emulator did not compile:\n{done.stderr[-4000:]}")
+    return binary
