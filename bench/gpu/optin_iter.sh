@@ -13,8 +13,9 @@
 # keeps the build (SKIP_BUILD=1). In order of what decides the most, one call each:
 # STEPS="smoke tests sanitize", then with SKIP_BUILD=1 STEPS="w4a16", STEPS="w8a8 w8a16",
 # STEPS="launch", STEPS="tiled group ncu". The next session's first call (2026-11-23):
-# STEPS="xcopy" (who issues the copies, at large M), then with SKIP_BUILD=1 STEPS="xcheck",
-# STEPS="xsan xsan2", STEPS="race", STEPS="quick".
+# STEPS="trace xcopy" (where a call's time goes, from inside the kernels; who issues the copies,
+# at large M), then with SKIP_BUILD=1 STEPS="xcheck", STEPS="xsan xsan2", STEPS="race",
+# STEPS="quick".
 #   OUT=/tmp/x STEPS="smoke tests" bash bench/gpu/optin_iter.sh
 set -u
 source "$(dirname "$0")/_iter_env.sh"
@@ -63,6 +64,12 @@ ncu_m1() {
 }
 
 {
+  # The trace probe needs no Python build: it compiles beside the module's build.
+  if step trace; then
+    (nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc bench/gpu/trace_probe.cu \
+      -o /tmp/trace_probe >/tmp/trace_probe.log 2>&1; echo $? >/tmp/trace_probe.rc) &
+    probe_build=$!
+  fi
   if [[ ${SKIP_BUILD:-0} == 1 ]]; then gpu_restore; else gpu_build; fi
   # A kernel that has never run may hang (an mbarrier phase never completing): every step is
   # under a timeout, so a hang costs minutes, not the call. First one pass of sanitize_case.py
@@ -189,6 +196,28 @@ ncu_m1() {
       "$PY" bench/gpu/bench_gpu.py --kernels w4a16,w8a16,w8a8 --out /tmp/qlanes \
       --shapes 4096x14336 --m 1,64,4096 --budget-s 60 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
   fi
+  if step trace; then
+    # Where a call's time goes, from inside the kernels (bench/gpu/trace_probe.cu: the kernels
+    # compiled with their trace points, launched through the library's launchers, no Python
+    # build needed): the default copies on every case; the x warp with two weights warps on the
+    # wgmma cases; the K-slice kernel's cluster reduction. Reports in $OUT/trace.md, the raw
+    # records in $OUT/traces.tgz.
+    echo "== kernel traces $(date +%T)"
+    rm -rf /tmp/tr && mkdir -p /tmp/tr/default /tmp/tr/xwarp /tmp/tr/ksclu && : >"$OUT/trace.md"
+    wait "$probe_build"
+    if [[ $(cat /tmp/trace_probe.rc) == 0 ]] || { tail -n 20 /tmp/trace_probe.log; false; }; then
+      timeout 240 /tmp/trace_probe /tmp/tr/default
+      LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_WWARPS=2 timeout 120 /tmp/trace_probe \
+        /tmp/tr/xwarp w4a16 w8a16 w8a8
+      LLMACCEL_KS_REDUCE=cluster timeout 90 /tmp/trace_probe /tmp/tr/ksclu ks
+      for d in default xwarp ksclu; do
+        echo "# $d" >>"$OUT/trace.md"
+        "$PY" bench/gpu/trace_report.py /tmp/tr/$d >>"$OUT/trace.md" 2>&1
+      done
+      grep -A 24 '^| case' "$OUT/trace.md" | grep -E '^\| (case|ks|w)'
+      tar czf "$OUT/traces.tgz" -C /tmp tr
+    fi
+  fi
   if step xcopy; then
     # The large-M stage time (~950 ns where the tensor cores need ~560, NOTES.md 2026-11-23):
     # first the copy path alone (bulk_copy_probe part 2: the kernels' stage with the x copy from
@@ -200,9 +229,12 @@ ncu_m1() {
       -o /tmp/bulk_copy_probe && timeout 120 /tmp/bulk_copy_probe | tee "$OUT/bulk_copy_probe.txt"
     echo "== x copies: the GEMMs, 4096→14336 $(date +%T)"
     all3="LLMACCEL_WGMMA_WWARPS=2 LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4"
-    for cfg in "" "LLMACCEL_WGMMA_XCOPY=warp" "LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4" \
-        "LLMACCEL_WGMMA_WWARPS=2" "$all3" "LLMACCEL_WGMMA_XTMA=1 $all3" "LLMACCEL_WGMMA_XTMA=1" \
-        "LLMACCEL_W8A8_DEEP=1" "LLMACCEL_W8A8_DEEP=1 $all3"; do
+    # the most decisive first: a call cut at its limit keeps what ran (trace_probe's per-stage
+    # waits say which knob should matter before these times do)
+    for cfg in "" "LLMACCEL_WGMMA_XCOPY=warp" "$all3" "LLMACCEL_W8A8_DEEP=1 $all3" \
+        "LLMACCEL_WGMMA_XTMA=1 $all3" "LLMACCEL_WGMMA_WWARPS=2" \
+        "LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_XPIECES=4" "LLMACCEL_WGMMA_XTMA=1" \
+        "LLMACCEL_W8A8_DEEP=1"; do
       echo "-- ${cfg:-default: one x copy per stage, from the weight copies warp}"
       env $cfg LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all LLMACCEL_W8A8_WGMMA=1 timeout 120 \
         "$PY" bench/gpu/bench_gpu.py --kernels w4a16,w8a16,w8a8 --out "/tmp/xc${cfg//[ =]/_}" \

@@ -24,13 +24,13 @@
 // per group) and the group scale multiplies that sum once, as in the stream-K kernel.
 #pragma once
 #include <algorithm>
-#include <cstdlib>
 #include <type_traits>
 
 #if !defined(LLMACCEL_SIMT_EMU)  // the emulator has its own (csrc/emu/simt_emu.h)
 #include <cooperative_groups.h>
 #endif
 
+#include "cuda/kernel_trace.cuh"
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_decode.cuh"
@@ -141,6 +141,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   const int cun = min(kKsWarps * UPW, p.nk - cu0);       // its units inside K
   const int g_first = cu0 / cpg;                         // its groups in the scales
   const int ngb = (cu0 + cun - 1) / cpg - g_first + 1;
+  LLMACCEL_TRACE(trace_enter());
 
   if (threadIdx.x == 0) {
 #pragma unroll
@@ -160,16 +161,20 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
       const int64_t tile_bytes = int64_t(p.nk) * 256;
       for (int t = 0; t < nt; ++t) {
         const int b = t % NB;
+        LLMACCEL_TRACE(trace_stage(t, kTsWaitEmpty, trace_clock()));
         if (t >= NB) {
           mbar_wait(empty + b, ((t / NB) - 1) & 1);  // its readers are done
           fence_proxy_async_smem();  // their reads come before the copy's writes
         }
+        LLMACCEL_TRACE(trace_stage(t, kTsEmpty, trace_clock()));
         uint8_t* slot = ks_smem + b * kSlot;
         const int64_t gi = (int64_t(t0 + t) * p.n_groups + g_first) * 16;
         mbar_expect_tx(full + b, wbytes + sbytes + zbytes);
         bulk_copy_weights(slot, wsrc + t * tile_bytes, wbytes, full + b, plan.evict_first);
+        LLMACCEL_TRACE(trace_stage(t, kTsWCopied, trace_clock()));
         bulk_copy_g2s(slot + kWBytes, p.scales + gi, sbytes, full + b);
         if constexpr (ZP) bulk_copy_g2s(slot + kZOff, p.zeros + gi, zbytes, full + b);
+        LLMACCEL_TRACE(trace_stage(t, kTsXCopied, trace_clock()));
       }
     }
   } else {  // a consumer: the slice of kKsWarps·UPW units at u0
@@ -229,7 +234,12 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     // One tile from slot b (a compile-time index: the loop below is unrolled by NB).
     auto consume = [&](int t, int b, uint32_t parity) {
       const uint8_t* slot = ks_smem + b * kSlot;
+      LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(t, kTsWaitFull, trace_clock()));
       mbar_wait(full + b, parity);
+      LLMACCEL_TRACE(if (threadIdx.x == 0) {
+        trace_stage(t, kTsFull, trace_clock());
+        if (t == 0) trace_head(kTrFirstFull, trace_ns());
+      });
       uint2 w[UPW];
 #pragma unroll
       for (int v = 0; v < UPW; ++v)
@@ -299,6 +309,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
       // at 4 blocks per SM.)
       __syncwarp();
       if (lane == 0) mbar_arrive(empty + b);
+      LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(t, kTsReleased, trace_clock()));
       float* tile_red = red + t * red_tile;
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
@@ -313,8 +324,10 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
       for (int b = 0; b < NB; ++b)
         if (tb + b < nt) consume(tb + b, b, parity);
     }
+    LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrConsumed, trace_ns()));
   }
   __syncthreads();
+  LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrJoined, trace_ns()));
 
   // The block's sums per (tile, row, column), warps added in order.
   const int per_range = nt * 16 * m;
@@ -334,6 +347,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   };
   if (plan.kchunks == 1) {
     for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) write_y(idx, block_sum(idx));
+    LLMACCEL_TRACE(trace_exit());
     return;
   }
   if (plan.cluster) {
@@ -353,6 +367,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
         write_y(idx, s);
       }
     cluster.sync();  // every block's shared memory lives until chunk 0 has read it
+    LLMACCEL_TRACE(trace_exit());
     return;
   }
   float* slots = plan.partials + int64_t(range) * plan.kchunks * plan.tpb * 16 * m;
@@ -364,7 +379,11 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   __shared__ int last;
   if (threadIdx.x == 0) last = atom_add_acq_rel_gpu(plan.counters + range, 1) == plan.kchunks - 1;
   __syncthreads();
-  if (!last) return;
+  LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrLast, last));
+  if (!last) {
+    LLMACCEL_TRACE(trace_exit());
+    return;
+  }
   for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
     float s = 0.f;
     for (int c = 0; c < plan.kchunks; ++c)
@@ -372,136 +391,12 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     write_y(idx, s);
   }
   if (threadIdx.x == 0) plan.counters[range] = 0;
+  LLMACCEL_TRACE(trace_exit());
 #endif
 }
 
 template <int NG, bool ZP, int NB> constexpr int64_t ks_ring_bytes() {
   return int64_t(NB) * ks_slot_bytes<NG, ZP>() + 2 * NB * 8;  // slots and their two barriers
 }
-
-#if !defined(LLMACCEL_SIMT_EMU)  // launch syntax: nvcc only (the emulator includes the kernel)
-// Plans the split for the current device and this configuration (MINB blocks per SM), checks
-// the caller's workspace, launches.
-template <class T, bool ZP, int MT, int GU, int NB, int MINB>
-void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
-                   cudaStream_t stream) {
-  constexpr int NG = GU > 0 ? kKsUnits / GU : 1;
-  constexpr int64_t kRing = ks_ring_bytes<NG, ZP, NB>();
-  static_assert(kRing * MINB + MINB * kSmemPerBlockReserved < kSmemPerSm, "rings too large");
-  static_assert(kRing >= kKsMaxTiles * 16 * kDecodeMaxM * 4, "the cluster sums live in the ring");
-  KsPlan plan = plan_kslice(p.m, p.n_tiles, p.nk, current_device_sms(), MINB, kRing);
-  // LLMACCEL_KS_REDUCE=cluster: K chunks meet in a cluster's shared memory (at most 8 blocks, the
-  // portable cluster size) instead of the workspace. Opt-in until measured (bench/gpu/NOTES.md).
-  const char* reduce = std::getenv("LLMACCEL_KS_REDUCE");
-  plan.cluster = reduce && reduce[0] == 'c' && plan.kchunks > 1 && plan.kchunks <= 8;
-  plan.evict_first = weights_evict_first();
-  if (plan.kchunks > 1 && !plan.cluster)
-    require(ws.counters && ws.partials && ws.n_counters >= plan.ranges &&
-                ws.partial_bytes >= kslice_partial_bytes(plan, p.m),
-            op, "the decode workspace is missing or too small (size it with decode_workspace)");
-  plan.counters = ws.counters;
-  plan.partials = static_cast<float*>(ws.partials);
-  const int smem = int(kRing) + plan.tpb * kKsWarps * 16 * p.m * 4;
-  auto kernel = gemm_decode_kslice_w4_kernel<T, ZP, MT, GU, NB, MINB>;
-  // Above 48 KB a kernel needs the opt-in, once per device (not a stream operation: capturable).
-  static unsigned opted = 0;  // bit per device
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (dev < 32 && !(opted & (1u << dev))) {
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         int(kSmemPerSm / MINB - kSmemPerBlockReserved));
-    opted |= 1u << dev;
-  }
-  if (!plan.cluster) {
-    kernel<<<dim3(plan.ranges, plan.kchunks), (kKsWarps + 1) * 32, smem, stream>>>(p, plan, cpg);
-    return;
-  }
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(plan.ranges, plan.kchunks);
-  cfg.blockDim = dim3((kKsWarps + 1) * 32);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = plan.kchunks;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  cudaLaunchKernelEx(&cfg, kernel, p, plan, cpg);  // errors surface in check_launch
-}
-
-// Whether the current device runs a build of the K-slice kernel made for sm_90 or later: its body
-// is compiled out below sm_90, and a device of a newer family without sm_90 code of its own would
-// JIT the sm_80 PTX (an empty kernel). Cached per device.
-inline bool kslice_built_for_device() {
-  int dev = 0;
-  cudaGetDevice(&dev);
-  static signed char cache[64] = {};  // 0 unknown, 1 yes, -1 no
-  if (dev >= 0 && dev < 64 && cache[dev]) return cache[dev] > 0;
-  cudaFuncAttributes a{};
-  const bool ok = current_device_major() >= 9 &&
-                  cudaFuncGetAttributes(&a, gemm_decode_kslice_w4_kernel<__nv_bfloat16, false, 1,
-                                                                         0, 3, 4>) == cudaSuccess &&
-                  a.ptxVersion >= 90;
-  cudaGetLastError();  // a failed query must not linger as the next launch's error
-  if (dev >= 0 && dev < 64) cache[dev] = ok ? 1 : -1;
-  return ok;
-}
-
-// The K-slice kernel (sm_90: bulk copies) unless the grouping or the pointers' alignment rule it
-// out or LLMACCEL_DECODE_KERNEL=stream asks for the stream-K kernel (read per call, so that one
-// benchmark process can compare the two).
-inline bool decode_use_kslice(const SwapAbParams& p, int64_t cpg) {
-  const char* e = std::getenv("LLMACCEL_DECODE_KERNEL");
-  if (e && e[0] == 's') return false;
-  const auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
-  return kslice_takes(cpg) && kslice_built_for_device() && aligned(p.w) && aligned(p.scales) &&
-         aligned(p.zeros);
-}
-
-// Configurations (NB ring slots, MINB blocks per SM). Up to 8 rows of x, symmetric, one group per
-// slice (g128 and coarser): 4 blocks of 3 slots (H100, 2026-11-22: 18.7-20.6 µs at M = 1 on the
-// issue's shapes against 19.6-22.8 µs for 3 blocks of 4-6 slots: more warps beat deeper rings).
-// Zero points or several groups per slice need more registers than 4 blocks allow (≤ 56): 3
-// blocks, 6 slots at m ≤ 4, 4 above (room for the larger reduction). 16 rows: 2 blocks (the
-// second set of x fragments; 3 blocks with LLMACCEL_KS_VARIANT=4, bf16 g128 symmetric).
-template <class T, bool ZP, int GU>
-void launch_kslice_gu(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
-                      cudaStream_t s) {
-  if constexpr (!ZP && GU == 0 && std::is_same<T, __nv_bfloat16>::value) {
-    // LLMACCEL_KS_VARIANT, for sweeps (the benchmark's grouping only; bench/gpu/decode_iter.sh,
-    // optin_iter.sh): up to 8 rows 1 = 4 slots at 4 blocks, 2 = 6 at 3, 3 = 4 at 3; 16 rows
-    // 4 = 3 slots at 3 blocks (written 2026-11-23 without a GPU: M = 9-16 runs 16 consumer warps
-    // per SM where M ≤ 8 runs 32, 1.37-1.47× bf16 at M = 16 against 1.9-2.1× at 8; 3 blocks cap
-    // the registers at 72, and ptxas spills 16 bytes, x fragments that stay in L1).
-    const char* e = std::getenv("LLMACCEL_KS_VARIANT");
-    const int variant = e ? std::atoi(e) : 0;
-    if (p.m > 8) {
-      if (variant == 4) return launch_kslice<T, ZP, 2, GU, 3, 3>(op, p, ws, cpg, s);
-    } else {
-      if (variant == 1) return launch_kslice<T, ZP, 1, GU, 4, 4>(op, p, ws, cpg, s);
-      if (variant == 2) return launch_kslice<T, ZP, 1, GU, 6, 3>(op, p, ws, cpg, s);
-      if (variant == 3) return launch_kslice<T, ZP, 1, GU, 4, 3>(op, p, ws, cpg, s);
-    }
-  }
-  if (p.m > 8) return launch_kslice<T, ZP, 2, GU, 4, 2>(op, p, ws, cpg, s);
-  if constexpr (!ZP && GU == 0) {
-    return launch_kslice<T, ZP, 1, GU, 3, 4>(op, p, ws, cpg, s);
-  } else {
-    if (p.m > 4) return launch_kslice<T, ZP, 1, GU, 4, 3>(op, p, ws, cpg, s);
-    return launch_kslice<T, ZP, 1, GU, 6, 3>(op, p, ws, cpg, s);
-  }
-}
-
-template <class T, bool ZP>
-void run_kslice_w4(const char* op, const SwapAbParams& p, const DecodeWorkspace& ws, int cpg,
-                   cudaStream_t stream) {
-  if (cpg % kKsUnits == 0) launch_kslice_gu<T, ZP, 0>(op, p, ws, cpg, stream);
-  else if (cpg == 2) launch_kslice_gu<T, ZP, 2>(op, p, ws, cpg, stream);
-  else launch_kslice_gu<T, ZP, 1>(op, p, ws, cpg, stream);
-}
-
-#endif  // LLMACCEL_SIMT_EMU
 
 }  // namespace llmaccel::cuda

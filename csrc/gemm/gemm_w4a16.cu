@@ -5,7 +5,7 @@
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_decode.cuh"
-#include "gemm/gemm_decode_kslice.cuh"
+#include "gemm/gemm_decode_kslice_launch.cuh"
 #include "gemm/gemm_swapab.cuh"
 #include "gemm/gemm_tiled_w4.cuh"
 

@@ -48,6 +48,7 @@
 #include <type_traits>
 
 #include "cuda/cuda_common.cuh"
+#include "cuda/kernel_trace.cuh"
 #include "gemm/gemm_wgmma_xtiles.h"
 
 // The kernel bodies compile for sm_90a, and on the host for the SIMT emulator's tests.
@@ -344,7 +345,12 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   Frags a0, a1;
   const auto stage = [&](int kt, Frags& a, const Frags& in_flight) {
     const unsigned s = Cfg::slot(it);
+    LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(it, kTsWaitFull, trace_clock()));
     mbar_wait(&sm.full[s], Cfg::parity(it));
+    LLMACCEL_TRACE(if (threadIdx.x == 0) {
+      trace_stage(it, kTsFull, trace_clock());
+      if (it == 0) trace_head(kTrFirstFull, trace_ns());
+    });
     fill(s, kt, a);
     wgmma_fence();  // the A registers were just written
     const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
@@ -354,10 +360,12 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
       else wgmma_mma(acc, a[j], desc + 2 * j, T());
     }
     wgmma_commit();
+    LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(it, kTsIssued, trace_clock()));
     if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
       wgmma_wait<1>();
       wgmma_hold_a(in_flight);
       wgmma_release(&sm.empty[Cfg::slot(it - 1)], lane, peer, all_lanes);
+      LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(it, kTsReleased, trace_clock()));
     }
     ++it;
   };

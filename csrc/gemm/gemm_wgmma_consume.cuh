@@ -109,7 +109,9 @@ __device__ __forceinline__ void wgmma_consume(const WgmmaParams& p, const WgmmaS
     if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
     else wgmma_epilogue<T, kOutScales, Cfg::kStagingRows>(p, acc, wb, xb, sm.staging);
   }
+  LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrConsumed, trace_ns()));
   wgmma_cluster_sync(p);
+  LLMACCEL_TRACE(trace_exit());
 #endif
 }
 

@@ -26,6 +26,9 @@
 //          — x.bin (m × k, k a multiple of 8) w.bin scales.bin [zeros.bin]; sms sets the
 //          K split as on a GPU with that many SMs
 // bias.bin when has_bias.
+// Built with -DLLMACCEL_KERNEL_TRACE (tests/ops/test_kernel_trace.py), every kernel it runs
+// records its trace (csrc/cuda/kernel_trace.cuh) for DIR/trace.txt's "blocks stages" into
+// DIR/trace.bin.
 #include "emu/simt_emu.h"
 
 #include <fstream>
@@ -84,9 +87,31 @@ static void run_quant(int64_t dt, dim3 grid, const void* x, int64_t m, int64_t k
   else run(float());
 }
 
+#if defined(LLMACCEL_KERNEL_TRACE)
+// The trace sink for the whole run, written out when main returns.
+struct TraceFile {
+  std::vector<unsigned long long> buf;
+  std::string path;
+  explicit TraceFile(const std::string& dir) : path(dir + "/trace.bin") {
+    std::ifstream f(dir + "/trace.txt");
+    int blocks = 0, stages = 0;
+    if (!(f >> blocks >> stages)) emu::fail("the trace build needs DIR/trace.txt: blocks stages");
+    buf.assign(size_t(blocks) * (cu::kTrHeadWords + size_t(stages) * cu::kTrStageWords), 0);
+    cu::trace_sink = {buf.data(), blocks, stages};
+  }
+  ~TraceFile() {
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(buf.data()), std::streamsize(buf.size() * 8));
+  }
+};
+#endif
+
 int main(int argc, char** argv) {
   if (argc != 3) emu::fail("usage: wgmma_emu KIND DIR");
   const std::string kind = argv[1], dir = argv[2];
+#if defined(LLMACCEL_KERNEL_TRACE)
+  const TraceFile trace(dir);
+#endif
   std::ifstream pf(dir + "/params.txt");
   std::vector<int64_t> a((std::istream_iterator<int64_t>(pf)), std::istream_iterator<int64_t>());
   const auto file = [&](const char* name) { return aligned_copy(read_file(dir + "/" + name)); };

@@ -1,5 +1,6 @@
 """Fixtures shared by the op tests: the SIMT emulator's binary (test_wgmma_emu.py,
-test_wgmma_emu_copies.py), built once per session."""
+test_wgmma_emu_copies.py), and its build with the kernels' trace points on
+(test_kernel_trace.py), each built once per session."""
 
 import shutil
 import subprocess
@@ -19,18 +20,28 @@ def _cuda_include() -> Path | None:
     return next((r for r in roots if (r / "cuda_fp16.h").exists()), None)
 
 
-@pytest.fixture(scope="session")
-def emu(tmp_path_factory) -> Path:
+def _build_emu(tmp_path_factory, name: str, *defines: str) -> Path:
     include, cxx = _cuda_include(), shutil.which("g++")
     if include is None or cxx is None:
         pytest.skip("needs g++ and the CUDA headers (cuda_fp16.h)")
-    binary = tmp_path_factory.mktemp("emu") / "wgmma_emu"
+    binary = tmp_path_factory.mktemp(name) / "wgmma_emu"
     # -fno-strict-aliasing: the kernels pun 16-bit pairs through pointers, as CUDA code does
     cmd = [cxx, "-std=c++20", "-O2", "-pthread", "-fno-strict-aliasing", "-Wno-unknown-pragmas",
-           f"-I{REPO / 'csrc'}",
-           f"-I{include}", str(REPO / "tests" / "native" / "wgmma_emu_main.cpp"), "-o",
-           str(binary)]
+           *(f"-D{d}" for d in defines), f"-I{REPO / 'csrc'}", f"-I{include}",
+           str(REPO / "tests" / "native" / "wgmma_emu_main.cpp"), "-o", str(binary)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         pytest.fail(f"the emulator did not compile:\n{done.stderr[-4000:]}")
     return binary
+
+
+@pytest.fixture(scope="session")
+def emu(tmp_path_factory) -> Path:
+    """The kernels exactly as the library compiles them."""
+    return _build_emu(tmp_path_factory, "emu")
+
+
+@pytest.fixture(scope="session")
+def emu_trace(tmp_path_factory) -> Path:
+    """The same with the trace points on (csrc/cuda/kernel_trace.cuh, test_kernel_trace.py)."""
+    return _build_emu(tmp_path_factory, "emu_trace", "LLMACCEL_KERNEL_TRACE")
