@@ -64,11 +64,17 @@ ncu_m1() {
 }
 
 {
-  # The trace probe needs no Python build: it compiles beside the module's build.
+  # The trace probe needs no Python build: it compiles beside the module's build, with the
+  # main loop's pipeline experiments as variants (gemm_wgmma.cuh: LLMACCEL_WGMMA_DEPTH, _CHAINS).
   if step trace; then
-    (nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc bench/gpu/trace_probe.cu \
-      -o /tmp/trace_probe >/tmp/trace_probe.log 2>&1; echo $? >/tmp/trace_probe.rc) &
-    probe_build=$!
+    probe_builds=()
+    for v in default "DEPTH=3" "CHAINS=2" "DEPTH=3 -DLLMACCEL_WGMMA_CHAINS=2"; do
+      name=${v//[ =-]/}; flag=; [[ $v == default ]] || flag="-DLLMACCEL_WGMMA_$v"
+      (nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc $flag \
+        bench/gpu/trace_probe.cu -o /tmp/trace_probe_$name >/tmp/trace_probe_$name.log 2>&1 \
+        || tail -n 20 /tmp/trace_probe_$name.log) &
+      probe_builds+=($!)
+    done
   fi
   if [[ ${SKIP_BUILD:-0} == 1 ]]; then gpu_restore; else gpu_build; fi
   # A kernel that has never run may hang (an mbarrier phase never completing): every step is
@@ -200,23 +206,27 @@ ncu_m1() {
     # Where a call's time goes, from inside the kernels (bench/gpu/trace_probe.cu: the kernels
     # compiled with their trace points, launched through the library's launchers, no Python
     # build needed): the default copies on every case; the x warp with two weights warps on the
-    # wgmma cases; the K-slice kernel's cluster reduction. Reports in $OUT/trace.md, the raw
-    # records in $OUT/traces.tgz.
+    # wgmma cases; the K-slice kernel's cluster reduction; the small-M wgmma cases with 3 groups
+    # in flight and / or two accumulation chains. Reports in $OUT/trace.md, the raw records in
+    # $OUT/traces.tgz.
     echo "== kernel traces $(date +%T)"
-    rm -rf /tmp/tr && mkdir -p /tmp/tr/default /tmp/tr/xwarp /tmp/tr/ksclu && : >"$OUT/trace.md"
-    wait "$probe_build"
-    if [[ $(cat /tmp/trace_probe.rc) == 0 ]] || { tail -n 20 /tmp/trace_probe.log; false; }; then
-      timeout 240 /tmp/trace_probe /tmp/tr/default
-      LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_WWARPS=2 timeout 120 /tmp/trace_probe \
-        /tmp/tr/xwarp w4a16 w8a16 w8a8
-      LLMACCEL_KS_REDUCE=cluster timeout 90 /tmp/trace_probe /tmp/tr/ksclu ks
-      for d in default xwarp ksclu; do
-        echo "# $d" >>"$OUT/trace.md"
-        "$PY" bench/gpu/trace_report.py /tmp/tr/$d >>"$OUT/trace.md" 2>&1
-      done
-      grep -A 24 '^| case' "$OUT/trace.md" | grep -E '^\| (case|ks|w)'
-      tar czf "$OUT/traces.tgz" -C /tmp tr
-    fi
+    rm -rf /tmp/tr && mkdir -p /tmp/tr && : >"$OUT/trace.md"
+    wait "${probe_builds[@]}"
+    small="w4a16_m1_4096x14336 w4a16_m64_4096x14336 w8a16_m1_4096x14336"
+    probe() {  # probe DIR BINARY CASES... (ENV before it)
+      local dir=/tmp/tr/$1 bin=/tmp/trace_probe_$2; shift 2
+      [[ -x $bin ]] || return 0
+      mkdir -p "$dir" && timeout 240 "$bin" "$dir" "$@"
+      { echo "# ${dir##*/}"; "$PY" bench/gpu/trace_report.py "$dir" 2>&1; } >>"$OUT/trace.md"
+    }
+    probe default default
+    LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_WWARPS=2 probe xwarp default w4a16 w8a16 w8a8
+    LLMACCEL_KS_REDUCE=cluster probe ksclu default ks
+    probe depth3 DEPTH3 $small
+    probe chains2 CHAINS2 $small
+    probe depth3chains2 DEPTH3DLLMACCEL_WGMMA_CHAINS2 $small
+    grep -E '^(# |\| (case|ks|w))' "$OUT/trace.md"
+    tar czf "$OUT/traces.tgz" -C /tmp tr
   fi
   if step xcopy; then
     # The large-M stage time (~950 ns where the tensor cores need ~560, NOTES.md 2026-11-23):

@@ -313,21 +313,45 @@ template <int kSteps> __device__ __forceinline__ void wgmma_hold_a(const uint32_
 #endif
 }
 
+// Benchmark experiments, compiled in only by bench/gpu/trace_probe.cu's variants (the library
+// builds the defaults), for the streaming configurations (blocks of ≤ 64 x rows, where a stage
+// runs ~570 ns against ~200 of issue, bench/gpu/NOTES.md):
+// LLMACCEL_WGMMA_DEPTH: wgmma groups a consumer keeps in flight, each with its own A register
+// set (2: the previous stage's while it fills the next; 3: the two before);
+// LLMACCEL_WGMMA_CHAINS: 2 splits a stage's wgmmas over two accumulator sets (independent
+// accumulation chains, added after the work item's last group).
+#ifndef LLMACCEL_WGMMA_DEPTH
+#define LLMACCEL_WGMMA_DEPTH 2
+#endif
+#ifndef LLMACCEL_WGMMA_CHAINS
+#define LLMACCEL_WGMMA_CHAINS 1
+#endif
+template <class Cfg> __host__ __device__ constexpr int wgmma_depth() {
+  return Cfg::kN <= 64 ? LLMACCEL_WGMMA_DEPTH : 2;
+}
+template <class Cfg> __host__ __device__ constexpr int wgmma_chains() {
+  return Cfg::kN <= 64 ? LLMACCEL_WGMMA_CHAINS : 1;
+}
+
 // A consumer warpgroup's main loop over one work item's k blocks: per stage, wait for the slot,
 // fill this stage's A registers from it (fill(s, kt, a): the kSteps fragments of slot s, for k
 // block kt), issue its kSteps wgmmas (int8 for int accumulators, else 16-bit in T) as one group,
-// then wait only for the previous stage's group and hand that slot back. So the next stage's
-// fragments are loaded (and, for int4, dequantized) while the tensor cores do this one; CUTLASS's
-// RS mainloops keep groups in flight the same way. Two A register sets alternate, which is why
-// the loop body runs twice per trip. `it` counts the block's stage slots over all its work
-// items (the producer's count); every slot is back when the loop returns. A cluster block
-// without a weight block (wb past w_blocks: active false) only passes the slots on, as every
-// block does the padding slots of the item's last copy group. peer: wgmma_release's.
+// then wait only for the group kD - 1 stages back (kD = wgmma_depth, 2 in the library: the
+// previous stage's) and hand that slot back. So the next stage's fragments are loaded (and, for
+// int4, dequantized) while the tensor cores do this one; CUTLASS's RS mainloops keep groups in
+// flight the same way. kD A register sets take the stages in turn, which is why the loop body
+// runs kD times per trip. `it` counts the block's stage slots over all its work items (the
+// producer's count); every slot is back, in order, when the loop returns. A cluster block without
+// a weight block (wb past w_blocks: active false) only passes the slots on, as every block does
+// the padding slots of the item's last copy group. peer: wgmma_release's.
 template <class Cfg, int kSteps, class T, class Acc, int kA, class Fill>
 __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const WgmmaWork& work,
                                                int& it, Acc (&acc)[kA], Fill& fill, bool active,
                                                int peer, bool all_lanes) {
 #if defined(LLMACCEL_WGMMA_BODY)
+  constexpr int kD = wgmma_depth<Cfg>(), kC = wgmma_chains<Cfg>();
+  static_assert(kD >= 2 && kD <= 4 && (kC == 1 || kC == 2), "depth 2-4, 1 or 2 chains");
+  static_assert(kD <= Cfg::kStages, "the groups in flight hold their slots");
   using Frags = uint32_t[kSteps][4];
   const int lane = threadIdx.x & 31;
   const uint32_t xs_addr = smem_addr(sm.xs);
@@ -342,8 +366,12 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
   };
   const int pad = Cfg::padded(work.kt1 - work.kt0) - (work.kt1 - work.kt0);
   if (!active) return pass(work.kt1 - work.kt0 + pad);
-  Frags a0, a1;
-  const auto stage = [&](int kt, Frags& a, const Frags& in_flight) {
+  Frags a[kD];
+  Acc acc2[kC == 2 ? kA : 1];  // the second accumulation chain
+  if constexpr (kC == 2) wgmma_zero_acc(acc2);
+  // Stage kt into A register set q (compile-time: registers are not indexable at run time).
+  const auto stage = [&](int kt, auto set) {
+    constexpr int q = decltype(set)::value;
     const unsigned s = Cfg::slot(it);
     LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(it, kTsWaitFull, trace_clock()));
     mbar_wait(&sm.full[s], Cfg::parity(it));
@@ -351,33 +379,56 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
       trace_stage(it, kTsFull, trace_clock());
       if (it == 0) trace_head(kTrFirstFull, trace_ns());
     });
-    fill(s, kt, a);
+    fill(s, kt, a[q]);
     wgmma_fence();  // the A registers were just written
     const uint64_t desc = wgmma_desc_sw128(xs_addr + s * Cfg::kXStage);
+    const auto mma = [&](Acc(&d)[kA], int j) {
+      if constexpr (std::is_same_v<Acc, int>) wgmma_mma(d, a[q][j], desc + 2 * j);
+      else wgmma_mma(d, a[q][j], desc + 2 * j, T());
+    };
 #pragma unroll
     for (int j = 0; j < kSteps; ++j) {
-      if constexpr (std::is_same_v<Acc, int>) wgmma_mma(acc, a[j], desc + 2 * j);
-      else wgmma_mma(acc, a[j], desc + 2 * j, T());
+      if constexpr (kC == 2) {
+        if (j % 2) mma(acc2, j);  // unrolled: a fixed register set per step
+        else mma(acc, j);
+      } else {
+        mma(acc, j);
+      }
     }
     wgmma_commit();
     LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(it, kTsIssued, trace_clock()));
-    if (kt > work.kt0) {  // the previous stage's group is done: its slot goes back
-      wgmma_wait<1>();
-      wgmma_hold_a(in_flight);
-      wgmma_release(&sm.empty[Cfg::slot(it - 1)], lane, peer, all_lanes);
+    if (kt - work.kt0 >= kD - 1) {  // the group kD - 1 stages back is done: its slot goes back
+      wgmma_wait<kD - 1>();
+      wgmma_hold_a(a[(q + 1) % kD]);  // that group's set, (q - (kD - 1)) mod kD
+      wgmma_release(&sm.empty[Cfg::slot(it - (kD - 1))], lane, peer, all_lanes);
       LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(it, kTsReleased, trace_clock()));
     }
     ++it;
   };
-  for (int kt = work.kt0; kt < work.kt1; kt += 2) {
-    stage(kt, a0, a1);
-    if (kt + 1 < work.kt1) stage(kt + 1, a1, a0);
+  using std::integral_constant;
+  for (int kt = work.kt0; kt < work.kt1; kt += kD) {
+    stage(kt, integral_constant<int, 0>());
+    if (kt + 1 < work.kt1) stage(kt + 1, integral_constant<int, 1>());
+    if constexpr (kD > 2)
+      if (kt + 2 < work.kt1) stage(kt + 2, integral_constant<int, 2 % kD>());
+    if constexpr (kD > 3)
+      if (kt + 3 < work.kt1) stage(kt + 3, integral_constant<int, 3 % kD>());
   }
-  wgmma_wait<0>();  // the last stage's group: its slot goes back too
-  wgmma_hold_a(a0);
-  wgmma_hold_a(a1);
-  wgmma_release(&sm.empty[Cfg::slot(it - 1)], lane, peer, all_lanes);
+  wgmma_wait<0>();  // the last groups: their slots go back too, oldest first
+#pragma unroll
+  for (int q = 0; q < kD; ++q) wgmma_hold_a(a[q]);
+  if constexpr (kD == 2) {  // an item has at least one stage
+    wgmma_release(&sm.empty[Cfg::slot(it - 1)], lane, peer, all_lanes);
+  } else {
+    for (int r = min(kD - 1, work.kt1 - work.kt0); r >= 1; --r)
+      wgmma_release(&sm.empty[Cfg::slot(it - r)], lane, peer, all_lanes);
+  }
   wgmma_fence_acc(acc);
+  if constexpr (kC == 2) {
+    wgmma_fence_acc(acc2);
+#pragma unroll
+    for (int i = 0; i < kA; ++i) acc[i] += acc2[i];
+  }
   pass(pad);
 #endif
 }
