@@ -32,6 +32,7 @@
 #include "gemm/gemm_decode_kslice_launch.cuh"
 // the launchers' translation units themselves: the same host code as the library's
 #include "gemm/gemm_w4a16_wgmma.cu"
+#include "gemm/gemm_w8a16.cu"
 #include "gemm/gemm_w8a16_wgmma.cu"
 #include "gemm/gemm_w8a8.cu"
 
@@ -84,7 +85,9 @@ __global__ void fill_float(float* dst, int64_t n, float v) {
 }
 
 struct Case {
-  std::string name, kind;  // kind: ks (K-slice decode), w4a16 / w8a16 / w8a8 (wgmma)
+  // kind: ks (gemm_w4a16's K-slice decode kernel), sw8 (gemm_w8a16's swapped kernel, its path at
+  // M <= 16), w4a16 / w8a16 / w8a8 (the wgmma kernels)
+  std::string name, kind;
   int m, k, n;
 };
 
@@ -184,7 +187,7 @@ static int write_trace(Probe& pr, const std::string& path, int stages) {
 
 static void run_case(Probe& pr, const Case& c, const std::string& out) {
   const int64_t n_tiles = (c.n + 15) / 16, nk = (c.k + 31) / 32;
-  const bool int4 = c.kind == "ks" || c.kind == "w4a16";
+  const bool int4 = c.kind == "ks" || c.kind == "w4a16";  // else int8 weights
   const int64_t wbytes = n_tiles * nk * (int4 ? 256 : 512);
   const int64_t n_groups = (c.k + 127) / 128;
   const int64_t sbytes = int4 ? n_tiles * n_groups * 16 * 4 : n_tiles * 16 * 4;
@@ -199,7 +202,16 @@ static void run_case(Probe& pr, const Case& c, const std::string& out) {
   std::string plan;
   std::function<void()> call;
   int stages = kWgStages;
-  if (c.kind == "ks") {
+  if (c.kind == "sw8") {
+    stages = kKsStages;  // warp 0's first trips through its ring
+    auto* x16 = buf.get<uint16_t>(int64_t(c.m) * c.k);
+    fill_16bit<<<256, 256, 0, pr.s>>>(x16, int64_t(c.m) * c.k);
+    call = [=, &pr] {
+      cu::gemm_w8a16(x16, cu::kBF16, c.m, c.k, c.k, w32, n_tiles, nk, scales, c.n, nullptr, out_y,
+                     c.n, pr.s);
+    };
+    plan = "\"swapab\": true";
+  } else if (c.kind == "ks") {
     stages = kKsStages;
     auto* x16 = buf.get<uint16_t>(int64_t(c.m) * c.k);
     fill_16bit<<<256, 256, 0, pr.s>>>(x16, int64_t(c.m) * c.k);
@@ -297,6 +309,7 @@ int main(int argc, char** argv) {
     cases.push_back({std::string(kind) + "_m" + std::to_string(m) + "_" + std::to_string(k) +
                          "x" + std::to_string(n), kind, m, k, n});
   };
+  for (const auto& sh : shapes) wg("sw8", 1, sh[0], sh[1]);
   for (int m : {1, 64, 512, 4096}) wg("w4a16", m, 4096, 14336);
   for (int m : {1, 512}) wg("w8a16", m, 4096, 14336);
   for (int m : {2048, 4096}) wg("w8a8", m, 4096, 14336);
@@ -307,7 +320,7 @@ int main(int argc, char** argv) {
     bool want = argc == 2;
     for (int i = 2; i < argc; ++i) want |= c.name == argv[i] || c.kind == argv[i];
     if (!want) continue;
-    if (c.kind != "ks" && !cu::w4a16_wgmma_available()) {
+    if (c.kind != "ks" && c.kind != "sw8" && !cu::w4a16_wgmma_available()) {
       std::printf("%-24s skipped: no sm_90a wgmma on this device\n", c.name.c_str());
       continue;
     }

@@ -7,9 +7,13 @@
 // the records. In the library every LLMACCEL_TRACE(...) expands to nothing, so the kernels carry
 // no trace code, not even a branch.
 //
+// The kernels: the K-slice decode kernel (gemm_decode_kslice.cuh), the wgmma kernels
+// (gemm_wgmma*.cuh) and the swapped kernel (gemm_swapab.cuh: block entry, exit and warp 0's
+// trips through its cp.async ring).
+//
 // A record per block (blocks past TraceSink::blocks record nothing): kTrHeadWords words, then
 // kTrStageWords per traced stage (ring slots 0 .. TraceSink::stages - 1 of the block, counted
-// over its work items as the ring counts them). Head times are %globaltimer (ns, one clock for
+// over its work items as the ring counts them; the swapped kernel: warp 0's trips). Head times are %globaltimer (ns, one clock for
 // the whole GPU); stage times are the SM's clock64 (cycles: exact within a block, whose producer
 // and consumers share an SM). A word never written stays 0.
 #pragma once

@@ -18,6 +18,7 @@
 // int8 × int8 (W8A8, int32 accumulators).
 #pragma once
 #include "cuda/cuda_common.cuh"
+#include "cuda/kernel_trace.cuh"
 #include "gemm/gemm_dequant_frag.cuh"
 
 namespace llmaccel::cuda {
@@ -91,6 +92,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
   using In = ChunkIn<KIND, T, MT, R>;
 
   LLMACCEL_DYNAMIC_SMEM(smem);
+  LLMACCEL_TRACE(trace_enter());
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, j = lane & 3;
   const int tile0 = blockIdx.x * R;
@@ -215,12 +217,18 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
   // One trip: its weights landed (all but the newest S-2 copy groups are complete), refill the
   // slot the previous trip freed, fetch the next trip's activations, multiply this one.
   auto step = [&](int t, const In (&cur)[U], In (&nxt)[U]) {
+    LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(t, kTsWaitFull, trace_clock()));
     cp_async_wait<S - 2>();
     __syncwarp();  // other lanes' pieces of this slot are visible; all lanes left slot t-1
+    LLMACCEL_TRACE(if (threadIdx.x == 0) {
+      trace_stage(t, kTsFull, trace_clock());
+      if (t == 0) trace_head(kTrFirstFull, trace_ns());
+    });
     if (t + S - 1 < trips) issue(t + S - 1);
     cp_async_commit();  // one group per trip, empty or not, so the wait count stays exact
     if (t + 1 < trips) load_in(t + 1, nxt);
     compute(t, cur);
+    LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(t, kTsReleased, trace_clock()));
   };
 
 #pragma unroll
@@ -235,6 +243,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
     if (t + 1 < trips) step(t + 1, in1, in0);
   }
   cp_async_wait<0>();
+  LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrConsumed, trace_ns()));
 
   // The warps' partial sums over their K chunks meet in shared memory (a tree of halvings).
   constexpr int kRegs = R * MT * 4;
@@ -288,6 +297,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
       }
     }
   }
+  LLMACCEL_TRACE(trace_exit());
 }
 
 }  // namespace llmaccel::cuda
