@@ -63,20 +63,69 @@ ncu_m1() {
   done
 }
 
-{
-  # The trace probe needs no Python build: it compiles beside the module's build, with the
-  # main loop's pipeline experiments as variants (gemm_wgmma.cuh: LLMACCEL_WGMMA_DEPTH, _CHAINS).
-  if step trace; then
-    probe_builds=()
-    for v in default "DEPTH=3" "CHAINS=2" "DEPTH=3 -DLLMACCEL_WGMMA_CHAINS=2"; do
-      name=${v//[ =-]/}; flag=; [[ $v == default ]] || flag="-DLLMACCEL_WGMMA_$v"
-      (nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc $flag \
-        bench/gpu/trace_probe.cu -o /tmp/trace_probe_$name >/tmp/trace_probe_$name.log 2>&1 \
-        || tail -n 20 /tmp/trace_probe_$name.log) &
-      probe_builds+=($!)
-    done
+# The trace step: where a call's time goes, from inside the kernels (bench/gpu/trace_probe.cu:
+# the kernels compiled with their trace points, launched through the library's launchers; no
+# Python build needed, so it runs while the module builds). Builds: the traced probe, the
+# control without trace points (the library's kernels: its event times against the traced
+# build's show what the trace points cost), and the main loop's pipeline experiments
+# (gemm_wgmma.cuh: LLMACCEL_WGMMA_DEPTH, _CHAINS). Runs: every case traced and in the control;
+# the x warp with two weights warps on the wgmma cases; the K-slice kernel's cluster reduction;
+# the small-M wgmma cases under each pipeline variant. Reports in $OUT/trace.md, the raw records
+# in $OUT/traces.tgz. A probe run takes ~10-40 s: the timeouts stop a hang early, and a default
+# run that hangs skips the rest.
+PROBES=("traced:" "control:-DLLMACCEL_PROBE_NO_TRACE" "depth3:-DLLMACCEL_WGMMA_DEPTH=3"
+        "chains2:-DLLMACCEL_WGMMA_CHAINS=2"
+        "depth3chains2:-DLLMACCEL_WGMMA_DEPTH=3 -DLLMACCEL_WGMMA_CHAINS=2")
+probe_builds_start() {
+  probe_builds=()
+  local v
+  for v in "${PROBES[@]}"; do
+    (nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc ${v#*:} \
+      bench/gpu/trace_probe.cu -o "/tmp/trace_probe_${v%%:*}" >"/tmp/trace_probe_${v%%:*}.log" \
+      2>&1 || { echo "trace_probe ${v%%:*} did not compile"; tail -n 20 \
+      "/tmp/trace_probe_${v%%:*}.log"; }) &
+    probe_builds+=($!)
+  done
+}
+# probe DIR BINARY TIMEOUT CASES... (the knobs as env before it): one run, its report appended.
+probe() {
+  local dir=/tmp/tr/$1 bin=/tmp/trace_probe_$2 limit=$3 rc=0; shift 3
+  [[ -x $bin ]] || return 0
+  mkdir -p "$dir"
+  timeout "$limit" "$bin" "$dir" "$@" || rc=$?
+  { echo "# ${dir##*/}"; "$PY" bench/gpu/trace_report.py "$dir" 2>&1; } >>"$OUT/trace.md"
+  return $rc
+}
+trace_step() {
+  echo "== kernel traces $(date +%T)"
+  rm -rf /tmp/tr && mkdir -p /tmp/tr && : >"$OUT/trace.md"
+  wait "${probe_builds[@]}"
+  local small="w4a16_m1_4096x14336 w4a16_m64_4096x14336 w8a16_m1_4096x14336"
+  probe traced traced 90
+  if [[ $? != 124 ]]; then
+    probe control control 90
+    LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_WWARPS=2 probe xwarp traced 60 w4a16 w8a16 w8a8
+    LLMACCEL_KS_REDUCE=cluster probe ksclu traced 60 ks
+    probe depth3 depth3 60 $small
+    probe chains2 chains2 60 $small
+    probe depth3chains2 depth3chains2 60 $small
   fi
-  if [[ ${SKIP_BUILD:-0} == 1 ]]; then gpu_restore; else gpu_build; fi
+  grep -E '^(# |\| (case|ks|sw|w))' "$OUT/trace.md"
+  tar czf "$OUT/traces.tgz" -C /tmp tr && du -h "$OUT/traces.tgz"
+}
+
+{
+  if step trace; then probe_builds_start; fi
+  if [[ ${SKIP_BUILD:-0} == 1 ]]; then
+    gpu_restore
+  elif step trace; then
+    gpu_build &  # its failure (exit 1 in the background) is collected after the traces
+    build_job=$!
+  else
+    gpu_build
+  fi
+  if step trace; then trace_step; fi
+  if [[ -n ${build_job:-} ]]; then wait "$build_job" || exit 1; fi
   # A kernel that has never run may hang (an mbarrier phase never completing): every step is
   # under a timeout, so a hang costs minutes, not the call. First one pass of sanitize_case.py
   # per kernel (its M = 70 and 300 cases take the opt-in paths; with LLMACCEL_W4_WGMMA=all the
@@ -201,32 +250,6 @@ ncu_m1() {
     LLMACCEL_WGMMA_RELEASE=lanes LLMACCEL_W4_WGMMA=all LLMACCEL_W8_WGMMA=all timeout 150 \
       "$PY" bench/gpu/bench_gpu.py --kernels w4a16,w8a16,w8a8 --out /tmp/qlanes \
       --shapes 4096x14336 --m 1,64,4096 --budget-s 60 2>&1 | grep -E '^ +[0-9]+ \||^correctness'
-  fi
-  if step trace; then
-    # Where a call's time goes, from inside the kernels (bench/gpu/trace_probe.cu: the kernels
-    # compiled with their trace points, launched through the library's launchers, no Python
-    # build needed): the default copies on every case; the x warp with two weights warps on the
-    # wgmma cases; the K-slice kernel's cluster reduction; the small-M wgmma cases with 3 groups
-    # in flight and / or two accumulation chains. Reports in $OUT/trace.md, the raw records in
-    # $OUT/traces.tgz.
-    echo "== kernel traces $(date +%T)"
-    rm -rf /tmp/tr && mkdir -p /tmp/tr && : >"$OUT/trace.md"
-    wait "${probe_builds[@]}"
-    small="w4a16_m1_4096x14336 w4a16_m64_4096x14336 w8a16_m1_4096x14336"
-    probe() {  # probe DIR BINARY CASES... (ENV before it)
-      local dir=/tmp/tr/$1 bin=/tmp/trace_probe_$2; shift 2
-      [[ -x $bin ]] || return 0
-      mkdir -p "$dir" && timeout 240 "$bin" "$dir" "$@"
-      { echo "# ${dir##*/}"; "$PY" bench/gpu/trace_report.py "$dir" 2>&1; } >>"$OUT/trace.md"
-    }
-    probe default default
-    LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_WWARPS=2 probe xwarp default w4a16 w8a16 w8a8
-    LLMACCEL_KS_REDUCE=cluster probe ksclu default ks
-    probe depth3 DEPTH3 $small
-    probe chains2 CHAINS2 $small
-    probe depth3chains2 DEPTH3DLLMACCEL_WGMMA_CHAINS2 $small
-    grep -E '^(# |\| (case|ks|w))' "$OUT/trace.md"
-    tar czf "$OUT/traces.tgz" -C /tmp tr
   fi
   if step xcopy; then
     # The large-M stage time (~950 ns where the tensor cores need ~560, NOTES.md 2026-11-23):

@@ -18,7 +18,12 @@
 //   nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc bench/gpu/trace_probe.cu \
 //        -o /tmp/trace_probe && /tmp/trace_probe OUT [case ...]
 // The library's knobs (LLMACCEL_WGMMA_XCOPY, LLMACCEL_KS_REDUCE, ...) apply as in the library.
+// -DLLMACCEL_PROBE_NO_TRACE builds the control: the same cases and timings with the kernels
+// exactly as the library compiles them (no trace points), so that the trace points' own cost
+// shows as the difference in event time.
+#if !defined(LLMACCEL_PROBE_NO_TRACE)
 #define LLMACCEL_KERNEL_TRACE 1
+#endif
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -26,6 +31,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -38,15 +44,19 @@
 
 namespace cu = llmaccel::cuda;
 
+// A failed CUDA call ends its case (main catches it and goes on unless the context is lost).
 #define CHECK(call)                                                                      \
   do {                                                                                   \
     const cudaError_t e_ = (call);                                                       \
-    if (e_ != cudaSuccess) {                                                             \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call,                  \
-                   cudaGetErrorString(e_));                                              \
-      std::exit(1);                                                                      \
-    }                                                                                    \
+    if (e_ != cudaSuccess)                                                               \
+      throw std::runtime_error(std::string(#call) + ": " + cudaGetErrorString(e_));      \
   } while (0)
+
+#if defined(LLMACCEL_KERNEL_TRACE)
+constexpr bool kTraced = true;
+#else
+constexpr bool kTraced = false;
+#endif
 
 constexpr int kBlocksCap = 2048;   // records on the device (blocks past it record nothing)
 constexpr int kKsStages = cu::kKsMaxTiles;
@@ -54,15 +64,39 @@ constexpr int kWgStages = 256;     // a block's first 256 ring slots (4 tiles at
 constexpr int64_t kFlushBytes = int64_t(256) << 20;  // 5× the H100's 50 MB L2
 constexpr int kRepeats = 7;
 
-__global__ void stamp_kernel(unsigned long long* dst) { dst[0] = cu::trace_ns(); }
+__device__ __forceinline__ unsigned long long globaltimer() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__global__ void stamp_kernel(unsigned long long* dst) { dst[0] = globaltimer(); }
 __global__ void empty_kernel() {}
-// Reads `words` 16-byte words once (the floor for streaming a call's weights), and the flush
-// (reading, not writing, so no dirty lines are written back inside a timed call).
+// One thread: the SM clock against %globaltimer over ~200 µs (out[0] cycles, out[1] ns), and the
+// smallest step %globaltimer is seen to take (out[2], ns): the trace's head times are only as
+// fine as that step.
+__global__ void clock_kernel(unsigned long long* out) {
+  const unsigned long long c0 = clock64(), t0 = globaltimer();
+  unsigned long long last = t0, step = ~0ull, t = t0;
+  while (t - t0 < 200000) {
+    t = globaltimer();
+    if (t != last) {
+      step = t - last < step ? t - last : step;
+      last = t;
+    }
+  }
+  out[0] = clock64() - c0;
+  out[1] = t - t0;
+  out[2] = step;
+}
+// Reads `words` 16-byte words once: the floor for streaming a call's weights, and the flush.
+// L2-allocating loads of normal priority (ld.global.cg), as the kernels' bulk copies are: an
+// evict-first load (__ldcs) would leave the previous call's lines in L2. Reading, not writing,
+// so that no dirty line is written back inside a timed call.
 __global__ void read_kernel(const uint4* src, int64_t words, unsigned* sink) {
   unsigned acc = 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < words;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const uint4 v = __ldcs(src + i);
+    const uint4 v = __ldcg(src + i);
     acc ^= v.x ^ v.y ^ v.z ^ v.w;
   }
   if (acc == 0x9E3779B9u) *sink = acc;  // keeps the loads
@@ -113,7 +147,10 @@ struct Probe {
     read_kernel<<<sms * 8, 512, 0, s>>>(reinterpret_cast<const uint4*>(flush), kFlushBytes / 16,
                                         sink);
   }
+  // The records' buffer, zeroed, and the kernels' sink pointed at it (on) or at nothing. The
+  // flush that follows in the stream evicts the zeroed lines before the timed call.
   void set_sink(int stages, bool on) {
+#if defined(LLMACCEL_KERNEL_TRACE)
     const size_t words = size_t(kBlocksCap) * (cu::kTrHeadWords + size_t(stages) * cu::kTrStageWords);
     if (on) {
       CHECK(cudaFree(trace));
@@ -123,12 +160,17 @@ struct Probe {
     const cu::TraceSink sinkv{on ? trace : nullptr, kBlocksCap, stages};
     CHECK(cudaMemcpyToSymbolAsync(cu::trace_sink, &sinkv, sizeof(sinkv), 0,
                                   cudaMemcpyHostToDevice, s));
+#else
+    (void)stages, (void)on;
+#endif
   }
-  // Median event time (µs) of `call` after a flush, over kRepeats.
-  template <class F> float timed(F&& call, int repeats = kRepeats) {
+  // Median event time (µs) of `call` after a flush (cold: false, after the call itself instead),
+  // over kRepeats.
+  template <class F> float timed(F&& call, bool cold = true, int repeats = kRepeats) {
     std::vector<float> t;
     for (int r = 0; r < repeats; ++r) {
-      flush_l2();
+      if (cold) flush_l2();
+      else call();
       CHECK(cudaEventRecord(e0, s));
       call();
       CHECK(cudaEventRecord(e1, s));
@@ -174,6 +216,7 @@ struct Buffers {
 
 // The trace of the last traced call, blocks with a record only, into OUT/trace_<name>.bin.
 static int write_trace(Probe& pr, const std::string& path, int stages) {
+  if (!kTraced) return 0;
   const size_t rec = cu::kTrHeadWords + size_t(stages) * cu::kTrStageWords;
   std::vector<unsigned long long> buf(size_t(kBlocksCap) * rec);
   CHECK(cudaMemcpy(buf.data(), pr.trace, buf.size() * 8, cudaMemcpyDeviceToHost));
@@ -185,7 +228,13 @@ static int write_trace(Probe& pr, const std::string& path, int stages) {
   return used;
 }
 
-static void run_case(Probe& pr, const Case& c, const std::string& out) {
+// The SM clock and %globaltimer's step, measured once (clock_kernel).
+struct Clocks {
+  double sm_ghz = 0;
+  unsigned long long step_ns = 0;
+};
+
+static void run_case(Probe& pr, const Case& c, const std::string& out, const Clocks& clk) {
   const int64_t n_tiles = (c.n + 15) / 16, nk = (c.k + 31) / 32;
   const bool int4 = c.kind == "ks" || c.kind == "w4a16";  // else int8 weights
   const int64_t wbytes = n_tiles * nk * (int4 ? 256 : 512);
@@ -279,6 +328,11 @@ static void run_case(Probe& pr, const Case& c, const std::string& out) {
     read_kernel<<<pr.sms * 8, 512, 0, pr.s>>>(reinterpret_cast<const uint4*>(w), words,
                                               pr.sink);
   });
+  // the same read without the flush: equal times would mean the flush leaves the bytes in L2
+  const float us_warm = pr.timed([&] {
+    read_kernel<<<pr.sms * 8, 512, 0, pr.s>>>(reinterpret_cast<const uint4*>(w), words,
+                                              pr.sink);
+  }, false);
   const float us_empty = pr.timed([&] { empty_kernel<<<1, 32, 0, pr.s>>>(); });
   std::ofstream js(out + "/trace_" + c.name + ".json");
   js << "{\"name\": \"" << c.name << "\", \"kind\": \"" << c.kind << "\", \"m\": " << c.m
@@ -287,10 +341,12 @@ static void run_case(Probe& pr, const Case& c, const std::string& out) {
      << ", \"head_words\": " << cu::kTrHeadWords << ", \"stage_words\": " << cu::kTrStageWords
      << ", \"sms\": " << pr.sms << ", \"event_us\": " << us_off << ", \"event_us_traced\": "
      << us_on << ", \"stamp_before_ns\": " << st[0] << ", \"stamp_after_ns\": " << st[1]
-     << ", \"read_floor_us\": " << us_read << ", \"empty_kernel_us\": " << us_empty << ", "
+     << ", \"read_floor_us\": " << us_read << ", \"read_warm_us\": " << us_warm
+     << ", \"empty_kernel_us\": " << us_empty << ", \"traced\": " << (kTraced ? "true" : "false")
+     << ", \"sm_ghz\": " << clk.sm_ghz << ", \"globaltimer_step_ns\": " << clk.step_ns << ", "
      << plan << "}\n";
-  std::printf("%-24s %8.2f us (traced %8.2f)  read floor %6.2f us  empty %5.2f us  blocks %d\n",
-              c.name.c_str(), us_off, us_on, us_read, us_empty, used);
+  std::printf("%-24s %8.2f us (traced %8.2f)  read floor %6.2f us (no flush %6.2f)  empty %5.2f "
+              "us  blocks %d\n", c.name.c_str(), us_off, us_on, us_read, us_warm, us_empty, used);
 }
 
 int main(int argc, char** argv) {
@@ -314,19 +370,48 @@ int main(int argc, char** argv) {
   for (int m : {1, 512}) wg("w8a16", m, 4096, 14336);
   for (int m : {2048, 4096}) wg("w8a8", m, 4096, 14336);
   wg("w8a8", 2048, 14336, 4096);
-  Probe pr;
-  int ran = 0;
-  for (const Case& c : cases) {
-    bool want = argc == 2;
-    for (int i = 2; i < argc; ++i) want |= c.name == argv[i] || c.kind == argv[i];
-    if (!want) continue;
-    if (c.kind != "ks" && c.kind != "sw8" && !cu::w4a16_wgmma_available()) {
-      std::printf("%-24s skipped: no sm_90a wgmma on this device\n", c.name.c_str());
-      continue;
+  int ran = 0, failed = 0;
+  try {
+    Probe pr;
+    Clocks clk;
+    unsigned long long* cl = nullptr;
+    CHECK(cudaMalloc(&cl, 3 * sizeof(unsigned long long)));
+    clock_kernel<<<1, 1, 0, pr.s>>>(cl);
+    unsigned long long h[3];
+    CHECK(cudaMemcpyAsync(h, cl, sizeof h, cudaMemcpyDeviceToHost, pr.s));
+    CHECK(cudaStreamSynchronize(pr.s));
+    CHECK(cudaFree(cl));
+    clk.sm_ghz = h[1] ? double(h[0]) / double(h[1]) : 0.0;
+    clk.step_ns = h[2];
+    std::printf("SM clock %.3f GHz, %%globaltimer steps of %llu ns; %s build\n", clk.sm_ghz,
+                clk.step_ns, kTraced ? "traced" : "untraced (control)");
+    for (const Case& c : cases) {
+      bool want = argc == 2;
+      for (int i = 2; i < argc; ++i) want |= c.name == argv[i] || c.kind == argv[i];
+      if (!want) continue;
+      if (c.kind != "ks" && c.kind != "sw8" && !cu::w4a16_wgmma_available()) {
+        std::printf("%-24s skipped: no sm_90a wgmma on this device\n", c.name.c_str());
+        continue;
+      }
+      try {
+        run_case(pr, c, out, clk);
+        ++ran;
+      } catch (const std::exception& e) {  // this case only, unless the context is gone
+        ++failed;
+        std::printf("%-24s FAILED: %s\n", c.name.c_str(), e.what());
+        std::ofstream(out + "/trace_" + c.name + ".error") << e.what() << "\n";
+        const cudaError_t sticky = cudaDeviceSynchronize();
+        if (sticky != cudaSuccess) {
+          std::printf("the CUDA context is lost (%s): stopping\n", cudaGetErrorString(sticky));
+          break;
+        }
+        cudaGetLastError();
+      }
     }
-    run_case(pr, c, out);
-    ++ran;
+  } catch (const std::exception& e) {
+    std::printf("trace_probe: %s\n", e.what());
+    return 1;
   }
-  std::printf("%d cases, records in %s\n", ran, out.c_str());
-  return 0;
+  std::printf("%d cases, %d failed, records in %s\n", ran, failed, out.c_str());
+  return failed ? 1 : 0;
 }

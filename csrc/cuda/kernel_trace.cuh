@@ -13,31 +13,43 @@
 //
 // A record per block (blocks past TraceSink::blocks record nothing): kTrHeadWords words, then
 // kTrStageWords per traced stage (ring slots 0 .. TraceSink::stages - 1 of the block, counted
-// over its work items as the ring counts them; the swapped kernel: warp 0's trips). Head times are %globaltimer (ns, one clock for
-// the whole GPU); stage times are the SM's clock64 (cycles: exact within a block, whose producer
-// and consumers share an SM). A word never written stays 0.
+// over its work items as the ring counts them; the swapped kernel: warp 0's trips). Head times
+// are %globaltimer (ns, one clock for the whole GPU, but it may tick coarsely), each with its
+// clock64 twin (SM cycles: exact within a block); stage times are clock64. A word never written
+// stays 0.
+//
+// What the trace points themselves cost: the sink is __constant__ (its pointer is loaded once per
+// thread and kept), the entry stamps are taken into registers and written at the block's exit,
+// and the producers stamp only after the ring's first fill, so that no first load of the sink
+// (a miss) delays a block's start or its first copies.
 #pragma once
 #include <cstdint>
 
 namespace llmaccel::cuda {
 
 enum TraceHead : int {
-  kTrSm,         // 1 + the SM the block ran on
-  kTrEnter,      // thread 0 at entry (ns)
-  kTrEnterClk,   // the same moment in SM cycles
-  kTrFirstFull,  // consumer thread 0: its first ring slot has landed (ns)
-  kTrConsumed,   // consumer thread 0: its last slot consumed (ns)
-  kTrJoined,     // after the block's consumers have all finished (K-slice: its block barrier)
-  kTrExit,       // thread 0 at its exit (ns)
-  kTrExitClk,    // the same moment in SM cycles
-  kTrLast,       // K-slice: 1 when this block added the K chunks' sums (the last to arrive)
-  kTrHeadWords = 12
+  kTrSm,            // 1 + the SM the block ran on
+  kTrEnter,         // thread 0 at entry (ns)
+  kTrEnterClk,      // the same moment in SM cycles
+  kTrFirstFull,     // consumer thread 0: its first ring slot has landed (ns)
+  kTrConsumed,      // consumer thread 0: its last slot consumed (ns; wgmma: the last item's
+                    // main loop, before its epilogue)
+  kTrJoined,        // the block's consumers have all finished (K-slice: its block barrier)
+  kTrExit,          // thread 0 at its exit (ns)
+  kTrExitClk,       // the same moment in SM cycles
+  kTrLast,          // K-slice: 1 when this block added the K chunks' sums
+  kTrFirstFullClk,  // kTrFirstFull, kTrConsumed, kTrJoined in SM cycles
+  kTrConsumedClk,
+  kTrJoinedClk,
+  kTrRing,          // the kernel's ring slots (the first fill: no slot to wait for)
+  kTrGroup,         // stages per producer copy group (wgmma: kG; else 1)
+  kTrHeadWords = 16
 };
 enum TraceStage : int {
   kTsWaitFull,   // consumer thread 0 starts waiting for the slot's data
   kTsFull,       // ... the data is there
   kTsIssued,     // ... its MMAs are issued (wgmma: committed)
-  kTsReleased,   // ... it has handed back a slot (wgmma: the previous one, after wait_group 1)
+  kTsReleased,   // ... it has handed back a slot (wgmma: the oldest in flight, after its wait)
   kTsWaitEmpty,  // producer (weights lane 0) starts waiting for the slot (the group's) to be free
   kTsEmpty,      // ... the slot is free
   kTsWCopied,    // ... its weight copy has been issued (the instruction returned)
@@ -55,6 +67,10 @@ struct TraceSink {
 #if defined(LLMACCEL_KERNEL_TRACE)
 #define LLMACCEL_TRACE(...) __VA_ARGS__
 
+#if defined(LLMACCEL_SIMT_EMU)
+#include <chrono>
+#endif
+
 namespace llmaccel::cuda {
 
 #if defined(LLMACCEL_SIMT_EMU)
@@ -67,7 +83,8 @@ inline uint64_t trace_ns() {
 inline uint64_t trace_clock() { return trace_ns(); }
 inline uint32_t trace_smid() { return 0; }
 #else
-__device__ TraceSink trace_sink;  // set with cudaMemcpyToSymbol (the probe is one translation unit)
+// Set with cudaMemcpyToSymbol. Defined here, so the probe is one translation unit.
+__constant__ TraceSink trace_sink;
 __device__ __forceinline__ uint64_t trace_ns() {
   uint64_t t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -90,22 +107,41 @@ __device__ __forceinline__ unsigned long long* trace_record() {
 __device__ __forceinline__ void trace_head(int word, uint64_t v) {
   if (unsigned long long* r = trace_record()) r[word] = v;
 }
+// A head time in both clocks: word (ns) and clk_word (cycles).
+__device__ __forceinline__ void trace_head_now(int word, int clk_word) {
+  const uint64_t clk = trace_clock(), ns = trace_ns();
+  trace_head(clk_word, clk);
+  trace_head(word, ns);
+}
 __device__ __forceinline__ void trace_stage(int stage, int word, uint64_t v) {
   unsigned long long* r = trace_record();
   if (r && stage >= 0 && stage < trace_sink.stages)
     r[kTrHeadWords + int64_t(stage) * kTrStageWords + word] = v;
 }
-// Thread 0's entry stamps.
-__device__ __forceinline__ void trace_enter() {
-  if (threadIdx.x != 0) return;
-  trace_head(kTrSm, 1 + trace_smid());
-  trace_head(kTrEnterClk, trace_clock());
-  trace_head(kTrEnter, trace_ns());
+
+// Thread 0's entry stamps, kept in registers until its exit (trace_exit writes them).
+struct TraceEntry {
+  uint64_t clk = 0, ns = 0;
+  uint32_t sm = 0;
+};
+__device__ __forceinline__ TraceEntry trace_entry() {
+  TraceEntry e;
+  if (threadIdx.x == 0) {
+    e.clk = trace_clock();
+    e.ns = trace_ns();
+    e.sm = trace_smid();
+  }
+  return e;
 }
-__device__ __forceinline__ void trace_exit() {
+// ring: the kernel's ring slots; group: stages per copy group.
+__device__ __forceinline__ void trace_exit(const TraceEntry& e, int ring, int group) {
   if (threadIdx.x != 0) return;
-  trace_head(kTrExit, trace_ns());
-  trace_head(kTrExitClk, trace_clock());
+  trace_head_now(kTrExit, kTrExitClk);
+  trace_head(kTrSm, 1 + e.sm);
+  trace_head(kTrEnter, e.ns);
+  trace_head(kTrEnterClk, e.clk);
+  trace_head(kTrRing, uint64_t(ring));
+  trace_head(kTrGroup, uint64_t(group));
 }
 
 }  // namespace llmaccel::cuda

@@ -141,7 +141,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   const int cun = min(kKsWarps * UPW, p.nk - cu0);       // its units inside K
   const int g_first = cu0 / cpg;                         // its groups in the scales
   const int ngb = (cu0 + cun - 1) / cpg - g_first + 1;
-  LLMACCEL_TRACE(trace_enter());
+  LLMACCEL_TRACE(const TraceEntry trace_in = trace_entry());
 
   if (threadIdx.x == 0) {
 #pragma unroll
@@ -161,20 +161,21 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
       const int64_t tile_bytes = int64_t(p.nk) * 256;
       for (int t = 0; t < nt; ++t) {
         const int b = t % NB;
-        LLMACCEL_TRACE(trace_stage(t, kTsWaitEmpty, trace_clock()));
+        // (stamps after the first fill only: the sink's first load must not delay a copy)
+        LLMACCEL_TRACE(if (t >= NB) trace_stage(t, kTsWaitEmpty, trace_clock()));
         if (t >= NB) {
           mbar_wait(empty + b, ((t / NB) - 1) & 1);  // its readers are done
           fence_proxy_async_smem();  // their reads come before the copy's writes
         }
-        LLMACCEL_TRACE(trace_stage(t, kTsEmpty, trace_clock()));
+        LLMACCEL_TRACE(if (t >= NB) trace_stage(t, kTsEmpty, trace_clock()));
         uint8_t* slot = ks_smem + b * kSlot;
         const int64_t gi = (int64_t(t0 + t) * p.n_groups + g_first) * 16;
         mbar_expect_tx(full + b, wbytes + sbytes + zbytes);
         bulk_copy_weights(slot, wsrc + t * tile_bytes, wbytes, full + b, plan.evict_first);
-        LLMACCEL_TRACE(trace_stage(t, kTsWCopied, trace_clock()));
+        LLMACCEL_TRACE(if (t >= NB) trace_stage(t, kTsWCopied, trace_clock()));
         bulk_copy_g2s(slot + kWBytes, p.scales + gi, sbytes, full + b);
         if constexpr (ZP) bulk_copy_g2s(slot + kZOff, p.zeros + gi, zbytes, full + b);
-        LLMACCEL_TRACE(trace_stage(t, kTsXCopied, trace_clock()));
+        LLMACCEL_TRACE(if (t >= NB) trace_stage(t, kTsXCopied, trace_clock()));
       }
     }
   } else {  // a consumer: the slice of kKsWarps·UPW units at u0
@@ -238,7 +239,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
       mbar_wait(full + b, parity);
       LLMACCEL_TRACE(if (threadIdx.x == 0) {
         trace_stage(t, kTsFull, trace_clock());
-        if (t == 0) trace_head(kTrFirstFull, trace_ns());
+        if (t == 0) trace_head_now(kTrFirstFull, kTrFirstFullClk);
       });
       uint2 w[UPW];
 #pragma unroll
@@ -324,10 +325,10 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
       for (int b = 0; b < NB; ++b)
         if (tb + b < nt) consume(tb + b, b, parity);
     }
-    LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrConsumed, trace_ns()));
+    LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head_now(kTrConsumed, kTrConsumedClk));
   }
   __syncthreads();
-  LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrJoined, trace_ns()));
+  LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head_now(kTrJoined, kTrJoinedClk));
 
   // The block's sums per (tile, row, column), warps added in order.
   const int per_range = nt * 16 * m;
@@ -347,7 +348,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   };
   if (plan.kchunks == 1) {
     for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) write_y(idx, block_sum(idx));
-    LLMACCEL_TRACE(trace_exit());
+    LLMACCEL_TRACE(trace_exit(trace_in, NB, 1));
     return;
   }
   if (plan.cluster) {
@@ -360,6 +361,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     float* mine = reinterpret_cast<float*>(ks_smem);
     for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) mine[idx] = block_sum(idx);
     cluster.sync();
+    LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrLast, kc == 0));
     if (kc == 0)
       for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
         float s = 0.f;
@@ -367,7 +369,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
         write_y(idx, s);
       }
     cluster.sync();  // every block's shared memory lives until chunk 0 has read it
-    LLMACCEL_TRACE(trace_exit());
+    LLMACCEL_TRACE(trace_exit(trace_in, NB, 1));
     return;
   }
   float* slots = plan.partials + int64_t(range) * plan.kchunks * plan.tpb * 16 * m;
@@ -381,7 +383,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   __syncthreads();
   LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrLast, last));
   if (!last) {
-    LLMACCEL_TRACE(trace_exit());
+    LLMACCEL_TRACE(trace_exit(trace_in, NB, 1));
     return;
   }
   for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
@@ -391,7 +393,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     write_y(idx, s);
   }
   if (threadIdx.x == 0) plan.counters[range] = 0;
-  LLMACCEL_TRACE(trace_exit());
+  LLMACCEL_TRACE(trace_exit(trace_in, NB, 1));
 #endif
 }
 

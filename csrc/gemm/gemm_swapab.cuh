@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
   using In = ChunkIn<KIND, T, MT, R>;
 
   LLMACCEL_DYNAMIC_SMEM(smem);
-  LLMACCEL_TRACE(trace_enter());
+  LLMACCEL_TRACE(const TraceEntry trace_in = trace_entry());
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, j = lane & 3;
   const int tile0 = blockIdx.x * R;
@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
     __syncwarp();  // other lanes' pieces of this slot are visible; all lanes left slot t-1
     LLMACCEL_TRACE(if (threadIdx.x == 0) {
       trace_stage(t, kTsFull, trace_clock());
-      if (t == 0) trace_head(kTrFirstFull, trace_ns());
+      if (t == 0) trace_head_now(kTrFirstFull, kTrFirstFullClk);
     });
     if (t + S - 1 < trips) issue(t + S - 1);
     cp_async_commit();  // one group per trip, empty or not, so the wait count stays exact
@@ -243,7 +243,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
     if (t + 1 < trips) step(t + 1, in1, in0);
   }
   cp_async_wait<0>();
-  LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrConsumed, trace_ns()));
+  LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head_now(kTrConsumed, kTrConsumedClk));
 
   // The warps' partial sums over their K chunks meet in shared memory (a tree of halvings).
   constexpr int kRegs = R * MT * 4;
@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(kSwapAbWarps * 32, MT == 1 ? 3 : 1)  // M ≤ 
       }
     }
   }
-  LLMACCEL_TRACE(trace_exit());
+  LLMACCEL_TRACE(trace_exit(trace_in, S, 1));
 }
 
 }  // namespace llmaccel::cuda

@@ -124,8 +124,10 @@ __global__ void __launch_bounds__(kWgThreads, 1)
   using Cfg = W4WgCfg<kN>;
   LLMACCEL_DYNAMIC_SMEM(smem_raw);
   const WgmmaSmem<Cfg> sm(smem_raw);
+  LLMACCEL_TRACE(const TraceEntry trace_in = trace_entry());
   if (wgmma_block_start<Cfg>(p, sm)) return wgmma_cluster_sync(p);  // producer
   wgmma_consume<Cfg, T, false, float, W4WgFill<T, ZP, Cfg>>(p, sm);
+  LLMACCEL_TRACE(trace_exit(trace_in, Cfg::kStages, Cfg::kG));
 #elif defined(__CUDA_ARCH__)
   __trap();  // not an sm_90a build: the launchers never start it (wgmma_built_for_device)
 #endif

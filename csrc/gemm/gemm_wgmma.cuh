@@ -351,7 +351,9 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
 #if defined(LLMACCEL_WGMMA_BODY)
   constexpr int kD = wgmma_depth<Cfg>(), kC = wgmma_chains<Cfg>();
   static_assert(kD >= 2 && kD <= 4 && (kC == 1 || kC == 2), "depth 2-4, 1 or 2 chains");
-  static_assert(kD <= Cfg::kStages, "the groups in flight hold their slots");
+  // the producer refills a copy group once its last slot is back, and the consumers hold the
+  // slots of their kD - 1 groups in flight: fewer slots than kG + kD - 1 would deadlock
+  static_assert(Cfg::kStages >= Cfg::kG + kD - 1, "the groups in flight hold their slots");
   using Frags = uint32_t[kSteps][4];
   const int lane = threadIdx.x & 31;
   const uint32_t xs_addr = smem_addr(sm.xs);
@@ -377,7 +379,7 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
     mbar_wait(&sm.full[s], Cfg::parity(it));
     LLMACCEL_TRACE(if (threadIdx.x == 0) {
       trace_stage(it, kTsFull, trace_clock());
-      if (it == 0) trace_head(kTrFirstFull, trace_ns());
+      if (it == 0) trace_head_now(kTrFirstFull, kTrFirstFullClk);
     });
     fill(s, kt, a[q]);
     wgmma_fence();  // the A registers were just written

@@ -105,13 +105,12 @@ __device__ __forceinline__ void wgmma_consume(const WgmmaParams& p, const WgmmaS
     Filler fill(p, sm, work, wb);
     wgmma_mainloop<Cfg, Filler::kSteps, T>(sm, work, it, acc, fill, active, peer,
                                            p.release_lanes);
+    LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head_now(kTrConsumed, kTrConsumedClk));
     if (!active) continue;
     if (p.splits > 1) wgmma_store_partial(p, acc, wb, xb, work.split);
     else wgmma_epilogue<T, kOutScales, Cfg::kStagingRows>(p, acc, wb, xb, sm.staging);
   }
-  LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrConsumed, trace_ns()));
   wgmma_cluster_sync(p);
-  LLMACCEL_TRACE(trace_exit());
 #endif
 }
 

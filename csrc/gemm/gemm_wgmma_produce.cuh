@@ -125,14 +125,16 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm, in
       const int s = it % kS, n = min(kG, work.kt1 - kt);
       const bool my_w = w_role && ((it / kG) & w_mask) == warp;
       if (!my_w && !x_role) continue;  // another weights warp's group
-      LLMACCEL_TRACE(if (lane == 0 && my_w) trace_stage(it, kTsWaitEmpty, trace_clock()));
+      // (stamps after the first fill only: the sink's first load must not delay a copy)
+      LLMACCEL_TRACE(const bool trace_w = lane == 0 && my_w && it >= kS);
+      LLMACCEL_TRACE(if (trace_w) trace_stage(it, kTsWaitEmpty, trace_clock()));
       if (it >= kS) {  // the group's last slot back means all of them are (released in order)
         mbar_wait(&sm.empty[s + kG - 1], ((it / kS) - 1) & 1);  // the previous pass's release
         fence_proxy_async_smem();  // the consumers' reads of the slots before the new copies
       }
-      LLMACCEL_TRACE(if (lane == 0 && my_w) trace_stage(it, kTsEmpty, trace_clock()));
+      LLMACCEL_TRACE(if (trace_w) trace_stage(it, kTsEmpty, trace_clock()));
       if (my_w && it >= early) weights(s, wb, kt, n);
-      LLMACCEL_TRACE(if (lane == 0 && my_w) trace_stage(it, kTsWCopied, trace_clock()));
+      LLMACCEL_TRACE(if (trace_w) trace_stage(it, kTsWCopied, trace_clock()));
       if (xj < n) {
         const int j = xj, at = xq * piece;
         const int8_t* src = xsrc + int64_t(kt + j) * (kWgXRows * kWgRowBytes) + at;
@@ -145,7 +147,7 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm, in
           bulk_copy_g2s_multicast(sm.xs + (s + j) * kXStage + seat.rank * kShare + at,
                                   src + seat.rank * kShare, piece, &sm.full[s + j], 0x3);
         }
-        LLMACCEL_TRACE(if (xq == 0) trace_stage(it + j, kTsXCopied, trace_clock()));
+        LLMACCEL_TRACE(if (xq == 0 && it >= kS) trace_stage(it + j, kTsXCopied, trace_clock()));
       }
     }
   }
@@ -157,7 +159,6 @@ __device__ void wgmma_produce(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm, in
 template <class Cfg>
 __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm) {
 #if defined(LLMACCEL_WGMMA_BODY)
-  LLMACCEL_TRACE(trace_enter());
   if (threadIdx.x == 0) {
     for (int s = 0; s < Cfg::kStages; ++s) {
       mbar_init(&sm.full[s], 1);  // the producer's arrive.expect_tx; the copies complete it

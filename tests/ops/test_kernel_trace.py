@@ -20,8 +20,9 @@ from ..helpers import make_bias, make_w4, make_x
 from .test_wgmma_emu import _as_float, _check_w4, _image_16, _run
 
 REPO = Path(__file__).resolve().parents[2]
-HEAD, STAGE = 12, 8  # kTrHeadWords, kTrStageWords
-SM, ENTER, ENTER_CLK, FIRST_FULL, CONSUMED, JOINED, EXIT, EXIT_CLK, LAST = range(9)
+HEAD, STAGE = 16, 8  # kTrHeadWords, kTrStageWords
+(SM, ENTER, ENTER_CLK, FIRST_FULL, CONSUMED, JOINED, EXIT, EXIT_CLK, LAST, FIRST_FULL_CLK,
+ CONSUMED_CLK, JOINED_CLK, RING, GROUP) = range(14)
 WAIT_FULL, FULL, ISSUED, RELEASED, WAIT_EMPTY, EMPTY, W_COPIED, X_COPIED = range(8)
 
 
@@ -52,8 +53,8 @@ def _report(tmp: Path, name: str, kind: str, blocks: int, stages: int, heads: li
             "scale_bytes": 0, "blocks": blocks, "stages": stages, "head_words": HEAD,
             "stage_words": STAGE, "sms": 2, "event_us": 1.0, "event_us_traced": 1.0,
             "stamp_before_ns": min(h[ENTER] for h in heads) - 1000,
-            "stamp_after_ns": max(h[EXIT] for h in heads) + 1000, "read_floor_us": 1.0,
-            "empty_kernel_us": 1.0}
+            "stamp_after_ns": max(h[EXIT] for h in heads) + 1000, "read_floor_us": 2.0,
+            "read_warm_us": 1.0, "empty_kernel_us": 1.0, "traced": True}
     (tmp / f"trace_{name}.json").write_text(json.dumps(meta))
     summary, text = _report_module().case_report(tmp / f"trace_{name}.json")
     assert name in text
@@ -66,7 +67,8 @@ def _ordered(*values: int) -> bool:
 
 def test_trace_kslice(emu_trace, tmp_path):
     """M = 3, K = 2048 (2 chunks of 1024), 64 tiles planned for 2 SMs: 4 ranges × 2 chunks of
-    16 tiles each. Every slot's stamps in order, one last block per range."""
+    16 tiles each, on rings of 3 slots. Every slot's stamps in order (the producer's after the
+    ring's first fill), one last block per range."""
     m, k, n, blocks, stages = 3, 2048, 1024, 12, 16
     p = make_w4(n, k, 128, True, seed=5, source="codes")
     words = formats.to_cuda_int4(p.qweight)
@@ -85,12 +87,16 @@ def test_trace_kslice(emu_trace, tmp_path):
     grid = recs[:8]
     assert all(not any(h) and not any(map(any, st)) for h, st in recs[8:])  # past the grid
     for h, st in grid:
-        assert h[SM] == 1
+        assert h[SM] == 1 and h[RING] == 3 and h[GROUP] == 1
         assert _ordered(h[ENTER], h[FIRST_FULL], h[CONSUMED], h[JOINED], h[EXIT])
-        assert h[EXIT_CLK] >= h[ENTER_CLK] > 0
-        for s in st:  # 16 tiles: every traced slot used
+        assert _ordered(h[ENTER_CLK], h[FIRST_FULL_CLK], h[CONSUMED_CLK], h[JOINED_CLK],
+                        h[EXIT_CLK])
+        for t, s in enumerate(st):  # 16 tiles: every traced slot used
             assert _ordered(s[WAIT_FULL], s[FULL], s[RELEASED])
-            assert _ordered(s[WAIT_EMPTY], s[EMPTY], s[W_COPIED], s[X_COPIED])
+            if t >= 3:
+                assert _ordered(s[WAIT_EMPTY], s[EMPTY], s[W_COPIED], s[X_COPIED])
+            else:
+                assert not any(s[WAIT_EMPTY:])
             assert s[ISSUED] == 0
     for r in range(4):  # block (range r, chunk c) is record r + 4c
         assert [grid[r + 4 * c][0][LAST] for c in range(2)].count(1) == 1
@@ -101,7 +107,8 @@ def test_trace_kslice(emu_trace, tmp_path):
 
 def test_trace_wgmma(emu_trace, tmp_path):
     """gemm_w4a16's wgmma kernel, 32-row blocks: 3 tiles of 31 stages on 2 blocks (block 0
-    takes tiles 0 and 2), copy groups of 4 stages, each tile's last group one padding slot."""
+    takes tiles 0 and 2), a 16-slot ring in copy groups of 4 stages, each tile's last group one
+    padding slot. The producer stamps from slot 16 on (after the ring's first fill)."""
     m, k, n, blocks, stages = 20, 1950, 264, 3, 80
     p = make_w4(n, k, 64, False, seed=m, source="codes")
     words = formats.to_cuda_int4(p.qweight)
@@ -121,17 +128,20 @@ def test_trace_wgmma(emu_trace, tmp_path):
     assert not any(recs[2][0])  # 2 blocks
     for b, (h, st) in enumerate(recs[:2]):
         slots = 64 if b == 0 else 32  # 32 per tile: 31 stages and a padding slot
-        assert h[SM] == 1 and _ordered(h[ENTER], h[FIRST_FULL], h[CONSUMED], h[EXIT])
+        assert h[SM] == 1 and h[RING] == 16 and h[GROUP] == 4
+        assert _ordered(h[ENTER], h[FIRST_FULL], h[CONSUMED], h[EXIT])
+        assert _ordered(h[ENTER_CLK], h[FIRST_FULL_CLK], h[CONSUMED_CLK], h[EXIT_CLK])
         for it, s in enumerate(st):
             real = it < slots and it % 32 != 31
-            assert bool(s[WAIT_FULL]) == real and bool(s[X_COPIED]) == real, (b, it)
+            assert bool(s[WAIT_FULL]) == real, (b, it)
+            assert bool(s[X_COPIED]) == (real and it >= 16), (b, it)
             if real:
                 assert _ordered(s[WAIT_FULL], s[FULL], s[ISSUED])
                 # the previous stage's slot goes back once this one is issued (not at a tile's
                 # first stage)
                 assert bool(s[RELEASED]) == (it % 32 != 0), (b, it)
                 assert not s[RELEASED] or s[RELEASED] >= s[ISSUED]
-            group = it < slots and it % 4 == 0  # the producer's stamps: per copy group
+            group = 16 <= it < slots and it % 4 == 0  # the producer's stamps: per copy group
             assert bool(s[WAIT_EMPTY]) == group, (b, it)
             if group:
                 assert _ordered(s[WAIT_EMPTY], s[EMPTY], s[W_COPIED])
