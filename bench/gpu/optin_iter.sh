@@ -111,6 +111,7 @@ trace_step() {
     probe depth3chains2 depth3chains2 60 $small
   fi
   grep -E '^(# |\| (case|ks|sw|w))' "$OUT/trace.md"
+  "$PY" bench/gpu/trace_report.py --compare /tmp/tr | tee -a "$OUT/trace.md"
   tar czf "$OUT/traces.tgz" -C /tmp tr && du -h "$OUT/traces.tgz"
 }
 

@@ -1,6 +1,7 @@
 """Tables from bench/gpu/trace_probe.cu's records: where one GEMM call's time goes.
 
     python3 bench/gpu/trace_report.py OUT [--md OUT/trace_report.md]
+    python3 bench/gpu/trace_report.py --compare RUNS   # RUNS/<run>/trace_*.json: event µs side by side
 
 Per case (OUT/trace_<case>.json + .bin, the record layout of csrc/cuda/kernel_trace.cuh):
 
@@ -209,11 +210,33 @@ COLUMNS = [("event_us", "event µs"), ("read_floor_us", "read floor µs"), ("emp
            ("period_ns", "stage ns")]
 
 
+def compare(runs: Path) -> str:
+    """Each case's event time (µs) in every run folder under `runs` (optin_iter's traced,
+    control, knob and pipeline runs), side by side."""
+    dirs = sorted(d for d in runs.iterdir() if d.is_dir() and any(d.glob("trace_*.json")))
+    times: dict[str, dict[str, float]] = {}
+    for d in dirs:
+        for p in d.glob("trace_*.json"):
+            meta = json.loads(p.read_text())
+            times.setdefault(meta["name"], {})[d.name] = meta["event_us"]
+    lines = ["| case | " + " | ".join(d.name for d in dirs) + " |",
+             "|---" + "|---:" * len(dirs) + "|"]
+    for name in sorted(times):
+        lines.append(f"| {name} | " + " | ".join(
+            f"{times[name][d.name]:.2f}" if d.name in times[name] else "" for d in dirs) + " |")
+    return "# Event time per run, µs\n\n" + "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("out", type=Path, help="the probe's output folder")
+    ap.add_argument("out", type=Path, help="the probe's output folder (with --compare: the "
+                                           "folder of run folders)")
     ap.add_argument("--md", type=Path, help="also write the report here")
+    ap.add_argument("--compare", action="store_true", help="event times across run folders")
     args = ap.parse_args(argv)
+    if args.compare:
+        print(compare(args.out))
+        return 0
     cases = sorted(args.out.glob("trace_*.json"))
     errors = sorted(args.out.glob("trace_*.error"))
     if not cases and not errors:

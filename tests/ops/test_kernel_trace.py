@@ -103,6 +103,13 @@ def test_trace_kslice(emu_trace, tmp_path):
     summary = _report(tmp_path, "ks", "ks", blocks, stages, [h for h, _ in grid])
     assert summary["stream_us"] >= 0 and summary["wait_data_ns"] >= 0
     assert summary["launch_us"] > 0
+    # optin_iter's side-by-side table: one row per case, one column per run folder
+    runs = tmp_path / "runs"
+    for run in ("control", "traced"):
+        (runs / run).mkdir(parents=True)
+        (runs / run / "trace_ks.json").write_text((tmp_path / "trace_ks.json").read_text())
+    table = _report_module().compare(runs)
+    assert "| case | control | traced |" in table and "| ks | 1.00 | 1.00 |" in table
 
 
 def test_trace_wgmma(emu_trace, tmp_path):
