@@ -149,6 +149,26 @@ def stages(heads: list[list[int]], stage_rows: list[list[list[int]]], ghz: float
             "x (K-slice: scales) per stage": stat(x_period)}
 
 
+def reading(st: dict) -> str:
+    """One line on what sets the stage, from the per-stage medians (ns)."""
+    period = st["stage period"][0]
+    if not period == period or period <= 0:
+        return ""
+    share = {k: st[k][0] / period for k in ("consumer wait for data", "consumer work (fill, issue)",
+                                            "consumer wait for an older group")
+             if st[k][0] == st[k][0]}
+    if not share:
+        return ""
+    top = max(share, key=share.get)
+    why = {"consumer wait for data": "the copies (the producer's issue, or HBM) set the stage",
+           "consumer work (fill, issue)": "the consumers' own loads, dequantization and issue set "
+                                          "the stage",
+           "consumer wait for an older group": "the tensor cores' latency sets the stage (the "
+                                               "LLMACCEL_WGMMA_DEPTH / _CHAINS runs test that)"}
+    parts = ", ".join(f"{k} {100 * v:.0f} %" for k, v in share.items())
+    return f"- reading: of a {period:.0f} ns stage, {parts}: {why[top]}"
+
+
 def case_report(json_path: Path) -> tuple[dict, str]:
     meta, heads, stage_rows = load(json_path)
     mb = (meta["weight_bytes"] + meta["scale_bytes"]) / 1e6
@@ -189,6 +209,8 @@ def case_report(json_path: Path) -> tuple[dict, str]:
     if tl["ranges"]:
         lines.append(f"- K reduction: the last block of a range spends {tl['reduce_last_us']:.2f}"
                      f" µs from its barrier to its exit (the others {tl['exit_rest_us']:.2f})")
+    if line := reading(st):
+        lines.append(line)
     lines += ["", "| per stage, ns | median | p90 | n |", "|---|---:|---:|---:|"]
     for key, (med, p90, n) in st.items():
         lines.append(f"| {key} | {med:.0f} | {p90:.0f} | {n} |")
