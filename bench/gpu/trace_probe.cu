@@ -143,10 +143,11 @@ struct Probe {
     fill_bytes<<<1024, 256, 0, s>>>(flush, kFlushBytes, 7);
     sms = cu::current_device_sms();
   }
-  void flush_l2() {
-    read_kernel<<<sms * 8, 512, 0, s>>>(reinterpret_cast<const uint4*>(flush), kFlushBytes / 16,
-                                        sink);
+  // One streaming read of `bytes` (a multiple of 16) at `src`, on the probe's stream.
+  void read(const void* src, int64_t bytes) {
+    read_kernel<<<sms * 8, 512, 0, s>>>(static_cast<const uint4*>(src), bytes / 16, sink);
   }
+  void flush_l2() { read(flush, kFlushBytes); }
   // The records' buffer, zeroed, and the kernels' sink pointed at it (on) or at nothing. The
   // flush that follows in the stream evicts the zeroed lines before the timed call.
   void set_sink(int stages, bool on) {
@@ -191,8 +192,7 @@ struct Probe {
     call();
     CHECK(cudaEventRecord(e1, s));
     stamp_kernel<<<1, 1, 0, s>>>(stamps + 1);
-    CHECK(cudaEventSynchronize(e1));
-    CHECK(cudaStreamSynchronize(s));
+    CHECK(cudaStreamSynchronize(s));  // the stamp after the call too
     float ms = 0;
     CHECK(cudaEventElapsedTime(&ms, e0, e1));
     CHECK(cudaMemcpy(st, stamps, 2 * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
@@ -251,10 +251,13 @@ static void run_case(Probe& pr, const Case& c, const std::string& out, const Clo
   std::string plan;
   std::function<void()> call;
   int stages = kWgStages;
+  uint16_t* x16 = nullptr;  // the decode-size kernels' x: m rows of k, 16-bit
+  if (c.kind == "sw8" || c.kind == "ks") {
+    x16 = buf.get<uint16_t>(int64_t(c.m) * c.k);
+    fill_16bit<<<256, 256, 0, pr.s>>>(x16, int64_t(c.m) * c.k);
+  }
   if (c.kind == "sw8") {
     stages = kKsStages;  // warp 0's first trips through its ring
-    auto* x16 = buf.get<uint16_t>(int64_t(c.m) * c.k);
-    fill_16bit<<<256, 256, 0, pr.s>>>(x16, int64_t(c.m) * c.k);
     call = [=, &pr] {
       cu::gemm_w8a16(x16, cu::kBF16, c.m, c.k, c.k, w32, n_tiles, nk, scales, c.n, nullptr, out_y,
                      c.n, pr.s);
@@ -262,8 +265,6 @@ static void run_case(Probe& pr, const Case& c, const std::string& out, const Clo
     plan = "\"swapab\": true";
   } else if (c.kind == "ks") {
     stages = kKsStages;
-    auto* x16 = buf.get<uint16_t>(int64_t(c.m) * c.k);
-    fill_16bit<<<256, 256, 0, pr.s>>>(x16, int64_t(c.m) * c.k);
     cu::DecodeWorkspace ws;
     ws.n_counters = n_tiles + cu::kKsMaxTiles;
     ws.counters = buf.get<int>(ws.n_counters);
@@ -323,16 +324,10 @@ static void run_case(Probe& pr, const Case& c, const std::string& out, const Clo
   const int used = write_trace(pr, out + "/trace_" + c.name + ".bin", stages);
   pr.set_sink(stages, false);
   // the floor for these weight bytes (and scales), and an empty kernel, after the same flush
-  const int64_t words = (wbytes + sbytes) / 16;
-  const float us_read = pr.timed([&] {
-    read_kernel<<<pr.sms * 8, 512, 0, pr.s>>>(reinterpret_cast<const uint4*>(w), words,
-                                              pr.sink);
-  });
+  const auto read_w = [&] { pr.read(w, wbytes + sbytes); };
+  const float us_read = pr.timed(read_w);
   // the same read without the flush: equal times would mean the flush leaves the bytes in L2
-  const float us_warm = pr.timed([&] {
-    read_kernel<<<pr.sms * 8, 512, 0, pr.s>>>(reinterpret_cast<const uint4*>(w), words,
-                                              pr.sink);
-  }, false);
+  const float us_warm = pr.timed(read_w, false);
   const float us_empty = pr.timed([&] { empty_kernel<<<1, 32, 0, pr.s>>>(); });
   std::ofstream js(out + "/trace_" + c.name + ".json");
   js << "{\"name\": \"" << c.name << "\", \"kind\": \"" << c.kind << "\", \"m\": " << c.m

@@ -412,19 +412,18 @@ __device__ __forceinline__ void wgmma_mainloop(const WgmmaSmem<Cfg>& sm, const W
     stage(kt, integral_constant<int, 0>());
     if (kt + 1 < work.kt1) stage(kt + 1, integral_constant<int, 1>());
     if constexpr (kD > 2)
-      if (kt + 2 < work.kt1) stage(kt + 2, integral_constant<int, 2 % kD>());
+      if (kt + 2 < work.kt1) stage(kt + 2, integral_constant<int, 2>());
     if constexpr (kD > 3)
-      if (kt + 3 < work.kt1) stage(kt + 3, integral_constant<int, 3 % kD>());
+      if (kt + 3 < work.kt1) stage(kt + 3, integral_constant<int, 3>());
   }
   wgmma_wait<0>();  // the last groups: their slots go back too, oldest first
 #pragma unroll
   for (int q = 0; q < kD; ++q) wgmma_hold_a(a[q]);
-  if constexpr (kD == 2) {  // an item has at least one stage
-    wgmma_release(&sm.empty[Cfg::slot(it - 1)], lane, peer, all_lanes);
-  } else {
-    for (int r = min(kD - 1, work.kt1 - work.kt0); r >= 1; --r)
+  // the last min(kD - 1, stages) slots; every item has a stage, so the newest always goes back
+#pragma unroll
+  for (int r = kD - 1; r >= 1; --r)
+    if (r == 1 || work.kt1 - work.kt0 >= r)
       wgmma_release(&sm.empty[Cfg::slot(it - r)], lane, peer, all_lanes);
-  }
   wgmma_fence_acc(acc);
   if constexpr (kC == 2) {
     wgmma_fence_acc(acc2);
