@@ -365,6 +365,17 @@ int main(int argc, char** argv) {
   for (int m : {1, 512}) wg("w8a16", m, 4096, 14336);
   for (int m : {2048, 4096}) wg("w8a8", m, 4096, 14336);
   wg("w8a8", 2048, 14336, 4096);
+  // every name asked for must be a case or a kind: a typo would otherwise run nothing, silently
+  for (int i = 2; i < argc; ++i) {
+    const bool known = std::any_of(cases.begin(), cases.end(), [&](const Case& c) {
+      return c.name == argv[i] || c.kind == argv[i];
+    });
+    if (!known) {
+      std::fprintf(stderr, "trace_probe: no case or kind \"%s\"; the cases:\n", argv[i]);
+      for (const Case& c : cases) std::fprintf(stderr, "  %s\n", c.name.c_str());
+      return 2;
+    }
+  }
   int ran = 0, failed = 0;
   try {
     Probe pr;

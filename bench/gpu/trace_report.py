@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", action="store_true", help="event times across run folders")
     args = ap.parse_args(argv)
     if args.compare:
+        if not args.out.is_dir() or not any(args.out.glob("*/trace_*.json")):
+            print(f"no run folders with trace_*.json in {args.out}", file=sys.stderr)
+            return 1
         print(compare(args.out))
         return 0
     cases = sorted(args.out.glob("trace_*.json"))
