@@ -39,7 +39,7 @@ namespace llmaccel::cuda {
 
 constexpr int kKsWarps = 8;     // warps per block: their slices tile one K chunk
 constexpr int kKsUnits = 4;     // UPW: 32-column chunks per warp slice (one g128 group)
-constexpr int kKsMaxTiles = 16; // tiles per block at most (shared memory: 512·m B per tile)
+constexpr int kKsMaxTiles = 64; // tiles per block at most (the block's sums: 64·m B per tile)
 constexpr int64_t kSmemPerSm = 228 * 1024;         // sm_90
 constexpr int64_t kSmemPerBlockReserved = 1024;    // the runtime's share of each block
 
@@ -47,6 +47,7 @@ struct KsPlan {
   int kchunks = 0;   // grid.y: K chunks of kKsWarps·UPW units
   int ranges = 0;    // grid.x: tile ranges
   int tpb = 0;       // tiles per range (the last range may hold fewer)
+  int pass = 0;      // tiles whose per-warp sums the block holds at once: tpb, or a multiple of NB
   int cluster = 0;   // 1: the K chunks of a range are one cluster and meet in its shared memory
   // the weight copies marked evict-first in L2 (LLMACCEL_EVICT_FIRST=1, opt-in until run on a
   // GPU): every weight byte is read once per call
@@ -58,22 +59,35 @@ struct KsPlan {
 // Whether the K-slice kernel takes this grouping: a slice must hold whole groups or lie in one.
 inline bool kslice_takes(int64_t cpg) { return cpg % kKsUnits == 0 || kKsUnits % cpg == 0; }
 
-// blocks_per_sm: the kernel's MINB; ring_bytes: its rings and barriers per block. A block's
-// reduction buffer, (tpb, kKsWarps, 16, m) floats, gets what MINB blocks leave of the SM's shared
-// memory (and at most 48 KB), which caps the tiles per block.
+// Shared memory of a block's reduction, after its ring: the warps' sums of one pass of tiles
+// (pass, kKsWarps, 16, m) and the block's sums of all its tiles (tpb, 16, m), floats.
+__host__ __device__ constexpr int64_t ks_red_bytes(int pass, int tpb, int64_t m) {
+  return (int64_t(pass) * kKsWarps + tpb) * 16 * m * 4;
+}
+
+// blocks_per_sm: the kernel's MINB; ring_bytes, ring_slots: its rings and barriers per block,
+// and its NB. The reduction gets what MINB blocks leave of the SM's shared memory. The block's
+// sums (64·m bytes per tile) bound the tiles per block, with room for a pass of NB tiles beside
+// them; what is left, the tiles per pass (512·m bytes each): all of the block's, or whole trips
+// around the ring (the kernel adds a pass up between trips).
+// Before passes (2026-11-23) the warps' sums of all of a block's tiles had to fit at once: at
+// M = 16 six tiles per block, so 600-688 blocks on the issue's shapes where 264 fit on the H100
+// at once (2.3-2.6 waves, and 1.1 at M = 8 on 8192→8192), where one wave now does.
 inline KsPlan plan_kslice(int64_t m, int64_t n_tiles, int64_t nk, int sms, int blocks_per_sm,
-                          int64_t ring_bytes) {
+                          int64_t ring_bytes, int ring_slots) {
   KsPlan s;
   const int64_t chunk = int64_t(kKsWarps) * kKsUnits;
   s.kchunks = int((nk + chunk - 1) / chunk);
   const int64_t target = std::max<int64_t>(1, int64_t(sms) * blocks_per_sm / s.kchunks);
-  const int64_t red_max = std::min<int64_t>(
-      48 * 1024, kSmemPerSm / blocks_per_sm - kSmemPerBlockReserved - ring_bytes - 256);
+  const int64_t red_max = kSmemPerSm / blocks_per_sm - kSmemPerBlockReserved - ring_bytes - 256;
+  const int64_t sum_tile = ks_red_bytes(0, 1, m), warp_tile = ks_red_bytes(1, 0, m);
   const int64_t cap = std::max<int64_t>(
-      1, std::min<int64_t>(kKsMaxTiles, red_max / (int64_t(kKsWarps) * 16 * m * 4)));
-  int64_t tpb = std::min<int64_t>((n_tiles + target - 1) / target, cap);
+      1, std::min<int64_t>(kKsMaxTiles, (red_max - ring_slots * warp_tile) / sum_tile));
+  const int64_t tpb = std::min<int64_t>((n_tiles + target - 1) / target, cap);
   s.tpb = int(std::max<int64_t>(tpb, 1));
   s.ranges = int((n_tiles + s.tpb - 1) / s.tpb);
+  const int64_t room = (red_max - s.tpb * sum_tile) / warp_tile;  // ≥ ring_slots (the cap)
+  s.pass = room >= s.tpb ? s.tpb : int(std::max<int64_t>(room / ring_slots, 1) * ring_slots);
   return s;
 }
 inline int64_t kslice_partial_bytes(const KsPlan& s, int64_t m) {
@@ -101,6 +115,15 @@ __device__ __forceinline__ void w4_offset_bf16(uint32_t w, uint32_t a[4]) {
   for (int p = 0; p < 4; ++p) a[p] = and_or(w >> (4 * p), 0x000F000Fu, 0x43004300u);
 }
 
+// The consumer warps of a block meet (named barrier 1; the producer warp copies on).
+#if defined(LLMACCEL_SIMT_EMU)
+inline void ks_consumers_sync() { emu::named_barrier(1, kKsWarps * 32); }
+#else
+__device__ __forceinline__ void ks_consumers_sync() {
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kKsWarps * 32) : "memory");
+}
+#endif
+
 // T: fp16/bf16. MT: 8-row tiles of x. GU: units per group when a slice holds several groups
 // (1 or 2), 0 when the slice lies in one group. NB: ring slots; MINB: blocks per SM
 // (__launch_bounds__, and the plan).
@@ -127,10 +150,12 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   constexpr bool kFold = std::is_same<T, __nv_bfloat16>::value;
   using A = Act16<T>;
   LLMACCEL_DYNAMIC_SMEM_ALIGNED(ks_smem, 128);
-  // NB slots, NB "full" and NB "empty" barriers, then the reduction (tpb, kKsWarps, 16, m).
+  // NB slots, NB "full" and NB "empty" barriers, then the reduction (ks_red_bytes): the warps'
+  // sums of a pass of tiles, and the block's sums of all its tiles.
   uint64_t* full = reinterpret_cast<uint64_t*>(ks_smem + NB * kSlot);
   uint64_t* empty = full + NB;
   float* red = reinterpret_cast<float*>(empty + NB);
+  float* sums = red + plan.pass * kKsWarps * 16 * p.m;
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int r = lane >> 2, j = lane & 3;
@@ -142,6 +167,18 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   const int g_first = cu0 / cpg;                         // its groups in the scales
   const int ngb = (cu0 + cun - 1) / cpg - g_first + 1;
   LLMACCEL_TRACE(const TraceEntry trace_in = trace_entry());
+  // The block's tiles, in passes of plan.pass: the warps' sums of a pass's tiles, added in warp
+  // order into the block's sums (tpb, 16, m), by `nthreads` threads from `tid` on.
+  const int tile_vals = 16 * m;
+  const auto add_pass = [&](int first, int n, int tid, int nthreads) {
+    for (int idx = tid; idx < n * tile_vals; idx += nthreads) {
+      const int tp = idx / tile_vals, rest = idx - tp * tile_vals;
+      float s = 0.f;
+#pragma unroll 4  // fully unrolled, the 16-row kernels spilled
+      for (int w = 0; w < kKsWarps; ++w) s += red[(tp * kKsWarps + w) * tile_vals + rest];
+      sums[first * tile_vals + idx] = s;
+    }
+  };
 
   if (threadIdx.x == 0) {
 #pragma unroll
@@ -221,19 +258,15 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     uint32_t zlo = 0, zhi = 0;
     if constexpr (!ZP && !kFold) w4_zero_consts(8u, 8u, zlo, zhi, T());
 
-    // Where this lane's C fragment goes in the reduction buffer (−1: a column past m).
-    int red_off[MT][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = r + (i >> 1) * 8, col = mt * 8 + 2 * j + (i & 1);
-        red_off[mt][i] = col < m ? (warp * 16 + row) * m + col : -1;
-      }
+    // This lane's C fragment in a tile's part of the reduction buffer: rows r and r + 8 of the
+    // warp's 16, columns mt·8 + 2j + (0, 1), those past m not stored. Offsets computed per store:
+    // a table of them held 4·MT registers across the loop (the 16-row kernels spilled).
+    const int red_row = (warp * 16 + r) * m + 2 * j;
     const int red_tile = kKsWarps * 16 * m;
 
-    // One tile from slot b (a compile-time index: the loop below is unrolled by NB).
-    auto consume = [&](int t, int b, uint32_t parity) {
+    // One tile from slot b (a compile-time index: the loop below is unrolled by NB); the warp's
+    // sums go to tile_red.
+    auto consume = [&](int t, int b, uint32_t parity, float* tile_red) {
       const uint8_t* slot = ks_smem + b * kSlot;
       LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(t, kTsWaitFull, trace_clock()));
       mbar_wait(full + b, parity);
@@ -311,61 +344,67 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
       __syncwarp();
       if (lane == 0) mbar_arrive(empty + b);
       LLMACCEL_TRACE(if (threadIdx.x == 0) trace_stage(t, kTsReleased, trace_clock()));
-      float* tile_red = red + t * red_tile;
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int i = 0; i < 4; ++i)
-          if (red_off[mt][i] >= 0) tile_red[red_off[mt][i]] = acc[mt][i];
+          if (mt * 8 + 2 * j + (i & 1) < m)
+            tile_red[red_row + (i >> 1) * 8 * m + mt * 8 + (i & 1)] = acc[mt][i];
     };
 
+    // A pass ends when its tiles' sums fill `red` and more tiles follow: the consumer warps meet
+    // (the producer copies on meanwhile), add them into `sums` and meet again before the next
+    // pass overwrites them. Passes are whole trips around the ring (plan_kslice), so that this
+    // stays out of the unrolled trip: inside it, the 16-row zero-point kernel spilled. The
+    // block's last pass is added after its barrier, below.
     uint32_t parity = 0;
+    int pass_first = 0;
     for (int tb = 0; tb < nt; tb += NB, parity ^= 1) {
 #pragma unroll
       for (int b = 0; b < NB; ++b)
-        if (tb + b < nt) consume(tb + b, b, parity);
+        if (tb + b < nt) consume(tb + b, b, parity, red + (tb + b - pass_first) * red_tile);
+      if (tb + NB - pass_first == plan.pass && tb + NB < nt) {
+        ks_consumers_sync();
+        add_pass(pass_first, plan.pass, threadIdx.x, kKsWarps * 32);
+        ks_consumers_sync();
+        pass_first += plan.pass;
+      }
     }
     LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head_now(kTrConsumed, kTrConsumedClk));
   }
   __syncthreads();
   LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head_now(kTrJoined, kTrJoinedClk));
+  const int last_first = (nt - 1) / plan.pass * plan.pass;  // the last pass's first tile
+  add_pass(last_first, nt - last_first, threadIdx.x, blockDim.x);
+  __syncthreads();
 
-  // The block's sums per (tile, row, column), warps added in order.
-  const int per_range = nt * 16 * m;
+  // sums[idx]: the block's sum for idx = (tile, row, column) within the range.
+  const int per_range = nt * tile_vals;
   const int64_t n0 = int64_t(t0) * 16;
   T* out = static_cast<T*>(p.out);
-  auto block_sum = [&](int idx) {  // idx: (tile, row, column) within the range
-    const int t = idx / (16 * m), rest = idx - t * 16 * m;
-    float s = 0.f;
-#pragma unroll
-    for (int w = 0; w < kKsWarps; ++w) s += red[(t * kKsWarps + w) * 16 * m + rest];
-    return s;
-  };
   auto write_y = [&](int idx, float v) {
     const int col = idx % m, n = int(n0) + idx / m;
     if (n < p.n)
       out[int64_t(col) * p.ldo + n] = A::from_float(v + (p.bias ? __ldg(p.bias + n) : 0.f));
   };
   if (plan.kchunks == 1) {
-    for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) write_y(idx, block_sum(idx));
+    for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) write_y(idx, sums[idx]);
     LLMACCEL_TRACE(trace_exit(trace_in, NB, 1));
     return;
   }
   if (plan.cluster) {
-    // The range's K chunks form one thread-block cluster: each block leaves its sums in its own
-    // shared memory (the ring, idle now) and the chunk-0 block adds them in chunk order through
-    // distributed shared memory (the same order as the workspace path: the same bits), with no
-    // round trip through L2 and no counter.
+    // The range's K chunks form one thread-block cluster: the chunk-0 block adds the blocks'
+    // sums (at the same offset in each) in chunk order through distributed shared memory (the
+    // same order as the workspace path: the same bits), with no round trip through L2 and no
+    // counter.
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
-    float* mine = reinterpret_cast<float*>(ks_smem);
-    for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) mine[idx] = block_sum(idx);
     cluster.sync();
     LLMACCEL_TRACE(if (threadIdx.x == 0) trace_head(kTrLast, kc == 0));
     if (kc == 0)
       for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
         float s = 0.f;
-        for (int c = 0; c < plan.kchunks; ++c) s += cluster.map_shared_rank(mine, c)[idx];
+        for (int c = 0; c < plan.kchunks; ++c) s += cluster.map_shared_rank(sums, c)[idx];
         write_y(idx, s);
       }
     cluster.sync();  // every block's shared memory lives until chunk 0 has read it
@@ -374,7 +413,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   }
   float* slots = plan.partials + int64_t(range) * plan.kchunks * plan.tpb * 16 * m;
   for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x)
-    slots[int64_t(kc) * plan.tpb * 16 * m + idx] = block_sum(idx);
+    slots[int64_t(kc) * plan.tpb * 16 * m + idx] = sums[idx];
   // The count is an acquire-release atomic by one thread after the block barrier (the pattern of
   // CUTLASS's semaphore): it publishes every thread's slot writes without a full fence per thread.
   __syncthreads();
@@ -386,11 +425,32 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     LLMACCEL_TRACE(trace_exit(trace_in, NB, 1));
     return;
   }
-  for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x) {
-    float s = 0.f;
-    for (int c = 0; c < plan.kchunks; ++c)
-      s += __ldcg(slots + int64_t(c) * plan.tpb * 16 * m + idx);
-    write_y(idx, s);
+  // The chunks' sums in chunk order, four neighbouring outputs per thread (16-byte loads: every
+  // chunk's slots are whole 16-float rows) and kGatherChunks chunks' loads issued before the
+  // adds that need them. One output at a time took ~per_range / blockDim round trips to L2 in a
+  // row (its loads waited once per batch the compiler unrolled, and the next output's could not
+  // pass the store before them: out may alias the workspace, for all the compiler knows).
+  constexpr int kGatherChunks = 4;
+  const int64_t chunk_stride = int64_t(plan.tpb) * tile_vals;
+  for (int q = threadIdx.x; q < per_range / 4; q += blockDim.x) {
+    const float4* src = reinterpret_cast<const float4*>(slots) + q;
+    float s[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int c0 = 0; c0 < plan.kchunks; c0 += kGatherChunks) {
+      float4 v[kGatherChunks];
+#pragma unroll
+      for (int e = 0; e < kGatherChunks; ++e)
+        if (c0 + e < plan.kchunks) v[e] = __ldcg(src + (c0 + e) * chunk_stride / 4);
+#pragma unroll
+      for (int e = 0; e < kGatherChunks; ++e)
+        if (c0 + e < plan.kchunks) {
+          s[0] += v[e].x;
+          s[1] += v[e].y;
+          s[2] += v[e].z;
+          s[3] += v[e].w;
+        }
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) write_y(4 * q + u, s[u]);
   }
   if (threadIdx.x == 0) plan.counters[range] = 0;
   LLMACCEL_TRACE(trace_exit(trace_in, NB, 1));

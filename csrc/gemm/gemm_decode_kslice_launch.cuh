@@ -17,8 +17,7 @@ void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace&
   constexpr int NG = GU > 0 ? kKsUnits / GU : 1;
   constexpr int64_t kRing = ks_ring_bytes<NG, ZP, NB>();
   static_assert(kRing * MINB + MINB * kSmemPerBlockReserved < kSmemPerSm, "rings too large");
-  static_assert(kRing >= kKsMaxTiles * 16 * kDecodeMaxM * 4, "the cluster sums live in the ring");
-  KsPlan plan = plan_kslice(p.m, p.n_tiles, p.nk, current_device_sms(), MINB, kRing);
+  KsPlan plan = plan_kslice(p.m, p.n_tiles, p.nk, current_device_sms(), MINB, kRing, NB);
   // LLMACCEL_KS_REDUCE=cluster: K chunks meet in a cluster's shared memory (at most 8 blocks, the
   // portable cluster size) instead of the workspace. Opt-in until measured (bench/gpu/NOTES.md).
   const char* reduce = std::getenv("LLMACCEL_KS_REDUCE");
@@ -30,7 +29,9 @@ void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace&
             op, "the decode workspace is missing or too small (size it with decode_workspace)");
   plan.counters = ws.counters;
   plan.partials = static_cast<float*>(ws.partials);
-  const int smem = int(kRing) + plan.tpb * kKsWarps * 16 * p.m * 4;
+  const int smem = int(kRing + ks_red_bytes(plan.pass, plan.tpb, p.m));
+  require(smem <= kSmemPerSm / MINB - kSmemPerBlockReserved, op,
+          "the K-slice plan does not fit in shared memory (m too large for this configuration)");
   auto kernel = gemm_decode_kslice_w4_kernel<T, ZP, MT, GU, NB, MINB>;
   // Above 48 KB a kernel needs the opt-in, once per device (not a stream operation: capturable).
   static unsigned opted = 0;  // bit per device

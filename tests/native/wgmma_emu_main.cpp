@@ -20,8 +20,13 @@
 //   quant_tiles: m k ldx kt_count x_dtype (0 fp16, 1 bf16, 2 fp32) — x.bin; also writes
 //          DIR/scale_out.bin
 //   quant_rows: m k ldx block x_dtype — x.bin; also writes DIR/scale_out.bin, DIR/qsum_out.bin
-//   kslice: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms cluster
-//          — x.bin w.bin scales.bin [zeros.bin] (the g128-and-coarser configurations)
+//   kslice: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms cluster [pass]
+//          — x.bin w.bin scales.bin [zeros.bin] (the g128-and-coarser configurations); pass > 0
+//          (a multiple of the configuration's ring slots) caps the plan's tiles per pass (the
+//          emulator's shared memory is always an H100's most, so only this reaches the passes
+//          of a plan that fits in one)
+//   ksplan: m n_tiles nk sms minb nb has_zeros — prints the K-slice plan (kchunks, ranges, tpb,
+//          pass) and its shared memory per block against what minb blocks per SM leave
 //   tiled_w4: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms
 //          — x.bin (m × k, k a multiple of 8) w.bin scales.bin [zeros.bin]; sms sets the
 //          K split as on a GPU with that many SMs
@@ -199,6 +204,18 @@ int main(int argc, char** argv) {
     write(q, size_t(m * ldq));
     return 0;
   }
+  if (kind == "ksplan") {  // plan_kslice for the g128-and-coarser rings (one group per slot)
+    const int64_t m = a[0], n_tiles = a[1], nk = a[2];
+    const int sms = int(a[3]), minb = int(a[4]), nb = int(a[5]);
+    const int64_t slot = a[6] ? cu::ks_slot_bytes<1, true>() : cu::ks_slot_bytes<1, false>();
+    const int64_t ring = nb * slot + 2 * nb * 8;  // ks_ring_bytes
+    const cu::KsPlan plan = cu::plan_kslice(m, n_tiles, nk, sms, minb, ring, nb);
+    std::printf("kchunks %d ranges %d tpb %d pass %d smem %lld limit %lld\n", plan.kchunks,
+                plan.ranges, plan.tpb, plan.pass,
+                static_cast<long long>(ring + cu::ks_red_bytes(plan.pass, plan.tpb, m)),
+                static_cast<long long>(cu::kSmemPerSm / minb - cu::kSmemPerBlockReserved));
+    return 0;
+  }
   if (kind == "kslice") {
     const int64_t m = a[0], n = a[1], n_tiles = a[3], nk = a[4];
     const bool bf16 = a[5] != 0, zp = a[9] != 0, cluster = a[11] != 0;
@@ -213,8 +230,12 @@ int main(int argc, char** argv) {
       constexpr int MT = decltype(mt)::value, NB = decltype(nb)::value,
                     MINB = decltype(minb)::value;
       constexpr int64_t kRing = cu::ks_ring_bytes<1, ZP, NB>();
-      cu::KsPlan plan = cu::plan_kslice(m, n_tiles, nk, sms, MINB, kRing);
+      cu::KsPlan plan = cu::plan_kslice(m, n_tiles, nk, sms, MINB, kRing, NB);
       plan.cluster = cluster && plan.kchunks > 1 && plan.kchunks <= 8;
+      if (a.size() > 12 && a[12] > 0) {  // whole trips around the ring, as plan_kslice's
+        if (a[12] % NB) emu::fail("kslice: pass must be a multiple of the ring's slots");
+        plan.pass = int(std::min<int64_t>(a[12], plan.pass));
+      }
       std::vector<int> counters(size_t(plan.ranges), 0);
       std::vector<float> partials(size_t(cu::kslice_partial_bytes(plan, m) / 4 + 1));
       plan.counters = counters.data();
@@ -226,7 +247,8 @@ int main(int argc, char** argv) {
       else emu::launch(kernel, grid, threads, p, plan, cpg);
       for (int c : counters)
         if (c) emu::fail("kslice: a tile counter was not left at zero");
-      std::printf("kchunks %d ranges %d cluster %d\n", plan.kchunks, plan.ranges, plan.cluster);
+      std::printf("kchunks %d ranges %d cluster %d tpb %d pass %d\n", plan.kchunks, plan.ranges,
+                  plan.cluster, plan.tpb, plan.pass);
     };
     using I = std::integral_constant<int, 0>;
     const auto pick = [&](auto t) {
