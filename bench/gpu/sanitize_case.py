@@ -13,7 +13,8 @@ K = 200 (not a multiple of the group, 64, nor of 32: the ops pad), N = 72 (not a
 16: a ragged row tile), M in 1, 3, 12, 70, 300 (decode, small odd, ragged tiles); M=3 runs fp16
 activations, the rest bf16; M=70 adds a bias. The GEMMs also run at N = 264 for M = 12, 70, 300
 (three weight blocks of the wgmma kernels: what their clusters of 2 pair). K = 2080 at
-M = 1, 12, 40 (int4) and 40, 300 (int8): the decode kernel's K chunks, rings that wrap.
+M = 1, 12, 40 (int4) and 40, 300 (int8): the decode kernel's K chunks, rings that wrap; and at
+N = 5760, M = 16 its blocks' passes (LLMACCEL_KS_PASS_TRIPS=1).
 Inputs are made on the CPU and copied over, so almost every kernel the sanitizer sees is
 llmaccel's. Prints one line per case and OK at the end; exits 1 on any mismatch or error.
 """
@@ -21,6 +22,7 @@ llmaccel's. Prints one line per case and OK at the end; exits 1 on any mismatch 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 
@@ -129,6 +131,23 @@ def gemm_w4a16_kchunks(asym: bool, m: int, gen: torch.Generator) -> None:
 
 
 @case
+def gemm_w4a16_kslice_passes(asym: bool, m: int, gen: torch.Generator) -> None:
+    """N = 5760, K = 2080 at M = 16: 5 tiles per block of the decode kernel (3 K chunks), and
+    LLMACCEL_KS_PASS_TRIPS=1, so that its blocks add their tiles up in two passes (4 and 1 tiles)
+    with the consumer warps' named barriers in between; one pass otherwise at this size."""
+    k, n = 2080, 5760
+    p, (qw, sc, zp) = w4(asym, gen, k, 128, n)
+    x = act(m, torch.bfloat16, gen, k)
+    os.environ["LLMACCEL_KS_PASS_TRIPS"] = "1"
+    try:
+        out = llmaccel.ops.gemm_w4a16(x.cuda(), qw, sc, zp, None, n)
+    finally:
+        del os.environ["LLMACCEL_KS_PASS_TRIPS"]
+    ref = ref_gemm.gemm_w4a16(x.float(), p.qweight, p.scales, p.zeros, None, n)
+    check_out(f"gemm_w4a16 passes N={n} K={k} M={m} {x.dtype}", out, ref, x)
+
+
+@case
 def gemm_w8_long(op: str, m: int, gen: torch.Generator) -> None:
     """K = 2080 (a partial last stage): the wgmma kernels' rings wrap (33 k blocks of 64 columns
     on 8-16 slots, 17 of 128 on 4), and blocks of <= 64 x rows pad the last copy group."""
@@ -219,6 +238,8 @@ def main() -> int:
     for m in (1, 12, 40):  # 40: the wgmma kernel's ring wraps (33 stages, 16 slots)
         gemm_w4a16_kchunks(False, m, gen)
         gemm_w4a16_kchunks(True, m, gen)
+    gemm_w4a16_kslice_passes(False, 16, gen)
+    gemm_w4a16_kslice_passes(True, 16, gen)
     for m in (40, 300):
         gemm_w8_long("gemm_w8a16", m, gen)
         gemm_w8_long("gemm_w8a8", m, gen)

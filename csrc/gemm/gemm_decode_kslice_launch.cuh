@@ -23,6 +23,13 @@ void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace&
   const char* reduce = std::getenv("LLMACCEL_KS_REDUCE");
   plan.cluster = reduce && reduce[0] == 'c' && plan.kchunks > 1 && plan.kchunks <= 8;
   plan.evict_first = weights_evict_first();
+  // LLMACCEL_KS_PASS_TRIPS=T: at most T trips of the ring per pass (a test knob, read per call):
+  // the test and sanitizer shapes are small enough for one pass on an H100, and the passes'
+  // barriers and sums must run under the sanitizers too. The same bits either way.
+  if (const char* e = std::getenv("LLMACCEL_KS_PASS_TRIPS")) {
+    const int trips = std::atoi(e);
+    if (trips > 0 && int64_t(trips) * NB < plan.pass) plan.pass = trips * NB;
+  }
   if (plan.kchunks > 1 && !plan.cluster)
     require(ws.counters && ws.partials && ws.n_counters >= plan.ranges &&
                 ws.partial_bytes >= kslice_partial_bytes(plan, p.m),

@@ -267,6 +267,33 @@ def test_cuda_gemm_w4a16_kslice_cluster_same_bits(k, m, monkeypatch):
     check_against_reference("gemm_w4a16", y_cl, x, p, None, f"cluster K={k} M={m}")
 
 
+@pytest.mark.parametrize("m", [1, 7, 16])
+@pytest.mark.parametrize("n,k", [(30000, 128), (9216, 2080)], ids=["N30000-K128", "N9216-K2080"])
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+def test_cuda_gemm_w4a16_kslice_passes_same_bits(symmetric, n, k, m, monkeypatch):
+    """The K-slice kernel's blocks add their tiles up in passes when their warps' sums do not fit
+    at once (M = 9-16 on the issue's shapes). Shapes this small fit in one pass on an H100, so
+    LLMACCEL_KS_PASS_TRIPS=1 forces a pass per trip of the ring (4-8 tiles per block here, over 1
+    and 3 K chunks): right against the reference, the same bits as the plan's own passes (warps
+    added in the same order), and the counters left at zero."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("the K-slice kernel: sm_90")
+    p, w = cuda_weight("gemm_w4a16", n, k, 128, symmetric, source="rtn", seed=k + m)
+    x = make_x((m, k), torch.bfloat16, seed=m).cuda()
+    monkeypatch.setenv("LLMACCEL_DECODE_KERNEL", "kslice")
+    y_own = run_op("gemm_w4a16", x, w, None, n)
+    monkeypatch.setenv("LLMACCEL_KS_PASS_TRIPS", "1")
+    poison_cuda_cache()
+    y_trips = run_op("gemm_w4a16", x, w, None, n)
+    assert torch.equal(y_own, y_trips)
+    check_against_reference("gemm_w4a16", y_trips, x, p, None, f"passes N={n} K={k} M={m}")
+    torch.cuda.synchronize()
+    from llmaccel.ops import cuda as cuda_ops
+    counters, _ = cuda_ops._DECODE_WORKSPACES[(x.device.index,
+                                               torch.cuda.current_stream().cuda_stream)]
+    assert int(counters.abs().sum()) == 0, "tile counters not reset"
+
+
 def cuda_x_like(layout, m, k, dtype, seed=0):
     """x with m rows in a given memory layout on CUDA (as helpers.x_like, plus 'misaligned': a
     contiguous (m, k) view whose data pointer is one element past an aligned one)."""
