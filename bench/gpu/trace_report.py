@@ -81,6 +81,24 @@ def clock_ghz(meta: dict, heads: list[list[int]]) -> float:
     return _med([c / t for c, t in longest]) if longest else NAN
 
 
+def late_blocks(heads: list[list[int]]) -> int:
+    """Blocks that entered after another block on their SM had exited: a later wave's (the grid
+    did not fit at once), as the K-slice plan's passes are meant to avoid at M = 9-16."""
+    by_sm: dict[int, list[list[int]]] = {}
+    for h in heads:
+        if h[SM] and h[EXIT]:
+            by_sm.setdefault(h[SM], []).append(h)
+    late = 0
+    for blocks in by_sm.values():
+        blocks.sort(key=lambda h: h[ENTER])
+        first_exit = None
+        for h in blocks:
+            if first_exit is not None and h[ENTER] > first_exit:
+                late += 1
+            first_exit = h[EXIT] if first_exit is None else min(first_exit, h[EXIT])
+    return late
+
+
 def timeline(meta: dict, heads: list[list[int]], ghz: float) -> dict:
     """The call's phases in µs (see the module docstring)."""
     t0 = meta["stamp_before_ns"]
@@ -96,6 +114,7 @@ def timeline(meta: dict, heads: list[list[int]], ghz: float) -> dict:
     return {
         "blocks": len(heads),
         "sms_used": len({h[SM] for h in heads}),
+        "late_blocks": late_blocks(heads),
         "launch_us": us_ns(min(enter) - t0) if enter and t0 else NAN,
         "enter_spread_us": us_ns(max(enter) - min(enter)) if enter else NAN,
         "enter_p90_us": us_ns(_q([e - min(enter) for e in enter], 0.9)) if enter else NAN,
@@ -193,7 +212,8 @@ def case_report(json_path: Path) -> tuple[dict, str]:
     plan = {k: meta[k] for k in ("x_rows", "splits", "cluster", "w_warps", "x_warp", "x_pieces",
                                  "x_tma") if k in meta}
     lines += [
-        f"- {tl['blocks']} blocks on {tl['sms_used']} SMs, rings of {tl['ring']:.0f} slots "
+        f"- {tl['blocks']} blocks on {tl['sms_used']} SMs ({tl['late_blocks']} of them entered "
+        f"after a block on their SM had exited: a later wave), rings of {tl['ring']:.0f} slots "
         f"(copy groups of {tl['group']:.0f})"
         + (f", {tl['ranges']} tile ranges (K-slice)" if tl["ranges"] else "")
         + (f"; plan {plan}" if plan else "")
@@ -215,7 +235,7 @@ def case_report(json_path: Path) -> tuple[dict, str]:
     for key, (med, p90, n) in st.items():
         lines.append(f"| {key} | {med:.0f} | {p90:.0f} | {n} |")
     summary.update({k: tl[k] for k in ("launch_us", "first_data_us", "stream_us",
-                                       "exit_spread_us", "after_us")})
+                                       "exit_spread_us", "after_us", "late_blocks")})
     summary.update({"wait_data_ns": st["consumer wait for data"][0],
                     "work_ns": st["consumer work (fill, issue)"][0],
                     "wait_group_ns": st["consumer wait for an older group"][0],
@@ -227,7 +247,8 @@ def case_report(json_path: Path) -> tuple[dict, str]:
 COLUMNS = [("event_us", "event µs"), ("read_floor_us", "read floor µs"), ("empty_us", "empty µs"),
            ("launch_us", "launch µs"), ("first_data_us", "1st data µs"),
            ("stream_us", "stream µs"), ("exit_spread_us", "exit spread µs"),
-           ("after_us", "after µs"), ("wait_data_ns", "wait data ns"), ("work_ns", "work ns"),
+           ("after_us", "after µs"), ("late_blocks", "late blocks"),
+           ("wait_data_ns", "wait data ns"), ("work_ns", "work ns"),
            ("wait_group_ns", "wait group ns"), ("wait_slot_ns", "wait slot ns"),
            ("period_ns", "stage ns")]
 

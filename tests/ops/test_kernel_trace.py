@@ -103,6 +103,7 @@ def test_trace_kslice(emu_trace, tmp_path):
     summary = _report(tmp_path, "ks", "ks", blocks, stages, [h for h, _ in grid])
     assert summary["stream_us"] >= 0 and summary["wait_data_ns"] >= 0
     assert summary["launch_us"] > 0
+    assert summary["late_blocks"] == 7  # the emulator runs the 8 blocks one after another
     # optin_iter's side-by-side table: one row per case, one column per run folder
     runs = tmp_path / "runs"
     for run in ("control", "traced"):
@@ -154,3 +155,16 @@ def test_trace_wgmma(emu_trace, tmp_path):
                 assert _ordered(s[WAIT_EMPTY], s[EMPTY], s[W_COPIED])
     summary = _report(tmp_path, "w4", "w4a16", blocks, stages, [h for h, _ in recs[:2]])
     assert summary["work_ns"] > 0 and summary["period_ns"] > 0
+
+
+def test_report_late_blocks():
+    """A block that entered after another on its SM had exited is a later wave's; blocks side by
+    side on an SM, or on other SMs, are not."""
+    def head(sm, enter, exit_):
+        h = [0] * HEAD
+        h[SM], h[ENTER], h[EXIT] = sm, enter, exit_
+        return h
+    late_blocks = _report_module().late_blocks
+    one_wave = [head(1, 0, 10), head(1, 1, 12), head(2, 0, 9), head(2, 2, 11)]
+    assert late_blocks(one_wave) == 0
+    assert late_blocks(one_wave + [head(1, 11, 20), head(2, 9, 19), head(2, 10, 30)]) == 2
