@@ -30,10 +30,14 @@ void launch_kslice(const char* op, const SwapAbParams& p, const DecodeWorkspace&
     const int trips = std::atoi(e);
     if (trips > 0 && int64_t(trips) * NB < plan.pass) plan.pass = trips * NB;
   }
-  if (plan.kchunks > 1 && !plan.cluster)
+  if (plan.kchunks > 1 && !plan.cluster) {
     require(ws.counters && ws.partials && ws.n_counters >= plan.ranges &&
                 ws.partial_bytes >= kslice_partial_bytes(plan, p.m),
             op, "the decode workspace is missing or too small (size it with decode_workspace)");
+    // the last block reads the partial sums with 16-byte loads
+    require(reinterpret_cast<uintptr_t>(ws.partials) % 16 == 0, op,
+            "the decode workspace's partial sums must be 16-byte aligned");
+  }
   plan.counters = ws.counters;
   plan.partials = static_cast<float*>(ws.partials);
   const int smem = int(kRing + ks_red_bytes(plan.pass, plan.tpb, p.m));

@@ -6,7 +6,7 @@
 // The weight layout is already in fragment order, so a stage copies whole 512-byte
 // (tile, chunk) blocks and each lane reads its B fragments as one 16-byte word; the x tile keeps
 // rows 96 bytes apart so the 8-byte A-fragment loads of a half-warp hit 32 different banks.
-// On sm_90a, gemm_w8a8_wgmma (gemm_w8a8_wgmma.cuh, the Python op's choice above M = 64) is the
+// On sm_90a, gemm_w8a8_wgmma (gemm_w8a8_wgmma.cuh, the Python op's choice above M = 32) is the
 // warpgroup-MMA version of this product.
 #include "cuda/cuda_common.cuh"
 #include "gemm/gemm_cuda.h"

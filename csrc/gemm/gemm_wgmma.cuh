@@ -4,7 +4,7 @@
 // swizzled image of gemm_wgmma_xtiles.h.
 //
 // Written 2026-11-22/23 without a GPU and first run on an H100 on 2026-11-23: the default path of
-// gemm_w8a8 above M = 64 and of gemm_w4a16 / gemm_w8a16 at M = 17-512 (ops/cuda.py), figures in
+// gemm_w8a8 above M = 32 and of gemm_w4a16 / gemm_w8a16 at M = 17-512 (ops/cuda.py), figures in
 // bench/gpu/NOTES.md.
 //
 // Why the weights are A, from registers: wgmma takes A from registers or shared memory but B

@@ -1,6 +1,6 @@
 """The wgmma kernels (sm_90a; csrc/gemm/gemm_wgmma.cuh) on a compute capability 9.0 GPU, over
 every M (LLMACCEL_W4_WGMMA / LLMACCEL_W8_WGMMA=all; by default they take M = 17-512, and
-gemm_w8a8's M > 64), also in clusters of 2 (LLMACCEL_WGMMA_CLUSTER=2).
+gemm_w8a8's M > 32), also in clusters of 2 (LLMACCEL_WGMMA_CLUSTER=2).
 
 gemm_w8a8: its int32 sums are exact and its epilogue is the tiled kernel's formula (one fma), so
 beyond the reference twin (test_cuda_gemm.py's tolerance policy) the two paths must agree bit for
@@ -54,7 +54,7 @@ def test_cuda_gemm_w8a8_wgmma(case, with_bias, dtype, monkeypatch):
         monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", "0")
         assert ops.cuda_path("gemm_w8a8", m) == "quant + int8 tiled mma"
         y_tiled = ops.gemm_w8a8(x, *w, bias_cuda, n)
-    # the default above M = 64; below, LLMACCEL_W8A8_WGMMA=all (64-row x blocks)
+    # the default above M = 32; below, LLMACCEL_W8A8_WGMMA=all (64-row x blocks up to M = 64)
     monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", "all")
     assert ops.cuda_path("gemm_w8a8", m) == "quant + int8 wgmma"
     poison_cuda_cache()
@@ -172,7 +172,8 @@ def test_cuda_x_tiles_16bit(m, k, kt, dtype):
 CLUSTER_CASES = [(300, 1000, 264), (5, 4096, 520), (40, 2048, 1000), (2053, 512, 4096)]
 
 
-# (op, its opt-in variable, shape): gemm_w8a8 takes the wgmma kernel above M = 64 only.
+# (op, its opt-in variable, shape): gemm_w8a8 runs at M > 64 only (bit-identical to the tiled
+# kernel there, where =1 keeps the default range).
 CLUSTER_RUNS = [(op, var, *c) for op, var in (("gemm_w8a8", "LLMACCEL_W8A8_WGMMA"),
                                               ("gemm_w4a16", "LLMACCEL_W4_WGMMA"),
                                               ("gemm_w8a16", "LLMACCEL_W8_WGMMA"))

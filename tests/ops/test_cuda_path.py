@@ -28,7 +28,8 @@ def test_default_paths(monkeypatch):
     ("gemm_w4a16", 16, "decode mma"), ("gemm_w4a16", 17, "wgmma"), ("gemm_w4a16", 512, "wgmma"),
     ("gemm_w4a16", 513, "dequant + cuBLAS"), ("gemm_w8a16", 16, "swapAB mma"),
     ("gemm_w8a16", 17, "wgmma"), ("gemm_w8a16", 512, "wgmma"),
-    ("gemm_w8a16", 513, "dequant + cuBLAS"), ("gemm_w8a8", 64, "quant + int8 swapAB mma"),
+    ("gemm_w8a16", 513, "dequant + cuBLAS"), ("gemm_w8a8", 32, "quant + int8 swapAB mma"),
+    ("gemm_w8a8", 33, "quant + int8 wgmma"), ("gemm_w8a8", 64, "quant + int8 wgmma"),
     ("gemm_w8a8", 65, "quant + int8 wgmma"), ("gemm_w8a8", 8192, "quant + int8 wgmma"),
 ])
 def test_default_paths_sm90a(monkeypatch, op, m, expected):
@@ -64,14 +65,16 @@ def test_unknown_op():
 
 @pytest.mark.parametrize("value,available,m,expected", [
     ("", True, 65, "quant + int8 wgmma"), ("1", True, 4096, "quant + int8 wgmma"),
-    ("yes", True, 4096, "quant + int8 wgmma"), ("", True, 64, "quant + int8 swapAB mma"),
+    ("yes", True, 4096, "quant + int8 wgmma"), ("", True, 32, "quant + int8 swapAB mma"),
+    ("", True, 33, "quant + int8 wgmma"), ("", False, 64, "quant + int8 swapAB mma"),
     ("", False, 4096, "quant + int8 tiled mma"), ("0", True, 4096, "quant + int8 tiled mma"),
     ("0", True, 64, "quant + int8 swapAB mma"), ("all", True, 1, "quant + int8 wgmma"),
     ("all", True, 64, "quant + int8 wgmma"), ("all", False, 1, "quant + int8 swapAB mma"),
 ])
 def test_w8a8_wgmma_setting(monkeypatch, value, available, m, expected):
-    """gemm_w8a8 takes the wgmma kernel above the swapped range where the device runs its sm_90a
-    code (=all: every M); LLMACCEL_W8A8_WGMMA=0 or another GPU keeps the tiled kernel."""
+    """gemm_w8a8 takes the wgmma kernel from M = 33 where the device runs its sm_90a code (=all:
+    every M); LLMACCEL_W8A8_WGMMA=0 or another GPU keeps the swapped kernel up to M = 64 and the
+    tiled kernel above."""
     monkeypatch.setenv("LLMACCEL_W8A8_WGMMA", value)
     monkeypatch.setattr(ops.cuda, "w8a8_wgmma_available", lambda: available)
     assert ops.cuda_path("gemm_w8a8", m) == expected

@@ -16,15 +16,16 @@ ops can be captured in a CUDA graph. Which kernel runs is chosen here by M (``cu
 - On a compute capability 9.0 device (sm_90a code), warpgroup-MMA kernels (csrc/gemm/
   gemm_wgmma.cuh: the weights as wgmma's register operand, dequantized in registers; x copied
   into a swizzled image and streamed in by bulk copies) over ``WGMMA_M[op]``: ``gemm_w4a16`` and
-  ``gemm_w8a16`` from M = 17 to 512, ``gemm_w8a8`` above M = 64 (x quantized straight into the
+  ``gemm_w8a16`` from M = 17 to 512, ``gemm_w8a8`` above M = 32 (x quantized straight into the
   image). LLMACCEL_W4_WGMMA / LLMACCEL_W8_WGMMA / LLMACCEL_W8A8_WGMMA=0 turn them off; =1 (=all)
   extends the first two to every M above the range's start (to every M), =all the third to
   every M, for benchmarks.
 - Otherwise ``gemm_w4a16`` / ``gemm_w8a16`` up to ``SWAPAB_MAX_M[op]``: the swapped tensor-core
   kernel (weights read once per 8, 16 or 32 rows of x, straight into MMA fragments); above:
   dequantize to x's dtype and call cuBLAS through torch, where a weight-only kernel no longer
-  wins. ``gemm_w8a8``: per-token int8 quantization, then the swapped int8 kernel up to M = 64
-  and a tiled int8 tensor-core GEMM above (other GPUs).
+  wins. ``gemm_w8a8``: per-token int8 quantization, then the swapped int8 kernel (up to M = 32
+  where the wgmma kernel runs, else up to 64) and a tiled int8 tensor-core GEMM above (other
+  GPUs).
 - Opt-in: ``LLMACCEL_W4_TILED=<max M>`` sends ``gemm_w4a16`` above the decode range and up to
   that M to a tiled kernel (x rows as the MMA's A operand, the int4 weights as B;
   csrc/gemm/gemm_tiled_w4.cuh). The native side reads the same variable on every call.
@@ -60,18 +61,19 @@ def tiled_max_m() -> int:
 # gemm_w4a16 at M = 17-128 in 41-58 µs on 4096→14336 (swapped kernel 56-111), M = 256 in 60-66
 # (dequantize + cuBLAS 116), M = 512 in 137 (154), M = 1024 in 264 (214: cuBLAS wins above);
 # gemm_w8a16 the same above M = 16 (at M ≤ 16 the swapped kernel, 30-39 µs, is as fast or faster);
-# gemm_w8a8 at every M above the swapped kernel's 64 (1.07-1.43× bf16 against the tiled
-# kernel's 0.43-0.71×).
+# gemm_w8a8 above M = 64 (1.07-1.43× bf16 against the tiled kernel's 0.43-0.71×), and at
+# M = 33-64 (w8a8_wgmma_first_m).
 WGMMA_M = {"gemm_w4a16": (DECODE_MAX_M + 1, 512), "gemm_w8a16": (17, 512)}
 _NO_MAX = 1 << 62
 
 
 def w8a8_wgmma_first_m() -> int | None:
-    """The smallest M gemm_w8a8 sends to its wgmma kernel where the device runs it: 65 (above the
-    swapped kernel) by default; LLMACCEL_W8A8_WGMMA=0: none (the tiled int8 kernel, for
-    comparison), =all: every M (64-row x blocks at M <= 64; a benchmark setting)."""
+    """The smallest M gemm_w8a8 sends to its wgmma kernel where the device runs it: 33 by default
+    (64-row x blocks up to M = 64; the swapped kernel below, 1.0-1.4× bf16 at M = 17-32 on the
+    H100, fell to 0.69-0.81× at M = 64); LLMACCEL_W8A8_WGMMA=0: none (the tiled int8 kernel, for
+    comparison), =all: every M (a benchmark setting)."""
     value = os.environ.get("LLMACCEL_W8A8_WGMMA", "")
-    return None if value == "0" else 1 if value == "all" else 65
+    return None if value == "0" else 1 if value == "all" else 33
 
 
 def _wgmma_range(op: str, var: str) -> tuple[int, int] | None:
