@@ -174,7 +174,7 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     for (int idx = tid; idx < n * tile_vals; idx += nthreads) {
       const int tp = idx / tile_vals, rest = idx - tp * tile_vals;
       float s = 0.f;
-#pragma unroll 4  // fully unrolled, the 16-row kernels spilled
+#pragma unroll 4  // not 8: fully unrolled, the 16-row zero-point kernel spilled
       for (int w = 0; w < kKsWarps; ++w) s += red[(tp * kKsWarps + w) * tile_vals + rest];
       sums[first * tile_vals + idx] = s;
     }
