@@ -356,6 +356,8 @@ int main(int argc, char** argv) {
     for (int m : {1, 8, 16})
       cases.push_back({"ks_m" + std::to_string(m) + "_" + std::to_string(sh[0]) + "x" +
                            std::to_string(sh[1]), "ks", m, sh[0], sh[1]});
+  // M = 12 between the two K-slice configurations' ends (2 blocks per SM, tiles in passes)
+  cases.push_back({"ks_m12_4096x14336", "ks", 12, 4096, 14336});
   const auto wg = [&](const char* kind, int m, int k, int n) {
     cases.push_back({std::string(kind) + "_m" + std::to_string(m) + "_" + std::to_string(k) +
                          "x" + std::to_string(n), kind, m, k, n});
@@ -363,7 +365,7 @@ int main(int argc, char** argv) {
   for (const auto& sh : shapes) wg("sw8", 1, sh[0], sh[1]);
   for (int m : {1, 64, 512, 4096}) wg("w4a16", m, 4096, 14336);
   for (int m : {1, 512}) wg("w8a16", m, 4096, 14336);
-  for (int m : {2048, 4096}) wg("w8a8", m, 4096, 14336);
+  for (int m : {64, 2048, 4096}) wg("w8a8", m, 4096, 14336);  // 64: 64-row x blocks
   wg("w8a8", 2048, 14336, 4096);
   // every name asked for must be a case or a kind: a typo would otherwise run nothing, silently
   for (int i = 2; i < argc; ++i) {
