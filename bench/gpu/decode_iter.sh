@@ -12,7 +12,8 @@ log=$OUT/iter.log
 {
   gpu_build
   echo "== tests $(date +%T)"
-  "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py -k "w4a16" 2>&1 | tail -n 8
+  "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_gemm.py tests/ops/test_cuda_gemm_decode.py \
+    -k "w4a16" 2>&1 | tail -n 8
   echo "== sanitizers $(date +%T)"
   for tool in memcheck racecheck synccheck; do
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 120 "$CSAN" --tool $tool --error-exitcode 1 \

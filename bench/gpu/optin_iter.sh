@@ -144,7 +144,8 @@ trace_step() {
     # default paths changed without a GPU first: the quantization kernel's vector path (w8a8,
     # quantize_act_int8) and the int4 dequantization's single LOP3 (the swapped w4a16 kernel)
     timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/ops/test_cuda_dequant_quant.py \
-      tests/ops/test_cuda_gemm.py -k "w8a8 or w4a16 or quant" 2>&1 | tail -n 3
+      tests/ops/test_cuda_gemm.py tests/ops/test_cuda_gemm_decode.py \
+      -k "w8a8 or w4a16 or quant" 2>&1 | tail -n 3
     timeout 300 "$PY" -m pytest -q -p no:cacheprovider -x tests/ops/test_cuda_gemm_w4_tiled.py \
       tests/ops/test_cuda_gemm_wgmma.py 2>&1 | tail -n 12
   fi

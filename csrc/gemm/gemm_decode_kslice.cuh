@@ -411,9 +411,10 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     LLMACCEL_TRACE(trace_exit(trace_in, NB, 1));
     return;
   }
-  float* slots = plan.partials + int64_t(range) * plan.kchunks * plan.tpb * 16 * m;
+  const int64_t chunk_stride = int64_t(plan.tpb) * tile_vals;  // a chunk's slots in the range's
+  float* slots = plan.partials + int64_t(range) * plan.kchunks * chunk_stride;
   for (int idx = threadIdx.x; idx < per_range; idx += blockDim.x)
-    slots[int64_t(kc) * plan.tpb * 16 * m + idx] = sums[idx];
+    slots[kc * chunk_stride + idx] = sums[idx];
   // The count is an acquire-release atomic by one thread after the block barrier (the pattern of
   // CUTLASS's semaphore): it publishes every thread's slot writes without a full fence per thread.
   __syncthreads();
@@ -431,7 +432,6 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
   // row (its loads waited once per batch the compiler unrolled, and the next output's could not
   // pass the store before them: out may alias the workspace, for all the compiler knows).
   constexpr int kGatherChunks = 4;
-  const int64_t chunk_stride = int64_t(plan.tpb) * tile_vals;
   for (int q = threadIdx.x; q < per_range / 4; q += blockDim.x) {
     const float4* src = reinterpret_cast<const float4*>(slots) + q;
     float s[4] = {0.f, 0.f, 0.f, 0.f};
@@ -457,8 +457,10 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
 #endif
 }
 
+// A ring of nb slots of slot_bytes and their two barriers each.
+constexpr int64_t ks_ring_bytes(int nb, int64_t slot_bytes) { return nb * (slot_bytes + 2 * 8); }
 template <int NG, bool ZP, int NB> constexpr int64_t ks_ring_bytes() {
-  return int64_t(NB) * ks_slot_bytes<NG, ZP>() + 2 * NB * 8;  // slots and their two barriers
+  return ks_ring_bytes(NB, ks_slot_bytes<NG, ZP>());
 }
 
 }  // namespace llmaccel::cuda

@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
     const int64_t m = a[0], n_tiles = a[1], nk = a[2];
     const int sms = int(a[3]), minb = int(a[4]), nb = int(a[5]);
     const int64_t slot = a[6] ? cu::ks_slot_bytes<1, true>() : cu::ks_slot_bytes<1, false>();
-    const int64_t ring = nb * slot + 2 * nb * 8;  // ks_ring_bytes
+    const int64_t ring = cu::ks_ring_bytes(nb, slot);
     const cu::KsPlan plan = cu::plan_kslice(m, n_tiles, nk, sms, minb, ring, nb);
     std::printf("kchunks %d ranges %d tpb %d pass %d smem %lld limit %lld\n", plan.kchunks,
                 plan.ranges, plan.tpb, plan.pass,
