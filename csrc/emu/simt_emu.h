@@ -22,6 +22,18 @@
 // show. What it does not model: timing, memory ordering between proxies, register limits (the
 // compiler's register allocation, which wgmma_hold_a guards, is invisible here). A copy is
 // complete when it is issued.
+//
+// Under ThreadSanitizer (g++ -fsanitize=thread: tests/ops/test_emu_races.py) it is a race
+// detector for the kernels' shared-memory protocols: every CUDA thread being a host thread, an
+// access to shared memory that no barrier orders against another thread's conflicting access is
+// reported, whatever the timing of the run. For that, only what orders memory on the GPU orders
+// it here: __syncthreads, __syncwarp, named and cluster barriers, and an mbarrier's phase (its
+// arrivals and completed copies, in that phase, before the waits that see it complete). The
+// emulator's own locks and the rendezvous inside its shuffles, mma.sync and wgmma are hidden from
+// the detector (a warp-collective instruction does not order the lanes' memory accesses), and a
+// wgmma's reads of shared memory are its runner's, ordered before every thread whose wait_group
+// covers it. A copy being complete when issued, a read that a refill's copy overwrites is
+// checked against the earliest moment the copy could write.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -44,7 +56,64 @@
 
 #define LLMACCEL_SIMT_EMU 1
 
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+extern "C" {  // libtsan's dynamic annotations
+void AnnotateIgnoreSyncBegin(const char*, int);
+void AnnotateIgnoreSyncEnd(const char*, int);
+void AnnotateIgnoreReadsBegin(const char*, int);
+void AnnotateIgnoreReadsEnd(const char*, int);
+void AnnotateIgnoreWritesBegin(const char*, int);
+void AnnotateIgnoreWritesEnd(const char*, int);
+}
+#endif
+
 namespace llmaccel::emu {
+
+// The race detector's view (no-ops in a plain build). Unseen: the emulator's bookkeeping, which
+// must neither order the kernel's accesses (its locks, its collective rendezvous) nor be reported
+// (its shared tables); `memory` false leaves the accesses checked and hides only the ordering.
+// Release / acquire: an order the GPU does give, on a cell of the emulator's own.
+#if defined(__SANITIZE_THREAD__)
+inline thread_local int tl_unseen = 0;  // Unseen scopes open in this thread
+struct Unseen {
+  explicit Unseen(bool memory = true) : memory_(memory) {
+    ++tl_unseen;
+    AnnotateIgnoreSyncBegin(__FILE__, __LINE__);
+    if (memory_) {
+      AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+      AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+    }
+  }
+  ~Unseen() {
+    if (memory_) {
+      AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+      AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+    }
+    AnnotateIgnoreSyncEnd(__FILE__, __LINE__);
+    --tl_unseen;
+  }
+  Unseen(const Unseen&) = delete;
+  Unseen& operator=(const Unseen&) = delete;
+
+ private:
+  bool memory_;
+};
+// The detector ignores every order while an Unseen is open: these lift that for their one order.
+template <class F> void race_seen(F f) {
+  for (int i = 0; i < tl_unseen; ++i) AnnotateIgnoreSyncEnd(__FILE__, __LINE__);
+  f();
+  for (int i = 0; i < tl_unseen; ++i) AnnotateIgnoreSyncBegin(__FILE__, __LINE__);
+}
+inline void race_release(void* cell) { race_seen([&] { __tsan_release(cell); }); }
+inline void race_acquire(void* cell) { race_seen([&] { __tsan_acquire(cell); }); }
+#else
+struct Unseen {
+  explicit Unseen(bool = true) {}
+};
+inline void race_release(void*) {}
+inline void race_acquire(void*) {}
+#endif
 
 constexpr int kSmemBytes = 232448;  // an H100 block's most
 
@@ -58,6 +127,10 @@ struct Mbar {
   int expected = 0, pending = 0;
   int64_t tx = 0;
   uint32_t phase = 0;  // completed phases
+  // the race detector's cell per phase (modulo: a cell reused 16 phases later only adds orders
+  // a pipeline already has)
+  char sync[16] = {};
+  void* cell(uint32_t ph) { return &sync[ph % 16]; }
 };
 
 // wgmma is asynchronous as on the GPU: an issued op keeps pointers to the 128 threads' A
@@ -81,6 +154,8 @@ struct WgState {
   std::vector<WgOp> ops;  // issued, in order
   size_t done = 0;        // ops run
   std::vector<size_t> groups;  // ops issued before the k-th commit_group
+  char sync[16] = {};  // the race detector's cell per op (modulo, as Mbar's)
+  void* cell(size_t op) { return &sync[op % 16]; }
 };
 struct WarpSlot {
   uint32_t a[32][4], b[32][2];
@@ -98,11 +173,13 @@ struct Block {
     }
     warp_mma.resize(warps.size());
     wg_commits.assign(size_t(n), 0);
+    wg_waited.assign(size_t(n), 0);
   }
   std::barrier<> all;
   std::vector<std::unique_ptr<std::barrier<>>> warps, wg_bar;
   std::vector<std::unique_ptr<WgState>> wg;
   std::vector<int> wg_commits;  // commit_groups per thread
+  std::vector<size_t> wg_waited;  // ops per thread whose completion its waits have seen
   std::vector<WarpSlot> warp_mma;
   std::vector<uint8_t> smem_buf = std::vector<uint8_t>(kSmemBytes + 1024, 0xA5);
   uint8_t* smem = smem_buf.data() + ((1024 - reinterpret_cast<uintptr_t>(smem_buf.data()) % 1024) % 1024);
@@ -156,6 +233,7 @@ inline int syncthreads_and(int pred) {
   return r;
 }
 template <class T> T shfl_from(T v, int src) {
+  Unseen unseen;  // a shuffle orders no memory
   const int w = int(tl_thread.x) / 32, lane = int(tl_thread.x) % 32;
   WarpSlot& s = tl_blk->warp_mma[w];
   std::memcpy(&s.shfl[lane], &v, sizeof(T));
@@ -167,6 +245,7 @@ template <class T> T shfl_from(T v, int src) {
 }
 template <class T> T shfl_xor(T v, int lane_mask) {
   static_assert(sizeof(T) <= 8, "shuffles of up to 8 bytes");
+  Unseen unseen;
   const int w = int(tl_thread.x) / 32, lane = int(tl_thread.x) % 32;
   WarpSlot& s = tl_blk->warp_mma[w];
   std::memcpy(&s.shfl[lane], &v, sizeof(T));
@@ -180,6 +259,7 @@ inline void syncwarp() { tl_blk->warps[tl_thread.x / 32]->arrive_and_wait(); }
 inline void named_barrier(int id, int count) {
   std::barrier<>* b;
   {
+    Unseen unseen;
     std::lock_guard<std::mutex> g(tl_blk->m);
     auto& slot = tl_blk->named[id];
     if (!slot) slot = std::make_unique<std::barrier<>>(count);
@@ -203,18 +283,23 @@ inline void mbar_settle_locked(Mbar& b, Block& blk = *tl_blk) {
   }
 }
 inline void mbar_init(uint64_t* bar, uint32_t count) {
+  Unseen unseen;
   std::lock_guard<std::mutex> g(tl_blk->m);
   tl_blk->bars[smem_offset(bar)] = Mbar{int(count), int(count), 0, 0};
 }
 inline void mbar_arrive(uint64_t* bar) {
+  Unseen unseen;
   std::lock_guard<std::mutex> g(tl_blk->m);
   Mbar& b = mbar_locked(bar);
+  race_release(b.cell(b.phase));  // what this thread did before, to the phase's waiters
   --b.pending;
   mbar_settle_locked(b);
 }
 inline void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {  // mbarrier.arrive.expect_tx
+  Unseen unseen;
   std::lock_guard<std::mutex> g(tl_blk->m);
   Mbar& b = mbar_locked(bar);
+  race_release(b.cell(b.phase));
   b.tx += bytes;
   --b.pending;
   mbar_settle_locked(b);
@@ -222,10 +307,12 @@ inline void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {  // mbarrier.arrive.
 // try_wait.parity: done once the phase with this parity has completed, i.e. the current phase's
 // parity differs.
 inline void mbar_wait(uint64_t* bar, uint32_t parity) {
+  Unseen unseen;
   std::unique_lock<std::mutex> g(tl_blk->m);
   Mbar& b = mbar_locked(bar);
   if (!tl_blk->cv.wait_for(g, std::chrono::seconds(20), [&] { return (b.phase & 1) != parity; }))
     fail("an mbarrier wait never completed (deadlock)");
+  race_acquire(b.cell(b.phase - 1));  // the completed phase: its arrivals and copies
 }
 // ---- cluster scope: another block's mbarriers and shared memory at the same offsets -------------
 inline Block& cluster_block(unsigned rank) {
@@ -233,18 +320,22 @@ inline Block& cluster_block(unsigned rank) {
   return *tl_cluster->blocks[rank];
 }
 inline void mbar_complete_tx_in(Block& blk, uint32_t offset, uint32_t bytes) {
+  Unseen unseen;
   std::lock_guard<std::mutex> g(blk.m);
   auto it = blk.bars.find(offset);
   if (it == blk.bars.end()) fail("a copy signalled an mbarrier not yet initialized");
+  race_release(it->second.cell(it->second.phase));  // the copy's bytes, to the phase's waiters
   it->second.tx -= bytes;  // may run ahead of the phase's expect_tx: the count goes negative
   mbar_settle_locked(it->second, blk);
 }
 // mbarrier.arrive.release.cluster on block `rank`'s barrier at bar's offset (mapa).
 inline void mbar_arrive_cluster(uint64_t* bar, unsigned rank) {
   Block& blk = cluster_block(rank);
+  Unseen unseen;
   std::lock_guard<std::mutex> g(blk.m);
   auto it = blk.bars.find(smem_offset(bar));
   if (it == blk.bars.end()) fail("remote mbarrier used before mbarrier.init");
+  race_release(it->second.cell(it->second.phase));
   --it->second.pending;
   mbar_settle_locked(it->second, blk);
 }
@@ -267,9 +358,11 @@ inline void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* 
   if (bytes % 16 || reinterpret_cast<uintptr_t>(dst) % 16 || reinterpret_cast<uintptr_t>(src) % 16)
     fail("bulk copy: size and both addresses must be multiples of 16");
   if (smem_offset(dst) + bytes > uint32_t(kSmemBytes)) fail("bulk copy past shared memory");
-  std::memcpy(dst, src, bytes);
+  std::memcpy(dst, src, bytes);  // checked: the copy's writes, at the earliest they could land
+  Unseen unseen;
   std::lock_guard<std::mutex> g(tl_blk->m);
   Mbar& b = mbar_locked(bar);
+  race_release(b.cell(b.phase));
   b.tx -= bytes;
   mbar_settle_locked(b);
 }
@@ -287,6 +380,7 @@ namespace llmaccel::emu {
 // t = lane%4.
 inline void mma_m16n8k16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
                          WgKind kind) {
+  Unseen unseen;  // registers only, and a warp-collective instruction orders no memory
   const int w = int(tl_thread.x) / 32, lane = int(tl_thread.x) % 32;
   WarpSlot& s = tl_blk->warp_mma[w];
   std::memcpy(s.a[lane], a, 16);

@@ -20,16 +20,9 @@ inline float half_bits_to_float(uint16_t v, WgKind kind) {
   return __half2float(h);
 }
 
-// An op's product (N = 2·NA rows of B), from the operands as they are when it runs.
-template <class Acc, int NA> void wgmma_compute(const WgOp& s) {
-  constexpr int N = 2 * NA;
-  const uint64_t desc = s.desc;
-  const WgKind kind = s.kind;
-  const uint32_t start = uint32_t(desc & 0x3FFF) << 4;
-  const uint32_t sbo = uint32_t((desc >> 32) & 0x3FFF) << 4;
-  if ((desc >> 62) != 1 || sbo != 1024) fail("wgmma: only K-major 128-byte swizzle, SBO 1024");
-  const int kk = kind == WgKind::kS8K32 ? 32 : 16;  // k per instruction
-  std::vector<double> a(64 * kk), b(N * kk);
+// The 64 × kk A operand from the 128 threads' registers (CUTLASS's ALayout_64x32 / 64x16).
+inline void wgmma_a_operand(const WgOp& s, WgKind kind, int kk, double* a) {
+  Unseen registers;
   for (int r = 0; r < 128; ++r) {
     const int w = r / 32, g = (r % 32) / 4, t = r % 4;
     for (int reg = 0; reg < 4; ++reg) {
@@ -44,6 +37,21 @@ template <class Acc, int NA> void wgmma_compute(const WgOp& s) {
       }
     }
   }
+}
+
+// An op's product (N = 2·NA rows of B), from the operands as they are when it runs. Under the
+// race detector only the B reads are the kernel's accesses (A and the accumulators are the
+// threads' registers).
+template <class Acc, int NA> void wgmma_compute(const WgOp& s) {
+  constexpr int N = 2 * NA;
+  const uint64_t desc = s.desc;
+  const WgKind kind = s.kind;
+  const uint32_t start = uint32_t(desc & 0x3FFF) << 4;
+  const uint32_t sbo = uint32_t((desc >> 32) & 0x3FFF) << 4;
+  if ((desc >> 62) != 1 || sbo != 1024) fail("wgmma: only K-major 128-byte swizzle, SBO 1024");
+  const int kk = kind == WgKind::kS8K32 ? 32 : 16;  // k per instruction
+  std::vector<double> a(64 * kk), b(N * kk);
+  wgmma_a_operand(s, kind, kk, a.data());
   for (int n = 0; n < N; ++n) {
     for (int byte = 0; byte < 32; ++byte) {
       const uint32_t logical = start + (n / 8) * sbo + (n % 8) * 128 + byte;
@@ -58,6 +66,7 @@ template <class Acc, int NA> void wgmma_compute(const WgOp& s) {
       }
     }
   }
+  Unseen registers;
   for (int r = 0; r < 128; ++r) {
     const int w = r / 32, g = (r % 32) / 4, t = r % 4;
     Acc* d = static_cast<Acc*>(s.d[r]);
@@ -74,6 +83,7 @@ template <class Acc, int NA> void wgmma_compute(const WgOp& s) {
 // the op.
 template <class Acc, int NA>
 void wgmma(Acc (&d)[NA], const uint32_t (&a)[4], uint64_t desc, WgKind kind) {
+  Unseen unseen;  // the issue orders no memory; the op's B reads are checked when it runs
   const int wgi = int(tl_thread.x) / 128, r = int(tl_thread.x) % 128;
   WgState& s = *tl_blk->wg[wgi];
   s.a[r] = a;
@@ -98,6 +108,7 @@ void wgmma(Acc (&d)[NA], const uint32_t (&a)[4], uint64_t desc, WgKind kind) {
 // wgmma.commit_group: this thread's ops so far form its next group. Ops are issued by the whole
 // warpgroup together, so the first thread to commit a group sees exactly its ops.
 inline void wgmma_commit() {
+  Unseen unseen;
   WgState& s = *tl_blk->wg[tl_thread.x / 128];
   int& c = tl_blk->wg_commits[tl_thread.x];
   std::lock_guard<std::mutex> g(s.m);
@@ -105,12 +116,33 @@ inline void wgmma_commit() {
   ++c;
 }
 // wgmma.wait_group N: every group but this thread's newest N complete (run now if not yet).
+// Under the race detector the op's runner (the first thread to need it) orders its B reads
+// before every thread whose wait covers the op; only those reads are checked here.
 inline void wgmma_wait(int n) {
+  Unseen lock_order(false);
   WgState& s = *tl_blk->wg[tl_thread.x / 128];
-  const int c = tl_blk->wg_commits[tl_thread.x];
   std::lock_guard<std::mutex> g(s.m);
-  const size_t upto = c > n ? s.groups[size_t(c - n - 1)] : 0;
-  for (; s.done < upto; ++s.done) s.ops[s.done].run(s.ops[s.done]);
+  size_t upto;
+  {
+    Unseen bookkeeping;
+    const int c = tl_blk->wg_commits[tl_thread.x];
+    upto = c > n ? s.groups[size_t(c - n - 1)] : 0;
+  }
+  for (;;) {
+    WgOp op;
+    size_t i;
+    {
+      Unseen bookkeeping;
+      if (s.done >= upto) break;
+      i = s.done++;
+      op = s.ops[i];
+    }
+    op.run(op);
+    race_release(s.cell(i));
+  }
+  Unseen bookkeeping;
+  for (size_t& seen = tl_blk->wg_waited[tl_thread.x]; seen < upto; ++seen)
+    race_acquire(s.cell(seen));
 }
 // At a block's end: no op may still be in flight (its results would be lost on the GPU).
 inline void wgmma_check_drained() {

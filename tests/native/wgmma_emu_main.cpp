@@ -27,6 +27,7 @@
 //          of a plan that fits in one)
 //   ksplan: m n_tiles nk sms minb nb has_zeros — prints the K-slice plan (kchunks, ranges, tpb,
 //          pass) and its shared memory per block against what minb blocks per SM leave
+//   race_probe: variant — in.bin (race_probe_kernel.h; for the race detector's own test)
 //   tiled_w4: m n k n_tiles nk x_is_bf16 has_bias group n_groups has_zeros sms
 //          — x.bin (m × k, k a multiple of 8) w.bin scales.bin [zeros.bin]; sms sets the
 //          K split as on a GPU with that many SMs
@@ -50,6 +51,7 @@
 #include "gemm/gemm_w8a8_wgmma.cuh"
 #include "gemm/gemm_wgmma_plan.h"
 #include "quant/quant_act_int8.cuh"
+#include "race_probe_kernel.h"
 
 namespace cu = llmaccel::cuda;
 namespace emu = llmaccel::emu;
@@ -214,6 +216,16 @@ int main(int argc, char** argv) {
                 plan.ranges, plan.tpb, plan.pass,
                 static_cast<long long>(ring + cu::ks_red_bytes(plan.pass, plan.tpb, m)),
                 static_cast<long long>(cu::kSmemPerSm / minb - cu::kSmemPerBlockReserved));
+    return 0;
+  }
+  if (kind == "race_probe") {  // race_probe_kernel.h: variant — in.bin; out.bin: the sum
+    const std::vector<uint8_t> in = read_file(dir + "/in.bin");
+    if (in.size() < size_t(race_probe::kTiles * race_probe::kSlotBytes))
+      emu::fail("race_probe: in.bin too short");
+    uint32_t total = 0;
+    emu::launch(race_probe::race_probe_kernel, dim3(1), unsigned((race_probe::kConsumers + 1) * 32),
+                int(a.at(0)), static_cast<const uint8_t*>(aligned_copy(in)), &total);
+    write(&total, 4);
     return 0;
   }
   if (kind == "kslice") {

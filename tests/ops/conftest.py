@@ -1,6 +1,6 @@
 """Fixtures shared by the op tests: the SIMT emulator's binary (test_wgmma_emu.py,
-test_wgmma_emu_copies.py), and its build with the kernels' trace points on
-(test_kernel_trace.py), each built once per session."""
+test_wgmma_emu_copies.py), its build with the kernels' trace points on (test_kernel_trace.py)
+and its build under ThreadSanitizer (test_emu_races.py), each built once per session."""
 
 import shutil
 import subprocess
@@ -20,16 +20,18 @@ def _cuda_include() -> Path | None:
     return next((r for r in roots if (r / "cuda_fp16.h").exists()), None)
 
 
-def _build_emu(tmp_path_factory, name: str, *defines: str) -> Path:
+def _build_emu(tmp_path_factory, name: str, *defines: str, flags: tuple[str, ...] = ()) -> Path:
     include, cxx = _cuda_include(), shutil.which("g++")
     if include is None or cxx is None:
         pytest.skip("needs g++ and the CUDA headers (cuda_fp16.h)")
     binary = tmp_path_factory.mktemp(name) / "wgmma_emu"
     # -fno-strict-aliasing: the kernels pun 16-bit pairs through pointers, as CUDA code does
     cmd = [cxx, "-std=c++20", "-O2", "-pthread", "-fno-strict-aliasing", "-Wno-unknown-pragmas",
-           *(f"-D{d}" for d in defines), f"-I{REPO / 'csrc'}", f"-I{include}",
+           *flags, *(f"-D{d}" for d in defines), f"-I{REPO / 'csrc'}", f"-I{include}",
            str(REPO / "tests" / "native" / "wgmma_emu_main.cpp"), "-o", str(binary)]
     done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode and "-fsanitize=thread" in flags and "tsan" in done.stderr:
+        pytest.skip("needs the compiler's ThreadSanitizer runtime (libtsan)")
     if done.returncode:
         pytest.fail(f"the emulator did not compile:\n{done.stderr[-4000:]}")
     return binary
@@ -45,3 +47,11 @@ def emu(tmp_path_factory) -> Path:
 def emu_trace(tmp_path_factory) -> Path:
     """The same with the trace points on (csrc/cuda/kernel_trace.cuh, test_kernel_trace.py)."""
     return _build_emu(tmp_path_factory, "emu_trace", "LLMACCEL_KERNEL_TRACE")
+
+
+@pytest.fixture(scope="session")
+def emu_race(tmp_path_factory) -> Path:
+    """The same under ThreadSanitizer: every emulated CUDA thread is a host thread, so a shared-
+    memory access that no barrier orders against another thread's is reported (test_emu_races.py;
+    csrc/emu/simt_emu.h says which orders count)."""
+    return _build_emu(tmp_path_factory, "emu_race", flags=("-fsanitize=thread", "-g"))
