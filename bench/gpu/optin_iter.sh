@@ -68,14 +68,16 @@ ncu_m1() {
 # Python build needed, so it runs while the module builds). Builds: the traced probe, the
 # control without trace points (the library's kernels: its event times against the traced
 # build's show what the trace points cost), and the main loop's pipeline experiments
-# (gemm_wgmma.cuh: LLMACCEL_WGMMA_DEPTH, _CHAINS). Runs: every case traced and in the control;
-# the x warp with two weights warps on the wgmma cases; the K-slice kernel's cluster reduction;
-# the small-M wgmma cases under each pipeline variant. Reports in $OUT/trace.md, the raw records
+# (gemm_wgmma.cuh: LLMACCEL_WGMMA_DEPTH, _CHAINS) and two blocks per SM at ≤ 32 x rows
+# (LLMACCEL_WGMMA_SMALL_BPS=2, built without trace points: its times against the control's).
+# Runs: every case traced and in the control; the x warp with two weights warps on the wgmma
+# cases; the K-slice kernel's cluster reduction; the small-M wgmma cases under each variant. Reports in $OUT/trace.md, the raw records
 # in $OUT/traces.tgz. A probe run takes ~10-40 s: the timeouts stop a hang early, and a default
 # run that hangs skips the rest.
 PROBES=("traced:" "control:-DLLMACCEL_PROBE_NO_TRACE" "depth3:-DLLMACCEL_WGMMA_DEPTH=3"
         "chains2:-DLLMACCEL_WGMMA_CHAINS=2"
-        "depth3chains2:-DLLMACCEL_WGMMA_DEPTH=3 -DLLMACCEL_WGMMA_CHAINS=2")
+        "depth3chains2:-DLLMACCEL_WGMMA_DEPTH=3 -DLLMACCEL_WGMMA_CHAINS=2"
+        "bps2:-DLLMACCEL_PROBE_NO_TRACE -DLLMACCEL_WGMMA_SMALL_BPS=2")
 probe_builds_start() {
   probe_builds=()
   local v
@@ -101,9 +103,12 @@ trace_step() {
   rm -rf /tmp/tr && mkdir -p /tmp/tr && : >"$OUT/trace.md"
   wait "${probe_builds[@]}"
   local small="w4a16_m1_4096x14336 w4a16_m64_4096x14336 w8a16_m1_4096x14336"
+  local bps="w4a16_m1_4096x14336 w4a16_m16_4096x14336 w4a16_m32_4096x14336 w4a16_m32_8192x8192
+    w8a16_m1_4096x14336 w8a16_m32_4096x14336 w8a16_m1_8192x8192"
   probe traced traced 90
   if [[ $? != 124 ]]; then
     probe control control 90
+    probe bps2 bps2 60 $bps
     LLMACCEL_WGMMA_XCOPY=warp LLMACCEL_WGMMA_WWARPS=2 probe xwarp traced 60 w4a16 w8a16 w8a8
     LLMACCEL_KS_REDUCE=cluster probe ksclu traced 60 ks
     probe depth3 depth3 60 $small

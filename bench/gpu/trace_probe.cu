@@ -363,8 +363,11 @@ int main(int argc, char** argv) {
                          "x" + std::to_string(n), kind, m, k, n});
   };
   for (const auto& sh : shapes) wg("sw8", 1, sh[0], sh[1]);
-  for (int m : {1, 64, 512, 4096}) wg("w4a16", m, 4096, 14336);
-  for (int m : {1, 512}) wg("w8a16", m, 4096, 14336);
+  for (int m : {1, 16, 32, 64, 512, 4096}) wg("w4a16", m, 4096, 14336);
+  for (int m : {1, 32, 512}) wg("w8a16", m, 4096, 14336);
+  // 8192→8192 at M ≤ 32: 64 weight blocks, a K split at one block per SM and at two
+  wg("w4a16", 32, 8192, 8192);
+  wg("w8a16", 1, 8192, 8192);
   for (int m : {64, 2048, 4096}) wg("w8a8", m, 4096, 14336);  // 64: 64-row x blocks
   wg("w8a8", 2048, 14336, 4096);
   // every name asked for must be a case or a kind: a typo would otherwise run nothing, silently

@@ -71,7 +71,7 @@ template <class T, class Cfg> struct W8A16WgFill {
 };
 
 template <class T, int kN>
-__global__ void __launch_bounds__(kWgThreads, 1)
+__global__ void __launch_bounds__(kWgThreads, wgmma_blocks_per_sm(kN))
     gemm_w8a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
 #if defined(LLMACCEL_WGMMA_BODY)
   using Cfg = W8A16WgCfg<kN>;

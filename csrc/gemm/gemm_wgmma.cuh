@@ -73,6 +73,38 @@ constexpr int kWgProducerRegs = 56, kWgConsumerRegs = 224;
 constexpr int kWgRegPool = 2 * 128 * kWgConsumerRegs + 128 * kWgProducerRegs;
 static_assert(kWgRegPool <= kWgThreads * (65536 / kWgThreads / 8 * 8),
               "setmaxnreg budgets exceed the registers the block launches with");
+
+// LLMACCEL_WGMMA_SMALL_BPS=2: blocks of ≤ 32 x rows two per SM instead of one (a compile-time
+// experiment, built only by bench/gpu/trace_probe.cu's "bps2" variant and the emulator's tests;
+// written 2026-11-23 without a GPU). Why: at M ≤ 64 the 16-bit kernels are issue-bound in their
+// consumers at one block per SM (ncu, 2026-11-23: IPC 1.33 of 4, a consumer warp issuing every
+// 6.8 cycles, 2 consumer warps per scheduler), where the K-slice decode kernel streams the same
+// int4 bytes in half the time with 32 consumer warps per SM. Two blocks give each scheduler 4
+// consumer warps; what it costs: 88 registers for a consumer instead of 224 (fine at ≤ 32 x
+// rows: 8-16 accumulators) and half the shared memory for a block's ring (the same bytes in
+// flight per SM). 64-row blocks do not fit twice (two copy groups of 12 KB stages and the
+// epilogue's tile are over half an SM).
+#ifndef LLMACCEL_WGMMA_SMALL_BPS
+#define LLMACCEL_WGMMA_SMALL_BPS 1
+#endif
+static_assert(LLMACCEL_WGMMA_SMALL_BPS == 1 || LLMACCEL_WGMMA_SMALL_BPS == 2, "1 or 2 blocks");
+__host__ __device__ constexpr int wgmma_blocks_per_sm(int x_rows) {
+  return x_rows <= 32 ? LLMACCEL_WGMMA_SMALL_BPS : 1;
+}
+// Registers per role for `bps` blocks per SM: the launch gives 65536 / (384 · bps) rounded down
+// to 8 per thread (168, or 80 at two blocks); the producer keeps 56, the consumers get the rest
+// (224, or 88).
+__host__ __device__ constexpr int wgmma_launch_regs(int bps) {
+  return 65536 / (kWgThreads * bps) / 8 * 8;
+}
+__host__ __device__ constexpr int wgmma_consumer_regs(int bps) {
+  return bps == 1 ? kWgConsumerRegs
+                  : (wgmma_launch_regs(bps) * kWgThreads - 128 * kWgProducerRegs) / 256 / 8 * 8;
+}
+__host__ __device__ constexpr int wgmma_reg_pool(int bps) {
+  return 256 * wgmma_consumer_regs(bps) + 128 * kWgProducerRegs;
+}
+static_assert(wgmma_reg_pool(2) <= kWgThreads * wgmma_launch_regs(2), "two blocks' budgets");
 constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_GROUP overrides)
 constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
 
@@ -117,14 +149,21 @@ struct WgmmaCfg {
   static constexpr int smem_for(int stages) {
     return 1024 + stages * (kXStage + kWStage) + kStaging + 2 * stages * 8;
   }
+  // Blocks per SM (wgmma_blocks_per_sm), each with its share of the SM's 228 KB less the 1 KB
+  // the hardware reserves per block.
+  static constexpr int kBlocksPerSm = wgmma_blocks_per_sm(kN);
+  static constexpr int kSmemBudget =
+      kBlocksPerSm == 1 ? kWgSmemMax : (233472 / kBlocksPerSm - 1024) / 1024 * 1024;
   static constexpr int deepest(int most) {  // halving from `most` while it does not fit, then 3
     int s = most;
-    while (s > 4 && smem_for(s) > kWgSmemMax) s /= 2;
-    return smem_for(s) <= kWgSmemMax ? s : 3;
+    while (s > 4 && smem_for(s) > kSmemBudget) s /= 2;
+    return smem_for(s) <= kSmemBudget ? s : 3;
   }
   static constexpr int kStages = deepest(kN <= 64 ? 16 : 4);
   static constexpr int kSmem = smem_for(kStages);
-  static_assert(kSmem <= kWgSmemMax, "shared memory");
+  static_assert(kSmem <= kSmemBudget, "shared memory");
+  static constexpr int kConsumerRegs = wgmma_consumer_regs(kBlocksPerSm);
+  static constexpr int kRegPool = wgmma_reg_pool(kBlocksPerSm);
   // The weight ring holds groups of kG stages (wgmma_stages_per_copy), each tile's kG stages
   // contiguous (one copy): byte offsets of tile t's run and of stage slot s's piece of it.
   static constexpr int kG = wgmma_stages_per_copy(kN);

@@ -135,7 +135,7 @@ void wgmma_launch(const WgmmaParams& planned, cudaStream_t stream) {
   static const bool full_pool = [&] {
     cudaFuncAttributes a{};
     const bool ok = cudaFuncGetAttributes(&a, kernel) == cudaSuccess &&
-                    a.numRegs * kWgThreads >= kWgRegPool;
+                    a.numRegs * kWgThreads >= Cfg::kRegPool;
     cudaGetLastError();
     return ok;
   }();
@@ -143,6 +143,10 @@ void wgmma_launch(const WgmmaParams& planned, cudaStream_t stream) {
                               "setmaxnreg budgets need");
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device; cheap to repeat).
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmem);
+  // two blocks per SM (LLMACCEL_WGMMA_SMALL_BPS) need the whole carveout as shared memory
+  if (Cfg::kBlocksPerSm > 1)
+    cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                         int(cudaSharedmemCarveoutMaxShared));
   const int sms = current_device_sms();
   cudaLaunchConfig_t cfg{};
   cfg.blockDim = dim3(unsigned(kWgThreads));

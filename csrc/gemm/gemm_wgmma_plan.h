@@ -47,16 +47,16 @@ inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms, int min_rows) {
   const int64_t blocks = (n_tiles + kWgWTiles - 1) / kWgWTiles * ((m + 255) / 256);
   return blocks < 2 * int64_t(sms) ? 128 : 256;
 }
-// Blocks to launch: one per SM (clusters: `slots` of p.cluster blocks, sms / cluster unless the
-// device says fewer fit at once), each looping over work items (persistent), unless there are
-// fewer; LLMACCEL_WGMMA_PERSISTENT=0 launches one block (cluster) per work item (a benchmark
-// knob).
+// Blocks to launch: as many as the SMs hold at once (wgmma_blocks_per_sm each; clusters: `slots`
+// of p.cluster blocks, that many per SM unless the device says fewer fit at once), each looping
+// over work items (persistent), unless there are fewer; LLMACCEL_WGMMA_PERSISTENT=0 launches one
+// block (cluster) per work item (a benchmark knob).
 inline int wgmma_launch_blocks(const WgmmaParams& p, int sms, int slots = 0) {
-  if (slots <= 0) slots = sms / p.cluster;
+  if (slots <= 0) slots = sms * wgmma_blocks_per_sm(p.x_rows) / p.cluster;
   if (env_is("LLMACCEL_WGMMA_PERSISTENT", "0")) return p.tiles * p.splits * p.cluster;
   return std::max(1, std::min(p.tiles * p.splits, slots)) * p.cluster;
 }
-// The K split for `sms` SMs. Only where the tiles alone leave SMs idle, and only where it cuts
+// The K split for `sms` resident blocks (SMs × wgmma_blocks_per_sm). Only where the tiles alone leave SMs idle, and only where it cuts
 // the k blocks of the busiest block (persistent, round robin) by a fifth or more: a split costs
 // a round trip of raw sums through global memory and a second launch (~1-3 µs, most of what a
 // smaller gain would save at decode sizes). Up to 8 splits of at least 4 k blocks each, the count
@@ -135,7 +135,7 @@ inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
   p.cluster = wgmma_cluster_size(p.w_blocks);
   p.w_units = (p.w_blocks + p.cluster - 1) / p.cluster;
   p.tiles = p.w_units * p.x_blocks;
-  wgmma_split(p, sms / p.cluster);
+  wgmma_split(p, sms * wgmma_blocks_per_sm(x_rows) / p.cluster);
   // LLMACCEL_WGMMA_GROUP: weight blocks per raster group, a benchmark knob read per call (a
   // whole positive number, else 16); in units of p.cluster blocks.
   const char* e = std::getenv("LLMACCEL_WGMMA_GROUP");

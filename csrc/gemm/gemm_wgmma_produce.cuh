@@ -174,7 +174,7 @@ __device__ bool wgmma_block_start(const WgmmaParams& p, const WgmmaSmem<Cfg>& sm
       wgmma_produce<Cfg>(p, sm, int(threadIdx.x >> 5) - 8);  // producer warps 0, 1, 2
     return true;
   }
-  setmaxnreg_inc<kWgConsumerRegs>();
+  setmaxnreg_inc<Cfg::kConsumerRegs>();
   griddep_wait();  // the epilogue reads what the kernel before wrote (w8a8: x's scales)
 #endif
   return false;

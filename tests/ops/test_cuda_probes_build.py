@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# (file, flags): optin_iter.sh's builds, the trace probe's control and both pipeline experiments
+# (file, flags): optin_iter.sh's builds, the trace probe's control and the main loop's
+# experiments (both pipeline ones and two blocks per SM in one build, to keep it to four)
 PROBES = [("bulk_copy_probe.cu", []), ("trace_probe.cu", []),
           ("trace_probe.cu", ["-DLLMACCEL_PROBE_NO_TRACE"]),
-          ("trace_probe.cu", ["-DLLMACCEL_WGMMA_DEPTH=3", "-DLLMACCEL_WGMMA_CHAINS=2"])]
+          ("trace_probe.cu", ["-DLLMACCEL_WGMMA_DEPTH=3", "-DLLMACCEL_WGMMA_CHAINS=2",
+                              "-DLLMACCEL_WGMMA_SMALL_BPS=2"])]
 
 
 def _nvcc() -> str | None:

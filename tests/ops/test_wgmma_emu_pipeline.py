@@ -1,6 +1,6 @@
 """The wgmma main loop's pipeline experiments (gemm_wgmma.cuh: LLMACCEL_WGMMA_DEPTH, wgmma groups
-in flight, and LLMACCEL_WGMMA_CHAINS, accumulator sets), which only bench/gpu/trace_probe.cu's
-variants compile in, on the SIMT emulator: each variant must compute the same products as the
+in flight, LLMACCEL_WGMMA_CHAINS, accumulator sets, and LLMACCEL_WGMMA_SMALL_BPS, two blocks per
+SM with half the ring), which only bench/gpu/trace_probe.cu's variants compile in, on the SIMT emulator: each variant must compute the same products as the
 library's loop (depth 2, one chain) on the streaming configurations they change (blocks of
 <= 64 x rows): rings that wrap, items shorter than the depth, padding slots, a K split, several
 items per block. The emulator runs wgmma asynchronously, so an A register set reused or a slot
@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from .conftest import _build_emu
-from .test_wgmma_emu import _w4a16_case, _w8a16_case, _w8a8_case
+from .test_wgmma_emu import ONE_X_COPY, _plan, _w4a16_case, _w8a16_case, _w8a8_case
 
 VARIANTS = {"depth3": ("LLMACCEL_WGMMA_DEPTH=3",), "chains2": ("LLMACCEL_WGMMA_CHAINS=2",),
             "depth3-chains2": ("LLMACCEL_WGMMA_DEPTH=3", "LLMACCEL_WGMMA_CHAINS=2"),
-            "depth4": ("LLMACCEL_WGMMA_DEPTH=4",)}
+            "depth4": ("LLMACCEL_WGMMA_DEPTH=4",), "bps2": ("LLMACCEL_WGMMA_SMALL_BPS=2",)}
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -48,3 +48,16 @@ def test_pipeline_w8a16(emu_pipeline, tmp_path, m, k, n, x_rows, sms):
 def test_pipeline_w8a8(emu_pipeline, tmp_path):
     """64-row blocks of int8: exact int32 sums, so two chains change nothing."""
     _w8a8_case(emu_pipeline, tmp_path, 300, 1000, 200, True, 3, torch.bfloat16, x_rows="64")
+
+
+def test_pipeline_plan(emu_pipeline, tmp_path, request):
+    """Two blocks per SM under bps2 for blocks of <= 32 x rows, so the K split fills 264 slots
+    (4096→14336 at M = 1: 2 splits of 32 k blocks on 224 blocks); 64-row blocks stay one per
+    SM (two do not fit their shared memory), as every block does in the other variants."""
+    bps2 = request.node.callspec.params["emu_pipeline"] == "bps2"
+    one = dict(x_rows=16, splits=1, kts=64, blocks=112, cluster=1, **ONE_X_COPY)
+    two = dict(one, splits=2, kts=32, blocks=224)
+    assert _plan(emu_pipeline, tmp_path, 1, 896, 128, True) == (two if bps2 else one)
+    assert _plan(emu_pipeline, tmp_path, 32, 896, 128, True) == dict(two if bps2 else one,
+                                                                     x_rows=32)
+    assert _plan(emu_pipeline, tmp_path, 64, 896, 128, True) == dict(one, x_rows=64)
