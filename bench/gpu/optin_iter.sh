@@ -103,7 +103,8 @@ trace_step() {
   rm -rf /tmp/tr && mkdir -p /tmp/tr && : >"$OUT/trace.md"
   wait "${probe_builds[@]}"
   local small="w4a16_m1_4096x14336 w4a16_m64_4096x14336 w8a16_m1_4096x14336"
-  local bps="w4a16_m1_4096x14336 w4a16_m16_4096x14336 w4a16_m32_4096x14336 w4a16_m32_8192x8192
+  local bps="w4a16_m1_4096x14336 w4a16_m16_4096x14336 w4a16_m32_4096x14336 w4a16_m64_4096x14336
+    w4a16_m32_8192x8192
     w8a16_m1_4096x14336 w8a16_m32_4096x14336 w8a16_m1_8192x8192"
   probe traced traced 90
   if [[ $? != 124 ]]; then

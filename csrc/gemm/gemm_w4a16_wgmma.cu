@@ -3,7 +3,8 @@
 #include "gemm/gemm_cuda.h"
 #include "gemm/gemm_cuda_checks.h"
 #include "gemm/gemm_w4a16_wgmma.cuh"
-#include "gemm/gemm_w8a8_wgmma.cuh"  // its plan's shape (wgmma_plan_info)
+#include "gemm/gemm_w8a16_wgmma.cuh"  // its plan's workspace (wgmma_plan_info)
+#include "gemm/gemm_w8a8_wgmma.cuh"   // its plan's shape (wgmma_plan_info)
 #include "gemm/gemm_wgmma_launch.cuh"
 
 namespace llmaccel::cuda {
@@ -41,13 +42,21 @@ void x_tiles_16bit(const void* x, int64_t m, int64_t k, int64_t ldx, int8_t* xt,
 }
 
 int64_t w4a16_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
-  return wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows));
+  return wgmma_partial_bytes(
+      wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows, W4WgCfg<16>::kWStage));
 }
 
 WgmmaPlanInfo wgmma_plan_info(bool x16, int64_t m, int64_t n_tiles, int64_t nk) {
-  const WgmmaParams p = x16 ? wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows)
-                            : wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows);
-  return {p.x_rows,  p.splits, p.cluster, wgmma_partial_bytes(p),
+  // 16-bit x: gemm_w4a16's plan; the workspace also holds gemm_w8a16's (its int8 stages can
+  // keep it at one block per SM where int4 takes two: LLMACCEL_WGMMA_SMALL_BPS)
+  const WgmmaParams p =
+      x16 ? wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows, W4WgCfg<16>::kWStage)
+          : wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows, W8WgCfg<64>::kWStage);
+  int64_t partial = wgmma_partial_bytes(p);
+  if (x16)
+    partial = std::max(partial, wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, 2, kW8A16WgMinRows,
+                                                               kW8A16WgWStage)));
+  return {p.x_rows,  p.splits, p.cluster, partial,
           p.w_warps, p.x_warp, 1 << p.x_piece_shift, p.x_tma};
 }
 
@@ -68,7 +77,7 @@ void gemm_w4a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
   require(x_dtype == kF16 || x_dtype == kBF16, op, "x must be float16 or bfloat16");
   require(w4a16_wgmma_available(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows);
+  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows, W4WgCfg<16>::kWStage);
   wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
   wgmma_bind_operands(p, xt, after_image, w, scales, bias);
   p.zeros = zeros;

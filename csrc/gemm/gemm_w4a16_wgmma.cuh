@@ -118,7 +118,7 @@ template <class T, bool ZP, class Cfg> struct W4WgFill {
 };
 
 template <class T, bool ZP, int kN>
-__global__ void __launch_bounds__(kWgThreads, wgmma_blocks_per_sm(kN))
+__global__ void __launch_bounds__(kWgThreads, W4WgCfg<kN>::kBlocksPerSm)
     gemm_w4a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
 #if defined(LLMACCEL_WGMMA_BODY)
   using Cfg = W4WgCfg<kN>;

@@ -35,7 +35,7 @@ void gemm_w8a16_wgmma(const int8_t* xt, int x_dtype, int64_t m, int64_t kt_count
   require(x_dtype == kF16 || x_dtype == kBF16, op, "x must be float16 or bfloat16");
   require(w8a16_wgmma_available(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  WgmmaParams p = wgmma_plan(m, n_tiles, nk, 2, kW8A16WgMinRows);
+  WgmmaParams p = wgmma_plan(m, n_tiles, nk, 2, kW8A16WgMinRows, kW8A16WgWStage);
   wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
   wgmma_bind_operands(p, xt, after_image, w, scales, bias);
   auto s = static_cast<cudaStream_t>(stream);

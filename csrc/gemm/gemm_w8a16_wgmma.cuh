@@ -23,6 +23,7 @@ namespace llmaccel::cuda {
 constexpr int kW8WgChunkBytes16 = 512;  // 8 KB of int8 weights per 64-column stage
 constexpr int kW8A16WgMinRows = 16;     // x rows per block from 16 up, as gemm_w4a16's
 template <int kN> using W8A16WgCfg = WgmmaCfg<2, kW8WgChunkBytes16, kN>;
+constexpr int kW8A16WgWStage = W8A16WgCfg<16>::kWStage;  // the plan's (wgmma_plan)
 
 // Signed codes b0..b3 of `word` → (b0, b1) and (b2, b3) as exact 16-bit pairs in T. u = b + 128
 // (the bytes XOR 0x80). fp16: 0x6400 | u is 1024 + u, minus 1152. bf16 has 7 mantissa bits, so
@@ -71,7 +72,7 @@ template <class T, class Cfg> struct W8A16WgFill {
 };
 
 template <class T, int kN>
-__global__ void __launch_bounds__(kWgThreads, wgmma_blocks_per_sm(kN))
+__global__ void __launch_bounds__(kWgThreads, W8A16WgCfg<kN>::kBlocksPerSm)
     gemm_w8a16_wgmma_kernel(const __grid_constant__ WgmmaParams p) {
 #if defined(LLMACCEL_WGMMA_BODY)
   using Cfg = W8A16WgCfg<kN>;

@@ -199,7 +199,8 @@ bool w8a8_wgmma_available() {
 }
 
 int64_t w8a8_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
-  return wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows));
+  return wgmma_partial_bytes(
+      wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows, W8WgCfg<64>::kWStage));
 }
 
 void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float* xscale,
@@ -213,7 +214,7 @@ void gemm_w8a8_wgmma(const int8_t* xt, int64_t m, int64_t kt_count, const float*
   require(out_dtype == kF16 || out_dtype == kBF16, op, "out must be float16 or bfloat16");
   require(w8a8_wgmma_available(), op,
           "needs a compute capability 9.0 device and a build with sm_90a code");
-  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows);
+  WgmmaParams p = wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows, W8WgCfg<64>::kWStage);
   wgmma_bind(op, p, out, n, ldo, partial, partial_bytes);
   wgmma_bind_operands(p, xt, after_image, w, scales, bias);
   p.xscale = xscale;

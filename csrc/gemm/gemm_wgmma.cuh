@@ -74,22 +74,36 @@ constexpr int kWgRegPool = 2 * 128 * kWgConsumerRegs + 128 * kWgProducerRegs;
 static_assert(kWgRegPool <= kWgThreads * (65536 / kWgThreads / 8 * 8),
               "setmaxnreg budgets exceed the registers the block launches with");
 
-// LLMACCEL_WGMMA_SMALL_BPS=2: blocks of ≤ 32 x rows two per SM instead of one (a compile-time
-// experiment, built only by bench/gpu/trace_probe.cu's "bps2" variant and the emulator's tests;
-// written 2026-11-23 without a GPU). Why: at M ≤ 64 the 16-bit kernels are issue-bound in their
-// consumers at one block per SM (ncu, 2026-11-23: IPC 1.33 of 4, a consumer warp issuing every
-// 6.8 cycles, 2 consumer warps per scheduler), where the K-slice decode kernel streams the same
-// int4 bytes in half the time with 32 consumer warps per SM. Two blocks give each scheduler 4
-// consumer warps; what it costs: 88 registers for a consumer instead of 224 (fine at ≤ 32 x
-// rows: 8-16 accumulators) and half the shared memory for a block's ring (the same bytes in
-// flight per SM). 64-row blocks do not fit twice (two copy groups of 12 KB stages and the
-// epilogue's tile are over half an SM).
+constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_GROUP overrides)
+constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
+
+// LLMACCEL_WGMMA_SMALL_BPS=2: the streaming blocks (≤ 64 x rows) two per SM instead of one,
+// where two fit (a compile-time experiment, built only by bench/gpu/trace_probe.cu's "bps2"
+// variant and the emulator's tests; written 2026-11-23 without a GPU). Why: at M ≤ 64 the 16-bit
+// kernels look latency-bound in their consumers at one block per SM (ncu, 2026-11-23: IPC 1.33
+// of 4, a consumer warp issuing every 6.8 cycles, 2 consumer warps per scheduler), where the
+// K-slice decode kernel streams the same int4 bytes in half the time with 32 consumer warps per
+// SM. Two blocks give each scheduler 4 consumer warps. What it costs: 88 registers for a
+// consumer instead of 224 (ptxas: no spills, 16-32 accumulators at ≤ 64 rows), and half an SM's
+// shared memory for a block: an 8-stage ring (two copy groups) at least, and at 64 rows the
+// epilogue staged in passes of 32 rows. That fits int4 weights at 16-64 rows and int8 weights
+// (twice the bytes per stage) at 16-32; gemm_w8a8 (128-column stages) stays at one.
 #ifndef LLMACCEL_WGMMA_SMALL_BPS
 #define LLMACCEL_WGMMA_SMALL_BPS 1
 #endif
 static_assert(LLMACCEL_WGMMA_SMALL_BPS == 1 || LLMACCEL_WGMMA_SMALL_BPS == 2, "1 or 2 blocks");
-__host__ __device__ constexpr int wgmma_blocks_per_sm(int x_rows) {
-  return x_rows <= 32 ? LLMACCEL_WGMMA_SMALL_BPS : 1;
+constexpr int kWgSmemHalf = 233472 / 2 - 1024;  // half the SM's 228 KB, less a block's 1 KB
+// Blocks per SM of a kernel with x_rows-row blocks and w_stage weight bytes per stage, and the
+// x rows its epilogue stages at a time.
+__host__ __device__ constexpr int wgmma_blocks_per_sm(int x_rows, int w_stage) {
+  const int staging = (x_rows < 32 ? x_rows : 32) * kWgPitch * 2;
+  return LLMACCEL_WGMMA_SMALL_BPS == 2 && x_rows <= 64 &&
+                 1024 + 8 * (x_rows * kWgRowBytes + w_stage + 16) + staging <= kWgSmemHalf
+             ? 2
+             : 1;
+}
+__host__ __device__ constexpr int wgmma_staging_rows(int x_rows, int w_stage) {
+  return wgmma_blocks_per_sm(x_rows, w_stage) == 2 && x_rows > 32 ? 32 : x_rows;
 }
 // Registers per role for `bps` blocks per SM: the launch gives 65536 / (384 · bps) rounded down
 // to 8 per thread (168, or 80 at two blocks); the producer keeps 56, the consumers get the rest
@@ -105,8 +119,6 @@ __host__ __device__ constexpr int wgmma_reg_pool(int bps) {
   return 256 * wgmma_consumer_regs(bps) + 128 * kWgProducerRegs;
 }
 static_assert(wgmma_reg_pool(2) <= kWgThreads * wgmma_launch_regs(2), "two blocks' budgets");
-constexpr int kWgGroup = 16;  // weight blocks per raster group (LLMACCEL_WGMMA_GROUP overrides)
-constexpr int kWgPitch = kWgWRows + 8;  // epilogue staging row, elements (272 B: no conflicts)
 
 // Stages per weight copy: blocks of ≤ 64 x rows stream weights, and one bulk copy costs its
 // issuing thread ~200-300 ns whatever its size up to ~4 KB (bench/gpu/bulk_copy_probe.cu on the
@@ -126,7 +138,7 @@ __host__ __device__ constexpr int wgmma_stages_per_copy(int x_rows) { return x_r
 // staging tile leaves room for one more ring stage (gemm_w8a8's 256-row blocks: 4 stages of
 // 48 KB with passes of 64 rows, 3 with the whole tile).
 template <int kChunks_, int kChunkBytes_, int kN_, bool kGroupScales_ = false,
-          int kStagingRows_ = kN_>
+          int kStagingRows_ = wgmma_staging_rows(kN_, kWgWTiles * kChunks_ * kChunkBytes_)>
 struct WgmmaCfg {
   static constexpr int kChunks = kChunks_, kChunkBytes = kChunkBytes_, kN = kN_;
   static constexpr bool kGroupScales = kGroupScales_;
@@ -151,9 +163,8 @@ struct WgmmaCfg {
   }
   // Blocks per SM (wgmma_blocks_per_sm), each with its share of the SM's 228 KB less the 1 KB
   // the hardware reserves per block.
-  static constexpr int kBlocksPerSm = wgmma_blocks_per_sm(kN);
-  static constexpr int kSmemBudget =
-      kBlocksPerSm == 1 ? kWgSmemMax : (233472 / kBlocksPerSm - 1024) / 1024 * 1024;
+  static constexpr int kBlocksPerSm = wgmma_blocks_per_sm(kN, kWStage);
+  static constexpr int kSmemBudget = kBlocksPerSm == 1 ? kWgSmemMax : kWgSmemHalf;
   static constexpr int deepest(int most) {  // halving from `most` while it does not fit, then 3
     int s = most;
     while (s > 4 && smem_for(s) > kSmemBudget) s /= 2;
@@ -203,6 +214,7 @@ struct WgmmaParams {
   bool stage_in_group;
   int raster_group;  // weight units per raster group
   int x_rows;        // kN of the launched kernel
+  int blocks_per_sm;  // the launched kernel's Cfg::kBlocksPerSm (wgmma_blocks_per_sm)
   // cluster: CTAs per thread-block cluster (1, or 2: LLMACCEL_WGMMA_CLUSTER=2). A cluster's CTAs
   // take neighbouring weight blocks of one x block (a "unit" of w_units), and each copies its
   // share of every x stage into all of them (multicast), so x comes from L2 once per cluster.

@@ -39,15 +39,16 @@ template <class K> bool wgmma_built_for_device(K kernel, signed char (&cache)[64
 
 // The plan of a call on the current device: x rows per block, tiles, K split (chunks: 32-column
 // chunks per stage, 4 for int8, 2 for int4; min_rows: the kernel's smallest x block, 64 for
-// int8, 16 for int4).
-inline WgmmaParams wgmma_plan(int64_t m, int64_t n_tiles, int64_t nk, int chunks, int min_rows) {
+// int8, 16 for int4; w_stage: its weight bytes per stage, Cfg::kWStage).
+inline WgmmaParams wgmma_plan(int64_t m, int64_t n_tiles, int64_t nk, int chunks, int min_rows,
+                              int w_stage) {
   WgmmaParams p{};
   p.m = int(m);
   p.n_tiles = int(n_tiles);
   p.nk = int(nk);
   p.kt_count = int((nk + chunks - 1) / chunks);
   const int sms = current_device_sms();
-  wgmma_grid(p, wgmma_x_rows(m, n_tiles, sms, min_rows), sms);
+  wgmma_grid(p, wgmma_x_rows(m, n_tiles, sms, min_rows), sms, w_stage);
   return p;
 }
 
@@ -125,6 +126,7 @@ template <int kMinRows, class F> void wgmma_with_rows(const WgmmaParams& p, F&& 
 template <class Cfg, class T, bool kOutScales, class Acc, auto kernel>
 void wgmma_launch(const WgmmaParams& planned, cudaStream_t stream) {
   WgmmaParams p = planned;
+  require(p.blocks_per_sm == Cfg::kBlocksPerSm, "wgmma", "the plan is not this kernel's");
   // the kernel takes the tensor-map copy before the multicast one: in a cluster the other
   // block would never get its share (the plan never pairs them; this keeps it so)
   require(!p.x_tma || p.cluster == 1, "wgmma", "the x tensor map is for single blocks");

@@ -52,19 +52,19 @@ inline int wgmma_x_rows(int64_t m, int64_t n_tiles, int sms, int min_rows) {
 // over work items (persistent), unless there are fewer; LLMACCEL_WGMMA_PERSISTENT=0 launches one
 // block (cluster) per work item (a benchmark knob).
 inline int wgmma_launch_blocks(const WgmmaParams& p, int sms, int slots = 0) {
-  if (slots <= 0) slots = sms * wgmma_blocks_per_sm(p.x_rows) / p.cluster;
+  if (slots <= 0) slots = sms * p.blocks_per_sm / p.cluster;
   if (env_is("LLMACCEL_WGMMA_PERSISTENT", "0")) return p.tiles * p.splits * p.cluster;
   return std::max(1, std::min(p.tiles * p.splits, slots)) * p.cluster;
 }
-// The K split for `sms` resident blocks (SMs × wgmma_blocks_per_sm). Only where the tiles alone leave SMs idle, and only where it cuts
-// the k blocks of the busiest block (persistent, round robin) by a fifth or more: a split costs
-// a round trip of raw sums through global memory and a second launch (~1-3 µs, most of what a
-// smaller gain would save at decode sizes). Up to 8 splits of at least 4 k blocks each, the count
-// with the fewest k blocks on the busiest block, the smaller count on a tie. At 8192→8192 with
-// 64 tiles on 132 SMs: 2 splits (64 k blocks, not 3 splits, whose 192 items leave 60 blocks with
-// two); at 4096→14336 with 112 tiles none (8 splits would give 56 k blocks against 64).
-// LLMACCEL_WGMMA_SPLITS forces a count (a benchmark and test knob, read per call). Sets p.splits
-// and p.kts.
+// The K split for `sms` resident blocks (SMs × blocks per SM). Only where the tiles alone leave SMs
+// idle, and only where it cuts the k blocks of the busiest block (persistent, round robin) by a
+// fifth or more: a split costs a round trip of raw sums through global memory and a second launch
+// (~1-3 µs, most of what a smaller gain would save at decode sizes). Up to 8 splits of at least 4 k
+// blocks each, the count with the fewest k blocks on the busiest block, the smaller count on a tie.
+// At 8192→8192 with 64 tiles on 132 SMs: 2 splits (64 k blocks, not 3 splits, whose 192 items leave
+// 60 blocks with two); at 4096→14336 with 112 tiles none (8 splits would give 56 k blocks against
+// 64). LLMACCEL_WGMMA_SPLITS forces a count (a benchmark and test knob, read per call). Sets
+// p.splits and p.kts.
 inline int64_t wgmma_split_cost(const WgmmaParams& p, int want, int sms, int* kts_out) {
   // whole copy groups per item (wgmma_stages_per_copy), so that only K's end pads a group
   const int g = wgmma_stages_per_copy(p.x_rows);  // as Cfg::padded, for the launched Cfg
@@ -128,14 +128,17 @@ inline void wgmma_x_copies(WgmmaParams& p) {
   p.x_box_rows = p.x_rows >> shift;
   p.x_map_rows = p.x_tma ? int(rows) : 0;
 }
-inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms) {
+// The grid for x_rows-row blocks on `sms` SMs, of a kernel whose stages hold w_stage weight
+// bytes (Cfg::kWStage: whether two blocks fit on an SM).
+inline void wgmma_grid(WgmmaParams& p, int x_rows, int sms, int w_stage) {
   p.x_rows = x_rows;
+  p.blocks_per_sm = wgmma_blocks_per_sm(x_rows, w_stage);
   p.w_blocks = (p.n_tiles + kWgWTiles - 1) / kWgWTiles;
   p.x_blocks = (p.m + x_rows - 1) / x_rows;
   p.cluster = wgmma_cluster_size(p.w_blocks);
   p.w_units = (p.w_blocks + p.cluster - 1) / p.cluster;
   p.tiles = p.w_units * p.x_blocks;
-  wgmma_split(p, sms * wgmma_blocks_per_sm(x_rows) / p.cluster);
+  wgmma_split(p, sms * p.blocks_per_sm / p.cluster);
   // LLMACCEL_WGMMA_GROUP: weight blocks per raster group, a benchmark knob read per call (a
   // whole positive number, else 16); in units of p.cluster blocks.
   const char* e = std::getenv("LLMACCEL_WGMMA_GROUP");

@@ -158,7 +158,9 @@ int main(int argc, char** argv) {
     p.nk = int(a[2]);
     const int chunks = int(a[3]), min_rows = int(a[4]), sms = int(a[5]);
     p.kt_count = (p.nk + chunks - 1) / chunks;
-    cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms, min_rows), sms);
+    // chunks per stage: 2 for int4 weights (gemm_w4a16's stages), 4 for gemm_w8a8's
+    const int w_stage = chunks == 2 ? cu::W4WgCfg<16>::kWStage : cu::W8WgCfg<64>::kWStage;
+    cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms, min_rows), sms, w_stage);
     std::printf("x_rows %d splits %d kts %d blocks %d cluster %d w_warps %d x_warp %d "
                 "x_pieces %d\n", p.x_rows, p.splits, p.kts, cu::wgmma_launch_blocks(p, sms),
                 p.cluster, p.w_warps, int(p.x_warp), 1 << p.x_piece_shift);
@@ -328,7 +330,10 @@ int main(int argc, char** argv) {
   // one splits K), or LLMACCEL_WGMMA_N / _SPLITS / _PERSISTENT.
   const int sms = int(a.back());
   const int min_rows = kind == "w8a8" ? cu::kW8WgMinRows : cu::kW4WgMinRows;
-  cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms, min_rows), sms);
+  const int w_stage = kind == "w8a8"    ? cu::W8WgCfg<64>::kWStage
+                      : kind == "w8a16" ? cu::kW8A16WgWStage
+                                        : cu::W4WgCfg<16>::kWStage;
+  cu::wgmma_grid(p, cu::wgmma_x_rows(p.m, p.n_tiles, sms, min_rows), sms, w_stage);
   std::vector<uint8_t> partial(size_t(cu::wgmma_partial_bytes(p)) + 16);
   p.partial = partial.data();
   const dim3 grid(unsigned(cu::wgmma_launch_blocks(p, sms)));

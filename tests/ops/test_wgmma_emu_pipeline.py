@@ -29,6 +29,8 @@ W4_CASES = [
     (16, 600, 520, 32, True, "16", 3),     # 10 stages a tile, 5 tiles on 3 blocks
     (1, 4096, 136, 128, True, "", 132),    # M = 1: K split 8 ways (8 stages a split)
     (40, 70, 264, -1, True, "64", 2),      # 2 stages a tile (per channel): shorter than depth 3
+    (50, 1100, 264, 64, False, "64", 2),   # 18 stages a tile, 3 tiles on 2 blocks; under bps2
+                                           # an 8-slot ring and the epilogue in 2 passes of 32
 ]
 
 
@@ -51,13 +53,15 @@ def test_pipeline_w8a8(emu_pipeline, tmp_path):
 
 
 def test_pipeline_plan(emu_pipeline, tmp_path, request):
-    """Two blocks per SM under bps2 for blocks of <= 32 x rows, so the K split fills 264 slots
-    (4096→14336 at M = 1: 2 splits of 32 k blocks on 224 blocks); 64-row blocks stay one per
-    SM (two do not fit their shared memory), as every block does in the other variants."""
+    """Two blocks per SM under bps2 for int4 blocks of <= 64 x rows, so the K split fills 264
+    slots (4096→14336 at M = 1-64: 2 splits of 32 k blocks on 224 blocks); 128-row blocks and
+    gemm_w8a8's stay one per SM (two do not fit their shared memory), as every block does in the
+    other variants."""
     bps2 = request.node.callspec.params["emu_pipeline"] == "bps2"
     one = dict(x_rows=16, splits=1, kts=64, blocks=112, cluster=1, **ONE_X_COPY)
     two = dict(one, splits=2, kts=32, blocks=224)
-    assert _plan(emu_pipeline, tmp_path, 1, 896, 128, True) == (two if bps2 else one)
-    assert _plan(emu_pipeline, tmp_path, 32, 896, 128, True) == dict(two if bps2 else one,
-                                                                     x_rows=32)
-    assert _plan(emu_pipeline, tmp_path, 64, 896, 128, True) == dict(one, x_rows=64)
+    for m, rows in ((1, 16), (32, 32), (64, 64)):
+        assert _plan(emu_pipeline, tmp_path, m, 896, 128, True) == dict(two if bps2 else one,
+                                                                        x_rows=rows)
+    assert _plan(emu_pipeline, tmp_path, 128, 896, 128, True) == dict(one, x_rows=128)
+    assert _plan(emu_pipeline, tmp_path, 64, 896, 128, False) == dict(one, x_rows=64, kts=32)

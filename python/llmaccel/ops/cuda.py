@@ -278,7 +278,8 @@ def _w8_k_ok(op: str, k: int, nk: int) -> None:
 
 def _wgmma_partials(x: torch.Tensor, x16: bool, m: int, nt: int, nk: int) -> torch.Tensor | None:
     """The wgmma kernels' K-split scratch for this call (None when it runs unsplit); x16: the
-    16-bit-x kernels (gemm_w4a16, gemm_w8a16: one plan), else gemm_w8a8's."""
+    16-bit-x kernels (gemm_w4a16, gemm_w8a16: sized for the larger of their plans), else
+    gemm_w8a8's."""
     n_bytes = _C.cuda_wgmma_partial_bytes(x16, m, nt, nk)
     return torch.empty(n_bytes, dtype=torch.uint8, device=x.device) if n_bytes else None
 
