@@ -53,5 +53,11 @@ def emu_trace(tmp_path_factory) -> Path:
 def emu_race(tmp_path_factory) -> Path:
     """The same under ThreadSanitizer: every emulated CUDA thread is a host thread, so a shared-
     memory access that no barrier orders against another thread's is reported (test_emu_races.py;
-    csrc/emu/simt_emu.h says which orders count)."""
-    return _build_emu(tmp_path_factory, "emu_race", flags=("-fsanitize=thread", "-g"))
+    csrc/emu/simt_emu_race.h says which orders count)."""
+    binary = _build_emu(tmp_path_factory, "emu_race", flags=("-fsanitize=thread", "-g"))
+    # TSan's runtime refuses some kernels' address-space layouts at start, before any kernel runs
+    # (a run without arguments only prints its usage)
+    done = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60)
+    if "unexpected memory mapping" in done.stderr:
+        pytest.skip("ThreadSanitizer cannot run under this kernel's memory layout")
+    return binary
