@@ -224,7 +224,7 @@ def test_sp24_rejects_dense_groups():
 
 # ---- CUDA device layouts int4_cuda_mma16x32 / int8_cuda_mma16x32 ------------------------------
 # Pure permutations of the canonical codes (CPU-testable). The expected words below are derived
-# from the layout as documented at the end of llmaccel/formats.py, independently of its code.
+# from the layout as documented in llmaccel/formats/cuda.py, independently of its code.
 
 CUDA_SHAPES = [(1, 33), (17, 100), (37, 200), (72, 264), (100, 1000), (16, 32), (5, 4096)]
 # int4_cuda_mma16x32 word: nibble i holds (row r + 8*h, column k0 + kk) for i -> (h, kk)

@@ -1,5 +1,5 @@
 // The plain-buffer views that kernels receive. The byte layouts are defined once, in
-// python/llmaccel/formats.py; these structs only name the pointers and sizes.
+// python/llmaccel/formats/; these structs only name the pointers and sizes.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -15,8 +15,8 @@ struct Matrix {
   int64_t rows, cols, ld;
 };
 
-// Format "int4_tile16x8" v1 (see formats.py). Rows are padded to n_pad (a multiple of 16) and the
-// reduction dim to k_pad (a multiple of group_size, itself a multiple of 32).
+// Format "int4_tile16x8" v1 (see formats/dense.py). Rows are padded to n_pad (a multiple of 16)
+// and the reduction dim to k_pad (a multiple of group_size, itself a multiple of 32).
 //   qweight [n_pad/16][k_pad/8][16][4] bytes: lane l, byte j of a k8 step holds
 //           w[16b+l][8s+j] in its low nibble and w[16b+l][8s+4+j] in its high nibble;
 //   scales  [n_pad/16][n_groups][16] float;  zeros [n_pad/16][n_groups][16] uint8 or null
@@ -37,10 +37,10 @@ struct PackedW8 {
   int64_t n, k, n_pad, k_pad;
 };
 
-// Format "int4_sp24_tile16x32" v1 (see formats.py): 2:4 sparse symmetric int4. Per 16-row block
-// and 32-column chunk, 192 bytes: two value planes (16 uint32 lanes each: q_a of groups 4h..4h+3
-// as nibbles in the low 16 bits, q_b in the high 16), then a position plane (pos_a of group j at
-// bits 2j of the low 16 bits, pos_b at bits 16 + 2j). Weight = (q − 8) · scale.
+// Format "int4_sp24_tile16x32" v1 (see formats/sp24.py): 2:4 sparse symmetric int4. Per 16-row
+// block and 32-column chunk, 192 bytes: two value planes (16 uint32 lanes each: q_a of groups
+// 4h..4h+3 as nibbles in the low 16 bits, q_b in the high 16), then a position plane (pos_a of
+// group j at bits 2j of the low 16 bits, pos_b at bits 16 + 2j). Weight = (q − 8) · scale.
 struct PackedW4Sp24 {
   const uint8_t* qweight;
   const float* scales;  // [n_pad/16][n_groups][16]

@@ -36,7 +36,7 @@ __device__ __forceinline__ void store8(O* dst, const float v[8], int64_t valid, 
   for (int i = 0; i < 8 && i < valid; ++i) dst[i] = from_f<O>(v[i]);
 }
 
-// Nibble of column kk (0..3) of row half h in an int4_cuda_mma16x32 word (formats.py).
+// Nibble of column kk (0..3) of row half h in an int4_cuda_mma16x32 word (formats/cuda.py).
 __device__ __forceinline__ int nibble_shift(int h, int kk) {
   return 4 * (h + ((kk & 1) ? 4 : 0) + ((kk & 2) ? 2 : 0));
 }

@@ -1,4 +1,5 @@
-// CUDA GEMMs over the device weight layouts (formats.py: int4_cuda_mma16x32, int8_cuda_mma16x32).
+// CUDA GEMMs over the device weight layouts (formats/cuda.py: int4_cuda_mma16x32,
+// int8_cuda_mma16x32).
 // Torch-free: raw device pointers, sizes and a cudaStream_t passed as void*. Launches are
 // asynchronous on that stream, allocate nothing and never synchronize (CUDA-graph capturable).
 // Each throws std::invalid_argument on a bad size and std::runtime_error on a launch failure.

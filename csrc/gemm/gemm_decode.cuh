@@ -87,9 +87,10 @@ inline int64_t decode_partial_bytes(const DecodeSplit& s, int64_t m, int64_t n_t
   return n_tiles * s.max_parts * 16 * m * 4;
 }
 
-// int4 word (8 nibbles, formats.py order) → the four A registers of one m16n8k16 step as exact
-// integers q − zero. zlo: 2^p + zero of row r in both halves; zhi: the same for row r + 8 (bf16),
-// or −(64 + zero) for fp16, whose high nibbles are read in place as 16·q (2^10 + 16q, ·1/16).
+// int4 word (8 nibbles, formats/cuda.py order) → the four A registers of one m16n8k16 step as
+// exact integers q − zero. zlo: 2^p + zero of row r in both halves; zhi: the same for row r + 8
+// (bf16), or −(64 + zero) for fp16, whose high nibbles are read in place as 16·q (2^10 + 16q,
+// ·1/16).
 __device__ __forceinline__ void dequant_w4_int(uint32_t w, uint32_t zlo, uint32_t zhi,
                                                uint32_t a[4], __half) {
   const __half2 sixteenth = as_t2<__half2>(0x2C002C00u);  // 1/16

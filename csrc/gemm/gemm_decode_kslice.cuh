@@ -220,9 +220,9 @@ __global__ void __launch_bounds__((kKsWarps + 1) * 32, MINB)
     const int nu = max(0, min(UPW, p.nk - u0));  // units of the slice inside K (warp-uniform)
     const int gw = u0 / cpg - g_first;           // the slice's first group in the slot
 
-    // The slice's activation fragments, for the whole kernel (formats.py's k order: lane j takes
-    // columns 8j..8j+7 of each chunk, the first four for the unit's first k16 step). Units past
-    // K get zeros, so the stale slot bytes they meet add nothing (every nibble is a finite
+    // The slice's activation fragments, for the whole kernel (formats/cuda.py's k order: lane j
+    // takes columns 8j..8j+7 of each chunk, the first four for the unit's first k16 step). Units
+    // past K get zeros, so the stale slot bytes they meet add nothing (every nibble is a finite
     // weight).
     uint4 xf[UPW][MT];
 #pragma unroll

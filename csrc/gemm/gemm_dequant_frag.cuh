@@ -6,7 +6,7 @@
 
 namespace llmaccel::cuda {
 
-// int4 word (8 nibbles, formats.py order) → the four A registers of one m16n8k16 step:
+// int4 word (8 nibbles, formats/cuda.py order) → the four A registers of one m16n8k16 step:
 // (q − zero) · scale in T, rows r (regs 0, 2) and r + 8 (regs 1, 3).
 template <class T>
 __device__ __forceinline__ void dequant_w4_step(uint32_t word, uint32_t zp_lo, uint32_t zp_hi,

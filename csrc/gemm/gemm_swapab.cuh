@@ -5,11 +5,11 @@
 // Work split: one block = 8 warps on R row tiles (16·R output rows) and 8·MT rows of x; the
 // warps split K, each taking U consecutive 32-column chunks per trip (trips interleave, so the
 // block reads one stretch of the tile), and their partial sums meet in shared memory at the end.
-// Weights are read once, in the fragment order the MMA takes (formats.py: int4/int8_cuda_mma16x32),
-// through a per-warp multi-stage cp.async ring (.cg: past L1); no other warp uses
-// them, so the ring needs no block barrier. x and the group scales are read one trip ahead into
-// registers through L1 (every block reads x).
-// Measured on H100 (bench/gpu/NOTES.md): bound by instruction issue, not by bytes in flight.
+// Weights are read once, in the fragment order the MMA takes (formats/cuda.py:
+// int4/int8_cuda_mma16x32), through a per-warp multi-stage cp.async ring (.cg: past L1); no other
+// warp uses them, so the ring needs no block barrier. x and the group scales are read one trip
+// ahead into registers through L1 (every block reads x). Measured on H100 (bench/gpu/NOTES.md):
+// bound by instruction issue, not by bytes in flight.
 //
 // Dequantization is by bit tricks: a nibble OR-ed under the 2^p magic (Act16) gives 2^p + q
 // exactly, one subtraction of 2^p + zero gives q − zero exactly, and one multiply by the group

@@ -9,7 +9,7 @@
 //
 // Inside each 32-column chunk the columns are permuted to match the weights. The
 // int*_cuda_mma16x32 layouts give lane t of a fragment the columns 8t .. 8t+7 of its rows (one
-// run per row, formats.py), which the MMA reads under other k indices:
+// run per row, formats/cuda.py), which the MMA reads under other k indices:
 // - int8 (k32 steps): MMA k 4t .. 4t+3 (registers 0/1) and 16+4t .. 16+4t+3 (registers 2/3), so
 //   column 8t + 4s + b of a chunk sits at byte 4t + 16s + b;
 // - 16-bit (two k16 steps per chunk, step s from columns 8t+4s .. 8t+4s+3): MMA k 2t, 2t+1

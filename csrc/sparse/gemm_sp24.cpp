@@ -12,7 +12,7 @@ namespace {
 
 inline uint32_t lane_word(const uint8_t* plane, int lane) {
   uint32_t v;
-  std::memcpy(&v, plane + 4 * lane, 4);  // little-endian uint32 lanes, as formats.py writes
+  std::memcpy(&v, plane + 4 * lane, 4);  // little-endian uint32 lanes, as formats/sp24.py writes
   return v;
 }
 

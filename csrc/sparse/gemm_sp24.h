@@ -1,5 +1,5 @@
 // 2:4 sparse GEMMs: y = x · Wᵀ + bias where every group of 4 consecutive columns of a row of W
-// keeps 2 weights (formats int4_sp24_tile16x32 and bf16_sp24_tile16x32, formats.py).
+// keeps 2 weights (formats int4_sp24_tile16x32 and bf16_sp24_tile16x32, formats/sp24.py).
 //   x (M, K) fp32 or bf16; y (M, N) in x's dtype; bias fp32 (N) or null.
 //   gemm_w4a16_sp24: W = (q − 8) · scale[n][group], symmetric int4, 3 bits per weight + scales.
 //   gemm_sp24:       W in bf16, 9 bits per weight.

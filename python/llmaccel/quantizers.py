@@ -1,6 +1,6 @@
 """Round-to-nearest weight quantizers: float weight → integer codes and scales.
 
-The math of one tensor, shared by every layer and pipeline; byte layouts are formats.py's.
+The math of one tensor, shared by every layer and pipeline; byte layouts are the formats package's.
 """
 
 from __future__ import annotations

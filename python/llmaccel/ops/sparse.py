@@ -14,7 +14,7 @@ from .gemm import _finish, _k_ok
 lib.define("gemm_w4a16_sp24(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
 lib.define("gemm_sp24(Tensor x, Tensor packed, Tensor? bias, int n) -> Tensor")
 
-_W4_CHUNK_BYTES, _BF16_CHUNK_BYTES = 192, 576  # per 16 rows x 32 columns (see formats.py)
+_W4_CHUNK_BYTES, _BF16_CHUNK_BYTES = 192, 576  # per 16 rows x 32 columns (see formats/sp24.py)
 
 
 def _check_rows(op: str, blocks: int, n: int) -> None:
