@@ -118,3 +118,40 @@ def test_quantizers_accept_bf16_and_reject_bad_input():
         quantizers.quantize_int8(torch.randn(2, 3, 4))
     with pytest.raises(ValueError, match="group_size"):
         quantizers.quantize_int4(torch.randn(4, 64), 48, True)
+
+
+def _group_err64(groups, scales, zeros, bits, symmetric, norm=2.4):
+    """Σ|w − q(w)|^norm per group, in float64: the search's objective, measured exactly."""
+    lo, hi = quantizers.int4_code_range(bits, symmetric)
+    g, s, z = groups.double(), scales.double()[..., None], zeros.double()[..., None]
+    inv = torch.where(s != 0, 1.0 / s, torch.zeros_like(s))
+    q = (torch.round(g * inv) + z).clamp(lo, hi)
+    return ((q - z) * s - g).abs().pow(norm).sum(dim=-1)
+
+
+@pytest.mark.parametrize("bits", [4, 3])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_int4_group_params_mse_finds_the_best_shrink(symmetric, bits, dtype):
+    """GPTQ's range search (int4_group_params_mse, run in float32 whatever the input): its
+    choice is the best of the candidates (the full range shrunk by 0, 1/40, .. 16/40) up to the
+    float32 rounding of the objective, never worse than the full range, and it clips where a
+    rare extreme weight dominates a group."""
+    g = torch.randn(300, 128, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    g[::5, 3] *= 12  # an outlier in every fifth group
+    g[7] = 0.0  # an all-zero group keeps scale 0
+    g = g.to(dtype)
+    s, z = quantizers.int4_group_params_mse(g, symmetric, bits=bits)
+    assert s.dtype == dtype and z.dtype == dtype and s.shape == z.shape == (300,)
+    assert s[7] == 0
+    err = _group_err64(g, s, z, bits, symmetric)
+    cands = []
+    for i in range(17):
+        cs, cz = quantizers.int4_group_params(g.double() * (1 - i / 40), symmetric, bits)
+        cands.append(_group_err64(g, cs, cz, bits, symmetric))
+    cands = torch.stack(cands, dim=-1)
+    best = cands.min(dim=-1).values
+    assert torch.all(err <= best * (1 + 1e-4) + 1e-30), (err / best).max()
+    assert torch.all(err <= cands[:, 0] * (1 + 1e-4) + 1e-30)  # never worse than no clipping
+    full, _ = quantizers.int4_group_params(g, symmetric, bits)
+    assert bool((s[::5].abs() < full[::5].abs()).float().mean() > 0.9)  # outliers get clipped

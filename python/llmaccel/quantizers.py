@@ -1,6 +1,7 @@
 """Round-to-nearest weight quantizers: float weight → integer codes and scales.
 
-The math of one tensor, shared by every layer and pipeline; byte layouts are the formats package's.
+The math of one tensor, shared by every layer and pipeline; byte layouts are the formats
+package's.
 """
 
 from __future__ import annotations
@@ -74,18 +75,23 @@ def int4_group_params_mse(groups: torch.Tensor, symmetric: bool, grid: int = 40,
     """As int4_group_params, but each group's range is also tried shrunk by up to
     ``max_shrink`` (in ``grid`` steps) and the one with the least Σ|w − q(w)|^norm kept: clipping
     a rare extreme weight buys finer steps for all the others (GPTQ's reference quantizer search;
-    norm 2.4 weighs large errors a little more than squared error)."""
+    norm 2.4 weighs large errors a little more than squared error).
+
+    The search runs in float32 whatever ``groups``' dtype, and returns that dtype: the kernels'
+    scales are float32 anyway, and in float64 (GPTQ's weights) it took ~1.7× as long (38 against
+    22 ms per group of 1536 rows × 128 inside GPTQ on a 2-core CPU; GPTQ itself 20-30 % faster)."""
     lo, hi = int4_code_range(bits, symmetric)
-    best_s, best_z = int4_group_params(groups, symmetric, bits)
-    best_err = _group_err(groups, best_s, best_z, norm, lo, hi)
+    g = groups.float()
+    best_s, best_z = int4_group_params(g, symmetric, bits)
+    best_err = _group_err(g, best_s, best_z, norm, lo, hi)
     for i in range(1, int(max_shrink * grid) + 1):
         p = 1 - i / grid
-        s, z = int4_group_params(groups * p, symmetric, bits)
-        err = _group_err(groups, s, z, norm, lo, hi)
+        s, z = int4_group_params(g * p, symmetric, bits)
+        err = _group_err(g, s, z, norm, lo, hi)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_s, best_z = torch.where(better, s, best_s), torch.where(better, z, best_z)
-    return best_s, best_z
+    return best_s.to(groups.dtype), best_z.to(groups.dtype)
 
 
 def _group_err(groups, scales, zeros, norm, lo, hi):
