@@ -1,10 +1,11 @@
 """The wgmma main loop's pipeline experiments (gemm_wgmma.cuh: LLMACCEL_WGMMA_DEPTH, wgmma groups
 in flight, LLMACCEL_WGMMA_CHAINS, accumulator sets, and LLMACCEL_WGMMA_SMALL_BPS, two blocks per
-SM with half the ring), which only bench/gpu/trace_probe.cu's variants compile in, on the SIMT emulator: each variant must compute the same products as the
-library's loop (depth 2, one chain) on the streaming configurations they change (blocks of
-<= 64 x rows): rings that wrap, items shorter than the depth, padding slots, a K split, several
-items per block. The emulator runs wgmma asynchronously, so an A register set reused or a slot
-released before its group's wait computes with the wrong data here.
+SM with half the ring), which only bench/gpu/trace_probe.cu's variants compile in, on the SIMT
+emulator: each variant must compute the same products as the library's loop (depth 2, one
+chain) on the streaming configurations they change (blocks of <= 64 x rows): rings that wrap,
+items shorter than the depth, padding slots, a K split, several items per block. The emulator
+runs wgmma asynchronously, so an A register set reused or a slot released before its group's
+wait computes with the wrong data here.
 """
 
 import pytest
