@@ -68,12 +68,12 @@ ncu_m1() {
 # Python build needed, so it runs while the module builds). Builds: the traced probe, the
 # control without trace points (the library's kernels: its event times against the traced
 # build's show what the trace points cost), and the main loop's pipeline experiments
-# (gemm_wgmma.cuh: LLMACCEL_WGMMA_DEPTH, _CHAINS) and two blocks per SM at ≤ 32 x rows
-# (LLMACCEL_WGMMA_SMALL_BPS=2, built without trace points: its times against the control's).
-# Runs: every case traced and in the control; the x warp with two weights warps on the wgmma
-# cases; the K-slice kernel's cluster reduction; the small-M wgmma cases under each variant. Reports in $OUT/trace.md, the raw records
-# in $OUT/traces.tgz. A probe run takes ~10-40 s: the timeouts stop a hang early, and a default
-# run that hangs skips the rest.
+# (gemm_wgmma.cuh: LLMACCEL_WGMMA_DEPTH, _CHAINS) and two blocks per SM at ≤ 64 x rows for
+# int4 weights, ≤ 32 for int8 (LLMACCEL_WGMMA_SMALL_BPS=2, built without trace points: its times
+# against the control's). Runs: every case traced and in the control; the x warp with two
+# weights warps on the wgmma cases; the K-slice kernel's cluster reduction; the small-M wgmma
+# cases under each variant. Reports in $OUT/trace.md, the raw records in $OUT/traces.tgz. A probe
+# run takes ~10-40 s: the timeouts stop a hang early, and a default run that hangs skips the rest.
 PROBES=("traced:" "control:-DLLMACCEL_PROBE_NO_TRACE" "depth3:-DLLMACCEL_WGMMA_DEPTH=3"
         "chains2:-DLLMACCEL_WGMMA_CHAINS=2"
         "depth3chains2:-DLLMACCEL_WGMMA_DEPTH=3 -DLLMACCEL_WGMMA_CHAINS=2"

@@ -47,13 +47,14 @@ int64_t w4a16_wgmma_partial_bytes(int64_t m, int64_t n_tiles, int64_t nk) {
 }
 
 WgmmaPlanInfo wgmma_plan_info(bool x16, int64_t m, int64_t n_tiles, int64_t nk) {
-  // 16-bit x: gemm_w4a16's plan; the workspace also holds gemm_w8a16's (its int8 stages can
-  // keep it at one block per SM where int4 takes two: LLMACCEL_WGMMA_SMALL_BPS)
+  // 16-bit x: gemm_w4a16's plan. Under LLMACCEL_WGMMA_SMALL_BPS=2 the workspace must also hold
+  // gemm_w8a16's (its int8 stages can keep it at one block per SM where int4 takes two); at one
+  // block per SM the two plans are the same, so a call plans once.
   const WgmmaParams p =
       x16 ? wgmma_plan(m, n_tiles, nk, kW4WgChunks, kW4WgMinRows, W4WgCfg<16>::kWStage)
           : wgmma_plan(m, n_tiles, nk, kW8WgChunks, kW8WgMinRows, W8WgCfg<64>::kWStage);
   int64_t partial = wgmma_partial_bytes(p);
-  if (x16)
+  if (x16 && LLMACCEL_WGMMA_SMALL_BPS != 1)
     partial = std::max(partial, wgmma_partial_bytes(wgmma_plan(m, n_tiles, nk, 2, kW8A16WgMinRows,
                                                                kW8A16WgWStage)));
   return {p.x_rows,  p.splits, p.cluster, partial,
