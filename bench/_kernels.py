@@ -158,11 +158,9 @@ def build(k: int, n: int, dtype: torch.dtype, target_bytes: int, copies_for) -> 
             return layer.eval()
 
         layers = copies(b4 if is4 else b8, make_layer)
-        # Which op QuantLinear picks at this M (its private rule, the source of truth).
-        uses_int8 = lambda m, lay=layers[0]: bool(lay._int8_activations(m))  # noqa: E731
-        dispatch = (lambda m, u=uses_int8, is4=is4:
-                    ("gemm_w4a8" if u(m) else "gemm_w4a16") if is4
-                    else ("gemm_w8a8" if u(m) else "gemm_w8a16"))
+        # Which op QuantLinear picks at this M (its own rule, the source of truth).
+        dispatch = lambda m, lay=layers[0]: lay.kernel_for(m)  # noqa: E731
+        uses_int8 = lambda m, d=dispatch: d(m) in ("gemm_w4a8", "gemm_w8a8")  # noqa: E731
         # The layer's int8 path: per-128-column activation blocks for weight-only int8, one
         # scale per token for Int8Dynamic (see QuantLinear).
         blocks = (W8_ACT_BLOCK,) if isinstance(cfg, llmaccel.Int8WeightOnly) else ()

@@ -48,6 +48,7 @@ PYBIND11_MODULE(_C, m) {
     py::dict d;
     d["isa"] = cpu_isa_name(cpu_isa());
     d["reason"] = cpu_isa_reason();
+    d["avx2_available"] = isa_supported(CpuIsa::Avx2);
     d["avx512_available"] = avx512_supported();
     d["avx512_bf16_available"] = isa_supported(CpuIsa::Avx512Bf16);
     d["vendor"] = f.vendor;
@@ -62,6 +63,7 @@ PYBIND11_MODULE(_C, m) {
     feats["avx512vnni"] = f.avx512vnni;
     feats["avx512bf16"] = f.avx512bf16;
     feats["amx"] = f.amx;
+    feats["os_ymm_state"] = f.os_ymm;
     feats["os_zmm_state"] = f.os_zmm;
     d["features"] = feats;
     return d;

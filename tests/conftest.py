@@ -6,11 +6,22 @@ import pytest
 
 import llmaccel
 
-ISAS = ["scalar", "avx512", "avx512_bf16"]
-_AVAILABLE = {"scalar": "", "avx512": "avx512_available", "avx512_bf16": "avx512_bf16_available"}
+ISAS = ["scalar", "avx2", "avx512", "avx512_bf16"]
+_AVAILABLE = {"scalar": "", "avx2": "avx2_available", "avx512": "avx512_available",
+              "avx512_bf16": "avx512_bf16_available"}
 
 
-@pytest.fixture(params=ISAS)
+def pytest_generate_tests(metafunc):
+    """Parametrizes `isa` over the CPU paths. Only the dense GEMMs have AVX2 kernels; every other
+    op runs its portable code under 'avx2', which the 'scalar' case already tests, so 'avx2' is
+    generated only for modules that set AVX2_KERNELS = True."""
+    if "isa" in metafunc.fixturenames:
+        with_avx2 = getattr(metafunc.module, "AVX2_KERNELS", False)
+        names = [n for n in ISAS if n != "avx2" or with_avx2]
+        metafunc.parametrize("isa", names, indirect=True)
+
+
+@pytest.fixture
 def isa(request):
     """Runs the test once per CPU code path; 'auto' is restored afterwards."""
     name = request.param

@@ -32,9 +32,9 @@ def test_every_op_has_a_reference_twin():
 
 def test_cpu_info():
     info = llmaccel.cpu_info()
-    assert {"isa", "reason", "avx512_available", "vendor", "brand", "features",
+    assert {"isa", "reason", "avx2_available", "avx512_available", "vendor", "brand", "features",
             "num_threads"} <= set(info)
-    assert info["isa"] in ("avx512_bf16", "avx512", "scalar")
+    assert info["isa"] in ("avx512_bf16", "avx512", "avx2", "scalar")
     assert isinstance(info["reason"], str) and info["reason"]
     assert isinstance(info["avx512_available"], bool)
     assert info["num_threads"] == torch.get_num_threads()
@@ -67,7 +67,7 @@ def test_native_module_does_not_import_torch():
             f"spec = importlib.util.spec_from_file_location('llmaccel._C', {so!r})\n"
             "mod = importlib.util.module_from_spec(spec)\n"
             "spec.loader.exec_module(mod)\n"
-            "assert mod.cpu_info()['isa'] in ('avx512_bf16', 'avx512', 'scalar')\n"
+            "assert mod.cpu_info()['isa'] in ('avx512_bf16', 'avx512', 'avx2', 'scalar')\n"
             "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

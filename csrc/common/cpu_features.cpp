@@ -49,7 +49,11 @@ CpuFeatures detect() {
     f.avx512bf16 = a & (1u << 5);
   }
   // XCR0 bits 1,2 (SSE, AVX) and 5,6,7 (opmask, upper zmm0-15, zmm16-31).
-  if (osxsave) f.os_zmm = (read_xcr0() & 0xE6) == 0xE6;
+  if (osxsave) {
+    const unsigned long long xcr0 = read_xcr0();
+    f.os_ymm = (xcr0 & 0x6) == 0x6;
+    f.os_zmm = (xcr0 & 0xE6) == 0xE6;
+  }
   char brand[49] = {};
   if (__get_cpuid(0x80000000, &a, &b, &c, &d) && a >= 0x80000004) {
     for (unsigned i = 0; i < 3; ++i) {
@@ -88,9 +92,24 @@ std::string missing_avx512_reason() {
 #endif
 }
 
+std::string missing_avx2_reason() {
+#ifndef LLMACCEL_HAVE_AVX2
+  return "this build has no AVX2 kernels (not an x86-64 build)";
+#else
+  const CpuFeatures& f = cpu_features();
+  std::string missing;
+  if (!f.avx2) missing += " avx2";
+  if (!f.fma) missing += " fma";
+  if (!missing.empty()) return "the CPU lacks" + missing;
+  if (!f.os_ymm) return "the OS does not enable AVX register state (XCR0)";
+  return "";
+#endif
+}
+
 // Why `isa` cannot run here ("" when it can).
 std::string unavailable_reason(CpuIsa isa) {
   if (isa == CpuIsa::Scalar) return "";
+  if (isa == CpuIsa::Avx2) return missing_avx2_reason();
   std::string why = missing_avx512_reason();
   if (why.empty() && isa == CpuIsa::Avx512Bf16 && !cpu_features().avx512bf16)
     why = "the CPU lacks avx512bf16";
@@ -99,6 +118,7 @@ std::string unavailable_reason(CpuIsa isa) {
 
 bool parse_isa(const std::string& name, CpuIsa* isa) {
   if (name == "scalar") *isa = CpuIsa::Scalar;
+  else if (name == "avx2") *isa = CpuIsa::Avx2;
   else if (name == "avx512") *isa = CpuIsa::Avx512;
   else if (name == "avx512_bf16") *isa = CpuIsa::Avx512Bf16;
   else return false;
@@ -108,13 +128,18 @@ bool parse_isa(const std::string& name, CpuIsa* isa) {
 CpuIsa best_isa() {
   if (unavailable_reason(CpuIsa::Avx512Bf16).empty()) return CpuIsa::Avx512Bf16;
   if (unavailable_reason(CpuIsa::Avx512).empty()) return CpuIsa::Avx512;
+  if (unavailable_reason(CpuIsa::Avx2).empty()) return CpuIsa::Avx2;
   return CpuIsa::Scalar;
 }
 
 std::string auto_reason(CpuIsa isa) {
   if (isa == CpuIsa::Avx512Bf16) return "auto: cpuid reports AVX-512 F/BW/VL/DQ/VNNI/BF16";
   if (isa == CpuIsa::Avx512) return "auto: cpuid reports AVX-512 F/BW/VL/DQ/VNNI (no BF16)";
-  return "auto: " + missing_avx512_reason() + "; using the portable C++ path";
+  if (isa == CpuIsa::Avx2)
+    return "auto: " + missing_avx512_reason() +
+           "; cpuid reports AVX2/FMA: AVX2 dense GEMMs, the portable C++ path for the rest";
+  return "auto: " + missing_avx512_reason() + "; " + missing_avx2_reason() +
+         "; using the portable C++ path";
 }
 
 IsaState& state() {
@@ -127,7 +152,7 @@ IsaState& state() {
     if (want == "auto") {
       st.reason = auto_reason(st.isa);
     } else if (!parse_isa(want, &isa)) {
-      st.reason = "LLMACCEL_CPU_ISA=" + want + " is not avx512_bf16|avx512|scalar|auto, so " +
+      st.reason = "LLMACCEL_CPU_ISA=" + want + " is not avx512_bf16|avx512|avx2|scalar|auto, so " +
                   auto_reason(st.isa);
     } else if (std::string why = unavailable_reason(isa); !why.empty()) {
       st.reason = "LLMACCEL_CPU_ISA=" + want + " unavailable (" + why + "), so " +
@@ -158,6 +183,7 @@ const char* cpu_isa_name(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::Avx512Bf16: return "avx512_bf16";
     case CpuIsa::Avx512: return "avx512";
+    case CpuIsa::Avx2: return "avx2";
     default: return "scalar";
   }
 }
@@ -172,7 +198,7 @@ void set_cpu_isa(const std::string& name) {
   CpuIsa isa;
   if (!parse_isa(name, &isa))
     throw std::invalid_argument("unknown CPU ISA '" + name +
-                                "': expected 'avx512_bf16', 'avx512', 'scalar' or 'auto'");
+                                "': expected 'avx512_bf16', 'avx512', 'avx2', 'scalar' or 'auto'");
   if (std::string why = unavailable_reason(isa); !why.empty())
     throw std::invalid_argument("CPU path '" + name + "' unavailable: " + why);
   st.isa = isa;

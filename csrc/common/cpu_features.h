@@ -1,6 +1,8 @@
 // Which CPU code path runs. Chosen once at load by cpuid (the best the CPU and OS support),
-// overridable with the environment variable LLMACCEL_CPU_ISA=avx512_bf16|avx512|scalar (so
+// overridable with the environment variable LLMACCEL_CPU_ISA=avx512_bf16|avx512|avx2|scalar (so
 // tests exercise every path on one machine), and at run time through set_cpu_isa.
+//   avx2        AVX2 + FMA: the four dense GEMMs (gemm_w4a16, gemm_w4a8, gemm_w8a16, gemm_w8a8);
+//               every other kernel takes its portable C++ path
 //   avx512      F/BW/VL/DQ + VNNI: every kernel's AVX-512 path
 //   avx512_bf16 the above + AVX512_BF16: gemm_w4a16 decodes nibbles to bf16 pairs and uses
 //               vdpbf16ps (2x the multiply-accumulates per instruction of fp32 FMA)
@@ -9,12 +11,14 @@
 
 namespace llmaccel {
 
-enum class CpuIsa { Scalar = 0, Avx512 = 1, Avx512Bf16 = 2 };
+// Ordered: a path includes everything the ones below it need.
+enum class CpuIsa { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3 };
 
 struct CpuFeatures {
   bool avx2 = false, fma = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512vnni = false, avx512bf16 = false, amx = false;
+  bool os_ymm = false;   // the OS saves ymm state (XCR0), without which AVX faults
   bool os_zmm = false;   // the OS saves zmm/opmask state (XCR0), without which AVX-512 faults
   std::string vendor, brand;
 };
@@ -28,9 +32,11 @@ bool isa_supported(CpuIsa isa);
 CpuIsa cpu_isa();
 // Any AVX-512 level: the kernels with a single AVX-512 variant use it.
 inline bool cpu_isa_avx512() { return cpu_isa() >= CpuIsa::Avx512; }
+// Exactly the AVX2 path (the AVX-512 paths have their own kernels).
+inline bool cpu_isa_avx2() { return cpu_isa() == CpuIsa::Avx2; }
 // Why the current path was chosen, as a sentence for llmaccel.cpu_info().
 const std::string& cpu_isa_reason();
-// Selects a path by name ("avx512_bf16" | "avx512" | "scalar" | "auto"); throws
+// Selects a path by name ("avx512_bf16" | "avx512" | "avx2" | "scalar" | "auto"); throws
 // std::invalid_argument when the name is unknown or the path cannot run on this CPU.
 void set_cpu_isa(const std::string& name);
 const char* cpu_isa_name(CpuIsa isa);

@@ -59,7 +59,10 @@ void gemm_w4a16(const Matrix& x, const PackedW4& w, const float* bias, const Mat
     if (pairs)
       return detail::gemm_w4a16_avx512bf16(xf, xpairs, x.dtype == DType::BF16, x.rows, w, bias,
                                            y, b, e);
-    if (isa != CpuIsa::Scalar) return detail::gemm_w4a16_avx512(xf, x.rows, w, bias, y, b, e);
+    if (isa >= CpuIsa::Avx512) return detail::gemm_w4a16_avx512(xf, x.rows, w, bias, y, b, e);
+#endif
+#ifdef LLMACCEL_HAVE_AVX2
+    if (isa == CpuIsa::Avx2) return detail::gemm_w4a16_avx2(xf, x.rows, w, bias, y, b, e);
 #endif
     detail::gemm_w4a16_scalar(xf, x.rows, w, bias, y, b, e);
   });

@@ -19,6 +19,8 @@ void gemm_w4a16_scalar(const float* xf, int64_t m, const PackedW4& w, const floa
                        const Matrix& y, int64_t nb0, int64_t nb1);
 void gemm_w4a16_avx512(const float* xf, int64_t m, const PackedW4& w, const float* bias,
                        const Matrix& y, int64_t nb0, int64_t nb1);
+void gemm_w4a16_avx2(const float* xf, int64_t m, const PackedW4& w, const float* bias,
+                     const Matrix& y, int64_t nb0, int64_t nb1);
 // AVX512_BF16 variant: xpairs from stage_bf16_pairs; exact_bf16 when x arrived as bf16 (its lo
 // terms are zero and skipped). fp32 x is carried as bf16 hi + lo: |x − hi − lo| ≤ 2⁻¹⁸|x|.
 void stage_bf16_pairs(const float* xf, int64_t m, int64_t k_pad, uint32_t* xpairs);

@@ -18,5 +18,7 @@ void gemm_w4a8_scalar(const QuantAct& xq, const PackedW4& w, const float* bias, 
                       int64_t nb0, int64_t nb1);
 void gemm_w4a8_avx512(const QuantAct& xq, const PackedW4& w, const float* bias, const Matrix& y,
                       int64_t nb0, int64_t nb1);
+void gemm_w4a8_avx2(const QuantAct& xq, const PackedW4& w, const float* bias, const Matrix& y,
+                    int64_t nb0, int64_t nb1);
 }  // namespace detail
 }  // namespace llmaccel

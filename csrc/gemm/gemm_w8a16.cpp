@@ -32,12 +32,15 @@ void gemm_w8a16_scalar(const float* xf, int64_t M, const PackedW8& w, const floa
 void gemm_w8a16(const Matrix& x, const PackedW8& w, const float* bias, const Matrix& y,
                 int num_threads) {
   const float* xf = stage_act_f32(x, w.k_pad);
-  const bool simd = cpu_isa_avx512();
+  const bool simd = cpu_isa_avx512(), simd2 = cpu_isa_avx2();
   parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
 #ifdef LLMACCEL_HAVE_AVX512
     if (simd) return detail::gemm_w8a16_avx512(xf, x.rows, w, bias, y, b, e);
 #endif
-    (void)simd;
+#ifdef LLMACCEL_HAVE_AVX2
+    if (simd2) return detail::gemm_w8a16_avx2(xf, x.rows, w, bias, y, b, e);
+#endif
+    (void)simd, (void)simd2;
     detail::gemm_w8a16_scalar(xf, x.rows, w, bias, y, b, e);
   });
 }

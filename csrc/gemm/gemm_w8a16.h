@@ -14,5 +14,7 @@ void gemm_w8a16_scalar(const float* xf, int64_t m, const PackedW8& w, const floa
                        const Matrix& y, int64_t nb0, int64_t nb1);
 void gemm_w8a16_avx512(const float* xf, int64_t m, const PackedW8& w, const float* bias,
                        const Matrix& y, int64_t nb0, int64_t nb1);
+void gemm_w8a16_avx2(const float* xf, int64_t m, const PackedW8& w, const float* bias,
+                     const Matrix& y, int64_t nb0, int64_t nb1);
 }  // namespace detail
 }  // namespace llmaccel

@@ -44,12 +44,15 @@ void gemm_w8a8(const Matrix& x, const PackedW8& w, const float* bias, const Matr
   // Blocks may overhang k_pad; the overhang is zero and never read by the kernels.
   const int64_t block = act_block > 0 ? act_block : w.k_pad;
   const QuantAct xq = stage_act_int8(x, (w.k_pad + block - 1) / block * block, block, num_threads);
-  const bool simd = cpu_isa_avx512();
+  const bool simd = cpu_isa_avx512(), simd2 = cpu_isa_avx2();
   parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
 #ifdef LLMACCEL_HAVE_AVX512
     if (simd) return detail::gemm_w8a8_avx512(xq, w, bias, y, b, e);
 #endif
-    (void)simd;
+#ifdef LLMACCEL_HAVE_AVX2
+    if (simd2) return detail::gemm_w8a8_avx2(xq, w, bias, y, b, e);
+#endif
+    (void)simd, (void)simd2;
     detail::gemm_w8a8_scalar(xq, w, bias, y, b, e);
   });
 }

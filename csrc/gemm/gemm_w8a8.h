@@ -21,5 +21,7 @@ void gemm_w8a8_scalar(const QuantAct& xq, const PackedW8& w, const float* bias, 
                       int64_t nb0, int64_t nb1);
 void gemm_w8a8_avx512(const QuantAct& xq, const PackedW8& w, const float* bias, const Matrix& y,
                       int64_t nb0, int64_t nb1);
+void gemm_w8a8_avx2(const QuantAct& xq, const PackedW8& w, const float* bias, const Matrix& y,
+                    int64_t nb0, int64_t nb1);
 }  // namespace detail
 }  // namespace llmaccel

@@ -30,6 +30,8 @@ from llmaccel.nn.quant_linear import W8_ACT_BLOCK
 from ..helpers import assert_within, bf16_ulp, gamma, make_x
 
 INT8_ACT_REL_ERR = 0.02
+# The dense GEMMs have AVX2 kernels: `isa` covers the avx2 path here (tests/conftest.py).
+AVX2_KERNELS = True
 STEP_SLACK = 1e-5  # float32 rounding of w / scale and of the scale itself, in steps
 
 IN, OUT = 200, 37

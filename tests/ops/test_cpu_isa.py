@@ -28,7 +28,9 @@ def _best(info):
     """The path auto selection must pick given the features cpu_info reports."""
     if info["avx512_bf16_available"]:
         return "avx512_bf16"
-    return "avx512" if info["avx512_available"] else "scalar"
+    if info["avx512_available"]:
+        return "avx512"
+    return "avx2" if info["avx2_available"] else "scalar"
 
 
 def test_env_scalar():
@@ -41,7 +43,8 @@ def test_env_unset_and_avx512():
     auto = _info_in_subprocess(None)
     assert auto["reason"].startswith("auto")
     assert auto["isa"] == _best(auto)
-    for name, key in [("avx512", "avx512_available"), ("avx512_bf16", "avx512_bf16_available")]:
+    for name, key in [("avx2", "avx2_available"), ("avx512", "avx512_available"),
+                      ("avx512_bf16", "avx512_bf16_available")]:
         forced = _info_in_subprocess(name)
         assert f"LLMACCEL_CPU_ISA={name}" in forced["reason"]
         if forced[key]:
@@ -86,6 +89,22 @@ def test_set_cpu_isa_avx512_unavailable():
         pytest.skip("AVX-512 is available here; the unavailable branch cannot be reached")
     with pytest.raises(ValueError, match="CPU path 'avx512' unavailable"):
         llmaccel.set_cpu_isa("avx512")
+
+
+def test_set_cpu_isa_avx2_unavailable():
+    if llmaccel.cpu_info()["avx2_available"]:
+        pytest.skip("AVX2 is available here; the unavailable branch cannot be reached")
+    with pytest.raises(ValueError, match="CPU path 'avx2' unavailable"):
+        llmaccel.set_cpu_isa("avx2")
+
+
+def test_auto_reason_names_the_avx2_fallback():
+    """Without AVX-512 but with AVX2, auto picks avx2 and says which kernels it covers."""
+    info = _info_in_subprocess(None)
+    if info["avx512_available"] or not info["avx2_available"]:
+        pytest.skip("auto does not pick avx2 on this CPU")
+    assert info["isa"] == "avx2"
+    assert "AVX2" in info["reason"] and "portable" in info["reason"]
 
 
 def test_set_cpu_isa_avx512_bf16_unavailable():

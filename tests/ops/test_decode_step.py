@@ -15,6 +15,8 @@ pytest.importorskip("transformers")
 # the order of float32 sums in norms and attention and the polynomial exp (a few ulps), so
 # logits agree to ~1e-6 of their scale. Int8 activations (w8a8, w4a8 from act_int8_min_m rows)
 # can move one activation code by one step on such a difference; a flip costs ~1e-3 of scale.
+# The dense GEMMs have AVX2 kernels: `isa` covers the avx2 path here (tests/conftest.py).
+AVX2_KERNELS = True
 FLOAT_ACT_BOUND = 2e-5
 INT8_ACT_BOUND = 2e-2
 

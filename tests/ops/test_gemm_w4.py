@@ -38,6 +38,8 @@ def a8_roundings(n_groups: int) -> int:
     return n_groups + 5
 
 
+# The dense GEMMs have AVX2 kernels: `isa` covers the avx2 path here (tests/conftest.py).
+AVX2_KERNELS = True
 OPS = ["gemm_w4a16", "gemm_w4a8"]
 DTYPES = [torch.float32, torch.bfloat16]
 DTYPE_IDS = ["f32", "bf16"]

@@ -36,6 +36,8 @@ def float_roundings(k_pad: int) -> int:
 A8_ROUNDINGS = 1 + 5  # one group
 
 
+# The dense GEMMs have AVX2 kernels: `isa` covers the avx2 path here (tests/conftest.py).
+AVX2_KERNELS = True
 OPS = ["gemm_w8a16", "gemm_w8a8"]
 DTYPES = [torch.float32, torch.bfloat16]
 DTYPE_IDS = ["f32", "bf16"]

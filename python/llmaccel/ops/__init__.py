@@ -28,7 +28,8 @@ def cpu_info() -> dict:
 
 
 def set_cpu_isa(name: str) -> None:
-    """Selects the CPU path: 'avx512', 'scalar' or 'auto' (raises ValueError if unavailable)."""
+    """Selects the CPU path: 'avx512_bf16', 'avx512', 'avx2', 'scalar' or 'auto' (raises
+    ValueError if unavailable)."""
     _C.set_cpu_isa(name)
 
 
