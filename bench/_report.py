@@ -20,23 +20,23 @@ TORCH_BEST = ["torch_linear_fp32", "torch_linear_bf16", "torch_int4pack_mm",
               "torch_int8pack_mm", "torch_int_mm_qdq"]
 
 
-def finish_rows(rows: list[dict], dram_gbps: float, vnni_peak_gmacs: float) -> None:
-    """Adds GB/s, % of DRAM, GMAC/s, % of VNNI peak and speedups vs every baseline in place.
+def finish_rows(rows: list[dict], dram_gbps: float, int8_peak_gmacs: float) -> None:
+    """Adds GB/s, % of DRAM, GMAC/s, % of the int8 peak and speedups vs every baseline in place.
     Both ceilings are measured in the same run (see bench_gemm.py)."""
-    # The VNNI peak probe reports 0 on CPUs without AVX-512 VNNI: no percentage there.
+    # The int8 peak probe reports 0 on the scalar path: no percentage there.
     by_case: dict[tuple, dict[str, dict]] = {}
     for r in rows:
         by_case.setdefault((r["k"], r["n"], r["m"]), {})[r["kernel"]] = r
     for r in rows:
         t = r["time_s"]
         if t is None:
-            r.update(gbps=None, pct_dram=None, gmacs=None, pct_vnni=None, speedup={})
+            r.update(gbps=None, pct_dram=None, gmacs=None, pct_int8=None, speedup={})
             continue
         r["gbps"] = r["weight_bytes"] / t / 1e9
         r["pct_dram"] = r["gbps"] / r.get("stage_dram_gbps", dram_gbps)
         r["gmacs"] = r["m"] * r["n"] * r["k"] / t / 1e9
-        peak = r.get("stage_vnni_gmacs") or vnni_peak_gmacs
-        r["pct_vnni"] = r["gmacs"] / peak if r["int8_compute"] and peak else None
+        peak = r.get("stage_int8_gmacs") or int8_peak_gmacs
+        r["pct_int8"] = r["gmacs"] / peak if r["int8_compute"] and peak else None
         case = by_case[(r["k"], r["n"], r["m"])]
         r["speedup"] = {b: case[b]["time_s"] / t for b in BASELINES
                         if b in case and case[b]["time_s"] is not None}
@@ -54,15 +54,15 @@ def print_details(rows: list[dict], dram_gbps: float) -> None:
     print(f"\nPer kernel (time = median µs; GB/s counts every packed weight byte; %DRAM of the "
           f"DRAM read bandwidth probed around each stage (run median {dram_gbps:.1f} GB/s); "
           f"×X = speedup vs baseline X)")
-    head = (f"  {'kernel':<14}{'µs':>10}{'GB/s':>7}{'%DRAM':>7}{'GMAC/s':>8}{'%VNNI':>7}"
+    head = (f"  {'kernel':<14}{'µs':>10}{'GB/s':>7}{'%DRAM':>7}{'GMAC/s':>8}{'%int8':>7}"
             + "".join(f"{h:>8}" for h in BASELINES.values()) + "  note")
     last = None
     for r in rows:
         key = (r["k"], r["n"], r["m"])
         if key != last:
             print(f"\n{shape_name(r)} ({r['shape']})  M={r['m']}  (probes around this stage: "
-                  f"DRAM {r.get('stage_dram_gbps', dram_gbps):.1f} GB/s, VNNI "
-                  f"{r.get('stage_vnni_gmacs', float('nan')):.0f} GMAC/s)\n{head}")
+                  f"DRAM {r.get('stage_dram_gbps', dram_gbps):.1f} GB/s, int8 "
+                  f"{r.get('stage_int8_gmacs', float('nan')):.0f} GMAC/s)\n{head}")
             last = key
         if r["time_s"] is None:
             print(f"  {LABELS[r['kernel']]:<14}{'FAILED':>10}  {r['note']}")
@@ -70,7 +70,7 @@ def print_details(rows: list[dict], dram_gbps: float) -> None:
         sp = r["speedup"]
         print(f"  {LABELS[r['kernel']]:<14}{fmt_us(r['time_s']):>10}{_f(r['gbps'], '{:.1f}', 7)}"
               f"{_f(r['pct_dram'] * 100, '{:.0f}%', 7)}{_f(r['gmacs'], '{:.1f}', 8)}"
-              f"{_f(r['pct_vnni'] and r['pct_vnni'] * 100, '{:.0f}%', 7)}"
+              f"{_f(r['pct_int8'] and r['pct_int8'] * 100, '{:.0f}%', 7)}"
               + "".join(_f(sp.get(b), "{:.2f}", 8) for b in BASELINES) + f"  {r['note']}")
 
 
@@ -121,8 +121,8 @@ def _find(rows, kernel, k, n, m):
 def evaluate_targets(rows: list[dict]) -> list[dict]:
     """The project's speed targets as PASS / MISS / SKIP (case not measured) with the figures."""
     pct_dram = (lambda r: r["pct_dram"] * 100, "% DRAM")
-    # None (SKIP) where the CPU has no VNNI peak to compare with.
-    pct_vnni = (lambda r: None if r["pct_vnni"] is None else r["pct_vnni"] * 100, "% VNNI peak")
+    # None (SKIP) where the CPU path has no int8 peak to compare with.
+    pct_int8 = (lambda r: None if r["pct_int8"] is None else r["pct_int8"] * 100, "% int8 peak")
 
     def vs(b):
         return lambda r: r["speedup"].get(b), f"× {LABELS[b]}"
@@ -134,7 +134,7 @@ def evaluate_targets(rows: list[dict]) -> list[dict]:
         ("gemm_w8a16", 4096, 14336, 1, pct_dram, 85),
         ("gemm_w8a16", 4096, 14336, 1, vs("torch_linear_fp32"), 3.4),
         ("layer_int4wo", 4096, 4096, 16, vs("torch_linear_bf16"), 2.5),
-        ("gemm_w8a8", 4096, 4096, 256, pct_vnni, 60),
+        ("gemm_w8a8", 4096, 4096, 256, pct_int8, 60),
         ("gemm_w8a8", 4096, 4096, 256, vs("torch_int_mm_qdq"), 1.5),
     ]
     out = []

@@ -76,12 +76,12 @@ PYBIND11_MODULE(_C, m) {
           return read_bandwidth_gbs(bytes, reps, t);
         },
         py::arg("bytes"), py::arg("reps"), py::arg("num_threads"));
-  m.def("vnni_peak_gmacs",
+  m.def("int8_peak_gmacs",
         [](int reps, int nt) {
-          require(reps >= 1, "vnni_peak_gmacs", "reps must be >= 1");
-          int t = threads(nt, "vnni_peak_gmacs");
+          require(reps >= 1, "int8_peak_gmacs", "reps must be >= 1");
+          int t = threads(nt, "int8_peak_gmacs");
           py::gil_scoped_release nogil;
-          return vnni_peak_gmacs(reps, t);
+          return int8_peak_gmacs(reps, t);
         },
         py::arg("reps"), py::arg("num_threads"));
   m.def("set_cpu_isa", [](const std::string& name) { set_cpu_isa(name); }, py::arg("name"));

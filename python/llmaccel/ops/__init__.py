@@ -41,12 +41,13 @@ def memory_read_bandwidth(nbytes: int = 1 << 30, reps: int = 5) -> float:
     return _C.read_bandwidth_gbs(nbytes, reps, torch.get_num_threads())
 
 
-def vnni_peak_gmacs(reps: int = 5) -> float:
-    """Measured int8 multiply-accumulate peak (GMAC/s, vpdpbusd from registers, all threads);
-    0.0 when the AVX-512 VNNI path is unavailable. The ceiling int8 GEMMs are reported against."""
+def int8_peak_gmacs(reps: int = 5) -> float:
+    """Measured int8 multiply-accumulate peak (GMAC/s, from registers, all threads) of the current
+    CPU path's int8 instruction: vpdpbusd on avx512*, vpmaddubsw on avx2 (csrc/common/peak.h);
+    0.0 on the scalar path. The ceiling int8 GEMMs are reported against."""
     import torch
 
-    return _C.vnni_peak_gmacs(reps, torch.get_num_threads())
+    return _C.int8_peak_gmacs(reps, torch.get_num_threads())
 
 
 def cuda_info() -> dict:
@@ -75,9 +76,9 @@ __all__ = [
     "gemm_w8a16",
     "LlamaDecodeStep",
     "gemm_w8a8",
+    "int8_peak_gmacs",
     "memory_read_bandwidth",
     "quantize_act_int8",
     "set_cpu_isa",
     "time_linears",
-    "vnni_peak_gmacs",
 ]
