@@ -54,6 +54,14 @@ void gemm_w4a16(const Matrix& x, const PackedW4& w, const float* bias, const Mat
     xpairs = buf;
   }
 #endif
+#ifdef LLMACCEL_HAVE_AVX2
+  const float* xs = nullptr;
+  if (isa == CpuIsa::Avx2) {
+    auto* buf = static_cast<float*>(scratch(1).get(sizeof(float) * x.rows * w.k_pad));
+    detail::stage_nibble_scaled(xf, x.rows, w.k_pad, buf);
+    xs = buf;
+  }
+#endif
   parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
 #ifdef LLMACCEL_HAVE_AVX512
     if (pairs)
@@ -62,7 +70,7 @@ void gemm_w4a16(const Matrix& x, const PackedW4& w, const float* bias, const Mat
     if (isa >= CpuIsa::Avx512) return detail::gemm_w4a16_avx512(xf, x.rows, w, bias, y, b, e);
 #endif
 #ifdef LLMACCEL_HAVE_AVX2
-    if (isa == CpuIsa::Avx2) return detail::gemm_w4a16_avx2(xf, x.rows, w, bias, y, b, e);
+    if (isa == CpuIsa::Avx2) return detail::gemm_w4a16_avx2(xf, xs, x.rows, w, bias, y, b, e);
 #endif
     detail::gemm_w4a16_scalar(xf, x.rows, w, bias, y, b, e);
   });
