@@ -2,10 +2,9 @@
 // for x86-64 CPUs without AVX-512.
 //
 // The int8_tile16x4 blocks are read as 8-row strips (common/avx2_util.h): one 32-byte load is
-// 8 output rows × 4 columns, each row in its own dword lane. Column j is sign-extended in place
-// by a left shift to the top byte and an arithmetic right shift (column 3 needs only the right
-// shift), converted to fp32 and FMA'd with a broadcast x[m][4s+j]. The per-channel scale is
-// applied once at the end.
+// 8 output rows × 4 columns, each row in its own dword lane. Column j is brought to the top byte
+// (column 3 is there already, column 0 needs only the shift), where int32 conversion reads it as
+// signed, and FMA'd with a broadcast x[m][4s+j]. The per-channel scale is applied once at the end.
 #include <immintrin.h>
 
 #include <type_traits>
@@ -16,10 +15,15 @@
 namespace llmaccel::detail {
 namespace {
 
+// Column J of a strip's step as floats, w · 2^24: each byte is moved to (or masked at) the top
+// of its lane, where it is already signed, so no arithmetic shift back is needed (the 2^−24 is
+// applied with the scale). Vector shifts are the scarce instructions here (gemm_w4a16_avx2.cpp).
 template <int J>
 inline __m256 column(__m256i v) {
-  if constexpr (J == 3) return _mm256_cvtepi32_ps(_mm256_srai_epi32(v, 24));
-  else return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, 24 - 8 * J), 24));
+  const __m256i top = _mm256_set1_epi32(static_cast<int>(0xFF000000u));
+  if constexpr (J == 3) return _mm256_cvtepi32_ps(_mm256_and_si256(v, top));
+  else if constexpr (J == 0) return _mm256_cvtepi32_ps(_mm256_slli_epi32(v, 24));
+  else return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_slli_epi32(v, 24 - 8 * J), top));
 }
 
 template <int MR, int NS>
@@ -74,7 +78,9 @@ void tile(const float* xf, const PackedW8& w, const float* bias, const Matrix& y
       __m256 sum = acc[0][m][r];
 #pragma GCC unroll 4
       for (int k = 1; k < kChains; ++k) sum = _mm256_add_ps(sum, acc[k][m][r]);
-      avx2::store_out8(y, m0 + m, c, _mm256_mul_ps(sum, sc), bias, w.n - c);
+      // sum · 2^−24 is exact: the products carried w · 2^24.
+      avx2::store_out8(y, m0 + m, c, _mm256_mul_ps(_mm256_mul_ps(sum, _mm256_set1_ps(0x1p-24f)), sc),
+                       bias, w.n - c);
     }
   }
 }
