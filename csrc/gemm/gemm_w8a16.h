@@ -1,6 +1,8 @@
 // gemm_w8a16: y = x · dequant(W)ᵀ + bias with int8 per-output-channel weights, float activations.
 //   x (M, K) fp32 or bf16; y (M, N) in x's dtype; bias fp32 (N) or null.
 //   y[m][n] = scale[n] · Σ_k x[m][k] · q[n][k] + bias[n], fp32 accumulate.
+// The AVX2 path multiplies x by q · 2^24 (exact; the 2^−24 is applied with the scale), so there
+// activations beyond ±2^96 (~8e28) can overflow to infinity where the other paths stay finite.
 #pragma once
 #include "common/tensor_view.h"
 
