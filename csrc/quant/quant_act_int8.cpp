@@ -44,12 +44,15 @@ void quant_act_int8_scalar(const Matrix& x, const QuantAct& out, int64_t m_begin
 }  // namespace detail
 
 void quant_act_int8(const Matrix& x, const QuantAct& out, int num_threads) {
-  const bool simd = cpu_isa_avx512();
+  const bool simd = cpu_isa_avx512(), simd2 = cpu_isa_avx2();
   parallel_for(x.rows, num_threads, [&](int64_t b, int64_t e) {
 #ifdef LLMACCEL_HAVE_AVX512
     if (simd) return detail::quant_act_int8_avx512(x, out, b, e);
 #endif
-    (void)simd;
+#ifdef LLMACCEL_HAVE_AVX2
+    if (simd2) return detail::quant_act_int8_avx2(x, out, b, e);
+#endif
+    (void)simd, (void)simd2;
     detail::quant_act_int8_scalar(x, out, b, e);
   });
 }

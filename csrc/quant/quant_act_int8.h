@@ -17,5 +17,6 @@ void quant_act_int8(const Matrix& x, const QuantAct& out, int num_threads);
 namespace detail {
 void quant_act_int8_scalar(const Matrix& x, const QuantAct& out, int64_t m_begin, int64_t m_end);
 void quant_act_int8_avx512(const Matrix& x, const QuantAct& out, int64_t m_begin, int64_t m_end);
+void quant_act_int8_avx2(const Matrix& x, const QuantAct& out, int64_t m_begin, int64_t m_end);
 }  // namespace detail
 }  // namespace llmaccel

@@ -8,6 +8,8 @@ from llmaccel import formats, ops, reference
 
 from ..helpers import make_x, x_like
 
+# Activation quantization has an AVX2 kernel: `isa` covers avx2 here (tests/conftest.py).
+AVX2_KERNELS = True
 DTYPES = [torch.float32, torch.bfloat16]
 DTYPE_IDS = ["f32", "bf16"]
 
