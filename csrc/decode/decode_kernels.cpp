@@ -99,6 +99,9 @@ const DecodeKernels& decode_kernels() {
 #ifdef LLMACCEL_HAVE_AVX512
   if (cpu_isa_avx512()) return detail::decode_kernels_avx512;
 #endif
+#ifdef LLMACCEL_HAVE_AVX2
+  if (cpu_isa_avx2()) return detail::decode_kernels_avx2;
+#endif
   return detail::decode_kernels_scalar;
 }
 

@@ -1,7 +1,7 @@
 // The small per-token pieces of a decode step (RMSNorm, rotary, single-token attention, SiLU·up):
 // microseconds of work each, which is why they live in C++ beside the step rather than as torch
 // ops (~5 µs of dispatch each, ~25 per layer). Portable path in decode_kernels.cpp, AVX-512 in
-// decode_kernels_avx512.cpp.
+// decode_kernels_avx512.cpp, AVX2 in decode_kernels_avx2.cpp.
 //
 // Precision: fp32 throughout. exp is a degree-6 polynomial after range reduction (relative error
 // ≤ 2e-7 on [-87, 88]; inputs are clamped to that range), so results differ from torch's by a few
@@ -34,5 +34,6 @@ const DecodeKernels& decode_kernels();
 namespace detail {
 extern const DecodeKernels decode_kernels_scalar;
 extern const DecodeKernels decode_kernels_avx512;
+extern const DecodeKernels decode_kernels_avx2;
 }  // namespace detail
 }  // namespace llmaccel

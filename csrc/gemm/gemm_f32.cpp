@@ -26,14 +26,17 @@ void gemm_f32(const Matrix& x, const float* w, int64_t n, const float* bias, con
               int num_threads) {
   const float* xf = stage_act_f32(x, x.cols);
   const int64_t k = x.cols;
-  const bool simd = cpu_isa_avx512();
-  // Blocks of 4 output rows: the AVX-512 path's tile height, so threads never split a tile.
+  const bool simd = cpu_isa_avx512(), simd2 = cpu_isa_avx2();
+  // Blocks of 4 output rows: the SIMD paths' tile height, so threads never split a tile.
   parallel_for((n + 3) / 4, num_threads, [&](int64_t b, int64_t e) {
     const int64_t n0 = 4 * b, n1 = std::min(n, 4 * e);
 #ifdef LLMACCEL_HAVE_AVX512
     if (simd) return detail::gemm_f32_avx512(xf, x.rows, k, w, bias, y, n0, n1);
 #endif
-    (void)simd;
+#ifdef LLMACCEL_HAVE_AVX2
+    if (simd2) return detail::gemm_f32_avx2(xf, x.rows, k, w, bias, y, n0, n1);
+#endif
+    (void)simd, (void)simd2;
     detail::gemm_f32_scalar(xf, x.rows, k, w, bias, y, n0, n1);
   });
 }

@@ -17,5 +17,7 @@ void gemm_f32_scalar(const float* xf, int64_t m, int64_t k, const float* w, cons
                      const Matrix& y, int64_t n0, int64_t n1);
 void gemm_f32_avx512(const float* xf, int64_t m, int64_t k, const float* w, const float* bias,
                      const Matrix& y, int64_t n0, int64_t n1);
+void gemm_f32_avx2(const float* xf, int64_t m, int64_t k, const float* w, const float* bias,
+                   const Matrix& y, int64_t n0, int64_t n1);
 }  // namespace detail
 }  // namespace llmaccel

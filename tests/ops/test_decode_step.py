@@ -15,7 +15,7 @@ pytest.importorskip("transformers")
 # the order of float32 sums in norms and attention and the polynomial exp (a few ulps), so
 # logits agree to ~1e-6 of their scale. Int8 activations (w8a8, w4a8 from act_int8_min_m rows)
 # can move one activation code by one step on such a difference; a flip costs ~1e-3 of scale.
-# The dense GEMMs have AVX2 kernels: `isa` covers the avx2 path here (tests/conftest.py).
+# The dense GEMMs and the step's small kernels have AVX2 kernels: `isa` covers avx2 here.
 AVX2_KERNELS = True
 FLOAT_ACT_BOUND = 2e-5
 INT8_ACT_BOUND = 2e-2
@@ -63,6 +63,16 @@ def test_matches_python_loop(name, batch, isa):
     bound = INT8_ACT_BOUND if int8_act else FLOAT_ACT_BOUND
     logit_err, cache_err = _compare(model, batch)
     assert logit_err < bound and cache_err < bound
+
+
+def test_widths_not_multiples_of_the_vector(isa):
+    """hidden 72, head_dim 18, intermediate 100: every small kernel's row ends mid-vector (8 lanes
+    on avx2, 16 on avx512), so the masked tails run; 17 cached positions end mid-vector too. Float
+    weights: quantized projections this narrow (36 k/v rows) are not fused, which the native step
+    refuses."""
+    model = _model(None, None, layers=2, hidden=72, inter=100, heads=4, kv_heads=2)
+    logit_err, cache_err = _compare(model, 2)
+    assert logit_err < FLOAT_ACT_BOUND and cache_err < FLOAT_ACT_BOUND
 
 
 @pytest.mark.parametrize("lm_head", [llmaccel.Int8WeightOnly(act_int8_min_m=None),

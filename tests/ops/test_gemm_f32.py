@@ -14,6 +14,8 @@ from llmaccel import ops, reference
 
 from ..helpers import assert_within, bf16_ulp, float_gemm_exact, gamma, make_bias, x_like
 
+# gemm_f32 has an AVX2 kernel: `isa` covers avx2 here (tests/conftest.py).
+AVX2_KERNELS = True
 CASES = [(1, 576, 49), (3, 29, 37), (17, 100, 300), (257, 64, 16), (2, 1000, 5)]
 LAYOUTS = ["2d", "col_slice", "transposed", "3d", "3d_slice"]
 
