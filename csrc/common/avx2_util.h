@@ -41,6 +41,20 @@ inline void store_out8(const Matrix& y, int64_t r, int64_t c, __m256 v, const fl
   for (int64_t i = 0; i < valid && i < 8; ++i) store_out(y, r, c + i, bias ? t[i] + bias[c + i] : t[i]);
 }
 
+// Stores an MR × NS tile of 8-output strips kept in L1 (out[m][r] is row m0 + m, strip s0 + r)
+// to rows of y, adding bias; outputs past n are dropped.
+template <int MR, int NS>
+inline void store_tile8(const Matrix& y, const float (&out)[MR][NS][8], int64_t m0, int64_t s0,
+                        const float* bias, int64_t n) {
+#pragma GCC unroll 8
+  for (int r = 0; r < NS; ++r) {
+    const int64_t c = (s0 + r) * 8;
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m)
+      store_out8(y, m0 + m, c, _mm256_load_ps(out[m][r]), bias, n - c);
+  }
+}
+
 // Lane mask for vmaskmovps: the first `valid` of 8 lanes (none when valid <= 0, all from 8).
 inline __m256i tail_mask8(int64_t valid) {
   alignas(32) static const int32_t kOnes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};

@@ -124,13 +124,7 @@ void tile(const float* xs, const float* xsum, const PackedW4& w, const float* bi
       }
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < NS; ++r) {
-    const int64_t c = (s0 + r) * 8;
-#pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m)
-      avx2::store_out8(y, m0 + m, c, _mm256_load_ps(out[m][r]), bias, w.n - c);
-  }
+  avx2::store_tile8(y, out, m0, s0, bias, w.n);
 }
 
 template <int MR, bool kAsym>

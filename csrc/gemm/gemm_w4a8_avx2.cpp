@@ -84,13 +84,7 @@ void tile(const QuantAct& xq, const PackedW4& w, const float* bias, const Matrix
       }
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < NS; ++r) {
-    const int64_t c = (s0 + r) * 8;
-#pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m)
-      avx2::store_out8(y, m0 + m, c, _mm256_load_ps(out[m][r]), bias, w.n - c);
-  }
+  avx2::store_tile8(y, out, m0, s0, bias, w.n);
 }
 
 // Every row of x against strips [s, s + NS): the weight strips stay in L1/L2 while the

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "common/avx2_util.h"
 #include "quant/quant_act_int8.h"
 
 namespace llmaccel::detail {
@@ -18,12 +19,6 @@ inline __m256 load8(const Matrix& x, int64_t m, int64_t k) {
   const __m128i h = _mm_loadu_si128(
       reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(x.data) + m * x.ld + k));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-inline float hmax8(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
 }
 
 inline int32_t hsum8(__m256i v) {
@@ -50,7 +45,7 @@ void quant_act_int8_avx2(const Matrix& x, const QuantAct& out, int64_t m_begin, 
         nonfinite = _mm256_or_ps(nonfinite, _mm256_cmp_ps(a, fmax, _CMP_NLE_UQ));
         vmax = _mm256_max_ps(vmax, a);
       }
-      float amax = hmax8(vmax);
+      float amax = avx2::reduce_max8(vmax);
       bool finite = _mm256_movemask_ps(nonfinite) == 0;
       for (; k < k1; ++k) {
         const float a = std::fabs(load_act(x, m, k));
