@@ -110,10 +110,11 @@ const float* stage_portable(const Matrix& x, int64_t k_pad, bool x_bf16) {
 }
 
 // Both kernels: activations staged once for the path, then row blocks split across threads.
-// x_bf16: the kernel consumes x rounded to bf16 (no lo part on any path).
-template <typename W, typename Avx512, typename Scalar>
+// x_bf16: the kernel consumes x rounded to bf16 (no lo part on any path). The AVX2 kernels take
+// the portable path's fp32 staging.
+template <typename W, typename Avx512, typename Avx2, typename Scalar>
 void run_sp24(const Matrix& x, const W& w, bool x_bf16, int num_threads, Avx512 avx512,
-              Scalar scalar) {
+              Avx2 avx2, Scalar scalar) {
 #ifdef LLMACCEL_HAVE_AVX512
   if (cpu_isa_avx512()) {
     const SplitAct a = split_act(x, w.k_pad, !x_bf16);
@@ -124,6 +125,11 @@ void run_sp24(const Matrix& x, const W& w, bool x_bf16, int num_threads, Avx512 
 #endif
   (void)avx512;
   const float* xf = stage_portable(x, w.k_pad, x_bf16);
+#ifdef LLMACCEL_HAVE_AVX2
+  if (cpu_isa_avx2())
+    return parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) { avx2(xf, b, e); });
+#endif
+  (void)avx2;
   parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) { scalar(xf, b, e); });
 }
 
@@ -136,6 +142,9 @@ void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, 
       [&](const auto& a, bool native, int64_t b, int64_t e) {
         detail::gemm_w4a16_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
       },
+      [&](const float* xf, int64_t b, int64_t e) {
+        detail::gemm_w4a16_sp24_avx2(xf, x.rows, w, bias, y, b, e);
+      },
       [&](const float* xf, int64_t b, int64_t e) { w4_scalar(xf, x.rows, w, bias, y, b, e); });
 }
 
@@ -146,6 +155,7 @@ void gemm_sp24(const Matrix& x, const PackedSp24& w, const float* bias, const Ma
       [&](const auto& a, bool native, int64_t b, int64_t e) {
         detail::gemm_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
       },
+      [&](const float* xf, int64_t b, int64_t e) { detail::gemm_sp24_avx2(xf, x.rows, w, bias, y, b, e); },
       [&](const float* xf, int64_t b, int64_t e) { bf16_scalar(xf, x.rows, w, bias, y, b, e); });
 }
 

@@ -13,7 +13,7 @@
 //   carrying fp32 x as a hi + lo pair would cost one more 512-bit word permute per group, the
 //   instruction this kernel is bound by (measured: 0.7x dense with the pair, 1.3x without).
 //   gemm_sp24 (bf16 weights) carries fp32 x as hi + lo on the AVX-512 paths (|x − hi − lo| ≤
-//   2⁻¹⁸|x|) and exactly on the portable path; bf16 x is always exact.
+//   2⁻¹⁸|x|) and exactly on the AVX2 and portable paths; bf16 x is always exact.
 // vdpbf16ps treats subnormal inputs as zero.
 #pragma once
 #include "common/tensor_view.h"
@@ -36,5 +36,11 @@ void split_bf16_avx512(const float* xf, int64_t count, uint16_t* hi, uint16_t* l
 void gemm_sp24_avx512(const uint16_t* xhi, const uint16_t* xlo, int64_t m, const PackedSp24& w,
                       const float* bias, const Matrix& y, int64_t nb0, int64_t nb1,
                       bool native_bf16);
+// AVX2: x staged as fp32 (M, k_pad), already rounded to bf16 for gemm_w4a16_sp24. Row blocks
+// [nb0, nb1).
+void gemm_w4a16_sp24_avx2(const float* xf, int64_t m, const PackedW4Sp24& w, const float* bias,
+                          const Matrix& y, int64_t nb0, int64_t nb1);
+void gemm_sp24_avx2(const float* xf, int64_t m, const PackedSp24& w, const float* bias,
+                    const Matrix& y, int64_t nb0, int64_t nb1);
 }  // namespace detail
 }  // namespace llmaccel

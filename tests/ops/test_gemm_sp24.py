@@ -7,6 +7,7 @@ same codes/values and scales; A = |x| |W|^T + |b|.
   group, the bias: fewer roundings per term than the reference, so the same bound holds.
 * gemm_w4a16_sp24 consumes x rounded to bfloat16 on every path (its contract): the exact value
   is computed from x.bfloat16(), and every path lies within gamma(k_pad + 4) * A of it.
+* AVX2 path: as the portable one (x exactly, one fp32 FMA per kept weight, a scale per group).
 * gemm_sp24 on the AVX-512 paths: bfloat16 x exactly; float32 x as a bfloat16 hi + lo pair
   (|x - hi - lo| <= 2**-18 |x|) with every bf16 product exact and 2 per kept weight accumulated
   (k_pad additions per term at most): within (gamma(k_pad + 4) + 2**-18) * A.
@@ -24,6 +25,7 @@ from .test_gemm_w4 import check_output
 DTYPES = [torch.float32, torch.bfloat16]
 DTYPE_IDS = ["f32", "bf16"]
 OPS = ["gemm_w4a16_sp24", "gemm_sp24"]
+AVX2_KERNELS = True  # both ops have AVX2 kernels: the isa fixture covers avx2 here
 # (M, K, N, group_size): M = 1, 3, 16, 17, 257; K not a multiple of 4 or 32 (33, 100, 200) or a
 # multiple (96, 128, 4096); N = 1 and N not a multiple of 16; per-channel groups (-1).
 CASES = [(1, 33, 1, -1), (3, 100, 17, 64), (16, 200, 37, 128), (17, 128, 300, 32),
@@ -72,7 +74,8 @@ def bounds(op_name, x, w, bias, k_pad, isa):
         return exact, gamma(k_pad + 4) * a, gamma(k_pad + 4) * a
     exact, a = float_gemm_exact(x, w, bias)
     bound = gamma(k_pad + 4) * a
-    op_bound = bound + 2.0**-18 * a if isa != "scalar" and x.dtype == torch.float32 else bound
+    hi_lo = isa.startswith("avx512") and x.dtype == torch.float32  # fp32 x as bf16 hi + lo
+    op_bound = bound + 2.0**-18 * a if hi_lo else bound
     return exact, bound, op_bound
 
 
