@@ -137,8 +137,8 @@ std::string auto_reason(CpuIsa isa) {
   if (isa == CpuIsa::Avx512) return "auto: cpuid reports AVX-512 F/BW/VL/DQ/VNNI (no BF16)";
   if (isa == CpuIsa::Avx2)
     return "auto: " + missing_avx512_reason() +
-           "; cpuid reports AVX2/FMA: AVX2 dense GEMMs, activation quantization and decode-step "
-           "kernels, the portable C++ path for the rest";
+           "; cpuid reports AVX2/FMA: the AVX2 kernels (dense and 2:4 GEMMs, activation "
+           "quantization, the decode step, the distillation loss)";
   return "auto: " + missing_avx512_reason() + "; " + missing_avx2_reason() +
          "; using the portable C++ path";
 }

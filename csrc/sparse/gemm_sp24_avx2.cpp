@@ -80,8 +80,9 @@ void tile(const float* xf, const uint8_t* data, const float* scales, int64_t k_p
           constexpr int J = decltype(j_const)::value;
           if constexpr (kInt4) {
             if constexpr (J % 4 == 0)
-              v = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ts + 64 * (J / 4))),
-                                   _mm256_set1_epi32(static_cast<int>(0x88888888u)));
+              v = _mm256_xor_si256(
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ts + 64 * (J / 4))),
+                  _mm256_set1_epi32(static_cast<int>(0x88888888u)));
           } else {
             v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ts + 64 * J));
           }
@@ -91,7 +92,8 @@ void tile(const float* xf, const uint8_t* data, const float* scales, int64_t k_p
           const __m256i ib = _mm256_srli_epi32(pos, 16 + 2 * J);
 #pragma GCC unroll 8
           for (int m = 0; m < MR; ++m) {
-            const __m256 x4 = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(xc + m * k_pad + 4 * J));
+            const __m256 x4 =
+                _mm256_broadcast_ps(reinterpret_cast<const __m128*>(xc + m * k_pad + 4 * J));
             acc[0][m][r] = _mm256_fmadd_ps(wa, _mm256_permutevar_ps(x4, ia), acc[0][m][r]);
             acc[kChains - 1][m][r] =
                 _mm256_fmadd_ps(wb, _mm256_permutevar_ps(x4, ib), acc[kChains - 1][m][r]);

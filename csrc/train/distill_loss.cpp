@@ -65,12 +65,16 @@ void distill_loss_rows_scalar(const DistillLossArgs& a, int64_t r_begin, int64_t
 }  // namespace detail
 
 void distill_loss_rows(const DistillLossArgs& a, int num_threads) {
-  const bool simd = cpu_isa_avx512();
+  const bool avx512 = cpu_isa_avx512(), avx2 = cpu_isa_avx2();
   parallel_for(a.student.rows, num_threads, [&](int64_t b, int64_t e) {
 #ifdef LLMACCEL_HAVE_AVX512
-    if (simd) return detail::distill_loss_rows_avx512(a, b, e);
+    if (avx512) return detail::distill_loss_rows_avx512(a, b, e);
 #endif
-    (void)simd;
+#ifdef LLMACCEL_HAVE_AVX2
+    if (avx2) return detail::distill_loss_rows_avx2(a, b, e);
+#endif
+    (void)avx512;
+    (void)avx2;
     detail::distill_loss_rows_scalar(a, b, e);
   });
 }

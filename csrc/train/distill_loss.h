@@ -13,8 +13,8 @@
 // which is d/dz of scale · (alpha · T² · kl + (1 − alpha) · nll).
 //
 // Precision: fp32 with exp_poly / exp16 (relative error <= 2e-7, arguments clamped at -87, so
-// a probability below ~1e-38 reads as that instead of 0); sums in 16 fp32 lanes. The scalar and
-// AVX-512 paths agree with the float64 reference to ~1e-6 relative, not bit for bit.
+// a probability below ~1e-38 reads as that instead of 0); sums in 16 (AVX-512) or 8 (AVX2) fp32
+// lanes. Every path agrees with the float64 reference to ~1e-6 relative, not bit for bit.
 #pragma once
 #include <cstdint>
 
@@ -37,5 +37,6 @@ void distill_loss_rows(const DistillLossArgs& a, int num_threads);
 namespace detail {
 void distill_loss_rows_scalar(const DistillLossArgs& a, int64_t r_begin, int64_t r_end);
 void distill_loss_rows_avx512(const DistillLossArgs& a, int64_t r_begin, int64_t r_end);
+void distill_loss_rows_avx2(const DistillLossArgs& a, int64_t r_begin, int64_t r_end);
 }  // namespace detail
 }  // namespace llmaccel
