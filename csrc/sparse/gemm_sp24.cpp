@@ -155,7 +155,9 @@ void gemm_sp24(const Matrix& x, const PackedSp24& w, const float* bias, const Ma
       [&](const auto& a, bool native, int64_t b, int64_t e) {
         detail::gemm_sp24_avx512(a.hi, a.lo, x.rows, w, bias, y, b, e, native);
       },
-      [&](const float* xf, int64_t b, int64_t e) { detail::gemm_sp24_avx2(xf, x.rows, w, bias, y, b, e); },
+      [&](const float* xf, int64_t b, int64_t e) {
+        detail::gemm_sp24_avx2(xf, x.rows, w, bias, y, b, e);
+      },
       [&](const float* xf, int64_t b, int64_t e) { bf16_scalar(xf, x.rows, w, bias, y, b, e); });
 }
 
