@@ -9,6 +9,9 @@ ratios measured side by side mean anything; each figure is the median over round
 - gemm_w4a16_sp24 (2:4 int4, g128, fp32 x) vs dense gemm_w4a16 (int4 g128 symmetric, fp32 x):
   the issue's target is >= 1.25x at M = 1 (ideal ~1.31x from the bytes);
 - gemm_sp24 (2:4 bf16 values, bf16 x) vs torch F.linear in bf16 (dense, bf16 x): target >= 1.6x.
+- For context at every M: the dense int4 layer (QuantLinear, RTN g128 symmetric, the same
+  weights), which from M = 3 quantizes activations to int8 (gemm_w4a8); SparseLinear has no
+  such path and always runs gemm_w4a16_sp24.
 Each kernel rotates over enough weight copies to exceed twice the L3 cache, so weights come from
 DRAM, and its output is checked against the reference twin before timing. GB/s counts every
 packed weight byte; % DRAM is against the read bandwidth probed in the same run.
@@ -37,14 +40,17 @@ from _timing import copies_for, ensure_malloc_env, l3_bytes, time_calls
 
 import llmaccel
 from llmaccel import formats, ops, quantizers, reference
+from llmaccel.configs import Int4WeightOnly
 from llmaccel.files import atomic_write
+from llmaccel.nn import QuantLinear
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = [(4096, 14336, "Llama-3-8B up/gate"), (14336, 4096, "Llama-3-8B down"),
           (4096, 4096, "Llama-3-8B q/o"), (576, 1536, "SmolLM2 up/gate"),
           (1536, 576, "SmolLM2 down"), (576, 576, "SmolLM2 q/o")]
 GROUP = 128
-PAIRS = [("gemm_w4a16_sp24", "gemm_w4a16", 1.25), ("gemm_sp24", "F.linear bf16", 1.6)]
+PAIRS = [("gemm_w4a16_sp24", "gemm_w4a16", 1.25), ("gemm_sp24", "F.linear bf16", 1.6),
+         ("gemm_w4a16_sp24", "QuantLinear w4", None)]  # the last for context: no target
 # Kernel-clock pairs (native loop, fp32 x): (sparse, dense, target).
 NATIVE_PAIRS = [("gemm_w4a16_sp24", "gemm_w4a16", 1.25)]
 
@@ -83,6 +89,10 @@ def kernels(k: int, n: int, seed: int) -> dict:
     sp4 = formats.pack_int4_sp24(codes, scales, GROUP)
     spb = formats.pack_sp24(w)
     wb = w.bfloat16()
+    linear = torch.nn.Linear(k, n, bias=False)
+    linear.weight.data = w
+    layer = QuantLinear.from_linear(linear, Int4WeightOnly(group_size=GROUP, symmetric=True))
+    w_layer = reference.dequant_w4(layer.qweight, layer.scales, None, n, k)
     size = lambda *ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
     return {
         "_packed": (dense, sp4),
@@ -96,6 +106,7 @@ def kernels(k: int, n: int, seed: int) -> dict:
                       lambda x: reference.gemm_sp24(x.bfloat16(), spb.packed, None, n)),
         "F.linear bf16": (size(wb), lambda x: F.linear(x.bfloat16(), wb),
                           lambda x: (x.bfloat16().float() @ wb.float().t()).bfloat16()),
+        "QuantLinear w4": (size(layer.qweight, layer.scales), layer, lambda x: x @ w_layer.t()),
     }
 
 
@@ -192,6 +203,16 @@ def main() -> int:
               f"{torch.__version__}, ISA {llmaccel.cpu_info()['isa']}."]
     lines.append("- Kernel clock: per-call time of the kernel alone, from a native loop over "
                  "the same weight copies (ops.time_linears); the op columns add Python dispatch.")
+    lines += ["", "| shape | M | QuantLinear w4 µs | w4 sp24 µs | sp24 × QuantLinear |",
+              "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        kk = r["kernels"]
+        lines.append(f"| {r['k']}→{r['n']} | {r['m']} | {kk['QuantLinear w4']['us']:.0f} | "
+                     f"{kk['gemm_w4a16_sp24']['us']:.0f} | "
+                     f"{r['gemm_w4a16_sp24_vs_QuantLinear w4']:.2f} |")
+    lines += ["", "- QuantLinear w4: the dense int4 layer on the same weights (RTN g128 symmetric); "
+              "from M = 3 it quantizes activations to int8 (gemm_w4a8). SparseLinear always runs "
+              "gemm_w4a16_sp24."]
     for sp, base, target in NATIVE_PAIRS:  # every shape, the kernel clock
         for r in rows:
             if r["m"] == 1:
@@ -200,7 +221,7 @@ def main() -> int:
                              f"(kernel clock), {r['k']}→{r['n']} M=1 — {v:.2f}×")
     for sp, base, target in PAIRS:  # the op clock, where dispatch is small next to the kernel
         for r in rows:
-            if r["m"] == 1 and r["k"] >= 4096:
+            if target is not None and r["m"] == 1 and r["k"] >= 4096:
                 v = r[f"{sp}_vs_{base}"]
                 lines.append(f"- {'PASS' if v >= target else 'MISS'}: {sp} ≥ {target}× {base}, "
                              f"{r['k']}→{r['n']} M=1 — {v:.2f}×")
