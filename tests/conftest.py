@@ -12,8 +12,8 @@ _AVAILABLE = {"scalar": "", "avx2": "avx2_available", "avx512": "avx512_availabl
 
 
 def pytest_generate_tests(metafunc):
-    """Parametrizes `isa` over the CPU paths. Some ops have no AVX2 kernel (2:4 sparse GEMMs, the
-    distillation loss): they run their portable code under 'avx2', which the 'scalar' case already
+    """Parametrizes `isa` over the CPU paths. An op without an AVX2 kernel (the dequant ops have no
+    ISA-specific code) runs its portable code under 'avx2', which the 'scalar' case already
     tests, so 'avx2' is generated only for modules that set AVX2_KERNELS = True."""
     if "isa" in metafunc.fixturenames:
         with_avx2 = getattr(metafunc.module, "AVX2_KERNELS", False)

@@ -29,17 +29,22 @@ double read_bandwidth_gbs(int64_t bytes, int reps, int num_threads) {
   parallel_for(lines, num_threads, [&](int64_t b, int64_t e) {
     for (int64_t i = b * 8; i < e * 8; ++i) buf[i] = static_cast<uint64_t>(i);  // fault pages in
   });
-  const bool simd = cpu_isa_avx512();
+  const bool simd = cpu_isa_avx512(), simd2 = cpu_isa_avx2();
   uint64_t sink = 0;
   double best = 0;
   for (int r = 0; r < reps; ++r) {
     auto t0 = std::chrono::steady_clock::now();
     parallel_for(lines, num_threads, [&](int64_t b, int64_t e) {
+      const uint64_t v = [&] {
 #ifdef LLMACCEL_HAVE_AVX512
-      uint64_t v = simd ? detail::read_lines_avx512(buf, b, e) : detail::read_lines_scalar(buf, b, e);
-#else
-      uint64_t v = detail::read_lines_scalar(buf, b, e);
+        if (simd) return detail::read_lines_avx512(buf, b, e);
 #endif
+#ifdef LLMACCEL_HAVE_AVX2
+        if (simd2) return detail::read_lines_avx2(buf, b, e);
+#endif
+        (void)simd, (void)simd2;
+        return detail::read_lines_scalar(buf, b, e);
+      }();
       __atomic_fetch_xor(&sink, v, __ATOMIC_RELAXED);
     });
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

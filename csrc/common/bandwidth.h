@@ -11,5 +11,6 @@ double read_bandwidth_gbs(int64_t bytes, int reps, int num_threads);
 namespace detail {
 uint64_t read_lines_scalar(const uint64_t* buf, int64_t line_begin, int64_t line_end);
 uint64_t read_lines_avx512(const uint64_t* buf, int64_t line_begin, int64_t line_end);
+uint64_t read_lines_avx2(const uint64_t* buf, int64_t line_begin, int64_t line_end);
 }  // namespace detail
 }  // namespace llmaccel

@@ -3,7 +3,7 @@
 // tests exercise every path on one machine), and at run time through set_cpu_isa.
 //   avx2        AVX2 + FMA: the dense GEMMs (gemm_w4a16, gemm_w4a8, gemm_w8a16, gemm_w8a8,
 //               gemm_f32), the 2:4 sparse GEMMs, the activation quantization the GEMMs use,
-//               the decode step's small kernels and the distillation loss: every CPU kernel
+//               the decode step's small kernels, the distillation loss and the bandwidth probe
 //   avx512      F/BW/VL/DQ + VNNI: every kernel's AVX-512 path
 //   avx512_bf16 the above + AVX512_BF16: gemm_w4a16 decodes nibbles to bf16 pairs and uses
 //               vdpbf16ps (2x the multiply-accumulates per instruction of fp32 FMA)
