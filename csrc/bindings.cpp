@@ -43,6 +43,8 @@ void bind_cuda(py::module_& m);  // bindings_cuda.cpp
 PYBIND11_MODULE(_C, m) {
   m.doc() = "llmaccel native kernels (torch-free). Use llmaccel.ops, not this module.";
 
+  // The current path's name alone: cheap enough for a layer's forward to ask.
+  m.def("cpu_isa", [] { return std::string(cpu_isa_name(cpu_isa())); });
   m.def("cpu_info", [] {
     const CpuFeatures& f = cpu_features();
     py::dict d;
@@ -218,19 +220,25 @@ PYBIND11_MODULE(_C, m) {
             int64_t blk) { gemm_w8a8(x, w, b, y, t, blk); },
          true);
 
-  m.def("gemm_w4a16_sp24", [](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx,
-                              uintptr_t qweight, uintptr_t scales, int64_t n, int64_t n_pad,
-                              int64_t k_pad, int64_t group, uintptr_t bias, uintptr_t y,
-                              int64_t ldy, int nt) {
-    const std::string op = "gemm_w4a16_sp24";
-    Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
-    Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
-    const PackedW4Sp24 w = packed_w4_sp24(qweight, scales, n, k, n_pad, k_pad, group, op);
-    const float* b = bias_ptr(bias, op);
-    int t = threads(nt, op);
-    py::gil_scoped_release nogil;
-    gemm_w4a16_sp24(xm, w, b, ym, t);
-  });
+  // The two ops over int4_sp24 weights: float activations, or int8 quantized on the fly.
+  auto def_w4_sp24 = [&m](const char* name, void (*fn)(const Matrix&, const PackedW4Sp24&,
+                                                       const float*, const Matrix&, int)) {
+    m.def(name, [name, fn](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx,
+                           uintptr_t qweight, uintptr_t scales, int64_t n, int64_t n_pad,
+                           int64_t k_pad, int64_t group, uintptr_t bias, uintptr_t y, int64_t ldy,
+                           int nt) {
+      const std::string op = name;
+      Matrix xm = act_matrix(x, dtype, rows, k, ldx, op, "x");
+      Matrix ym = act_matrix(y, dtype, rows, n, ldy, op, "out");
+      const PackedW4Sp24 w = packed_w4_sp24(qweight, scales, n, k, n_pad, k_pad, group, op);
+      const float* b = bias_ptr(bias, op);
+      int t = threads(nt, op);
+      py::gil_scoped_release nogil;
+      fn(xm, w, b, ym, t);
+    });
+  };
+  def_w4_sp24("gemm_w4a16_sp24", gemm_w4a16_sp24);
+  def_w4_sp24("gemm_w4a8_sp24", gemm_w4a8_sp24);
   m.def("gemm_sp24", [](uintptr_t x, int dtype, int64_t rows, int64_t k, int64_t ldx,
                         uintptr_t packed, int64_t n, int64_t n_pad, int64_t k_pad, uintptr_t bias,
                         uintptr_t y, int64_t ldy, int nt) {

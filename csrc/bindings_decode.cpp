@@ -54,6 +54,7 @@ DecodeLinear decode_linear(const py::tuple& t, const std::string& op, const std:
       }
       break;
     case static_cast<int>(LinearKind::W4A16_SP24):
+    case static_cast<int>(LinearKind::W4A8_SP24):
       l.w4_sp24 = packed_w4_sp24(weight, scales, n, k, n_pad, k_pad, group, where);
       break;
     case static_cast<int>(LinearKind::SP24):

@@ -4,7 +4,8 @@
 //   avx2        AVX2 + FMA: the dense GEMMs (gemm_w4a16, gemm_w4a8, gemm_w8a16, gemm_w8a8,
 //               gemm_f32), the 2:4 sparse GEMMs, the activation quantization the GEMMs use,
 //               the decode step's small kernels, the distillation loss and the bandwidth probe
-//   avx512      F/BW/VL/DQ + VNNI: every kernel's AVX-512 path
+//   avx512      F/BW/VL/DQ + VNNI: every kernel's AVX-512 path (gemm_w4a8_sp24 has none and
+//               runs its AVX2 kernel there)
 //   avx512_bf16 the above + AVX512_BF16: gemm_w4a16 decodes nibbles to bf16 pairs and uses
 //               vdpbf16ps (2x the multiply-accumulates per instruction of fp32 FMA)
 #pragma once

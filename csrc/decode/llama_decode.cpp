@@ -27,6 +27,7 @@ void run_linear(const DecodeLinear& l, const float* x, int64_t m, float* y, int 
     case LinearKind::W8A8: return gemm_w8a8(xm, l.w8, l.bias, ym, nt, l.act_block);
     case LinearKind::W4A16_SP24: return gemm_w4a16_sp24(xm, l.w4_sp24, l.bias, ym, nt);
     case LinearKind::SP24: return gemm_sp24(xm, l.sp24, l.bias, ym, nt);
+    case LinearKind::W4A8_SP24: return gemm_w4a8_sp24(xm, l.w4_sp24, l.bias, ym, nt);
   }
 }
 

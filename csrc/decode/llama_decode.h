@@ -23,7 +23,7 @@
 namespace llmaccel {
 
 enum class LinearKind : int {
-  F32 = 0, W4A16 = 1, W4A8 = 2, W8A16 = 3, W8A8 = 4, W4A16_SP24 = 5, SP24 = 6
+  F32 = 0, W4A16 = 1, W4A8 = 2, W8A16 = 3, W8A8 = 4, W4A16_SP24 = 5, SP24 = 6, W4A8_SP24 = 7
 };
 
 // One projection and the kernel that runs it at this batch size.
@@ -32,7 +32,7 @@ struct DecodeLinear {
   const float* weight_f32;  // F32: (n, k) row-major
   PackedW4 w4;              // W4A16, W4A8
   PackedW8 w8;              // W8A16, W8A8
-  PackedW4Sp24 w4_sp24;     // W4A16_SP24
+  PackedW4Sp24 w4_sp24;     // W4A16_SP24, W4A8_SP24
   PackedSp24 sp24;          // SP24
   const float* bias;        // (n) or null
   int64_t n, k;

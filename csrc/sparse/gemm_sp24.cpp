@@ -59,6 +59,37 @@ void w4_scalar(const float* xf, int64_t M, const PackedW4Sp24& w, const float* b
     }
 }
 
+// gemm_w4a8_sp24, portable: the exact integer group sums of the contract, one output at a time.
+void w4a8_scalar(const QuantAct& xq, const PackedW4Sp24& w, const float* bias, const Matrix& y,
+                 int64_t nb0, int64_t nb1) {
+  const int64_t chunks = w.k_pad / 32, per_group = w.group_size / 32, n_groups = w.n_groups();
+  for (int64_t b = nb0; b < nb1; ++b)
+    for (int l = 0; l < 16; ++l) {
+      const int64_t n = b * 16 + l;
+      if (n >= w.n) break;
+      for (int64_t m = 0; m < xq.m; ++m) {
+        float acc = 0.f;
+        for (int64_t g = 0; g < n_groups; ++g) {
+          int32_t dot = 0;
+          for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+            const uint8_t* t = w.qweight + (b * chunks + c) * 192;
+            const int8_t* xc = xq.q + m * w.k_pad + c * 32;
+            const uint32_t pos = lane_word(t + 128, l);
+            for (int j = 0; j < 8; ++j) {
+              const uint32_t v = lane_word(t + 64 * (j / 4), l);
+              const int pa = (pos >> (2 * j)) & 3, pb = (pos >> (16 + 2 * j)) & 3;
+              dot += xc[4 * j + pa] * (static_cast<int>((v >> (4 * (j % 4))) & 15) - 8);
+              dot += xc[4 * j + pb] * (static_cast<int>((v >> (16 + 4 * (j % 4))) & 15) - 8);
+            }
+          }
+          acc += static_cast<float>(dot) * (xq.scale[m * n_groups + g] *
+                                            w.scales[(b * n_groups + g) * 16 + l]);
+        }
+        store_out(y, m, n, bias ? acc + bias[n] : acc);
+      }
+    }
+}
+
 void bf16_scalar(const float* xf, int64_t M, const PackedSp24& w, const float* bias,
                  const Matrix& y, int64_t nb0, int64_t nb1) {
   const int64_t chunks = w.k_pad / 32;
@@ -134,6 +165,27 @@ void run_sp24(const Matrix& x, const W& w, bool x_bf16, int num_threads, Avx512 
 }
 
 }  // namespace
+
+void gemm_w4a8_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, const Matrix& y,
+                    int num_threads) {
+  const QuantAct xq = stage_act_int8(x, w.k_pad, w.group_size, num_threads);
+#ifdef LLMACCEL_HAVE_AVX2
+  if (cpu_isa() >= CpuIsa::Avx2) {
+    // The kernel reads x + 128 as unsigned bytes (vpmaddubsw's unsigned operand): flipped once
+    // here, in place in this call's staging buffer, before the threads share it.
+    // (The count is a local: through xq's fields the byte stores would alias it and the loop
+    // would not vectorize.)
+    uint8_t* const xu = reinterpret_cast<uint8_t*>(xq.q);
+    const int64_t count = xq.m * xq.k_pad;
+    for (int64_t i = 0; i < count; ++i) xu[i] ^= 0x80;
+    return parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
+      detail::gemm_w4a8_sp24_avx2(xq, xu, w, bias, y, b, e);
+    });
+  }
+#endif
+  parallel_for(w.n_pad / 16, num_threads,
+               [&](int64_t b, int64_t e) { w4a8_scalar(xq, w, bias, y, b, e); });
+}
 
 void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, const Matrix& y,
                      int num_threads) {

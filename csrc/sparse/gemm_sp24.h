@@ -15,6 +15,14 @@
 //   gemm_sp24 (bf16 weights) carries fp32 x as hi + lo on the AVX-512 paths (|x − hi − lo| ≤
 //   2⁻¹⁸|x|) and exactly on the AVX2 and portable paths; bf16 x is always exact.
 // vdpbf16ps treats subnormal inputs as zero.
+//
+// gemm_w4a8_sp24: the int4 weights of gemm_w4a16_sp24 × x quantized to int8 on the fly, per
+// token and weight group (quant_act_int8.h, as gemm_w4a8), for prefill-sized M where the float
+// kernel is compute-bound:
+//   y[m][n] = Σ_g sx[m][g] · scale[n][g] · Σ_{k∈g, kept} xq[m][k] · (q[n][k] − 8) + bias[n]
+// with exact integer sums per group (fp32 from 256 columns on: sums over slices of 256 columns
+// of a group are exact integers added in fp32). Group sizes up to 2^20, as gemm_w4a8. The AVX-512
+// paths run the AVX2 kernel (AVX-512 CPUs have AVX2; no VNNI variant yet).
 #pragma once
 #include "common/tensor_view.h"
 
@@ -24,6 +32,8 @@ void gemm_w4a16_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, 
                      int num_threads);
 void gemm_sp24(const Matrix& x, const PackedSp24& w, const float* bias, const Matrix& y,
                int num_threads);
+void gemm_w4a8_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, const Matrix& y,
+                    int num_threads);
 
 namespace detail {
 // Activations staged per row as bf16 words (M, k_pad): hi = round(x), lo = round(x − hi); lo is
@@ -42,5 +52,8 @@ void gemm_w4a16_sp24_avx2(const float* xf, int64_t m, const PackedW4Sp24& w, con
                           const Matrix& y, int64_t nb0, int64_t nb1);
 void gemm_sp24_avx2(const float* xf, int64_t m, const PackedSp24& w, const float* bias,
                     const Matrix& y, int64_t nb0, int64_t nb1);
+// xq: x quantized per token and group; xu: the same codes + 128 as unsigned bytes (M, k_pad).
+void gemm_w4a8_sp24_avx2(const QuantAct& xq, const uint8_t* xu, const PackedW4Sp24& w,
+                         const float* bias, const Matrix& y, int64_t nb0, int64_t nb1);
 }  // namespace detail
 }  // namespace llmaccel

@@ -66,16 +66,26 @@ class Sparse24:
     features kept per output row), as symmetric int4 codes with group scales (bits=4, format
     int4_sp24_tile16x32, 3 bits per weight + scales) or as bfloat16 values (bits=16, format
     bf16_sp24_tile16x32, 9 bits per weight). Produced by pruning (llmaccel.sparsify_), not by
-    quantize_."""
+    quantize_.
+
+    act_int8_min_m: bits=4 only, as Int4WeightOnly's: M from which activations are quantized to
+        int8 per token and group (gemm_w4a8_sp24; None: never), on the CPU paths where that is
+        the faster kernel (not the AVX-512 ones: ops.w4a8_sp24_preferred). bits=16 has no
+        int8-activation kernel, and stores None whatever is given.
+    """
 
     bits: int = 4
     group_size: int = 128
+    act_int8_min_m: int | None = DEFAULT_ACT_INT8_MIN_M
 
     def __post_init__(self):
         if self.bits not in (4, 16):
             raise ValueError(f"bits must be 4 (int4 values) or 16 (bfloat16 values), got {self.bits!r}")
         if self.group_size != -1 and (self.group_size < 32 or self.group_size % 32):
             raise ValueError(f"group_size must be -1 or a positive multiple of 32, got {self.group_size}")
+        _check_min_m(self.act_int8_min_m)
+        if self.bits == 16:
+            object.__setattr__(self, "act_int8_min_m", None)
 
 
 def _weight_scheme(bits: int, group_size: int, symmetric: bool,

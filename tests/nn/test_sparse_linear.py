@@ -11,6 +11,8 @@ from llmaccel.pruning.pack import packable, sparsify_
 
 from ..helpers import make_x
 
+AVX2_KERNELS = True  # the isa fixture covers avx2 here: it is where the 2:4 int8 path runs
+
 
 def pruned_linear(k=96, n=40, bias=True, seed=0) -> nn.Linear:
     torch.manual_seed(seed)
@@ -27,12 +29,42 @@ def test_from_quant_linear_is_exact(dtype):
     q = QuantLinear.from_linear(pruned_linear(), llmaccel.Int4WeightOnly(32))
     s = SparseLinear.from_quant_linear(q)
     assert torch.equal(s.dequantize(), q.dequantize())
-    x = make_x((5, 96), dtype)
-    # The 2:4 int4 kernel consumes x rounded to bf16 (q itself would use int8 activations at M=5).
-    ref = x.bfloat16().float() @ q.dequantize().t() + q.bias
+    assert s.config == llmaccel.Sparse24(4, 32, q.config.act_int8_min_m)
     tol = 2e-5 if dtype == torch.float32 else 1e-2
+    # Below act_int8_min_m the 2:4 int4 kernel consumes x rounded to bf16; from there on both
+    # layers quantize x to int8 per token and group the same way (gemm_w4a8 / gemm_w4a8_sp24).
+    x = make_x((2, 96), dtype)
+    ref = x.bfloat16().float() @ q.dequantize().t() + q.bias
     torch.testing.assert_close(s(x).float(), ref, rtol=tol, atol=tol)
+    x = make_x((5, 96), dtype)
+    if llmaccel.ops.w4a8_sp24_preferred():
+        assert s.kernel_for(5) == "gemm_w4a8_sp24" and q.kernel_for(5) == "gemm_w4a8"
+        torch.testing.assert_close(s(x).float(), q(x).float(), rtol=tol, atol=tol)
+    else:
+        ref = x.bfloat16().float() @ q.dequantize().t() + q.bias
+        torch.testing.assert_close(s(x).float(), ref, rtol=tol, atol=tol)
     assert s.qweight.numel() + 4 * s.scales.numel() < q.qweight.numel() + 4 * q.scales.numel()
+
+
+@pytest.mark.parametrize("min_m", [None, 1, 3, 8])
+def test_act_int8_min_m_picks_the_kernel(min_m, isa):
+    q = QuantLinear.from_linear(pruned_linear(),
+                                llmaccel.Int4WeightOnly(32, act_int8_min_m=min_m))
+    s = SparseLinear.from_quant_linear(q)
+    assert s.config.act_int8_min_m == min_m
+    # The AVX-512 paths keep float activations (no VNNI variant of gemm_w4a8_sp24 yet).
+    assert llmaccel.ops.w4a8_sp24_preferred() == (isa in ("scalar", "avx2"))
+    for m in (1, 2, 3, 7, 8, 64):
+        int8 = min_m is not None and m >= min_m and isa in ("scalar", "avx2")
+        assert s.kernel_for(m) == ("gemm_w4a8_sp24" if int8 else "gemm_w4a16_sp24")
+        x = make_x((m, 96), seed=m)
+        op = llmaccel.ops.gemm_w4a8_sp24 if int8 else llmaccel.ops.gemm_w4a16_sp24
+        assert torch.equal(s(x), op(x, s.qweight, s.scales, s.bias, 40))
+    # bf16 values have no int8-activation kernel: the setting is stored as None.
+    assert llmaccel.Sparse24(16, act_int8_min_m=3).act_int8_min_m is None
+    assert SparseLinear.from_linear(pruned_linear()).kernel_for(64) == "gemm_sp24"
+    with pytest.raises(ValueError, match="act_int8_min_m"):
+        llmaccel.Sparse24(4, act_int8_min_m=0)
 
 
 def test_from_linear_rounds_to_bf16():

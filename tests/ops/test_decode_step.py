@@ -149,10 +149,12 @@ def test_native_required_but_impossible():
     assert dec.native is False
 
 
+@pytest.mark.parametrize("batch", [2, 3])
 @pytest.mark.parametrize("quantized", [True, False], ids=["sp24_w4", "sp24_bf16"])
-def test_sparse_layers(quantized, isa):
-    """2:4 SparseLinear projections (gemm_w4a16_sp24 / gemm_sp24 inside the step), fused and
-    row-permuted like the dense ones; tokens equal Hugging Face generate()."""
+def test_sparse_layers(quantized, batch, isa):
+    """2:4 SparseLinear projections (gemm_w4a16_sp24, from 3 rows gemm_w4a8_sp24 / gemm_sp24
+    inside the step), fused and row-permuted like the dense ones; tokens equal Hugging Face
+    generate()."""
     model = tiny_llama(layers=2)
     ids = random_ids(4, 32)
     cfg = (llmaccel.SparseGPT(pattern="2:4", quantize=llmaccel.GPTQ(bits=4, group_size=32))
@@ -160,9 +162,13 @@ def test_sparse_layers(quantized, isa):
     llmaccel.prune_(model, cfg, calibration=ids, progress=False)
     if not quantized:
         llmaccel.sparsify_(model)
-    assert isinstance(model.model.layers[0].mlp.down_proj, llmaccel.SparseLinear)
-    assert _compare(model, 2)[0] < FLOAT_ACT_BOUND
-    prompt = random_ids(2, 6, seed=5)
+    down = model.model.layers[0].mlp.down_proj
+    assert isinstance(down, llmaccel.SparseLinear)
+    int8_act = quantized and batch >= 3 and llmaccel.ops.w4a8_sp24_preferred()
+    assert down.kernel_for(batch) == ("gemm_w4a8_sp24" if int8_act else
+                                      "gemm_w4a16_sp24" if quantized else "gemm_sp24")
+    assert _compare(model, batch)[0] < (INT8_ACT_BOUND if int8_act else FLOAT_ACT_BOUND)
+    prompt = random_ids(batch, 6, seed=5)
     with torch.inference_mode():
         ref = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8,
                              min_new_tokens=8, do_sample=False, pad_token_id=0)

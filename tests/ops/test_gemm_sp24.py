@@ -1,4 +1,5 @@
-"""gemm_w4a16_sp24 and gemm_sp24 (2:4 sparse weights) against their reference twins, every CPU path.
+"""gemm_w4a16_sp24, gemm_w4a8_sp24 and gemm_sp24 (2:4 sparse weights) against their reference
+twins, every CPU path.
 
 Tolerance policy (as tests/ops/test_gemm_w4.py). The exact value is computed in float64 from the
 same codes/values and scales; A = |x| |W|^T + |b|.
@@ -11,6 +12,11 @@ same codes/values and scales; A = |x| |W|^T + |b|.
 * gemm_sp24 on the AVX-512 paths: bfloat16 x exactly; float32 x as a bfloat16 hi + lo pair
   (|x - hi - lo| <= 2**-18 |x|) with every bf16 product exact and 2 per kept weight accumulated
   (k_pad additions per term at most): within (gamma(k_pad + 4) + 2**-18) * A.
+* gemm_w4a8_sp24 (int8 activations, quantized bit-exactly as the reference's): exact integer
+  sums over the kept weights; the kernels convert them to float per group (portable) or per
+  slice of at most 256 columns of a group (AVX2), then sx * s, the product and one addition per
+  group or slice, and the bias: within gamma(k_pad / 32 + n_groups + 5) * A of the exact value,
+  A = sum over products of |xq| |q - 8| |sx * s| + |b| (a bound on every partial sum).
 * bfloat16 outputs: one more rounding to bfloat16 on either side (see check_output).
 """
 
@@ -24,12 +30,14 @@ from .test_gemm_w4 import check_output
 
 DTYPES = [torch.float32, torch.bfloat16]
 DTYPE_IDS = ["f32", "bf16"]
-OPS = ["gemm_w4a16_sp24", "gemm_sp24"]
-AVX2_KERNELS = True  # both ops have AVX2 kernels: the isa fixture covers avx2 here
-# (M, K, N, group_size): M = 1, 3, 16, 17, 257; K not a multiple of 4 or 32 (33, 100, 200) or a
-# multiple (96, 128, 4096); N = 1 and N not a multiple of 16; per-channel groups (-1).
+OPS = ["gemm_w4a16_sp24", "gemm_w4a8_sp24", "gemm_sp24"]
+W4_OPS = ("gemm_w4a16_sp24", "gemm_w4a8_sp24")
+AVX2_KERNELS = True  # every op here has an AVX2 kernel: the isa fixture covers avx2
+# (M, K, N, group_size): M = 1, 3, 7, 16, 17, 257; K not a multiple of 4 or 32 (33, 100, 200,
+# 1000) or a multiple (96, 128, 4096); N = 1 and N not a multiple of 16; per-channel groups (-1),
+# one of them wider than the AVX2 w4a8 kernel's 256-column slices.
 CASES = [(1, 33, 1, -1), (3, 100, 17, 64), (16, 200, 37, 128), (17, 128, 300, 32),
-         (257, 96, 37, 32), (2, 4096, 17, 128), (1, 576, 576, 128)]
+         (257, 96, 37, 32), (2, 4096, 17, 128), (1, 576, 576, 128), (7, 1000, 40, -1)]
 
 
 def sparse_mask(n: int, k: int, seed: int = 0) -> torch.Tensor:
@@ -59,13 +67,33 @@ def make_sp24(n: int, k: int, seed: int = 0) -> formats.PackedSp24:
 
 
 def weight_args(op_name, n, k, group_size, seed=0):
-    if op_name == "gemm_w4a16_sp24":
+    if op_name in W4_OPS:
         p = make_w4_sp24(n, k, group_size, seed)
         codes, s = formats.unpack_int4_sp24(p)
         w = (codes.double() - 8) * s.double().repeat_interleave(p.group_size, 1)[:, :k]
         return (p.qweight, p.scales), w
     p = make_sp24(n, k, seed)
     return (p.packed,), formats.unpack_sp24(p).double()
+
+
+def w4a8_exact(x, qweight, scales, bias, n):
+    """(exact float64 result, its bound) for gemm_w4a8_sp24 under the policy above."""
+    k = x.shape[-1]
+    k_pad = qweight.shape[1] // 192 * 32
+    g = k_pad // scales.shape[1]
+    codes, s = formats.unpack_int4_sp24(formats.PackedInt4Sp24(qweight, scales, n, k, g))
+    q, sx, _ = reference.quantize_act_int8(x.reshape(-1, k), g)
+    wc = torch.zeros(n, k_pad, dtype=torch.int64)
+    wc[:, :k] = codes.long() - 8
+    m, n_groups = q.shape[0], k_pad // g
+    prod = (sx[:, None, :] * s[None, :, :]).double()  # the float32 product, widened exactly
+    dots = torch.einsum("mgk,ngk->mng", q.long().view(m, n_groups, g), wc.view(n, n_groups, g))
+    mags = torch.einsum("mgk,ngk->mng", q.long().abs().view(m, n_groups, g),
+                        wc.abs().view(n, n_groups, g))
+    y, a = (dots.double() * prod).sum(2), (mags.double() * prod.abs()).sum(2)
+    if bias is not None:
+        y, a = y + bias.double(), a + bias.double().abs()
+    return y, gamma(k_pad // 32 + n_groups + 5) * a
 
 
 def bounds(op_name, x, w, bias, k_pad, isa):
@@ -93,7 +121,11 @@ def test_matches_reference(isa, op_name, case, with_bias, dtype):
     assert y.dtype == dtype and y.shape == (m, n)
     k_pad = (k + 31) // 32 * 32 if group_size == -1 or op_name == "gemm_sp24" else \
         formats.int4_padding(n, k, group_size)[1]
-    exact, bound, op_bound = bounds(op_name, x, w, bias, k_pad, isa)
+    if op_name == "gemm_w4a8_sp24":
+        exact, bound = w4a8_exact(x, *wargs, bias, n)
+        op_bound = bound
+    else:
+        exact, bound, op_bound = bounds(op_name, x, w, bias, k_pad, isa)
     check_output(y, y_ref, exact, bound, f"{op_name}[{isa}]", op_bound)
 
 
@@ -137,11 +169,13 @@ def test_opcheck(op_name, dtype):
     assert set(result.values()) == {"SUCCESS"}, result
 
 
-def test_compile_fullgraph():
-    wargs, _ = weight_args("gemm_w4a16_sp24", 17, 100, 64)
-    f = torch.compile(lambda x: ops.gemm_w4a16_sp24(x, *wargs, None, 17), fullgraph=True)
+@pytest.mark.parametrize("op_name", W4_OPS)
+def test_compile_fullgraph(op_name):
+    wargs, _ = weight_args(op_name, 17, 100, 64)
+    op = getattr(ops, op_name)
+    f = torch.compile(lambda x: op(x, *wargs, None, 17), fullgraph=True)
     x = make_x((3, 100))
-    assert torch.equal(f(x), ops.gemm_w4a16_sp24(x, *wargs, None, 17))
+    assert torch.equal(f(x), op(x, *wargs, None, 17))
 
 
 def test_bad_inputs():
@@ -158,6 +192,12 @@ def test_bad_inputs():
         ops.gemm_w4a16_sp24(x, qw, sc, None, 40)
     with pytest.raises(ValueError, match="K=60 columns"):
         ops.gemm_w4a16_sp24(make_x((3, 60)), qw, sc, None, 17)
+    with pytest.raises(ValueError, match="gemm_w4a8_sp24.*n=40 does not match"):
+        ops.gemm_w4a8_sp24(x, qw, sc, None, 40)
+    with pytest.raises(ValueError, match="gemm_w4a8_sp24.*K=60 columns"):
+        ops.gemm_w4a8_sp24(make_x((3, 60)), qw, sc, None, 17)
+    with pytest.raises(TypeError, match="gemm_w4a8_sp24.*scales must be float32"):
+        ops.gemm_w4a8_sp24(x, qw, sc.double(), None, 17)
     with pytest.raises(ValueError, match="bias must be"):
         ops.gemm_sp24(x, packed, torch.zeros(5), 17)
     with pytest.raises(ValueError, match="packed must be"):

@@ -16,7 +16,10 @@ class SparseLinear(nn.Module):
     """y = x · Wᵀ + b with W 2:4 sparse along in_features.
 
     ``config.bits == 4``: buffers ``qweight`` and ``scales`` (int4_sp24_tile16x32: symmetric int4
-    codes, weight = (q − 8) · scale) and ``gemm_w4a16_sp24``; ``bits == 16``: buffer ``packed``
+    codes, weight = (q − 8) · scale), run by ``gemm_w4a16_sp24`` below ``config.act_int8_min_m``
+    rows of x and by ``gemm_w4a8_sp24`` (activations quantized to int8 per token and group) from
+    there on, as QuantLinear's int4 layers, except on the AVX-512 CPU paths, which keep float
+    activations (``ops.w4a8_sp24_preferred`` says why); ``bits == 16``: buffer ``packed``
     (bf16_sp24_tile16x32) and ``gemm_sp24``. ``bias`` float32 or None. Input (..., in_features)
     float32 or bfloat16 (other float dtypes computed in float32), output in x's dtype.
 
@@ -30,6 +33,8 @@ class SparseLinear(nn.Module):
         if not isinstance(config, Sparse24):
             raise TypeError(f"SparseLinear needs a Sparse24 config, got {config!r}")
         self.in_features, self.out_features, self.config = in_features, out_features, config
+        min_m = config.act_int8_min_m
+        self._int8_min_m = min_m if min_m is not None else float("inf")
         n_pad = (out_features + 15) // 16 * 16
         if config.bits == 4:
             _, k_pad, g = formats.int4_padding(out_features, in_features, config.group_size)
@@ -55,7 +60,7 @@ class SparseLinear(nn.Module):
             raise ValueError(f"only symmetric int4 layers pack as 2:4 int4, got {q.config}")
         codes, scales, _ = q.codes()
         out = cls(q.in_features, q.out_features, q.bias is not None,
-                  Sparse24(4, q.config.group_size))
+                  Sparse24(4, q.config.group_size, q.config.act_int8_min_m))
         p = formats.pack_int4_sp24(codes, scales, q.config.group_size)
         out.qweight, out.scales = p.qweight, p.scales
         if q.bias is not None:
@@ -114,6 +119,14 @@ class SparseLinear(nn.Module):
             out.bias = self.bias[index].clone()
         return out
 
+    def kernel_for(self, m: int) -> str:
+        """The op a forward with m rows of x runs on the current CPU path."""
+        if self.config.bits == 16:
+            return "gemm_sp24"
+        if m >= self._int8_min_m and ops.w4a8_sp24_preferred():
+            return "gemm_w4a8_sp24"
+        return "gemm_w4a16_sp24"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"SparseLinear expects x with {self.in_features} features in its "
@@ -122,7 +135,8 @@ class SparseLinear(nn.Module):
         if orig not in _KERNEL_DTYPES:
             x = x.float()
         if self.config.bits == 4:
-            y = ops.gemm_w4a16_sp24(x, self.qweight, self.scales, self.bias, self.out_features)
+            op = getattr(ops, self.kernel_for(x.numel() // self.in_features))
+            y = op(x, self.qweight, self.scales, self.bias, self.out_features)
         else:
             y = ops.gemm_sp24(x, self.packed, self.bias, self.out_features)
         return y if y.dtype == orig else y.to(orig)

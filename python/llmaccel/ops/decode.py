@@ -17,7 +17,7 @@ from .gemm import PreparedGemm
 
 _OP = "LlamaDecodeStep"
 _KINDS = {"gemm_f32": 0, "gemm_w4a16": 1, "gemm_w4a8": 2, "gemm_w8a16": 3, "gemm_w8a8": 4,
-          "gemm_w4a16_sp24": 5, "gemm_sp24": 6}
+          "gemm_w4a16_sp24": 5, "gemm_sp24": 6, "gemm_w4a8_sp24": 7}
 
 
 def _float_tensor(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -36,9 +36,9 @@ class DecodeLinear:
 
     @classmethod
     def sparse(cls, n: int, k: int, bias: torch.Tensor | None, *, qweight=None, scales=None,
-               packed=None) -> "DecodeLinear":
-        """A 2:4 sparse projection: int4 (qweight, scales; gemm_w4a16_sp24) or bf16 (packed;
-        gemm_sp24), in the formats of llmaccel.formats."""
+               packed=None, int8_act: bool = False) -> "DecodeLinear":
+        """A 2:4 sparse projection: int4 (qweight, scales; gemm_w4a16_sp24, or gemm_w4a8_sp24
+        with int8_act) or bf16 (packed; gemm_sp24), in the formats of llmaccel.formats."""
         self = cls.__new__(cls)
         self.n, self.k = n, k
         if bias is not None:
@@ -56,7 +56,8 @@ class DecodeLinear:
         k_pad = qweight.shape[1] // 192 * 32
         _float_tensor("scales", scales, tuple(scales.shape))
         self.tensors = (qweight, scales, bias)
-        self.fields = (_KINDS["gemm_w4a16_sp24"], ptr(qweight), ptr(scales), 0, ptr(bias), n, k,
+        op = "gemm_w4a8_sp24" if int8_act else "gemm_w4a16_sp24"
+        self.fields = (_KINDS[op], ptr(qweight), ptr(scales), 0, ptr(bias), n, k,
                        qweight.shape[0] * 16, k_pad, k_pad // scales.shape[1], 0)
         return self
 

@@ -1,8 +1,11 @@
-"""2:4 sparse GEMM ops: llmaccel::gemm_w4a16_sp24 (int4_sp24_tile16x32 weights) and
+"""2:4 sparse GEMM ops: llmaccel::gemm_w4a16_sp24 and llmaccel::gemm_w4a8_sp24
+(int4_sp24_tile16x32 weights; float activations, or int8 per token and group) and
 llmaccel::gemm_sp24 (bf16_sp24_tile16x32). x (..., K) float32 or bfloat16 → (..., N) in x's dtype.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -12,9 +15,21 @@ from ._library import (ACT_DTYPES, act_2d, check_bias, check_contiguous, check_c
 from .gemm import _finish, _k_ok
 
 lib.define("gemm_w4a16_sp24(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
+lib.define("gemm_w4a8_sp24(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
 lib.define("gemm_sp24(Tensor x, Tensor packed, Tensor? bias, int n) -> Tensor")
 
 _W4_CHUNK_BYTES, _BF16_CHUNK_BYTES = 192, 576  # per 16 rows x 32 columns (see formats/sp24.py)
+
+
+@torch.compiler.assume_constant_result  # traced once: the path does not change under a graph
+def w4a8_sp24_preferred() -> bool:
+    """Whether SparseLinear should take gemm_w4a8_sp24 from act_int8_min_m rows on, on the
+    current CPU path. Its kernel is AVX2 (vpshufb + vpmaddubsw); on the AVX2 path it runs
+    1.5-3.5x gemm_w4a16_sp24 from M = 4 (bench/bench_sparse.py). The AVX-512 paths run that
+    same AVX2 kernel, against gemm_w4a16_sp24's AVX-512 one (vpermw + vdpbf16ps, 16 rows an
+    instruction): unmeasured there, and estimated slower from the per-row times of both (see
+    README), so those paths keep float activations until a VNNI variant exists."""
+    return _C.cpu_isa() not in ("avx512", "avx512_bf16")
 
 
 def _check_rows(op: str, blocks: int, n: int) -> None:
@@ -22,8 +37,7 @@ def _check_rows(op: str, blocks: int, n: int) -> None:
         fail(op, f"n={n} does not match the weight's {blocks} blocks of 16 rows")
 
 
-def _w4_sp24(x, qweight, scales, bias, n):
-    op = "gemm_w4a16_sp24"
+def _w4_sp24(op, x, qweight, scales, bias, n):
     check_cpu(op, x=x, qweight=qweight, scales=scales, bias=bias)
     check_dtype(op, "qweight", qweight, torch.uint8)
     check_dtype(op, "scales", scales, torch.float32)
@@ -43,9 +57,9 @@ def _w4_sp24(x, qweight, scales, bias, n):
     check_bias(op, bias, n)
     out = torch.empty(x2.shape[0], n, dtype=x.dtype)
     if x2.shape[0]:
-        _C.gemm_w4a16_sp24(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
-                           ptr(qweight), ptr(scales), n, nb * 16, k_pad, group, ptr(bias),
-                           ptr(out), n, num_threads())
+        getattr(_C, op)(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
+                        ptr(qweight), ptr(scales), n, nb * 16, k_pad, group, ptr(bias), ptr(out),
+                        n, num_threads())
     return _finish(out, x, n)
 
 
@@ -68,13 +82,15 @@ def _sp24(x, packed, bias, n):
     return _finish(out, x, n)
 
 
-lib.impl("gemm_w4a16_sp24", _w4_sp24, "CPU")
+for _op in ("gemm_w4a16_sp24", "gemm_w4a8_sp24"):
+    lib.impl(_op, functools.partial(_w4_sp24, _op), "CPU")
+    torch.library.register_fake(
+        f"llmaccel::{_op}", lambda x, qweight, scales, bias, n: x.new_empty(*x.shape[:-1], n),
+        lib=lib)
 lib.impl("gemm_sp24", _sp24, "CPU")
-torch.library.register_fake(
-    "llmaccel::gemm_w4a16_sp24",
-    lambda x, qweight, scales, bias, n: x.new_empty(*x.shape[:-1], n), lib=lib)
 torch.library.register_fake("llmaccel::gemm_sp24",
                             lambda x, packed, bias, n: x.new_empty(*x.shape[:-1], n), lib=lib)
 
 gemm_w4a16_sp24 = torch.ops.llmaccel.gemm_w4a16_sp24.default
+gemm_w4a8_sp24 = torch.ops.llmaccel.gemm_w4a8_sp24.default
 gemm_sp24 = torch.ops.llmaccel.gemm_sp24.default

@@ -5,7 +5,7 @@ from .dequant import dequant_w4, dequant_w8
 from .distill import distill_loss_rows
 from .gemm import gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
-from .sparse import gemm_sp24, gemm_w4a16_sp24
+from .sparse import gemm_sp24, gemm_w4a8_sp24, gemm_w4a16_sp24
 
 __all__ = [
     "dequant_w4",
@@ -16,6 +16,7 @@ __all__ = [
     "gemm_w4a16",
     "gemm_w4a16_sp24",
     "gemm_w4a8",
+    "gemm_w4a8_sp24",
     "gemm_w8a16",
     "gemm_w8a8",
     "quantize_act_int8",

@@ -4,6 +4,15 @@ import torch
 
 from ..formats import PackedInt4Sp24, PackedSp24, unpack_int4_sp24, unpack_sp24
 from .gemm import _finish
+from .quant import quantize_act_int8
+
+
+def _int4_sp24_codes(qweight: torch.Tensor, scales: torch.Tensor, n: int,
+                     k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The codes (n, k), scales (n, n_groups) and group size of an int4_sp24 weight."""
+    g = qweight.shape[1] // 192 * 32 // scales.shape[1]
+    codes, s = unpack_int4_sp24(PackedInt4Sp24(qweight, scales, n, k, g))
+    return codes, s, g
 
 
 def gemm_w4a16_sp24(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
@@ -11,11 +20,25 @@ def gemm_w4a16_sp24(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor
     """x (..., K), rounded to bfloat16, · ((q − 8) · scale)ᵀ + bias, fp32 math, output in x's
     dtype (see csrc/sparse/gemm_sp24.h for why the activations are bf16)."""
     k = x.shape[-1]
-    k_pad = qweight.shape[1] // 192 * 32
-    codes, s = unpack_int4_sp24(PackedInt4Sp24(qweight, scales, n, k, k_pad // scales.shape[1]))
-    g = k_pad // scales.shape[1]
+    codes, s, g = _int4_sp24_codes(qweight, scales, n, k)
     w = (codes.float() - 8) * s.repeat_interleave(g, dim=1)[:, :k]
     return _finish(x.reshape(-1, k).bfloat16().float() @ w.t(), bias, x, n)
+
+
+def gemm_w4a8_sp24(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                   bias: torch.Tensor | None, n: int) -> torch.Tensor:
+    """x quantized per token in blocks of the group size, then exact integer group sums over
+    the kept weights: y = Σ_g sx[m,g]·s[n,g]·Σ_{k∈g} xq·(q − 8) + bias (pruned weights are 0)."""
+    k = x.shape[-1]
+    codes, s, g = _int4_sp24_codes(qweight, scales, n, k)
+    n_groups = s.shape[1]
+    xq, sx, _ = quantize_act_int8(x.reshape(-1, k), g)
+    wq = torch.zeros(n, n_groups * g, dtype=torch.int64)
+    wq[:, :k] = codes.long() - 8  # pruned weights unpack as code 8: 0
+    m = xq.shape[0]
+    dots = torch.einsum("mgk,ngk->mng", xq.long().view(m, n_groups, g), wq.view(n, n_groups, g))
+    y = (dots.float() * (sx.unsqueeze(1) * s.unsqueeze(0))).sum(dim=2)
+    return _finish(y, bias, x, n)
 
 
 def gemm_sp24(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None,

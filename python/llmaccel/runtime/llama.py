@@ -199,8 +199,9 @@ class LlamaDecoder:
                 return ops.DecodeLinear(mod.prepared(batch))
             if isinstance(mod, SparseLinear):
                 if mod.config.bits == 4:
-                    return ops.DecodeLinear.sparse(mod.out_features, mod.in_features, mod.bias,
-                                                   qweight=mod.qweight, scales=mod.scales)
+                    return ops.DecodeLinear.sparse(
+                        mod.out_features, mod.in_features, mod.bias, qweight=mod.qweight,
+                        scales=mod.scales, int8_act=mod.kernel_for(batch) == "gemm_w4a8_sp24")
                 return ops.DecodeLinear.sparse(mod.out_features, mod.in_features, mod.bias,
                                                packed=mod.packed)
             return ops.DecodeLinear(mod.weight, mod.bias)
