@@ -143,3 +143,36 @@ def test_checkpoint_round_trip(tmp_path):
     desc = llmaccel.checkpoint.read_description(tmp_path / "ck")
     assert {s["format"] for s in desc["layers"].values()} == {"int4_sp24_tile16x32",
                                                               "bf16_sp24_tile16x32"}
+
+
+@pytest.mark.parametrize("bits", [4, 16])
+def test_prepared_fast_path_matches_the_op(bits):
+    lin = pruned_linear(k=100, n=40)
+    s = (SparseLinear.from_linear(lin) if bits == 16 else
+         SparseLinear.from_quant_linear(QuantLinear.from_linear(lin, llmaccel.Int4WeightOnly(32))))
+    weights = (s.packed,) if bits == 16 else (s.qweight, s.scales)
+    for shape in [(1, 100), (2, 3, 100), (17, 100)]:
+        for dtype in (torch.float32, torch.bfloat16):
+            x = make_x(shape, dtype)
+            op = getattr(llmaccel.ops, s.kernel_for(x.numel() // 100))
+            assert torch.equal(s(x), op(x, *weights, s.bias, 40))
+    xt = make_x((100, 5)).t()  # non-contiguous: falls back to the op, same result
+    assert torch.equal(s(xt), s(xt.contiguous()))
+    with torch.enable_grad():  # autograd input: through the registered op (it records a node)
+        assert s(make_x((2, 100)).requires_grad_()).grad_fn is not None
+    before = s(make_x((1, 100)))
+    s.bias = 2 * s.bias  # replaced buffer: prepared again, not stale
+    assert torch.allclose(s(make_x((1, 100))) - before, s.bias / 2, atol=1e-5)
+
+
+def test_prepared_sparse_rejects_bad_arguments():
+    s = SparseLinear.from_quant_linear(QuantLinear.from_linear(pruned_linear(),
+                                                               llmaccel.Int4WeightOnly(32)))
+    with pytest.raises(ValueError, match="unknown 2:4 op"):
+        llmaccel.ops.PreparedSparse("gemm_w4a16", (s.qweight, s.scales), None, 40, 96)
+    with pytest.raises(ValueError, match=r"takes \(qweight, scales\)"):
+        llmaccel.ops.PreparedSparse("gemm_w4a8_sp24", (s.qweight,), None, 40, 96)
+    with pytest.raises(ValueError, match="K=100 columns"):
+        llmaccel.ops.PreparedSparse("gemm_w4a16_sp24", (s.qweight, s.scales), None, 40, 100)
+    with pytest.raises(ValueError, match="n=50 does not match"):
+        llmaccel.ops.PreparedSparse("gemm_w4a16_sp24", (s.qweight, s.scales), None, 50, 96)

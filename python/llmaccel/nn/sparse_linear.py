@@ -134,12 +134,20 @@ class SparseLinear(nn.Module):
         orig = x.dtype
         if orig not in _KERNEL_DTYPES:
             x = x.float()
-        if self.config.bits == 4:
-            op = getattr(ops, self.kernel_for(x.numel() // self.in_features))
-            y = op(x, self.qweight, self.scales, self.bias, self.out_features)
-        else:
-            y = ops.gemm_sp24(x, self.packed, self.bias, self.out_features)
+        y = self._prepared(self.kernel_for(x.numel() // self.in_features))(x)
         return y if y.dtype == orig else y.to(orig)
+
+    def _prepared(self, op: str) -> ops.PreparedSparse:
+        # Validated once per op and set of buffers (as QuantLinear's): replaced buffers are
+        # noticed by identity and prepared again. Under torch.compile the prepared op calls the
+        # registered one.
+        weights = (self.packed,) if self.config.bits == 16 else (self.qweight, self.scales)
+        cache = self.__dict__.setdefault("_prepared_ops", {})
+        p = cache.get(op)
+        if p is None or not p.matches(weights, self.bias):
+            p = cache[op] = ops.PreparedSparse(op, weights, self.bias, self.out_features,
+                                               self.in_features)
+        return p
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

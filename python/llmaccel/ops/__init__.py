@@ -13,7 +13,8 @@ from .dequant import dequant_w4, dequant_w8
 from .distill import distill_loss_rows
 from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
-from .sparse import gemm_sp24, gemm_w4a8_sp24, gemm_w4a16_sp24, w4a8_sp24_preferred
+from .sparse import (PreparedSparse, gemm_sp24, gemm_w4a8_sp24, gemm_w4a16_sp24,
+                     w4a8_sp24_preferred)
 # CUDA kernels register last: they implement the ops defined above for the CUDA device.
 from .cuda import DECODE_MAX_M, HAVE_CUDA_KERNELS, SWAPAB_MAX_M, cuda_path  # noqa: E402
 
@@ -67,6 +68,7 @@ __all__ = [
     "dequant_w8",
     "distill_loss_rows",
     "PreparedGemm",
+    "PreparedSparse",
     "call_gemm",
     "gemm_f32",
     "gemm_sp24",

@@ -217,6 +217,18 @@ def call_gemm(op: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
     raise ValueError(f"unknown gemm op {op!r}")
 
 
+def fast_path_dtype(x: torch.Tensor, k: int) -> int | None:
+    """The native dtype code of x when a prepared op may call its kernel directly: a plain
+    contiguous non-empty CPU tensor (float32 / bfloat16) with K = k columns, no autograd, outside
+    torch.compile; None sends the call through the registered op."""
+    dt = ACT_DTYPES.get(x.dtype)
+    if (dt is None or type(x) is not torch.Tensor or not x.is_cpu or x.shape[-1] != k
+            or not x.is_contiguous() or x.numel() == 0 or torch.compiler.is_compiling()
+            or (x.requires_grad and torch.is_grad_enabled())):
+        return None
+    return dt
+
+
 class PreparedGemm:
     """One of the gemm ops with its weight validated once, for eager decode loops.
 
@@ -257,10 +269,8 @@ class PreparedGemm:
                 and bias is self.bias)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        dt = ACT_DTYPES.get(x.dtype)
-        if (dt is None or type(x) is not torch.Tensor or not x.is_cpu or x.shape[-1] != self.k
-                or not x.is_contiguous() or x.numel() == 0 or torch.compiler.is_compiling()
-                or (x.requires_grad and torch.is_grad_enabled())):
+        dt = fast_path_dtype(x, self.k)
+        if dt is None:
             return call_gemm(self.op, x, self.qweight, self.scales, self.zeros, self.bias, self.n,
                              self.act_block)
         out = torch.empty(*x.shape[:-1], self.n, dtype=x.dtype)

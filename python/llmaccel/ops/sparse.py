@@ -5,14 +5,12 @@ llmaccel::gemm_sp24 (bf16_sp24_tile16x32). x (..., K) float32 or bfloat16 → (.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from .. import _C
 from ._library import (ACT_DTYPES, act_2d, check_bias, check_contiguous, check_cpu, check_dtype,
                        fail, lib, num_threads, ptr)
-from .gemm import _finish, _k_ok
+from .gemm import _finish, _k_ok, fast_path_dtype
 
 lib.define("gemm_w4a16_sp24(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
 lib.define("gemm_w4a8_sp24(Tensor x, Tensor qweight, Tensor scales, Tensor? bias, int n) -> Tensor")
@@ -37,8 +35,9 @@ def _check_rows(op: str, blocks: int, n: int) -> None:
         fail(op, f"n={n} does not match the weight's {blocks} blocks of 16 rows")
 
 
-def _w4_sp24(op, x, qweight, scales, bias, n):
-    check_cpu(op, x=x, qweight=qweight, scales=scales, bias=bias)
+def _check_w4_sp24(op, qweight, scales, bias, n) -> tuple[int, int]:
+    """Validates an int4_sp24 weight (and bias); returns (k_pad, group_size)."""
+    check_cpu(op, qweight=qweight, scales=scales, bias=bias)
     check_dtype(op, "qweight", qweight, torch.uint8)
     check_dtype(op, "scales", scales, torch.float32)
     check_contiguous(op, qweight=qweight, scales=scales)
@@ -51,46 +50,93 @@ def _w4_sp24(op, x, qweight, scales, bias, n):
     n_groups = scales.shape[1]
     if k_pad % n_groups or (k_pad // n_groups) % 32:
         fail(op, f"{n_groups} groups do not split k_pad={k_pad} into multiples of 32")
-    group = k_pad // n_groups
-    x2 = act_2d(op, x)
-    _k_ok(op, x2.shape[1], k_pad, group)
     check_bias(op, bias, n)
-    out = torch.empty(x2.shape[0], n, dtype=x.dtype)
-    if x2.shape[0]:
-        getattr(_C, op)(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
-                        ptr(qweight), ptr(scales), n, nb * 16, k_pad, group, ptr(bias), ptr(out),
-                        n, num_threads())
-    return _finish(out, x, n)
+    return k_pad, k_pad // n_groups
 
 
-def _sp24(x, packed, bias, n):
-    op = "gemm_sp24"
-    check_cpu(op, x=x, packed=packed, bias=bias)
+def _check_sp24(op, packed, bias, n) -> tuple[int, int]:
+    """Validates a bf16_sp24 weight (and bias); returns (k_pad, 32)."""
+    check_cpu(op, packed=packed, bias=bias)
     check_dtype(op, "packed", packed, torch.uint8)
     check_contiguous(op, packed=packed)
     if packed.dim() != 2 or packed.shape[1] == 0 or packed.shape[1] % _BF16_CHUNK_BYTES:
         fail(op, f"packed must be (n_pad/16, k_pad/32*576), got shape {tuple(packed.shape)}")
-    nb, k_pad = packed.shape[0], packed.shape[1] // _BF16_CHUNK_BYTES * 32
-    _check_rows(op, nb, n)
-    x2 = act_2d(op, x)
-    _k_ok(op, x2.shape[1], k_pad, 32)
+    _check_rows(op, packed.shape[0], n)
     check_bias(op, bias, n)
+    return packed.shape[1] // _BF16_CHUNK_BYTES * 32, 32
+
+
+# The native calls, shared by the registered ops and PreparedSparse: x as (m, k) rows of stride
+# ldx; weights = (qweight, scales) or (packed,).
+def _launch(op, x_ptr, dt, m, k, ldx, weights, bias, n, k_pad, group, out):
+    native = getattr(_C, op)
+    if len(weights) == 2:
+        native(x_ptr, dt, m, k, ldx, ptr(weights[0]), ptr(weights[1]), n,
+               weights[0].shape[0] * 16, k_pad, group, ptr(bias), ptr(out), n, num_threads())
+    else:
+        native(x_ptr, dt, m, k, ldx, ptr(weights[0]), n, weights[0].shape[0] * 16, k_pad,
+               ptr(bias), ptr(out), n, num_threads())
+
+
+def _check(op, weights, bias, n) -> tuple[int, int]:
+    if op == "gemm_sp24":
+        return _check_sp24(op, *weights, bias, n)
+    return _check_w4_sp24(op, *weights, bias, n)
+
+
+def _run(op, x, weights, bias, n):
+    k_pad, group = _check(op, weights, bias, n)
+    check_cpu(op, x=x)
+    x2 = act_2d(op, x)
+    _k_ok(op, x2.shape[1], k_pad, group)
     out = torch.empty(x2.shape[0], n, dtype=x.dtype)
     if x2.shape[0]:
-        _C.gemm_sp24(ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0),
-                     ptr(packed), n, nb * 16, k_pad, ptr(bias), ptr(out), n, num_threads())
+        _launch(op, ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0), weights,
+                bias, n, k_pad, group, out)
     return _finish(out, x, n)
 
 
 for _op in ("gemm_w4a16_sp24", "gemm_w4a8_sp24"):
-    lib.impl(_op, functools.partial(_w4_sp24, _op), "CPU")
+    lib.impl(_op, lambda x, qweight, scales, bias, n, _op=_op: _run(_op, x, (qweight, scales),
+                                                                     bias, n), "CPU")
     torch.library.register_fake(
         f"llmaccel::{_op}", lambda x, qweight, scales, bias, n: x.new_empty(*x.shape[:-1], n),
         lib=lib)
-lib.impl("gemm_sp24", _sp24, "CPU")
+lib.impl("gemm_sp24", lambda x, packed, bias, n: _run("gemm_sp24", x, (packed,), bias, n), "CPU")
 torch.library.register_fake("llmaccel::gemm_sp24",
                             lambda x, packed, bias, n: x.new_empty(*x.shape[:-1], n), lib=lib)
 
 gemm_w4a16_sp24 = torch.ops.llmaccel.gemm_w4a16_sp24.default
 gemm_w4a8_sp24 = torch.ops.llmaccel.gemm_w4a8_sp24.default
 gemm_sp24 = torch.ops.llmaccel.gemm_sp24.default
+
+
+class PreparedSparse:
+    """A 2:4 op with its weight validated once, as PreparedGemm is for the dense ops: the layer's
+    forward then costs one identity check per tensor and the kernel, not ~12 µs of dispatch and
+    checks. Inputs the fast path does not take go through the registered op."""
+
+    __slots__ = ("op", "weights", "bias", "n", "k", "k_pad", "group")
+
+    def __init__(self, op: str, weights: tuple, bias: torch.Tensor | None, n: int, k: int):
+        if op not in ("gemm_w4a16_sp24", "gemm_w4a8_sp24", "gemm_sp24"):
+            raise ValueError(f"unknown 2:4 op {op!r}")
+        self.op, self.weights, self.bias, self.n, self.k = op, tuple(weights), bias, n, k
+        if len(self.weights) != (1 if op == "gemm_sp24" else 2):
+            raise ValueError(f"{op} takes {'(packed,)' if op == 'gemm_sp24' else '(qweight, scales)'}")
+        self.k_pad, self.group = _check(op, self.weights, bias, n)
+        _k_ok(op, k, self.k_pad, self.group)
+
+    def matches(self, weights: tuple, bias) -> bool:
+        """Still the tensors it was prepared for."""
+        return bias is self.bias and all(a is b for a, b in zip(weights, self.weights))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        dt = fast_path_dtype(x, self.k)
+        if dt is None:
+            return getattr(torch.ops.llmaccel, self.op).default(x, *self.weights, self.bias,
+                                                                 self.n)
+        out = torch.empty(*x.shape[:-1], self.n, dtype=x.dtype)
+        _launch(self.op, x.data_ptr(), dt, x.numel() // self.k, self.k, self.k, self.weights,
+                self.bias, self.n, self.k_pad, self.group, out)
+        return out
