@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys
@@ -28,10 +27,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from _results import write_results  # noqa: E402
 from decode_profile import PARTS, time_steps  # noqa: E402
 
 import llmaccel  # noqa: E402
-from llmaccel.files import atomic_write  # noqa: E402
 from llmaccel.models import load_model_or_checkpoint  # noqa: E402
 from llmaccel.runtime import LlamaDecoder  # noqa: E402
 
@@ -100,12 +99,9 @@ def main() -> int:
               f"{args.new_tokens} greedy steps.",
               f"- torch {torch.__version__}, ISA {result['isa']}, {result['date']}."]
     text = "\n".join(lines) + "\n"
-    print(text)
     stem = Path(args.out) / (f"{result['date']}_decode_pair_{Path(args.other).name}"
                              f"_cpu_{args.threads}t")
-    atomic_write(stem.with_suffix(".md"), text)
-    atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
-    print(f"written: {stem}.md, {stem}.json")
+    write_results(stem, text, result)
     return 0
 
 

@@ -6,9 +6,9 @@
 // - a 16-byte slice of x (4 groups of 4 columns), as unsigned bytes x + 128, is broadcast to
 //   both 128-bit halves, and vpshufb picks per output row the 4 activations its 4 kept weights
 //   of 2 groups need (index bytes 4i + pos, built from the position plane);
-// - vpmaddubsw multiplies them by the weights as signed bytes q − 8 (−8..7) and adds pairs;
-//   four such int16 vectors (one chunk of 32 columns) are added before vpmaddwd widens them:
-//   |(q − 8) · (x + 128)| ≤ 8 · 255, so 8 products stay within ±16320, inside int16;
+// - vpmaddubsw multiplies them by the weights as signed bytes q − 8 (−8..7) and adds pairs
+//   (no saturation: |(q − 8) · (x + 128)| ≤ 8 · 255, a pair ≤ 4080); the two int16 vectors of
+//   a 16-column half are added (≤ 8160) before vpmaddwd widens them to int32;
 // - Σ (q − 8)(x + 128) = Σ (q − 8) x + 128 Σ (q − 8): the second term is a weight constant per
 //   row and group, taken once per slice (the same vpmaddubsw against ones) and subtracted in
 //   the epilogue, so x + 128 needs no per-row correction.

@@ -176,3 +176,23 @@ def test_prepared_sparse_rejects_bad_arguments():
         llmaccel.ops.PreparedSparse("gemm_w4a16_sp24", (s.qweight, s.scales), None, 40, 100)
     with pytest.raises(ValueError, match="n=50 does not match"):
         llmaccel.ops.PreparedSparse("gemm_w4a16_sp24", (s.qweight, s.scales), None, 50, 96)
+
+
+def test_set_act_int8_min_m_changes_the_layers_that_have_the_choice(isa):
+    model = nn.Sequential(
+        SparseLinear.from_quant_linear(QuantLinear.from_linear(pruned_linear(),
+                                                               llmaccel.Int4WeightOnly(32))),
+        QuantLinear.from_linear(nn.Linear(40, 24), llmaccel.Int4WeightOnly(32)),
+        QuantLinear.from_linear(nn.Linear(24, 24), llmaccel.Int8Dynamic()),
+        SparseLinear.from_linear(pruned_linear(k=24, n=8)))
+    x = make_x((5, 96))
+    assert llmaccel.nn.set_act_int8_min_m(model, None) == ["0", "1"]
+    assert model[0].config.act_int8_min_m is None and model[1].config.act_int8_min_m is None
+    assert model[0].kernel_for(64) == "gemm_w4a16_sp24" and model[1].kernel_for(64) == "gemm_w4a16"
+    assert model[2].kernel_for(1) == "gemm_w8a8" and model[3].config.act_int8_min_m is None
+    float_y = model(x)
+    assert llmaccel.nn.set_act_int8_min_m(model, 2) == ["0", "1"]
+    assert model[1].kernel_for(2) == "gemm_w4a8"
+    assert model[0].kernel_for(2) == ("gemm_w4a8_sp24" if isa in ("scalar", "avx2")
+                                      else "gemm_w4a16_sp24")
+    torch.testing.assert_close(model(x), float_y, rtol=0.05, atol=0.05)  # int8 activations
