@@ -139,6 +139,9 @@ def test_bad_inputs():
         llmaccel.ops.LlamaDecodeStep(layers=[(lay.ln1[:5], *layers[0][1:])], **good)
     with pytest.raises(TypeError, match="PreparedGemm or a float32"):
         llmaccel.ops.DecodeLinear("weights")
+    packed = torch.zeros(1, 576, dtype=torch.uint8)  # one bf16 2:4 block of 16 x 32
+    with pytest.raises(ValueError, match="no int8-activation kernel"):
+        llmaccel.ops.DecodeLinear.sparse(16, 32, None, packed=packed, int8_act=True)
 
 
 def test_native_required_but_impossible():

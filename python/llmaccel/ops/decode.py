@@ -44,6 +44,9 @@ class DecodeLinear:
         if bias is not None:
             _float_tensor("bias", bias, (n,))
         if packed is not None:
+            if int8_act:
+                fail(_OP, "bf16 2:4 weights have no int8-activation kernel (int8_act is for "
+                          "int4 qweight/scales)")
             check_dtype(_OP, "packed", packed, torch.uint8)
             check_contiguous(_OP, packed=packed)
             k_pad = packed.shape[1] // 576 * 32
