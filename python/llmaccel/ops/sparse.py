@@ -22,8 +22,9 @@ _W4_CHUNK_BYTES, _BF16_CHUNK_BYTES = 192, 576  # per 16 rows x 32 columns (see f
 @torch.compiler.assume_constant_result  # traced once: the path does not change under a graph
 def w4a8_sp24_preferred() -> bool:
     """Whether SparseLinear should take gemm_w4a8_sp24 from act_int8_min_m rows on, on the
-    current CPU path. Its kernel is AVX2 (vpshufb + vpmaddubsw); on the AVX2 path it runs
-    1.5-3.5x gemm_w4a16_sp24 from M = 4 (bench/bench_sparse.py). The AVX-512 paths run that
+    current CPU path. Its kernel is AVX2 (vpshufb + vpmaddubsw); on the AVX2 path the layer
+    with it runs 1.2-3.8x gemm_w4a16_sp24 at M = 3-256 on SmolLM2's shapes
+    (bench/results/2026-11-24_sparse_cpu_avx2_2t_int8act.md). The AVX-512 paths run that
     same AVX2 kernel, against gemm_w4a16_sp24's AVX-512 one (vpermw + vdpbf16ps, 16 rows an
     instruction): unmeasured there, and estimated slower from the per-row times of both (see
     README), so those paths keep float activations until a VNNI variant exists."""
