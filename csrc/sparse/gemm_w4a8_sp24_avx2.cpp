@@ -10,11 +10,14 @@
 //   (no saturation: |(q − 8) · (x + 128)| ≤ 8 · 255, a pair ≤ 4080); the two int16 vectors of
 //   a 16-column half are added (≤ 8160) before vpmaddwd widens them to int32;
 // - Σ (q − 8)(x + 128) = Σ (q − 8) x + 128 Σ (q − 8): the second term is a weight constant per
-//   row and group, taken once per slice (the same vpmaddubsw against ones) and subtracted in
+//   row and slice (from the sum of the codes: Σ (q − 8) = Σ q − 128 per chunk), subtracted in
 //   the epilogue, so x + 128 needs no per-row correction.
 // The index and weight bytes depend on the weights only: a slice of up to 8 chunks of one
 // 16-row block is decoded once into L1 (512 bytes per chunk) and reused by every row of a panel
-// of x. Per chunk (32 columns), 8-row strip and row of x, 128 kept products cost 2 broadcasts,
+// of x. Decoding costs ~35 instructions and 8 stores per chunk and strip, ~40 % of the time at
+// M = 3 (perf, one thread, 4096→4096); dense gemm_w4a8 needs 3 per 32 bytes of weights, which
+// is why it stays ahead at M = 3-4. Per chunk
+// (32 columns), 8-row strip and row of x, 128 kept products cost 2 broadcasts,
 // 4 vpshufb, 4 vpmaddubsw, 2 vpmaddwd and 4 adds; gemm_w4a8 spends 8 vpmaddubsw, 4 vpmaddwd and
 // 8 adds on the same 256 weights of the dense layer. On Zen 3 both multiplies share 2 pipes and
 // the shuffles and broadcasts another 2 (llvm-mca: ~4.3 cycles for the 16 instructions).
@@ -48,31 +51,31 @@ struct alignas(32) ChunkStrip {
 };
 
 // Decodes one chunk's strip (ts: its 32-byte lanes of the value and position planes) and adds
-// Σ (q − 8) of each row to wsum (int32 per row lane).
-inline void decode(const uint8_t* ts, ChunkStrip& d, __m256i& wsum) {
+// Σ q of each row (its 16 unsigned codes; Σ (q − 8) = Σ q − 128) to qsum (int32 per row lane).
+inline void decode(const uint8_t* ts, ChunkStrip& d, __m256i& qsum) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
-  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  const __m256i low2 = _mm256_set1_epi8(0x03);
   const __m256i pos = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ts + kPosOffset));
-  __m256i sum16 = _mm256_setzero_si256();
+  __m256i codes = _mm256_setzero_si256();  // bytes: the sum of 4 codes of a row, ≤ 60
   for (int p = 0; p < 2; ++p) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ts + 64 * p));
-    d.w[p][0] = _mm256_sub_epi8(_mm256_and_si256(v, low4), eight);
-    d.w[p][1] = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), eight);
-    // Positions of this half's groups i = 0..3: slot a at bits 2i, slot b at 16 + 2i.
-    const __m256i q = p == 0 ? pos : _mm256_srli_epi32(pos, 8);
-    const __m256i m_even = _mm256_set1_epi32(0x00030003), m_odd = _mm256_set1_epi32(0x03000300);
+    const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    d.w[p][0] = _mm256_sub_epi8(lo, eight);
+    d.w[p][1] = _mm256_sub_epi8(hi, eight);
+    codes = _mm256_add_epi8(codes, _mm256_add_epi8(lo, hi));
+    // Positions of this half's groups i = 0..3: slot a at bits 2i, slot b at 16 + 2i. First as
+    // nibble pairs, bytes [a0 + 4 a1, a2 + 4 a3, b0 + 4 b1, b2 + 4 b3], then split:
     // lo: [a0, a2 + 8, b0, b2 + 8]; hi: [a1 + 4, a3 + 12, b1 + 4, b3 + 12].
-    d.idx[p][0] = _mm256_or_si256(
-        _mm256_or_si256(_mm256_and_si256(q, m_even), _mm256_and_si256(_mm256_slli_epi32(q, 4), m_odd)),
-        _mm256_set1_epi32(0x08000800));
-    d.idx[p][1] = _mm256_or_si256(
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(q, 2), m_even),
-                        _mm256_and_si256(_mm256_slli_epi32(q, 2), m_odd)),
-        _mm256_set1_epi32(0x0C040C04));
-    sum16 = _mm256_add_epi16(sum16, _mm256_add_epi16(_mm256_maddubs_epi16(ones8, d.w[p][0]),
-                                                     _mm256_maddubs_epi16(ones8, d.w[p][1])));
+    const __m256i q = p == 0 ? pos : _mm256_srli_epi32(pos, 8);
+    const __m256i pairs =
+        _mm256_or_si256(_mm256_and_si256(q, _mm256_set1_epi32(0x000F000F)),
+                        _mm256_and_si256(_mm256_slli_epi32(q, 4), _mm256_set1_epi32(0x0F000F00)));
+    d.idx[p][0] = _mm256_or_si256(_mm256_and_si256(pairs, low2), _mm256_set1_epi32(0x08000800));
+    d.idx[p][1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(pairs, 2), low2),
+                                  _mm256_set1_epi32(0x0C040C04));
   }
-  wsum = _mm256_add_epi32(wsum, _mm256_madd_epi16(sum16, ones16));
+  qsum = _mm256_add_epi32(qsum, _mm256_madd_epi16(
+      _mm256_maddubs_epi16(codes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1)));
 }
 
 // MR rows of x (unsigned bytes, k_pad apart, at the slice's first column) against strip r of
@@ -124,11 +127,12 @@ void panel_block(const QuantAct& xq, const uint8_t* xu, const PackedW4Sp24& w, c
     for (int r = 0; r < 2; ++r) sw[r] = _mm256_loadu_ps(w.scales + avx2::strip_meta(2 * b + r, n_groups, g));
     for (int64_t c0 = g * per_group; c0 < (g + 1) * per_group; c0 += kSliceChunks) {
       const int64_t chunks = std::min(kSliceChunks, (g + 1) * per_group - c0);
-      __m256i wsum128[2];
+      __m256i wsum128[2];  // 128 Σ (q − 8) per row
       for (int r = 0; r < 2; ++r) {
-        __m256i wsum = _mm256_setzero_si256();
+        __m256i qsum = _mm256_setzero_si256();
         for (int64_t c = 0; c < chunks; ++c)
-          decode(block + (c0 + c) * kChunkBytes + 32 * r, d[c][r], wsum);
+          decode(block + (c0 + c) * kChunkBytes + 32 * r, d[c][r], qsum);
+        const __m256i wsum = _mm256_sub_epi32(qsum, _mm256_set1_epi32(static_cast<int>(128 * chunks)));
         wsum128[r] = _mm256_slli_epi32(wsum, 7);
       }
       const uint8_t* xs = xu + c0 * 32;
