@@ -6,7 +6,7 @@ import dataclasses
 
 from torch import nn
 
-from .quant_linear import QuantLinear
+from .quant_linear import QuantLinear, act_int8_threshold
 from .sparse_linear import SparseLinear
 
 
@@ -25,7 +25,6 @@ def set_act_int8_min_m(model: nn.Module, min_m: int | None) -> list[str]:
         if isinstance(mod, SparseLinear) and mod.config.bits != 4:
             continue
         mod.config = dataclasses.replace(mod.config, act_int8_min_m=min_m)
-        # The layers read their threshold from this cache, set in __init__ from the config.
-        mod._int8_min_m = min_m if min_m is not None else float("inf")
+        mod._int8_min_m = act_int8_threshold(mod.config)  # the forward's copy, as in __init__
         changed.append(name)
     return changed

@@ -17,6 +17,14 @@ _CUDA_DTYPES = (torch.float16, torch.bfloat16)
 W8_ACT_BLOCK = 128
 
 
+def act_int8_threshold(config) -> float:
+    """Rows of x from which a layer with this config quantizes activations to int8 (inf: never;
+    Int8Dynamic: always). QuantLinear and SparseLinear keep it as ``_int8_min_m`` so a forward
+    looks at one number."""
+    min_m = 1 if isinstance(config, Int8Dynamic) else config.act_int8_min_m
+    return min_m if min_m is not None else float("inf")
+
+
 def check_concat(layers: list[nn.Module]) -> nn.Module:
     """Raises ValueError unless ``layers`` (packed in row tiles) can be stacked into one layer:
     one config, one in_features, all with a bias or none, and every layer but the last a whole
@@ -59,8 +67,7 @@ class QuantLinear(nn.Module):
         self._w4 = isinstance(config, Int4WeightOnly)
         self._act_block = W8_ACT_BLOCK if isinstance(config, Int8WeightOnly) else 0
         # Rows of x from which activations are quantized to int8 (VNNI kernels).
-        min_m = 1 if isinstance(config, Int8Dynamic) else config.act_int8_min_m
-        self._int8_min_m = min_m if min_m is not None else float("inf")
+        self._int8_min_m = act_int8_threshold(config)
         self._cuda_op = ("gemm_w4a16" if self._w4 else
                          "gemm_w8a8" if isinstance(config, Int8Dynamic) else "gemm_w8a16")
         n_pad = (out_features + 15) // 16 * 16

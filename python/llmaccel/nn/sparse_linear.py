@@ -7,7 +7,7 @@ from torch import nn
 
 from .. import formats, ops
 from ..configs import Int4WeightOnly, Sparse24
-from .quant_linear import QuantLinear, check_concat
+from .quant_linear import QuantLinear, act_int8_threshold, check_concat
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -33,8 +33,7 @@ class SparseLinear(nn.Module):
         if not isinstance(config, Sparse24):
             raise TypeError(f"SparseLinear needs a Sparse24 config, got {config!r}")
         self.in_features, self.out_features, self.config = in_features, out_features, config
-        min_m = config.act_int8_min_m
-        self._int8_min_m = min_m if min_m is not None else float("inf")
+        self._int8_min_m = act_int8_threshold(config)
         n_pad = (out_features + 15) // 16 * 16
         if config.bits == 4:
             _, k_pad, g = formats.int4_padding(out_features, in_features, config.group_size)

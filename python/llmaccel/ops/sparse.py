@@ -69,8 +69,7 @@ def _check_sp24(op, packed, bias, n) -> tuple[int, int]:
 
 # The native calls, shared by the registered ops and PreparedSparse: x as (m, k) rows of stride
 # ldx; weights = (qweight, scales) or (packed,).
-def _launch(op, x_ptr, dt, m, k, ldx, weights, bias, n, k_pad, group, out):
-    native = getattr(_C, op)
+def _launch(native, x_ptr, dt, m, k, ldx, weights, bias, n, k_pad, group, out):
     if len(weights) == 2:
         native(x_ptr, dt, m, k, ldx, ptr(weights[0]), ptr(weights[1]), n,
                weights[0].shape[0] * 16, k_pad, group, ptr(bias), ptr(out), n, num_threads())
@@ -92,8 +91,8 @@ def _run(op, x, weights, bias, n):
     _k_ok(op, x2.shape[1], k_pad, group)
     out = torch.empty(x2.shape[0], n, dtype=x.dtype)
     if x2.shape[0]:
-        _launch(op, ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1], x2.stride(0), weights,
-                bias, n, k_pad, group, out)
+        _launch(getattr(_C, op), ptr(x2), ACT_DTYPES[x.dtype], x2.shape[0], x2.shape[1],
+                x2.stride(0), weights, bias, n, k_pad, group, out)
     return _finish(out, x, n)
 
 
@@ -117,12 +116,13 @@ class PreparedSparse:
     forward then costs one identity check per tensor and the kernel, not ~12 µs of dispatch and
     checks. Inputs the fast path does not take go through the registered op."""
 
-    __slots__ = ("op", "weights", "bias", "n", "k", "k_pad", "group")
+    __slots__ = ("op", "native", "weights", "bias", "n", "k", "k_pad", "group")
 
     def __init__(self, op: str, weights: tuple, bias: torch.Tensor | None, n: int, k: int):
         if op not in ("gemm_w4a16_sp24", "gemm_w4a8_sp24", "gemm_sp24"):
             raise ValueError(f"unknown 2:4 op {op!r}")
-        self.op, self.weights, self.bias, self.n, self.k = op, tuple(weights), bias, n, k
+        self.op, self.native = op, getattr(_C, op)
+        self.weights, self.bias, self.n, self.k = tuple(weights), bias, n, k
         if len(self.weights) != (1 if op == "gemm_sp24" else 2):
             raise ValueError(f"{op} takes {'(packed,)' if op == 'gemm_sp24' else '(qweight, scales)'}")
         self.k_pad, self.group = _check(op, self.weights, bias, n)
@@ -138,6 +138,6 @@ class PreparedSparse:
             return getattr(torch.ops.llmaccel, self.op).default(x, *self.weights, self.bias,
                                                                  self.n)
         out = torch.empty(*x.shape[:-1], self.n, dtype=x.dtype)
-        _launch(self.op, x.data_ptr(), dt, x.numel() // self.k, self.k, self.k, self.weights,
+        _launch(self.native, x.data_ptr(), dt, x.numel() // self.k, self.k, self.k, self.weights,
                 self.bias, self.n, self.k_pad, self.group, out)
         return out
