@@ -63,6 +63,7 @@ PYBIND11_MODULE(_C, m) {
     feats["avx512vl"] = f.avx512vl;
     feats["avx512dq"] = f.avx512dq;
     feats["avx512vnni"] = f.avx512vnni;
+    feats["avx512vbmi"] = f.avx512vbmi;
     feats["avx512bf16"] = f.avx512bf16;
     feats["amx"] = f.amx;
     feats["os_ymm_state"] = f.os_ymm;

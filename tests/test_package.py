@@ -41,7 +41,7 @@ def test_cpu_info():
     assert info["num_threads"] == torch.get_num_threads()
     feats = info["features"]
     for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni",
-              "avx512bf16", "amx", "os_zmm_state"):
+              "avx512vbmi", "avx512bf16", "amx", "os_zmm_state"):
         assert isinstance(feats[f], bool), f
     if info["avx512_available"]:
         assert all(feats[f] for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq",

@@ -43,6 +43,7 @@ CpuFeatures detect() {
     f.avx512dq = b & (1u << 17);
     f.avx512bw = b & (1u << 30);
     f.avx512vl = b & (1u << 31);
+    f.avx512vbmi = c & (1u << 1);
     f.avx512vnni = c & (1u << 11);
     f.amx = d & (1u << 24);
     __cpuid_count(7, 1, a, b, c, d);

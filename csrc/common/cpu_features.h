@@ -20,6 +20,7 @@ struct CpuFeatures {
   bool avx2 = false, fma = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512vnni = false, avx512bf16 = false, amx = false;
+  bool avx512vbmi = false;  // not part of any path: kernels that use vpermb check it themselves
   bool os_ymm = false;   // the OS saves ymm state (XCR0), without which AVX faults
   bool os_zmm = false;   // the OS saves zmm/opmask state (XCR0), without which AVX-512 faults
   std::string vendor, brand;

@@ -30,9 +30,10 @@ class Scratch {
   size_t cap_ = 0;
 };
 
-// Slot 0 holds converted activations, slot 1 quantized activations' scales and sums.
+// Slot 0 holds converted activations, slot 1 quantized activations' scales and sums, slot 2
+// activations repacked for one kernel (gemm_w4a8_sp24's AVX-512 path).
 inline Scratch& scratch(int slot) {
-  thread_local Scratch s[2];
+  thread_local Scratch s[3];
   return s[slot];
 }
 

@@ -169,12 +169,26 @@ void run_sp24(const Matrix& x, const W& w, bool x_bf16, int num_threads, Avx512 
 void gemm_w4a8_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, const Matrix& y,
                     int num_threads) {
   const QuantAct xq = stage_act_int8(x, w.k_pad, w.group_size, num_threads);
+#ifdef LLMACCEL_HAVE_AVX512
+  if (cpu_isa_avx512() && cpu_features().avx512vbmi) {
+    // x + 128 (vpdpbusd's unsigned operand), repacked so that a row tile's windows are
+    // consecutive lines; once per call, shared by the threads.
+    const int64_t panels = (xq.m + detail::kSw4a8PanelRows - 1) / detail::kSw4a8PanelRows;
+    auto* xp = static_cast<uint8_t*>(scratch(2).get(xq.m * ((xq.k_pad + 63) / 64) * 64));
+    parallel_for(panels, num_threads, [&](int64_t b, int64_t e) {
+      detail::gemm_w4a8_sp24_avx512_pack(xq, xp, b, e);
+    });
+    return parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
+      detail::gemm_w4a8_sp24_avx512(xq, xp, w, bias, y, b, e);
+    });
+  }
+#endif
 #ifdef LLMACCEL_HAVE_AVX2
   if (cpu_isa() >= CpuIsa::Avx2) {
     // The kernel reads x + 128 as unsigned bytes (vpmaddubsw's unsigned operand): flipped once
-    // here, in place in this call's staging buffer, before the threads share it.
-    // (The count is a local: through xq's fields the byte stores would alias it and the loop
-    // would not vectorize.)
+    // here, in place in this call's staging buffer, before the threads share it. (The count is
+    // a local: through xq's fields the byte stores would alias it and the loop would not
+    // vectorize.)
     uint8_t* const xu = reinterpret_cast<uint8_t*>(xq.q);
     const int64_t count = xq.m * xq.k_pad;
     for (int64_t i = 0; i < count; ++i) xu[i] ^= 0x80;

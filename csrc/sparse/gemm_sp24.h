@@ -21,8 +21,9 @@
 // kernel is compute-bound:
 //   y[m][n] = Σ_g sx[m][g] · scale[n][g] · Σ_{k∈g, kept} xq[m][k] · (q[n][k] − 8) + bias[n]
 // with exact integer sums per group (fp32 from 256 columns on: sums over slices of 256 columns
-// of a group are exact integers added in fp32). Group sizes up to 2^20, as gemm_w4a8. The AVX-512
-// paths run the AVX2 kernel (AVX-512 CPUs have AVX2; no VNNI variant yet).
+// of a group are exact integers added in fp32). Group sizes up to 2^20, as gemm_w4a8. The
+// AVX-512 (vpermb + vpdpbusd; needs VBMI) and AVX2 (vpshufb + vpmaddubsw) kernels compute the
+// same sums.
 #pragma once
 #include "common/tensor_view.h"
 
@@ -55,5 +56,14 @@ void gemm_sp24_avx2(const float* xf, int64_t m, const PackedSp24& w, const float
 // xq: x quantized per token and group; xu: the same codes + 128 as unsigned bytes (M, k_pad).
 void gemm_w4a8_sp24_avx2(const QuantAct& xq, const uint8_t* xu, const PackedW4Sp24& w,
                          const float* bias, const Matrix& y, int64_t nb0, int64_t nb1);
+// AVX-512 (VNNI + VBMI): x + 128 repacked per panel of kSw4a8PanelRows rows (the last may be
+// shorter) as 64-byte windows, window-major within the panel: panel p at byte
+// p · kSw4a8PanelRows · n_windows · 64, its row r's window j at (j · rows + r) · 64 from there,
+// n_windows = ceil(k_pad / 64); M · n_windows · 64 bytes in all, 64-byte aligned. Panels
+// [p0, p1) are packed by the first call; row blocks [nb0, nb1) computed by the second.
+constexpr int64_t kSw4a8PanelRows = 48;
+void gemm_w4a8_sp24_avx512_pack(const QuantAct& xq, uint8_t* xp, int64_t p0, int64_t p1);
+void gemm_w4a8_sp24_avx512(const QuantAct& xq, const uint8_t* xp, const PackedW4Sp24& w,
+                           const float* bias, const Matrix& y, int64_t nb0, int64_t nb1);
 }  // namespace detail
 }  // namespace llmaccel

@@ -69,9 +69,10 @@ class Sparse24:
     quantize_.
 
     act_int8_min_m: bits=4 only, as Int4WeightOnly's: M from which activations are quantized to
-        int8 per token and group (gemm_w4a8_sp24; None: never), on the CPU paths where that is
-        the faster kernel (not the AVX-512 ones: ops.w4a8_sp24_preferred). bits=16 has no
-        int8-activation kernel, and stores None whatever is given.
+        int8 per token and group (gemm_w4a8_sp24; None: never); the CPU path may raise it, or
+        keep float activations where its int8 kernel is not the faster one
+        (ops.w4a8_sp24_min_m). bits=16 has no int8-activation kernel, and stores None whatever
+        is given.
     """
 
     bits: int = 4

@@ -152,11 +152,11 @@ def test_native_required_but_impossible():
     assert dec.native is False
 
 
-@pytest.mark.parametrize("batch", [2, 3])
+@pytest.mark.parametrize("batch", [2, 3, 4])
 @pytest.mark.parametrize("quantized", [True, False], ids=["sp24_w4", "sp24_bf16"])
 def test_sparse_layers(quantized, batch, isa):
-    """2:4 SparseLinear projections (gemm_w4a16_sp24, from 3 rows gemm_w4a8_sp24 / gemm_sp24
-    inside the step), fused and row-permuted like the dense ones; tokens equal Hugging Face
+    """2:4 SparseLinear projections (gemm_w4a16_sp24, from 3 rows, 4 on the AVX-512 paths,
+    gemm_w4a8_sp24 / gemm_sp24 inside the step), fused and row-permuted like the dense ones; tokens equal Hugging Face
     generate()."""
     model = tiny_llama(layers=2)
     ids = random_ids(4, 32)
@@ -167,7 +167,8 @@ def test_sparse_layers(quantized, batch, isa):
         llmaccel.sparsify_(model)
     down = model.model.layers[0].mlp.down_proj
     assert isinstance(down, llmaccel.SparseLinear)
-    int8_act = quantized and batch >= 3 and llmaccel.ops.w4a8_sp24_preferred()
+    floor = llmaccel.ops.w4a8_sp24_min_m()
+    int8_act = quantized and floor is not None and batch >= max(3, floor)
     assert down.kernel_for(batch) == ("gemm_w4a8_sp24" if int8_act else
                                       "gemm_w4a16_sp24" if quantized else "gemm_sp24")
     assert _compare(model, batch)[0] < (INT8_ACT_BOUND if int8_act else FLOAT_ACT_BOUND)

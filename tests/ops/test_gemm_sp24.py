@@ -35,9 +35,11 @@ W4_OPS = ("gemm_w4a16_sp24", "gemm_w4a8_sp24")
 AVX2_KERNELS = True  # every op here has an AVX2 kernel: the isa fixture covers avx2
 # (M, K, N, group_size): M = 1, 3, 7, 16, 17, 257; K not a multiple of 4 or 32 (33, 100, 200,
 # 1000) or a multiple (96, 128, 4096); N = 1 and N not a multiple of 16; per-channel groups (-1),
-# one of them wider than the AVX2 w4a8 kernel's 256-column slices.
+# one of them wider than the w4a8 kernels' 256-column slices; groups of 96 (3 chunks: every
+# other group starts in the second chunk of the AVX-512 w4a8 kernel's 64-byte windows).
 CASES = [(1, 33, 1, -1), (3, 100, 17, 64), (16, 200, 37, 128), (17, 128, 300, 32),
-         (257, 96, 37, 32), (2, 4096, 17, 128), (1, 576, 576, 128), (7, 1000, 40, -1)]
+         (257, 96, 37, 32), (2, 4096, 17, 128), (1, 576, 576, 128), (7, 1000, 40, -1),
+         (13, 300, 33, 96)]
 
 
 def sparse_mask(n: int, k: int, seed: int = 0) -> torch.Tensor:

@@ -18,8 +18,8 @@ class SparseLinear(nn.Module):
     ``config.bits == 4``: buffers ``qweight`` and ``scales`` (int4_sp24_tile16x32: symmetric int4
     codes, weight = (q − 8) · scale), run by ``gemm_w4a16_sp24`` below ``config.act_int8_min_m``
     rows of x and by ``gemm_w4a8_sp24`` (activations quantized to int8 per token and group) from
-    there on, as QuantLinear's int4 layers, except on the AVX-512 CPU paths, which keep float
-    activations (``ops.w4a8_sp24_preferred`` says why); ``bits == 16``: buffer ``packed``
+    there on, as QuantLinear's int4 layers; the CPU path may raise that threshold or keep float
+    activations (``ops.w4a8_sp24_min_m`` says where and why); ``bits == 16``: buffer ``packed``
     (bf16_sp24_tile16x32) and ``gemm_sp24``. ``bias`` float32 or None. Input (..., in_features)
     float32 or bfloat16 (other float dtypes computed in float32), output in x's dtype.
 
@@ -122,7 +122,8 @@ class SparseLinear(nn.Module):
         """The op a forward with m rows of x runs on the current CPU path."""
         if self.config.bits == 16:
             return "gemm_sp24"
-        if m >= self._int8_min_m and ops.w4a8_sp24_preferred():
+        floor = ops.w4a8_sp24_min_m()
+        if floor is not None and m >= max(self._int8_min_m, floor):
             return "gemm_w4a8_sp24"
         return "gemm_w4a16_sp24"
 

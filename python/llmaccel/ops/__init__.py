@@ -14,7 +14,7 @@ from .distill import distill_loss_rows
 from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
 from .sparse import (PreparedSparse, gemm_sp24, gemm_w4a8_sp24, gemm_w4a16_sp24,
-                     w4a8_sp24_preferred)
+                     w4a8_sp24_min_m)
 # CUDA kernels register last: they implement the ops defined above for the CUDA device.
 from .cuda import DECODE_MAX_M, HAVE_CUDA_KERNELS, SWAPAB_MAX_M, cuda_path  # noqa: E402
 
@@ -84,5 +84,5 @@ __all__ = [
     "quantize_act_int8",
     "set_cpu_isa",
     "time_linears",
-    "w4a8_sp24_preferred",
+    "w4a8_sp24_min_m",
 ]

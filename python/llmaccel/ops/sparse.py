@@ -20,15 +20,22 @@ _W4_CHUNK_BYTES, _BF16_CHUNK_BYTES = 192, 576  # per 16 rows x 32 columns (see f
 
 
 @torch.compiler.assume_constant_result  # traced once: the path does not change under a graph
-def w4a8_sp24_preferred() -> bool:
-    """Whether SparseLinear should take gemm_w4a8_sp24 from act_int8_min_m rows on, on the
-    current CPU path. Its kernel is AVX2 (vpshufb + vpmaddubsw); on the AVX2 path the layer
-    with it runs 1.2-3.8x gemm_w4a16_sp24 at M = 3-256 on SmolLM2's shapes
-    (bench/results/2026-11-24_sparse_cpu_avx2_2t_int8act.md). The AVX-512 paths run that
-    same AVX2 kernel, against gemm_w4a16_sp24's AVX-512 one (vpermw + vdpbf16ps, 16 rows an
-    instruction): unmeasured there, and estimated slower from the per-row times of both (see
-    README), so those paths keep float activations until a VNNI variant exists."""
-    return _C.cpu_isa() not in ("avx512", "avx512_bf16")
+def w4a8_sp24_min_m() -> int | None:
+    """The fewest rows of x from which SparseLinear takes gemm_w4a8_sp24 on the current CPU
+    path (a larger act_int8_min_m in its config wins); None where the path keeps float
+    activations (gemm_w4a16_sp24) at every M. Measured through the layers against
+    gemm_w4a16_sp24 (bench/bench_sparse.py):
+    - AVX2 (vpshufb + vpmaddubsw) and portable: 1, the config decides; 1.2-3.8x at M = 3-256
+      on SmolLM2's shapes (bench/results/2026-11-24_sparse_cpu_avx2_2t_int8act.md);
+    - AVX-512 (vpermb + vpdpbusd, needs AVX512_VBMI): 4. At M = 3 the int8 kernel's per-call
+      weight decode is not yet paid back (0.91-1.0x on Zen 5), from M = 4 it runs 1.0-1.1x and
+      from M = 5 1.1-2x (bench/results/2026-11-24_sparse_cpu_avx512_2t_int8act.md);
+    - AVX-512 without VBMI (Skylake-SP, Cascade Lake): None. The op itself runs the AVX2 kernel
+      there, against an AVX-512 float kernel that is unmeasured against it."""
+    isa = _C.cpu_isa()
+    if isa not in ("avx512", "avx512_bf16"):
+        return 1
+    return 4 if _C.cpu_info()["features"]["avx512vbmi"] else None
 
 
 def _check_rows(op: str, blocks: int, n: int) -> None:
