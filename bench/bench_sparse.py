@@ -11,7 +11,8 @@ ratios measured side by side mean anything; each figure is the median over round
 - gemm_sp24 (2:4 bf16 values, bf16 x) vs torch F.linear in bf16 (dense, bf16 x): target >= 1.6x.
 - The layers at every M: SparseLinear (2:4 int4) against the dense int4 QuantLinear on the same
   weights (RTN g128 symmetric). From M = 3 both quantize activations to int8 per token and group
-  (gemm_w4a8_sp24 / gemm_w4a8); below, both take float x.
+  (gemm_w4a8_sp24 / gemm_w4a8; SparseLinear from M = 16 on AVX-512, ops.w4a8_sp24_min_m); below,
+  both take float x. The same SparseLinear with float x at every M is timed beside them.
 Each kernel rotates over enough weight copies to exceed twice the L3 cache, so weights come from
 DRAM, and its output is checked against the reference twin before timing. GB/s counts every
 packed weight byte; % DRAM is against the read bandwidth probed in the same run.
@@ -42,7 +43,7 @@ import llmaccel
 from llmaccel import formats, ops, quantizers, reference
 from llmaccel.configs import Int4WeightOnly
 from llmaccel.files import atomic_write
-from llmaccel.nn import QuantLinear, SparseLinear
+from llmaccel.nn import QuantLinear, SparseLinear, set_act_int8_min_m
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = [(4096, 14336, "Llama-3-8B up/gate"), (14336, 4096, "Llama-3-8B down"),
@@ -50,7 +51,8 @@ SHAPES = [(4096, 14336, "Llama-3-8B up/gate"), (14336, 4096, "Llama-3-8B down"),
           (1536, 576, "SmolLM2 down"), (576, 576, "SmolLM2 q/o")]
 GROUP = 128
 PAIRS = [("gemm_w4a16_sp24", "gemm_w4a16", 1.25), ("gemm_sp24", "F.linear bf16", 1.6),
-         ("SparseLinear w4", "QuantLinear w4", None)]  # the layers, every M: no target
+         ("SparseLinear w4", "QuantLinear w4", None),  # the layers, every M: no target
+         ("SparseLinear w4 float x", "QuantLinear w4", None)]
 # Kernel-clock pairs (native loop, fp32 x): (sparse, dense, target).
 NATIVE_PAIRS = [("gemm_w4a16_sp24", "gemm_w4a16", 1.25)]
 
@@ -94,6 +96,10 @@ def kernels(k: int, n: int, seed: int) -> dict:
     layer = QuantLinear.from_linear(linear, Int4WeightOnly(group_size=GROUP, symmetric=True))
     w_layer = reference.dequant_w4(layer.qweight, layer.scales, None, n, k)
     size = lambda *ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+    # The same layer with float activations at every M (gemm_w4a16_sp24), as the AVX-512 paths
+    # ran before gemm_w4a8_sp24 had an AVX-512 kernel.
+    float_x = SparseLinear.from_quant_linear(layer)
+    set_act_int8_min_m(float_x, None)
     return {
         "_packed": (dense, sp4),
         "gemm_w4a16": (size(dense.qweight, dense.scales),
@@ -109,6 +115,8 @@ def kernels(k: int, n: int, seed: int) -> dict:
         "QuantLinear w4": (size(layer.qweight, layer.scales), layer, lambda x: x @ w_layer.t()),
         "SparseLinear w4": (size(sp4.qweight, sp4.scales), SparseLinear.from_quant_linear(layer),
                             lambda x: x @ w_layer.t()),
+        "SparseLinear w4 float x": (size(sp4.qweight, sp4.scales), float_x,
+                                    lambda x: x @ w_layer.t()),
     }
 
 
@@ -207,15 +215,21 @@ def main() -> int:
     lines.append("- Kernel clock: per-call time of the kernel alone, from a native loop over "
                  "the same weight copies (ops.time_linears); the op columns add Python dispatch.")
     lines += ["", "| shape | M | QuantLinear w4 µs | SparseLinear w4 µs | × QuantLinear | "
-              "SparseLinear kernel |", "|---|---:|---:|---:|---:|---|"]
+              "SparseLinear kernel | SparseLinear float x µs | × QuantLinear |",
+              "|---|---:|---:|---:|---:|---|---:|---:|"]
     for r in rows:
         kk = r["kernels"]
         lines.append(f"| {r['k']}→{r['n']} | {r['m']} | {kk['QuantLinear w4']['us']:.0f} | "
                      f"{kk['SparseLinear w4']['us']:.0f} | "
-                     f"{r['SparseLinear w4_vs_QuantLinear w4']:.2f} | {r['sparse_layer_op']} |")
-    lines += ["", "- The layers on the same weights (RTN g128 symmetric): from M = 3 both quantize "
-              "activations to int8 per token and group (QuantLinear: gemm_w4a8, SparseLinear: "
-              "gemm_w4a8_sp24); below, float x (gemm_w4a16 / gemm_w4a16_sp24)."]
+                     f"{r['SparseLinear w4_vs_QuantLinear w4']:.2f} | {r['sparse_layer_op']} | "
+                     f"{kk['SparseLinear w4 float x']['us']:.0f} | "
+                     f"{r['SparseLinear w4 float x_vs_QuantLinear w4']:.2f} |")
+    lines += ["", "- The layers on the same weights (RTN g128 symmetric): from M = 3 QuantLinear "
+              "quantizes activations to int8 per token and group (gemm_w4a8), SparseLinear from "
+              "M = 3 too, or the CPU path's floor if higher (gemm_w4a8_sp24; "
+              "ops.w4a8_sp24_min_m: 16 on AVX-512); below, float x (gemm_w4a16 / "
+              "gemm_w4a16_sp24). 'SparseLinear float x': the same layer with float x at every M "
+              "(act_int8_min_m None)."]
     for sp, base, target in NATIVE_PAIRS:  # every shape, the kernel clock
         for r in rows:
             if r["m"] == 1:

@@ -15,9 +15,13 @@ pytest.importorskip("transformers")
 # the order of float32 sums in norms and attention and the polynomial exp (a few ulps), so
 # logits agree to ~1e-6 of their scale. Int8 activations (w8a8, w4a8 from act_int8_min_m rows)
 # can move one activation code by one step on such a difference; a flip costs ~1e-3 of scale.
+# gemm_w4a16_sp24 rounds x to bf16, and the same difference can move one element across a
+# rounding boundary (a 2^-8 relative step): seen at 2.4e-4 and 4.3e-4 of scale (tiny_llama,
+# batch 1 on avx2 and batch 2 on avx512, before and after 2026-11-24's changes alike).
 # The dense GEMMs and the step's small kernels have AVX2 kernels: `isa` covers avx2 here.
 AVX2_KERNELS = True
 FLOAT_ACT_BOUND = 2e-5
+BF16_X_BOUND = 2e-3
 INT8_ACT_BOUND = 2e-2
 
 CONFIGS = {
@@ -152,10 +156,10 @@ def test_native_required_but_impossible():
     assert dec.native is False
 
 
-@pytest.mark.parametrize("batch", [2, 3, 4])
+@pytest.mark.parametrize("batch", [1, 2, 3, 16])
 @pytest.mark.parametrize("quantized", [True, False], ids=["sp24_w4", "sp24_bf16"])
 def test_sparse_layers(quantized, batch, isa):
-    """2:4 SparseLinear projections (gemm_w4a16_sp24, from 3 rows, 4 on the AVX-512 paths,
+    """2:4 SparseLinear projections (gemm_w4a16_sp24, from 3 rows, 16 on the AVX-512 paths,
     gemm_w4a8_sp24 / gemm_sp24 inside the step), fused and row-permuted like the dense ones; tokens equal Hugging Face
     generate()."""
     model = tiny_llama(layers=2)
@@ -171,7 +175,8 @@ def test_sparse_layers(quantized, batch, isa):
     int8_act = quantized and floor is not None and batch >= max(3, floor)
     assert down.kernel_for(batch) == ("gemm_w4a8_sp24" if int8_act else
                                       "gemm_w4a16_sp24" if quantized else "gemm_sp24")
-    assert _compare(model, batch)[0] < (INT8_ACT_BOUND if int8_act else FLOAT_ACT_BOUND)
+    bound = INT8_ACT_BOUND if int8_act else BF16_X_BOUND if quantized else FLOAT_ACT_BOUND
+    assert _compare(model, batch)[0] < bound
     prompt = random_ids(batch, 6, seed=5)
     with torch.inference_mode():
         ref = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8,
