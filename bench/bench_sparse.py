@@ -11,7 +11,7 @@ ratios measured side by side mean anything; each figure is the median over round
 - gemm_sp24 (2:4 bf16 values, bf16 x) vs torch F.linear in bf16 (dense, bf16 x): target >= 1.6x.
 - The layers at every M: SparseLinear (2:4 int4) against the dense int4 QuantLinear on the same
   weights (RTN g128 symmetric). From M = 3 both quantize activations to int8 per token and group
-  (gemm_w4a8_sp24 / gemm_w4a8; SparseLinear from M = 16 on AVX-512, ops.w4a8_sp24_min_m); below,
+  (gemm_w4a8_sp24 / gemm_w4a8; SparseLinear from M = 6 on AVX-512, ops.w4a8_sp24_min_m); below,
   both take float x. The same SparseLinear with float x at every M is timed beside them.
 Each kernel rotates over enough weight copies to exceed twice the L3 cache, so weights come from
 DRAM, and its output is checked against the reference twin before timing. GB/s counts every
@@ -227,7 +227,7 @@ def main() -> int:
     lines += ["", "- The layers on the same weights (RTN g128 symmetric): from M = 3 QuantLinear "
               "quantizes activations to int8 per token and group (gemm_w4a8), SparseLinear from "
               "M = 3 too, or the CPU path's floor if higher (gemm_w4a8_sp24; "
-              "ops.w4a8_sp24_min_m: 16 on AVX-512); below, float x (gemm_w4a16 / "
+              "ops.w4a8_sp24_min_m: 6 on AVX-512); below, float x (gemm_w4a16 / "
               "gemm_w4a16_sp24). 'SparseLinear float x': the same layer with float x at every M "
               "(act_int8_min_m None)."]
     for sp, base, target in NATIVE_PAIRS:  # every shape, the kernel clock

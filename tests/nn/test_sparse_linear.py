@@ -36,9 +36,9 @@ def test_from_quant_linear_is_exact(dtype):
     x = make_x((2, 96), dtype)
     ref = x.bfloat16().float() @ q.dequantize().t() + q.bias
     torch.testing.assert_close(s(x).float(), ref, rtol=tol, atol=tol)
-    x = make_x((16, 96), dtype)
-    if llmaccel.ops.w4a8_sp24_min_m() is not None:  # 16 rows: at or above every path's floor
-        assert s.kernel_for(16) == "gemm_w4a8_sp24" and q.kernel_for(16) == "gemm_w4a8"
+    x = make_x((6, 96), dtype)
+    if llmaccel.ops.w4a8_sp24_min_m() is not None:  # 6 rows: at or above every path's floor
+        assert s.kernel_for(6) == "gemm_w4a8_sp24" and q.kernel_for(6) == "gemm_w4a8"
         torch.testing.assert_close(s(x).float(), q(x).float(), rtol=tol, atol=tol)
     else:
         ref = x.bfloat16().float() @ q.dequantize().t() + q.bias
@@ -52,11 +52,11 @@ def test_act_int8_min_m_picks_the_kernel(min_m, isa):
                                 llmaccel.Int4WeightOnly(32, act_int8_min_m=min_m))
     s = SparseLinear.from_quant_linear(q)
     assert s.config.act_int8_min_m == min_m
-    # The AVX-512 paths take int8 activations from 16 rows on (with VBMI; never without).
+    # The AVX-512 paths take int8 activations from 6 rows on (with VBMI; never without).
     vbmi = llmaccel.cpu_info()["features"]["avx512vbmi"]
-    floor = 1 if isa in ("scalar", "avx2") else (16 if vbmi else None)
+    floor = 1 if isa in ("scalar", "avx2") else (6 if vbmi else None)
     assert llmaccel.ops.w4a8_sp24_min_m() == floor
-    for m in (1, 2, 3, 7, 8, 15, 16, 64):
+    for m in (1, 2, 3, 5, 6, 7, 8, 64):
         int8 = min_m is not None and floor is not None and m >= max(min_m, floor)
         assert s.kernel_for(m) == ("gemm_w4a8_sp24" if int8 else "gemm_w4a16_sp24")
         x = make_x((m, 96), seed=m)
@@ -196,5 +196,5 @@ def test_set_act_int8_min_m_changes_the_layers_that_have_the_choice(isa):
     assert llmaccel.nn.set_act_int8_min_m(model, 2) == ["0", "1"]
     assert model[1].kernel_for(2) == "gemm_w4a8"
     assert model[0].kernel_for(2) == ("gemm_w4a8_sp24" if isa in ("scalar", "avx2")
-                                      else "gemm_w4a16_sp24")  # AVX-512: from 16 rows
+                                      else "gemm_w4a16_sp24")  # AVX-512: from 6 rows
     torch.testing.assert_close(model(x), float_y, rtol=0.05, atol=0.05)  # int8 activations

@@ -27,17 +27,17 @@ def w4a8_sp24_min_m() -> int | None:
     gemm_w4a16_sp24 (bench/bench_sparse.py):
     - AVX2 (vpshufb + vpmaddubsw) and portable: 1, the config decides; 1.2-3.8x at M = 3-256
       on SmolLM2's shapes (bench/results/2026-11-24_sparse_cpu_avx2_2t_int8act.md);
-    - AVX-512 (vpermb + vpdpbusd, needs AVX512_VBMI): 16. Each call decodes the weights'
-      indices once per 48 rows of x; with weights from DRAM that is paid back from ~16 rows
-      (equal to gemm_w4a16_sp24 at M = 16, 0.9-1.0x at M = 8, 1.15-1.5x at M = 24-48, 1.7-1.8x
-      at M = 256 on SmolLM2's shapes, Zen 5;
-      bench/results/2026-11-24_sparse_cpu_avx512_2t_int8act.md);
+    - AVX-512 (vpermb + vpdpbusd, needs AVX512_VBMI): 6. Each call decodes the weights'
+      indices once per 48 rows of x, which the float kernel does not; with weights from DRAM
+      the int8 kernel runs 0.7-0.9x gemm_w4a16_sp24 at M = 2-4 and 1.05-1.6x at M = 6-12
+      (Zen 5, 576 → 1536 and 4096 → 14336), 1.6-1.9x at M = 64-256
+      (bench/results/2026-11-24_sparse_cpu_avx512_2t_int8act.md);
     - AVX-512 without VBMI (Skylake-SP, Cascade Lake): None. The op itself runs the AVX2 kernel
       there, against an AVX-512 float kernel that is unmeasured against it."""
     isa = _C.cpu_isa()
     if isa not in ("avx512", "avx512_bf16"):
         return 1
-    return 16 if _C.cpu_info()["features"]["avx512vbmi"] else None
+    return 6 if _C.cpu_info()["features"]["avx512vbmi"] else None
 
 
 def _check_rows(op: str, blocks: int, n: int) -> None:
