@@ -128,8 +128,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--shapes", default="all", help="'all' or 'small' (SmolLM2 shapes only)")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--isa", default="auto",
+                    help="CPU path (llmaccel.set_cpu_isa): e.g. avx2 on an AVX-512 machine")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    llmaccel.set_cpu_isa(args.isa)
     ms = [int(v) for v in args.m.split(",")]
     shapes = SHAPES if args.shapes == "all" else [s for s in SHAPES if s[0] < 4096]
     dram = ops.memory_read_bandwidth()

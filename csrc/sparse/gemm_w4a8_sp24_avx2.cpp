@@ -136,6 +136,10 @@ void panel_block(const QuantAct& xq, const uint8_t* xu, const PackedW4Sp24& w, c
         const __m256i wsum = _mm256_sub_epi32(qsum, _mm256_set1_epi32(static_cast<int>(128 * chunks)));
         wsum128[r] = _mm256_slli_epi32(wsum, 7);
       }
+      // The next slice's weights to L2 while this one is computed (see the AVX-512 kernel).
+      const char* next = reinterpret_cast<const char*>(block + (c0 + chunks) * kChunkBytes);
+      for (int64_t off = 0; off < kSliceChunks * kChunkBytes; off += 64)
+        _mm_prefetch(next + off, _MM_HINT_T1);
       const uint8_t* xs = xu + c0 * 32;
       const float* sx = xq.scale + g;
       for (int r = 0; r < 2; ++r) {
