@@ -174,9 +174,8 @@ void gemm_w4a8_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, c
     // x + 128 (vpdpbusd's unsigned operand), repacked so that a row tile's windows are
     // consecutive lines; once per call, shared by the threads. On this thread: M · K bytes of
     // copying cost less than a second fork and join at small M, and ~1 % of the call at M = 256.
-    const int64_t panels = (xq.m + detail::kSw4a8PanelRows - 1) / detail::kSw4a8PanelRows;
     auto* xp = static_cast<uint8_t*>(scratch(2).get(xq.m * ((xq.k_pad + 63) / 64) * 64));
-    detail::gemm_w4a8_sp24_avx512_pack(xq, xp, 0, panels);
+    detail::gemm_w4a8_sp24_avx512_pack(xq, xp);
     return parallel_for(w.n_pad / 16, num_threads, [&](int64_t b, int64_t e) {
       detail::gemm_w4a8_sp24_avx512(xq, xp, w, bias, y, b, e);
     });

@@ -60,10 +60,18 @@ void gemm_w4a8_sp24_avx2(const QuantAct& xq, const uint8_t* xu, const PackedW4Sp
 // shorter) as 64-byte windows, window-major within the panel: panel p at byte
 // p · kSw4a8PanelRows · n_windows · 64, its row r's window j at (j · rows + r) · 64 from there,
 // n_windows = ceil(k_pad / 64); M · n_windows · 64 bytes in all, 64-byte aligned. Panels
-// [p0, p1) are packed by the first call; row blocks [nb0, nb1) computed by the second.
+// The first call packs all of x; the second computes row blocks [nb0, nb1).
 constexpr int64_t kSw4a8PanelRows = 48;
-void gemm_w4a8_sp24_avx512_pack(const QuantAct& xq, uint8_t* xp, int64_t p0, int64_t p1);
+void gemm_w4a8_sp24_avx512_pack(const QuantAct& xq, uint8_t* xp);
 void gemm_w4a8_sp24_avx512(const QuantAct& xq, const uint8_t* xp, const PackedW4Sp24& w,
                            const float* bias, const Matrix& y, int64_t nb0, int64_t nb1);
+
+// The w4a8 kernels decode a run of chunks in one burst of reads and then compute on it, too
+// bursty for the hardware prefetcher; they ask for the next run's bytes [p, p + bytes) in L2
+// while they compute (stopping at the weight's end). Measured with weights from DRAM: 0.65 ->
+// 0.84x the dense layer at M = 16 (AVX-512), 1.02-1.15 -> 1.36-1.41x (AVX2), Llama shapes.
+inline void prefetch_l2(const uint8_t* p, int64_t bytes, const uint8_t* end) {
+  for (const uint8_t* q = p; q < end && q < p + bytes; q += 64) __builtin_prefetch(q, 0, 2);
+}
 }  // namespace detail
 }  // namespace llmaccel

@@ -120,6 +120,7 @@ void panel_block(const QuantAct& xq, const uint8_t* xu, const PackedW4Sp24& w, c
                  const Matrix& y, int64_t m0, int64_t m1, int64_t b) {
   const int64_t k_pad = w.k_pad, n_groups = w.n_groups(), per_group = w.group_size / 32;
   const uint8_t* block = w.qweight + b * (k_pad / 32) * kChunkBytes;
+  const uint8_t* weight_end = w.qweight + w.n_pad / 16 * (k_pad / 32) * kChunkBytes;
   alignas(32) ChunkStrip d[kSliceChunks][2];
   alignas(32) float out[kPanelRows][2][8] = {};
 
@@ -136,10 +137,7 @@ void panel_block(const QuantAct& xq, const uint8_t* xu, const PackedW4Sp24& w, c
         const __m256i wsum = _mm256_sub_epi32(qsum, _mm256_set1_epi32(static_cast<int>(128 * chunks)));
         wsum128[r] = _mm256_slli_epi32(wsum, 7);
       }
-      // The next slice's weights to L2 while this one is computed (see the AVX-512 kernel).
-      const char* next = reinterpret_cast<const char*>(block + (c0 + chunks) * kChunkBytes);
-      for (int64_t off = 0; off < kSliceChunks * kChunkBytes; off += 64)
-        _mm_prefetch(next + off, _MM_HINT_T1);
+      prefetch_l2(block + (c0 + chunks) * kChunkBytes, kSliceChunks * kChunkBytes, weight_end);
       const uint8_t* xs = xu + c0 * 32;
       const float* sx = xq.scale + g;
       for (int r = 0; r < 2; ++r) {

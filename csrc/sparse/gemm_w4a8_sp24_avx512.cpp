@@ -124,8 +124,10 @@ __attribute__((always_inline)) inline void chunk(const uint8_t* x, const ChunkBl
 // against a decoded span: out rows += Σ_slices Σ (q − 8) x · sx · sw. The fp32 sums stay in
 // registers across the span's slices (at g128 a slice is 4 chunks).
 template <int MR>
-__attribute__((always_inline)) inline void rows(const uint8_t* x, int64_t wstride, const ChunkBlock* d, const Slice* slices,
-                 int64_t n_slices, const float* sx, int64_t n_groups, float (*out)[16]) {
+__attribute__((always_inline)) inline void rows(const uint8_t* x, int64_t wstride,
+                                                const ChunkBlock* d, const Slice* slices,
+                                                int64_t n_slices, const float* sx,
+                                                int64_t n_groups, float (*out)[16]) {
   __m512 o[MR];
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m) o[m] = _mm512_load_ps(out[m]);
@@ -152,6 +154,7 @@ void panel_block(const QuantAct& xq, const uint8_t* xp, int64_t m0, int64_t rows
   const int64_t n_groups = w.n_groups(), per_group = w.group_size / 32;
   const int64_t n_chunks = w.k_pad / 32, wstride = rows_in_panel * 64;
   const uint8_t* block = w.qweight + b * n_chunks * kChunkBytes;
+  const uint8_t* weight_end = w.qweight + w.n_pad / 16 * n_chunks * kChunkBytes;
   alignas(64) ChunkBlock d[kSpanChunks];
   alignas(64) Slice slices[kSpanChunks];
   alignas(64) float out[kSw4a8PanelRows][16] = {};
@@ -173,14 +176,8 @@ void panel_block(const QuantAct& xq, const uint8_t* xp, int64_t m0, int64_t rows
       sl.group = g;
       c = end;
     }
-    // The next span's weights (this block's, or the next block's: blocks are consecutive) to
-    // L2 while this one is computed. The decode reads a span in one burst and then nothing for
-    // the row tiles' whole time, too bursty for the hardware prefetcher: without this, weights
-    // from DRAM ran 0.65x the dense layer at M = 16 (4096 → 14336), where they are cheaper.
-    // (Past the last block the addresses are unused; prefetches do not fault.)
-    const char* next = reinterpret_cast<const char*>(block + c1 * kChunkBytes);
-    for (int64_t off = 0; off < kSpanChunks * kChunkBytes; off += 64)
-      _mm_prefetch(next + off, _MM_HINT_T1);
+    // The next span's weights (this block's, or the next block's: blocks are consecutive).
+    prefetch_l2(block + c1 * kChunkBytes, kSpanChunks * kChunkBytes, weight_end);
     const uint8_t* xs = xp + c0 / 2 * wstride;  // c0 is even: the span starts a window
     int64_t m = 0;
     auto tile = [&](auto mr) {
@@ -205,11 +202,11 @@ void panel_block(const QuantAct& xq, const uint8_t* xp, int64_t m0, int64_t rows
 
 }  // namespace
 
-void gemm_w4a8_sp24_avx512_pack(const QuantAct& xq, uint8_t* xp, int64_t p0, int64_t p1) {
+void gemm_w4a8_sp24_avx512_pack(const QuantAct& xq, uint8_t* xp) {
   const int64_t n_windows = (xq.k_pad + 63) / 64;
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  for (int64_t p = p0; p < p1; ++p) {
-    const int64_t m0 = p * kSw4a8PanelRows, rows = std::min(kSw4a8PanelRows, xq.m - m0);
+  for (int64_t m0 = 0; m0 < xq.m; m0 += kSw4a8PanelRows) {
+    const int64_t rows = std::min(kSw4a8PanelRows, xq.m - m0);
     uint8_t* panel = xp + m0 * n_windows * 64;
     for (int64_t r = 0; r < rows; ++r) {
       const int8_t* src = xq.q + (m0 + r) * xq.k_pad;

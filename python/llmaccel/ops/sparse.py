@@ -5,6 +5,8 @@ llmaccel::gemm_sp24 (bf16_sp24_tile16x32). x (..., K) float32 or bfloat16 → (.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .. import _C
@@ -35,10 +37,15 @@ def w4a8_sp24_min_m() -> int | None:
       (bench/results/2026-11-24_sparse_cpu_avx512_2t_int8act{,_llama}.md);
     - AVX-512 without VBMI (Skylake-SP, Cascade Lake): None. The op itself runs the AVX2 kernel
       there, against an AVX-512 float kernel that is unmeasured against it."""
-    isa = _C.cpu_isa()
-    if isa not in ("avx512", "avx512_bf16"):
+    if _C.cpu_isa() not in ("avx512", "avx512_bf16"):
         return 1
-    return 6 if _C.cpu_info()["features"]["avx512vbmi"] else None
+    return 6 if _has_vbmi() else None
+
+
+@functools.cache
+def _has_vbmi() -> bool:
+    # cpuid does not change; cpu_info() builds a dict (~1 µs), too much for every forward.
+    return _C.cpu_info()["features"]["avx512vbmi"]
 
 
 def _check_rows(op: str, blocks: int, n: int) -> None:
