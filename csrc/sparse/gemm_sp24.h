@@ -68,8 +68,9 @@ void gemm_w4a8_sp24_avx512(const QuantAct& xq, const uint8_t* xp, const PackedW4
 
 // The w4a8 kernels decode a run of chunks in one burst of reads and then compute on it, too
 // bursty for the hardware prefetcher; they ask for the next run's bytes [p, p + bytes) in L2
-// while they compute (stopping at the weight's end). Measured with weights from DRAM: 0.65 ->
-// 0.84x the dense layer at M = 16 (AVX-512), 1.02-1.15 -> 1.36-1.41x (AVX2), Llama shapes.
+// while they compute (stopping at the weight's end). With weights from DRAM, M = 16, Llama
+// shapes: AVX2 path 1.02-1.15 -> 1.36-1.41x the dense layer (bench_sparse, before and after);
+// AVX-512 0.65 -> 0.84x at 4096 -> 14336 (a scratch A/B outside bench/).
 inline void prefetch_l2(const uint8_t* p, int64_t bytes, const uint8_t* end) {
   for (const uint8_t* q = p; q < end && q < p + bytes; q += 64) __builtin_prefetch(q, 0, 2);
 }

@@ -31,9 +31,10 @@ def w4a8_sp24_min_m() -> int | None:
       on SmolLM2's shapes (bench/results/2026-11-24_sparse_cpu_avx2_2t_int8act.md);
     - AVX-512 (vpermb + vpdpbusd, needs AVX512_VBMI): 6. Each call decodes the weights'
       indices once per 48 rows of x, which the float kernel does not; with weights from DRAM
-      the int8 kernel runs 0.7-0.9x gemm_w4a16_sp24 at M = 2-4 and 1.05-1.6x at M = 6-12
-      (Zen 5, 576 → 1536 and 4096 → 14336, op clock), and through the layers 1.2-1.6x at
-      M = 16 and 1.5-1.9x at M = 64-256
+      the int8 op ran 0.7-0.9x gemm_w4a16_sp24 at M = 2-4 and 1.05-1.6x at M = 6-12 (Zen 5,
+      576 → 1536 and 4096 → 14336; a scratch A/B outside bench/); through the layers, with
+      Python's dispatch in both, they are even at M = 6-8, and int8 runs 1.2-1.6x at M = 16
+      and 1.5-1.9x at M = 64-256
       (bench/results/2026-11-24_sparse_cpu_avx512_2t_int8act{,_llama}.md);
     - AVX-512 without VBMI (Skylake-SP, Cascade Lake): None. The op itself runs the AVX2 kernel
       there, against an AVX-512 float kernel that is unmeasured against it."""
