@@ -14,6 +14,7 @@
 #include "common/cpu_features.h"
 #include "common/peak.h"
 #include "common/tensor_view.h"
+#include "dequant/dequant_sp24.h"
 #include "dequant/dequant_w4.h"
 #include "dequant/dequant_w8.h"
 #include "gemm/gemm_w4a16.h"
@@ -273,6 +274,27 @@ PYBIND11_MODULE(_C, m) {
     int t = threads(nt, op);
     py::gil_scoped_release nogil;
     dequant_w8(w, reinterpret_cast<float*>(out), ldo, t);
+  });
+  m.def("dequant_w4_sp24", [](uintptr_t qweight, uintptr_t scales, int64_t n, int64_t k,
+                              int64_t n_pad, int64_t k_pad, int64_t group, uintptr_t out,
+                              int64_t ldo, int nt) {
+    const std::string op = "dequant_w4_sp24";
+    const PackedW4Sp24 w = packed_w4_sp24(qweight, scales, n, k, n_pad, k_pad, group, op);
+    check_ptr(out, 4, op, "out");
+    require(ldo >= k, op, "out row stride is smaller than K");
+    int t = threads(nt, op);
+    py::gil_scoped_release nogil;
+    dequant_w4_sp24(w, reinterpret_cast<float*>(out), ldo, t);
+  });
+  m.def("dequant_sp24", [](uintptr_t packed, int64_t n, int64_t k, int64_t n_pad, int64_t k_pad,
+                           uintptr_t out, int64_t ldo, int nt) {
+    const std::string op = "dequant_sp24";
+    const PackedSp24 w = packed_sp24(packed, n, k, n_pad, k_pad, op);
+    check_ptr(out, 4, op, "out");
+    require(ldo >= k, op, "out row stride is smaller than K");
+    int t = threads(nt, op);
+    py::gil_scoped_release nogil;
+    dequant_sp24(w, reinterpret_cast<float*>(out), ldo, t);
   });
 
   bind_decode(m);

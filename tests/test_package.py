@@ -24,7 +24,7 @@ def test_public_names():
 def test_every_op_has_a_reference_twin():
     ops = ("gemm_f32", "gemm_w4a16", "gemm_w4a8", "gemm_w8a16", "gemm_w8a8", "dequant_w4", "dequant_w8",
            "quantize_act_int8", "gemm_w4a16_sp24", "gemm_w4a8_sp24", "gemm_sp24",
-           "distill_loss_rows")
+           "dequant_w4_sp24", "dequant_sp24", "distill_loss_rows")
     for name in ops:
         assert getattr(llmaccel.ops, name) is getattr(torch.ops.llmaccel, name).default
         assert callable(getattr(llmaccel.reference, name))

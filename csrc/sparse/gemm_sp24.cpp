@@ -1,7 +1,5 @@
 #include "sparse/gemm_sp24.h"
 
-#include <cstring>
-
 #include "common/cpu_features.h"
 #include "common/parallel.h"
 #include "common/scratch.h"
@@ -10,11 +8,7 @@
 namespace llmaccel {
 namespace {
 
-inline uint32_t lane_word(const uint8_t* plane, int lane) {
-  uint32_t v;
-  std::memcpy(&v, plane + 4 * lane, 4);  // little-endian uint32 lanes, as formats/sp24.py writes
-  return v;
-}
+using detail::lane_word;
 
 // Σ over one 32-column chunk of row lane l: the two slots of each group times their activations.
 // value(j, lane) gives the slot pair (w_a, w_b) of group j as floats.

@@ -25,6 +25,8 @@
 // AVX-512 (vpermb + vpdpbusd; needs VBMI) and AVX2 (vpshufb + vpmaddubsw) kernels compute the
 // same sums.
 #pragma once
+#include <cstring>
+
 #include "common/tensor_view.h"
 
 namespace llmaccel {
@@ -37,6 +39,14 @@ void gemm_w4a8_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, c
                     int num_threads);
 
 namespace detail {
+// Row `lane`'s 32-bit word of a 64-byte plane (16 little-endian uint32 lanes, as formats/sp24.py
+// writes them).
+inline uint32_t lane_word(const uint8_t* plane, int lane) {
+  uint32_t v;
+  std::memcpy(&v, plane + 4 * lane, 4);
+  return v;
+}
+
 // Activations staged per row as bf16 words (M, k_pad): hi = round(x), lo = round(x − hi); lo is
 // null when x arrived as bf16 (exact). Row blocks [nb0, nb1).
 void gemm_w4a16_sp24_avx512(const uint16_t* xhi, const uint16_t* xlo, int64_t m,

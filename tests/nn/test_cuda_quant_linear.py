@@ -239,3 +239,19 @@ def test_cuda_forward_no_bias_3d():
     y = gpu(x.cuda())
     assert y.shape == (2, 5, 37) and y.dtype == torch.bfloat16
     check_against_cpu(y, cpu, x.float(), torch.bfloat16, "no bias, 3-D")
+
+
+@pytest.mark.parametrize("m", [1, 17, 300])  # the small-M kernels and dequantize + cuBLAS
+@pytest.mark.parametrize("cfg", DEFAULT_CONFIGS, ids=_cfg_id)
+def test_cuda_backward_matches_cpu(cfg, m):
+    """A gradient through a CUDA layer (ops/autograd.py): dx = dy · W, W from the CUDA dequant of
+    the device layout (equal to the CPU one's, test above), so the CPU float product rounded
+    once to bfloat16 (2**-7 relative; atol for dx elements near 0 after cancellation)."""
+    cpu = _cpu_layer(cfg)
+    gpu = copy.deepcopy(cpu).to("cuda")
+    x = make_x((m, 200), torch.bfloat16, seed=m).cuda().requires_grad_()
+    dy = make_x((m, 37), torch.bfloat16, seed=7)
+    gpu(x).backward(dy.cuda())
+    assert x.grad.is_cuda and x.grad.dtype == torch.bfloat16
+    want = (dy.float() @ cpu.dequantize()).bfloat16()
+    torch.testing.assert_close(x.grad.cpu(), want, rtol=2**-7, atol=1e-3)

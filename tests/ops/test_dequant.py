@@ -1,5 +1,6 @@
-"""dequant_w4 and dequant_w8 against their reference twins: bit-exact (one float32 product per
-element, (q - zero) * scale or q * scale, the same operation on both sides)."""
+"""dequant_w4, dequant_w8, dequant_w4_sp24 and dequant_sp24 against their reference twins:
+bit-exact (one float32 product per element, (q - zero) * scale, q * scale or (q - 8) * scale, the
+same operation on both sides; the bf16 values of dequant_sp24 widen exactly)."""
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ import torch
 from llmaccel import ops, reference
 
 from ..helpers import make_w4, make_w8, w4_exact, w8_exact
+from .test_gemm_sp24 import weight_args
 
 
 @pytest.mark.parametrize("source", ["rtn", "codes"])
@@ -68,3 +70,60 @@ def test_opcheck_dequant_w8():
     p = make_w8(17, 101, source="codes")
     result = torch.library.opcheck(ops.dequant_w8, (p.qweight, p.scales, 17, 101))
     assert set(result.values()) == {"SUCCESS"}, result
+
+
+# (n, k, group size): one row; N and K not multiples of 16 or 32; per-channel groups; groups of 96;
+# several row blocks and chunks.
+SP24_CASES = [(1, 33, -1), (17, 100, 64), (37, 200, 32), (300, 128, 128), (5, 4096, 128),
+              (13, 300, 96)]
+
+
+@pytest.mark.parametrize("n,k,group_size", SP24_CASES)
+def test_dequant_w4_sp24(n, k, group_size):
+    """Every kind of 2:4 group (two, one or no weights kept; see make_w4_sp24)."""
+    (qweight, scales), w_exact = weight_args("gemm_w4a16_sp24", n, k, group_size, seed=n)
+    w = ops.dequant_w4_sp24(qweight, scales, n, k)
+    assert w.dtype == torch.float32 and w.shape == (n, k)
+    assert torch.equal(w, reference.dequant_w4_sp24(qweight, scales, n, k))
+    assert torch.equal(w.double(), w_exact.float().double())
+
+
+@pytest.mark.parametrize("n,k", [(n, k) for n, k, _ in SP24_CASES])
+def test_dequant_sp24(n, k):
+    (packed,), w_exact = weight_args("gemm_sp24", n, k, 32, seed=n)
+    w = ops.dequant_sp24(packed, n, k)
+    assert w.dtype == torch.float32 and w.shape == (n, k)
+    assert torch.equal(w, reference.dequant_sp24(packed, n, k))
+    assert torch.equal(w.double(), w_exact)
+
+
+def test_dequant_sp24_ops_bad_inputs():
+    (qweight, scales), _ = weight_args("gemm_w4a16_sp24", 17, 100, 64)
+    (packed,), _ = weight_args("gemm_sp24", 17, 100, 64)
+    for k in (64, 129):  # k_pad 128, groups of 64
+        with pytest.raises(ValueError, match="does not match the packed k_pad"):
+            ops.dequant_w4_sp24(qweight, scales, 17, k)
+    for k in (96, 129):  # k_pad 128, chunks of 32
+        with pytest.raises(ValueError, match="does not match the packed k_pad"):
+            ops.dequant_sp24(packed, 17, k)
+    for n in (16, 33):
+        with pytest.raises(ValueError, match="does not match the weight's 2 blocks"):
+            ops.dequant_w4_sp24(qweight, scales, n, 100)
+        with pytest.raises(ValueError, match="does not match the weight's 2 blocks"):
+            ops.dequant_sp24(packed, n, 100)
+    with pytest.raises(TypeError, match="qweight must be uint8"):
+        ops.dequant_w4_sp24(qweight.view(torch.int8), scales, 17, 100)
+    with pytest.raises(ValueError, match="scales must be"):
+        ops.dequant_w4_sp24(qweight, scales[:, :1], 17, 100)
+    with pytest.raises(ValueError, match="packed must be"):
+        ops.dequant_sp24(packed[:, :100], 17, 100)
+
+
+def test_opcheck_dequant_sp24_ops():
+    """All default utils, without grad (integer codes; float scales are frozen)."""
+    (qweight, scales), _ = weight_args("gemm_w4a16_sp24", 17, 100, 64)
+    (packed,), _ = weight_args("gemm_sp24", 17, 100, 64)
+    for op, args in ((ops.dequant_w4_sp24, (qweight, scales, 17, 100)),
+                     (ops.dequant_sp24, (packed, 17, 100))):
+        result = torch.library.opcheck(op, args)
+        assert set(result.values()) == {"SUCCESS"}, result

@@ -185,9 +185,8 @@ def test_all_zero_activations(isa):
 @pytest.mark.parametrize("op_name", OPS)
 def test_opcheck(op_name, with_zeros_and_bias, dtype):
     """All of torch.library.opcheck's default utils: test_schema, test_autograd_registration,
-    test_faketensor, test_aot_dispatch_dynamic. The ops are inference-only (no autograd formula),
-    so inputs do not require grad and test_autograd_registration checks only that no autograd
-    kernel was registered wrongly; a backward through the op is not something it should support."""
+    test_faketensor, test_aot_dispatch_dynamic, with inputs that do not require grad (the
+    backward is tested with inputs that do in tests/ops/test_autograd.py)."""
     p = make_w4(17, 100, 64, symmetric=not with_zeros_and_bias, source="codes")
     bias = make_bias(17) if with_zeros_and_bias else None
     x = make_x((2, 3, 100), dtype)

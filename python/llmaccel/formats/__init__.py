@@ -19,7 +19,8 @@ from .cuda import (INT4_CUDA_MMA, INT8_CUDA_MMA, from_cuda_int4, from_cuda_int8,
 from .dense import (INT4_TILE16X8, INT8_TILE16X4, PackedInt4, PackedInt8, int4_padding, pack_int4,
                     pack_int8, unpack_int4, unpack_int8)
 from .sp24 import (BF16_SP24_TILE16X32, INT4_SP24_TILE16X32, SP24_CHUNK, PackedInt4Sp24,
-                   PackedSp24, pack_int4_sp24, pack_sp24, sp24_mask, unpack_int4_sp24, unpack_sp24)
+                   PackedSp24, dequant_int4_sp24, pack_int4_sp24, pack_sp24, sp24_mask,
+                   unpack_int4_sp24, unpack_sp24)
 from .spec import ROW_BLOCK, FormatSpec
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "PackedSp24",
     "ROW_BLOCK",
     "SP24_CHUNK",
+    "dequant_int4_sp24",
     "from_cuda_int4",
     "from_cuda_int8",
     "int4_padding",

@@ -55,6 +55,11 @@ class PackedInt4Sp24:
     def k_pad(self) -> int:
         return self.qweight.shape[1] // 192 * SP24_CHUNK
 
+    @classmethod
+    def of(cls, qweight: torch.Tensor, scales: torch.Tensor, n: int, k: int) -> "PackedInt4Sp24":
+        """The weight these tensors hold, its group size read from their shapes (as the ops do)."""
+        return cls(qweight, scales, n, k, qweight.shape[1] // 192 * SP24_CHUNK // scales.shape[1])
+
 
 @dataclass
 class PackedSp24:
@@ -174,6 +179,12 @@ def unpack_int4_sp24(p: PackedInt4Sp24) -> tuple[torch.Tensor, torch.Tensor]:
     codes.scatter_(2, pb[..., None], qb[..., None])
     scales = p.scales.permute(0, 2, 1).reshape(n_pad, -1)[: p.n].contiguous()
     return codes.reshape(n_pad, -1)[: p.n, : p.k].to(torch.uint8), scales
+
+
+def dequant_int4_sp24(p: PackedInt4Sp24) -> torch.Tensor:
+    """The float32 weight (N, K) an int4_sp24 weight represents: (q − 8) · scale, 0 where pruned."""
+    codes, scales = unpack_int4_sp24(p)
+    return (codes.float() - 8) * scales.repeat_interleave(p.group_size, dim=1)[:, :p.k]
 
 
 def pack_sp24(w: torch.Tensor) -> PackedSp24:

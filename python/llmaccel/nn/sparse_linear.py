@@ -85,11 +85,8 @@ class SparseLinear(nn.Module):
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out_features, in_features) this layer represents."""
         if self.config.bits == 16:
-            return formats.unpack_sp24(formats.PackedSp24(self.packed, self.out_features,
-                                                          self.in_features))
-        codes, scales = self._codes()
-        g = self.group_size
-        return (codes.float() - 8) * scales.repeat_interleave(g, dim=1)[:, :self.in_features]
+            return ops.dequant_sp24(self.packed, self.out_features, self.in_features)
+        return ops.dequant_w4_sp24(self.qweight, self.scales, self.out_features, self.in_features)
 
     @classmethod
     def concat(cls, layers: list["SparseLinear"]) -> "SparseLinear":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import _C
 from .decode import DecodeLinear, LlamaDecodeStep, time_linears
-from .dequant import dequant_w4, dequant_w8
+from .dequant import dequant_sp24, dequant_w4, dequant_w4_sp24, dequant_w8
 from .distill import distill_loss_rows
 from .gemm import PreparedGemm, call_gemm, gemm_f32, gemm_w4a8, gemm_w4a16, gemm_w8a8, gemm_w8a16
 from .quant import quantize_act_int8
@@ -17,6 +17,7 @@ from .sparse import (PreparedSparse, gemm_sp24, gemm_w4a8_sp24, gemm_w4a16_sp24,
                      w4a8_sp24_min_m)
 # CUDA kernels register last: they implement the ops defined above for the CUDA device.
 from .cuda import DECODE_MAX_M, HAVE_CUDA_KERNELS, SWAPAB_MAX_M, cuda_path  # noqa: E402
+from . import autograd  # noqa: E402,F401  (backward formulas of the ops above)
 
 
 def cpu_info() -> dict:
@@ -64,7 +65,9 @@ __all__ = [
     "HAVE_CUDA_KERNELS",
     "SWAPAB_MAX_M",
     "DecodeLinear",
+    "dequant_sp24",
     "dequant_w4",
+    "dequant_w4_sp24",
     "dequant_w8",
     "distill_loss_rows",
     "PreparedGemm",

@@ -2,7 +2,8 @@
 
 import torch
 
-from ..formats import PackedInt4Sp24, PackedSp24, unpack_int4_sp24, unpack_sp24
+from ..formats import PackedInt4Sp24, unpack_int4_sp24
+from .dequant import dequant_sp24, dequant_w4_sp24
 from .gemm import _finish
 from .quant import quantize_act_int8
 
@@ -10,9 +11,9 @@ from .quant import quantize_act_int8
 def _int4_sp24_codes(qweight: torch.Tensor, scales: torch.Tensor, n: int,
                      k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The codes (n, k), scales (n, n_groups) and group size of an int4_sp24 weight."""
-    g = qweight.shape[1] // 192 * 32 // scales.shape[1]
-    codes, s = unpack_int4_sp24(PackedInt4Sp24(qweight, scales, n, k, g))
-    return codes, s, g
+    p = PackedInt4Sp24.of(qweight, scales, n, k)
+    codes, s = unpack_int4_sp24(p)
+    return codes, s, p.group_size
 
 
 def gemm_w4a16_sp24(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
@@ -20,8 +21,7 @@ def gemm_w4a16_sp24(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor
     """x (..., K), rounded to bfloat16, · ((q − 8) · scale)ᵀ + bias, fp32 math, output in x's
     dtype (see csrc/sparse/gemm_sp24.h for why the activations are bf16)."""
     k = x.shape[-1]
-    codes, s, g = _int4_sp24_codes(qweight, scales, n, k)
-    w = (codes.float() - 8) * s.repeat_interleave(g, dim=1)[:, :k]
+    w = dequant_w4_sp24(qweight, scales, n, k)
     return _finish(x.reshape(-1, k).bfloat16().float() @ w.t(), bias, x, n)
 
 
@@ -45,5 +45,5 @@ def gemm_sp24(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None,
               n: int) -> torch.Tensor:
     """x (..., K) · Wᵀ + bias with W the bf16 values of a bf16_sp24 weight, fp32 math."""
     k = x.shape[-1]
-    w = unpack_sp24(PackedSp24(packed, n, k))
+    w = dequant_sp24(packed, n, k)
     return _finish(x.reshape(-1, k).float() @ w.t(), bias, x, n)
