@@ -70,6 +70,7 @@ PYBIND11_MODULE(_C, m) {
     feats["os_ymm_state"] = f.os_ymm;
     feats["os_zmm_state"] = f.os_zmm;
     d["features"] = feats;
+    d["vbmi"] = cpu_vbmi();
     return d;
   });
   m.def("read_bandwidth_gbs",
@@ -89,6 +90,8 @@ PYBIND11_MODULE(_C, m) {
         },
         py::arg("reps"), py::arg("num_threads"));
   m.def("set_cpu_isa", [](const std::string& name) { set_cpu_isa(name); }, py::arg("name"));
+  m.def("cpu_vbmi", [] { return cpu_vbmi(); });
+  m.def("set_cpu_vbmi", [](bool enabled) { set_cpu_vbmi(enabled); }, py::arg("enabled"));
 
   m.def("cuda_info", [] {
     py::dict d;

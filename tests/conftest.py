@@ -34,3 +34,15 @@ def isa(request):
         yield name
     finally:
         llmaccel.set_cpu_isa("auto")
+
+
+@pytest.fixture
+def no_vbmi():
+    """Kernels run as on an AVX-512 CPU without VBMI (Skylake-SP, Cascade Lake) for the test;
+    the previous setting is restored afterwards."""
+    before = llmaccel.cpu_info()["vbmi"]
+    llmaccel.ops.set_cpu_vbmi(False)
+    try:
+        yield
+    finally:
+        llmaccel.ops.set_cpu_vbmi(before)

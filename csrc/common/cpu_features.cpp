@@ -175,6 +175,24 @@ const CpuFeatures& cpu_features() {
   return f;
 }
 
+namespace {
+bool& vbmi_enabled() {
+  static bool on = [] {
+    const char* env = std::getenv("LLMACCEL_CPU_VBMI");
+    return cpu_features().avx512vbmi && !(env && std::strcmp(env, "0") == 0);
+  }();
+  return on;
+}
+}  // namespace
+
+bool cpu_vbmi() { return vbmi_enabled(); }
+
+void set_cpu_vbmi(bool enabled) {
+  if (enabled && !cpu_features().avx512vbmi)
+    throw std::invalid_argument("cannot enable AVX512_VBMI: the CPU lacks avx512vbmi");
+  vbmi_enabled() = enabled;
+}
+
 bool avx512_supported() { return unavailable_reason(CpuIsa::Avx512).empty(); }
 bool isa_supported(CpuIsa isa) { return unavailable_reason(isa).empty(); }
 

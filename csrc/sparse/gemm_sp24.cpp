@@ -164,7 +164,7 @@ void gemm_w4a8_sp24(const Matrix& x, const PackedW4Sp24& w, const float* bias, c
                     int num_threads) {
   const QuantAct xq = stage_act_int8(x, w.k_pad, w.group_size, num_threads);
 #ifdef LLMACCEL_HAVE_AVX512
-  if (cpu_isa_avx512() && cpu_features().avx512vbmi) {
+  if (cpu_isa_avx512() && cpu_vbmi()) {
     // x + 128 (vpdpbusd's unsigned operand), repacked so that a row tile's windows are
     // consecutive lines; once per call, shared by the threads. On this thread: M · K bytes of
     // copying cost less than a second fork and join at small M, and ~1 % of the call at M = 256.

@@ -46,14 +46,17 @@ def test_from_quant_linear_is_exact(dtype):
     assert s.qweight.numel() + 4 * s.scales.numel() < q.qweight.numel() + 4 * q.scales.numel()
 
 
+@pytest.mark.parametrize("vbmi_off", [False, True], ids=["", "no-vbmi"])
 @pytest.mark.parametrize("min_m", [None, 1, 3, 8])
-def test_act_int8_min_m_picks_the_kernel(min_m, isa):
+def test_act_int8_min_m_picks_the_kernel(min_m, isa, vbmi_off, request):
+    if vbmi_off:  # as on an AVX-512 CPU without VBMI (Skylake-SP, Cascade Lake)
+        request.getfixturevalue("no_vbmi")
     q = QuantLinear.from_linear(pruned_linear(),
                                 llmaccel.Int4WeightOnly(32, act_int8_min_m=min_m))
     s = SparseLinear.from_quant_linear(q)
     assert s.config.act_int8_min_m == min_m
     # The AVX-512 paths take int8 activations from 6 rows on (with VBMI; never without).
-    vbmi = llmaccel.cpu_info()["features"]["avx512vbmi"]
+    vbmi = llmaccel.cpu_info()["vbmi"]
     floor = 1 if isa in ("scalar", "avx2") else (6 if vbmi else None)
     assert llmaccel.ops.w4a8_sp24_min_m() == floor
     for m in (1, 2, 3, 5, 6, 7, 8, 64):

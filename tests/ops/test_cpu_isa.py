@@ -1,5 +1,5 @@
 """CPU code path selection: set_cpu_isa, cpu_info, and the LLMACCEL_CPU_ISA override read at
-import."""
+import; the VBMI switch (set_cpu_vbmi, LLMACCEL_CPU_VBMI)."""
 
 import json
 import os
@@ -11,12 +11,12 @@ import pytest
 import llmaccel
 
 
-def _info_in_subprocess(env_value):
-    """cpu_info() of a fresh interpreter started with LLMACCEL_CPU_ISA=env_value (None: unset)."""
+def _info_in_subprocess(env_value, var="LLMACCEL_CPU_ISA"):
+    """cpu_info() of a fresh interpreter started with var=env_value (None: unset)."""
     env = dict(os.environ)
-    env.pop("LLMACCEL_CPU_ISA", None)
+    env.pop(var, None)
     if env_value is not None:
-        env["LLMACCEL_CPU_ISA"] = env_value
+        env[var] = env_value
     code = "import json, llmaccel; print(json.dumps(llmaccel.cpu_info()))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)
@@ -114,3 +114,24 @@ def test_set_cpu_isa_avx512_bf16_unavailable():
         pytest.skip("AVX512_BF16 is available here; the unavailable branch cannot be reached")
     with pytest.raises(ValueError, match="CPU path 'avx512_bf16' unavailable"):
         llmaccel.set_cpu_isa("avx512_bf16")
+
+
+def test_vbmi_switch():
+    """cpu_info()['vbmi'] follows the CPU at import, LLMACCEL_CPU_VBMI=0 and set_cpu_vbmi;
+    VBMI cannot be enabled on a CPU without it."""
+    has = llmaccel.cpu_info()["features"]["avx512vbmi"]
+    assert _info_in_subprocess(None, "LLMACCEL_CPU_VBMI")["vbmi"] == has
+    assert _info_in_subprocess("0", "LLMACCEL_CPU_VBMI")["vbmi"] is False
+    before = llmaccel.cpu_info()["vbmi"]
+    try:
+        llmaccel.ops.set_cpu_vbmi(False)
+        assert llmaccel.cpu_info()["vbmi"] is False
+        assert llmaccel.ops.w4a8_sp24_min_m() in (1, None)  # never the VBMI kernel's floor
+        if has:
+            llmaccel.ops.set_cpu_vbmi(True)
+            assert llmaccel.cpu_info()["vbmi"] is True
+        else:
+            with pytest.raises(ValueError, match="lacks avx512vbmi"):
+                llmaccel.ops.set_cpu_vbmi(True)
+    finally:
+        llmaccel.ops.set_cpu_vbmi(before)

@@ -131,6 +131,14 @@ def test_matches_reference(isa, op_name, case, with_bias, dtype):
     check_output(y, y_ref, exact, bound, f"{op_name}[{isa}]", op_bound)
 
 
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "M{}-K{}-N{}-g{}".format(*c))
+def test_w4a8_without_vbmi(isa, case, no_vbmi):
+    """An AVX-512 path on a CPU without VBMI runs gemm_w4a8_sp24's AVX2 kernel on the AVX-512
+    path's staging; the same contract (on avx2 and scalar this repeats their own cases)."""
+    test_matches_reference(isa, "gemm_w4a8_sp24", case, True, torch.bfloat16)
+    test_matches_reference(isa, "gemm_w4a8_sp24", case, False, torch.float32)
+
+
 @pytest.mark.parametrize("layout", ["1d", "3d", "3d_slice", "col_slice", "transposed"])
 @pytest.mark.parametrize("op_name", OPS)
 def test_layouts(isa, op_name, layout):

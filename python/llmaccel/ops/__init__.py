@@ -21,7 +21,8 @@ from . import autograd  # noqa: E402,F401  (backward formulas of the ops above)
 
 
 def cpu_info() -> dict:
-    """Which CPU code path runs and why, plus the CPU features detected by cpuid."""
+    """Which CPU code path runs and why, the CPU features detected by cpuid, and whether kernels
+    use VBMI ('vbmi', see set_cpu_vbmi)."""
     import torch
 
     info = dict(_C.cpu_info())
@@ -33,6 +34,16 @@ def set_cpu_isa(name: str) -> None:
     """Selects the CPU path: 'avx512_bf16', 'avx512', 'avx2', 'scalar' or 'auto' (raises
     ValueError if unavailable)."""
     _C.set_cpu_isa(name)
+
+
+def set_cpu_vbmi(enabled: bool) -> None:
+    """Lets kernels use AVX512_VBMI or not (``cpu_info()['vbmi']``; LLMACCEL_CPU_VBMI=0 at import
+    starts with it off): off, the AVX-512 paths run as on a CPU without it (Skylake-SP, Cascade
+    Lake). Raises ValueError when enabling it on a CPU that lacks it."""
+    _C.set_cpu_vbmi(enabled)
+    from .sparse import _has_vbmi
+
+    _has_vbmi.cache_clear()
 
 
 def memory_read_bandwidth(nbytes: int = 1 << 30, reps: int = 5) -> float:
@@ -86,6 +97,7 @@ __all__ = [
     "memory_read_bandwidth",
     "quantize_act_int8",
     "set_cpu_isa",
+    "set_cpu_vbmi",
     "time_linears",
     "w4a8_sp24_min_m",
 ]

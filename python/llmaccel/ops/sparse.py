@@ -36,8 +36,9 @@ def w4a8_sp24_min_m() -> int | None:
       Python's dispatch in both, they are even at M = 6-8, and int8 runs 1.2-1.6x at M = 16
       and 1.5-1.9x at M = 64-256
       (bench/results/2026-11-24_sparse_cpu_avx512_2t_int8act{,_llama}.md);
-    - AVX-512 without VBMI (Skylake-SP, Cascade Lake): None. The op itself runs the AVX2 kernel
-      there, against an AVX-512 float kernel that is unmeasured against it."""
+    - AVX-512 without VBMI (Skylake-SP, Cascade Lake; ``ops.set_cpu_vbmi(False)`` on a CPU with
+      it): None. The op itself runs the AVX2 kernel there, against an AVX-512 float kernel that
+      is unmeasured against it."""
     if _C.cpu_isa() not in ("avx512", "avx512_bf16"):
         return 1
     return 6 if _has_vbmi() else None
@@ -45,8 +46,8 @@ def w4a8_sp24_min_m() -> int | None:
 
 @functools.cache
 def _has_vbmi() -> bool:
-    # cpuid does not change; cpu_info() builds a dict (~1 µs), too much for every forward.
-    return _C.cpu_info()["features"]["avx512vbmi"]
+    # Asked on every forward of a 2:4 layer: cached, and cleared by ops.set_cpu_vbmi.
+    return _C.cpu_vbmi()
 
 
 def _check_rows(op: str, blocks: int, n: int) -> None:
