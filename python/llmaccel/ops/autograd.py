@@ -15,7 +15,8 @@ it torch would warn and hand back no gradient, silently.
   again.
 - gemm_f32's weight is a plain float matrix, so it gets dW = dyᵀ·x.
 - The backward dequantizes W on every call (n·k·4 bytes for the call's duration), as
-  bitsandbytes' 4-bit layers do; nothing is cached between steps.
+  bitsandbytes' 4-bit layers do; nothing is cached between steps. On the CPU dx is a float32
+  product; on CUDA with 16-bit gradients a product in their dtype (tensor cores).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from ._library import fail, lib
 from .dequant import dequant_sp24, dequant_w4, dequant_w4_sp24, dequant_w8
 
+_CUDA_16BIT = (torch.float16, torch.bfloat16)
 
 # op → (names of the packed-weight arguments after x, the dequant op of that format). Every
 # GEMM schema reads (x, *packed, bias, n, ...), every dequant one (*packed, n, k).
@@ -53,12 +55,19 @@ def _register_packed(op: str, names: tuple[str, ...], dequant) -> None:
 
     def backward(ctx, dy):
         n, k = ctx.n, ctx.x_shape[-1]
-        dy2 = dy.reshape(-1, n).float()
+        dy2 = dy.reshape(-1, n)
         dx = db = None
         if ctx.needs_input_grad[0]:
-            dx = (dy2 @ dequant(*ctx.saved_tensors, n, k)).to(ctx.x_dtype).reshape(ctx.x_shape)
+            w = dequant(*ctx.saved_tensors, n, k)
+            if dy2.is_cuda and dy2.dtype in _CUDA_16BIT:
+                # Tensor cores: W rounded once to dy's dtype, fp32 accumulation in cuBLAS (as
+                # bitsandbytes' 4-bit layers); an fp32 product would run at ~1/15 the rate.
+                dx = dy2 @ w.to(dy2.dtype)
+            else:
+                dx = dy2.float() @ w
+            dx = dx.to(ctx.x_dtype).reshape(ctx.x_shape)
         if ctx.needs_input_grad[1 + nw]:
-            db = dy2.sum(0)
+            db = dy2.float().sum(0)
         # One entry per schema argument: x, the packed tensors, bias, n (, act_block).
         return (dx, *(None,) * nw, db) + (None,) * (len(ctx.needs_input_grad) - 2 - nw)
 
