@@ -41,6 +41,19 @@ void bind_cuda(py::module_& m);  // bindings_cuda.cpp
 #endif
 }  // namespace llmaccel
 
+namespace {
+// The dequant ops' shared tail: the fp32 output's checks (row stride ldo ≥ k), then
+// fn(out, threads) without the GIL.
+template <typename Fn>
+void dequant_into(const std::string& op, uintptr_t out, int64_t ldo, int64_t k, int nt, Fn fn) {
+  check_ptr(out, 4, op, "out");
+  require(ldo >= k, op, "out row stride is smaller than K");
+  const int t = threads(nt, op);
+  py::gil_scoped_release nogil;
+  fn(reinterpret_cast<float*>(out), t);
+}
+}  // namespace
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "llmaccel native kernels (torch-free). Use llmaccel.ops, not this module.";
 
@@ -260,44 +273,26 @@ PYBIND11_MODULE(_C, m) {
   m.def("dequant_w4", [](uintptr_t qweight, uintptr_t scales, uintptr_t zeros, int64_t n,
                          int64_t k, int64_t n_pad, int64_t k_pad, int64_t group, uintptr_t out,
                          int64_t ldo, int nt) {
-    const std::string op = "dequant_w4";
-    PackedW4 w = packed_w4(qweight, scales, zeros, n, k, n_pad, k_pad, group, op);
-    check_ptr(out, 4, op, "out");
-    require(ldo >= k, op, "out row stride is smaller than K");
-    int t = threads(nt, op);
-    py::gil_scoped_release nogil;
-    dequant_w4(w, reinterpret_cast<float*>(out), ldo, t);
+    const PackedW4 w = packed_w4(qweight, scales, zeros, n, k, n_pad, k_pad, group, "dequant_w4");
+    dequant_into("dequant_w4", out, ldo, k, nt, [&](float* o, int t) { dequant_w4(w, o, ldo, t); });
   });
   m.def("dequant_w8", [](uintptr_t qweight, uintptr_t scales, int64_t n, int64_t k, int64_t n_pad,
                          int64_t k_pad, uintptr_t out, int64_t ldo, int nt) {
-    const std::string op = "dequant_w8";
-    PackedW8 w = packed_w8(qweight, scales, n, k, n_pad, k_pad, op);
-    check_ptr(out, 4, op, "out");
-    require(ldo >= k, op, "out row stride is smaller than K");
-    int t = threads(nt, op);
-    py::gil_scoped_release nogil;
-    dequant_w8(w, reinterpret_cast<float*>(out), ldo, t);
+    const PackedW8 w = packed_w8(qweight, scales, n, k, n_pad, k_pad, "dequant_w8");
+    dequant_into("dequant_w8", out, ldo, k, nt, [&](float* o, int t) { dequant_w8(w, o, ldo, t); });
   });
   m.def("dequant_w4_sp24", [](uintptr_t qweight, uintptr_t scales, int64_t n, int64_t k,
                               int64_t n_pad, int64_t k_pad, int64_t group, uintptr_t out,
                               int64_t ldo, int nt) {
     const std::string op = "dequant_w4_sp24";
     const PackedW4Sp24 w = packed_w4_sp24(qweight, scales, n, k, n_pad, k_pad, group, op);
-    check_ptr(out, 4, op, "out");
-    require(ldo >= k, op, "out row stride is smaller than K");
-    int t = threads(nt, op);
-    py::gil_scoped_release nogil;
-    dequant_w4_sp24(w, reinterpret_cast<float*>(out), ldo, t);
+    dequant_into(op, out, ldo, k, nt, [&](float* o, int t) { dequant_w4_sp24(w, o, ldo, t); });
   });
   m.def("dequant_sp24", [](uintptr_t packed, int64_t n, int64_t k, int64_t n_pad, int64_t k_pad,
                            uintptr_t out, int64_t ldo, int nt) {
-    const std::string op = "dequant_sp24";
-    const PackedSp24 w = packed_sp24(packed, n, k, n_pad, k_pad, op);
-    check_ptr(out, 4, op, "out");
-    require(ldo >= k, op, "out row stride is smaller than K");
-    int t = threads(nt, op);
-    py::gil_scoped_release nogil;
-    dequant_sp24(w, reinterpret_cast<float*>(out), ldo, t);
+    const PackedSp24 w = packed_sp24(packed, n, k, n_pad, k_pad, "dequant_sp24");
+    dequant_into("dequant_sp24", out, ldo, k, nt,
+                 [&](float* o, int t) { dequant_sp24(w, o, ldo, t); });
   });
 
   bind_decode(m);
