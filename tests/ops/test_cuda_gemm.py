@@ -355,6 +355,34 @@ def test_cuda_gemm_w4a16_torch_compile_fullgraph(dtype):
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("op_name", OPS)
+def test_cuda_gemm_backward(op_name, dtype):
+    """The backward (ops/autograd.py) on CUDA weights: dx = dy · W, W dequantized from the device
+    layout and rounded to x's dtype, product with fp32 accumulation (the CPU float product of
+    the same rounded values, rounded once more: TOL relative); db = Σ dy in float32. Then
+    opcheck with inputs that require grad: the formula is registered for the CUDA kernels and
+    traces (test_aot_dispatch_dynamic)."""
+    k, n = 200, 72
+    p, w = cuda_weight(op_name, n, k)
+    x = make_x((2, 9, k), dtype, seed=1).cuda().requires_grad_()
+    bias = make_bias(n).cuda().requires_grad_()
+    y = run_op(op_name, x, w, bias, n)
+    dy = make_x(y.shape, dtype, seed=2).cuda()
+    dx, db = torch.autograd.grad(y, (x, bias), dy)
+    wd = (reference.dequant_w4(p.qweight, p.scales, p.zeros, n, k) if op_name == "gemm_w4a16"
+          else reference.dequant_w8(p.qweight, p.scales, n, k))
+    want = dy.float().cpu().reshape(-1, n) @ wd.to(dtype).float()
+    assert dx.dtype == dtype and dx.shape == x.shape
+    torch.testing.assert_close(dx.float().cpu().reshape(want.shape), want,
+                               rtol=TOL[dtype], atol=TOL[dtype])
+    torch.testing.assert_close(db.cpu(), dy.float().cpu().reshape(-1, n).sum(0),
+                               rtol=1e-5, atol=1e-5)
+    result = torch.library.opcheck(getattr(ops, op_name),
+                                   (x.detach().requires_grad_(), *w, bias, n))
+    assert set(result.values()) == {"SUCCESS"}, result
+
+
 @pytest.mark.parametrize("op_name", OPS)
 def test_cuda_gemm_empty_batch(op_name):
     """M = 0 (as F.linear allows): an empty (0, n) result in x's dtype, no launch error."""
