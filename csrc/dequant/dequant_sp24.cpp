@@ -10,7 +10,8 @@ namespace {
 
 // One row of a 2:4 weight, chunk by chunk: the chunk's 32 columns start at zero, then each of
 // its 8 groups writes its two slots (a then b, as formats/sp24.py unpacks) at their positions.
-// value(t, j, l, slot) is the float value of a slot of group j; chunk_bytes the tile's stride.
+// value(t, j, l, slot, r, c): the float value of slot (0: a, 1: b) of group j in lane l of tile t
+// (chunk c of row r); chunk_bytes: the tiles' stride.
 template <typename Value>
 void dequant_rows(const uint8_t* tiles, int64_t chunk_bytes, int64_t pos_offset, int64_t n,
                   int64_t k, int64_t k_pad, float* out, int64_t ldo, int num_threads,
