@@ -101,3 +101,19 @@ def test_sgd_through_a_packed_layer_lowers_the_loss():
         losses.append(loss.item())
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+@pytest.mark.parametrize("kind", ["int4", "w8a8", "sp24_int4", "sp24_bf16"])
+def test_compiled_training_step_matches_eager(kind):
+    """torch.compile(fullgraph=True) of the whole module: forward and backward trace through the
+    packed layers (registered ops, fake kernels, the backward's dequant ops) and give eager's
+    gradients, on the int8-activation path (M = 16)."""
+    model = LoraOnPacked(packed_layer(kind))
+    x, g = make_x((2, 8, IN)), make_x((2, 8, OUT), seed=2)
+    (model(x) * g).sum().backward()
+    want = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+    (torch.compile(model, fullgraph=True)(x) * g).sum().backward()
+    got = [p.grad for p in model.parameters() if p.requires_grad]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
