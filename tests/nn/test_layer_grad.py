@@ -117,3 +117,17 @@ def test_compiled_training_step_matches_eager(kind):
     got = [p.grad for p in model.parameters() if p.requires_grad]
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("m", [1, 8], ids=["m1", "m8"])
+@pytest.mark.parametrize("kind", ["int4", "w8a8", "sp24_int4", "sp24_bf16"])
+def test_trainable_bias_with_x_not_requiring_grad(kind, m):
+    """A bias made a Parameter trains even where x needs no gradient (the first layer on frozen
+    inputs): the layers' eager fast path, which skips autograd, must not take that call."""
+    layer = packed_layer(kind)
+    layer.bias = nn.Parameter(layer.bias.clone())
+    g = make_x((m, OUT), seed=3)
+    (layer(make_x((m, IN))) * g).sum().backward()
+    torch.testing.assert_close(layer.bias.grad, g.sum(0))
+    with torch.no_grad():  # and inference keeps the fast path
+        assert layer(make_x((m, IN))).grad_fn is None

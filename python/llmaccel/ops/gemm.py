@@ -217,14 +217,16 @@ def call_gemm(op: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Ten
     raise ValueError(f"unknown gemm op {op!r}")
 
 
-def fast_path_dtype(x: torch.Tensor, k: int) -> int | None:
+def fast_path_dtype(x: torch.Tensor, k: int, bias: torch.Tensor | None = None) -> int | None:
     """The native dtype code of x when a prepared op may call its kernel directly: a plain
-    contiguous non-empty CPU tensor (float32 / bfloat16) with K = k columns, no autograd, outside
-    torch.compile; None sends the call through the registered op."""
+    contiguous non-empty CPU tensor (float32 / bfloat16) with K = k columns, outside
+    torch.compile, and no autograd (neither x nor a bias made a trainable Parameter requires
+    grad); None sends the call through the registered op."""
     dt = ACT_DTYPES.get(x.dtype)
     if (dt is None or type(x) is not torch.Tensor or not x.is_cpu or x.shape[-1] != k
             or not x.is_contiguous() or x.numel() == 0 or torch.compiler.is_compiling()
-            or (x.requires_grad and torch.is_grad_enabled())):
+            or ((x.requires_grad or (bias is not None and bias.requires_grad))
+                and torch.is_grad_enabled())):
         return None
     return dt
 
@@ -269,7 +271,7 @@ class PreparedGemm:
                 and bias is self.bias)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        dt = fast_path_dtype(x, self.k)
+        dt = fast_path_dtype(x, self.k, self.bias)
         if dt is None:
             return call_gemm(self.op, x, self.qweight, self.scales, self.zeros, self.bias, self.n,
                              self.act_block)

@@ -152,7 +152,7 @@ class PreparedSparse:
         return bias is self.bias and all(a is b for a, b in zip(weights, self.weights))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        dt = fast_path_dtype(x, self.k)
+        dt = fast_path_dtype(x, self.k, self.bias)
         if dt is None:
             return getattr(torch.ops.llmaccel, self.op).default(x, *self.weights, self.bias,
                                                                  self.n)
