@@ -69,7 +69,7 @@ void gemm_w4a8_sp24_avx2(const QuantAct& xq, const uint8_t* xu, const PackedW4Sp
 // AVX-512 (VNNI + VBMI): x + 128 repacked per panel of kSw4a8PanelRows rows (the last may be
 // shorter) as 64-byte windows, window-major within the panel: panel p at byte
 // p · kSw4a8PanelRows · n_windows · 64, its row r's window j at (j · rows + r) · 64 from there,
-// n_windows = ceil(k_pad / 64); M · n_windows · 64 bytes in all, 64-byte aligned. Panels
+// n_windows = ceil(k_pad / 64); M · n_windows · 64 bytes in all, 64-byte aligned.
 // The first call packs all of x; the second computes row blocks [nb0, nb1).
 constexpr int64_t kSw4a8PanelRows = 48;
 void gemm_w4a8_sp24_avx512_pack(const QuantAct& xq, uint8_t* xp);

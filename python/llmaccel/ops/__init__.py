@@ -41,9 +41,6 @@ def set_cpu_vbmi(enabled: bool) -> None:
     starts with it off): off, the AVX-512 paths run as on a CPU without it (Skylake-SP, Cascade
     Lake). Raises ValueError when enabling it on a CPU that lacks it."""
     _C.set_cpu_vbmi(enabled)
-    from .sparse import _has_vbmi
-
-    _has_vbmi.cache_clear()
 
 
 def memory_read_bandwidth(nbytes: int = 1 << 30, reps: int = 5) -> float:

@@ -5,8 +5,6 @@ llmaccel::gemm_sp24 (bf16_sp24_tile16x32). x (..., K) float32 or bfloat16 → (.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from .. import _C
@@ -41,13 +39,7 @@ def w4a8_sp24_min_m() -> int | None:
       is unmeasured against it."""
     if _C.cpu_isa() not in ("avx512", "avx512_bf16"):
         return 1
-    return 6 if _has_vbmi() else None
-
-
-@functools.cache
-def _has_vbmi() -> bool:
-    # Asked on every forward of a 2:4 layer: cached, and cleared by ops.set_cpu_vbmi.
-    return _C.cpu_vbmi()
+    return 6 if _C.cpu_vbmi() else None
 
 
 def _check_rows(op: str, blocks: int, n: int) -> None:
