@@ -386,6 +386,36 @@ def test_cuda_int8_layout_explicit_positions():
     assert byte(words[0, 0, 0, 2], 3) == codes[0, 7]
 
 
+@pytest.mark.parametrize("n,k,group", [(1, 33, 32), (17, 100, 64), (37, 256, 128), (300, 96, -1),
+                                       (40, 1000, 96)])
+def test_cuda_int4_sp24_layout(n, k, group):
+    """A 2:4 int4 weight goes to the GPU as the dense int4 layout of the same codes (8 where
+    pruned), read with the same scales tensor, and comes back to the same 2:4 bytes."""
+    from .ops.test_gemm_sp24 import sparse_mask
+
+    mask = sparse_mask(n, k, seed=n + k)
+    codes = torch.where(mask, torch.randint(0, 16, (n, k)), 8).to(torch.uint8)
+    _, k_pad, g = formats.int4_padding(n, k, group)
+    scales = torch.rand(n, k_pad // g) - 0.5
+    p = formats.pack_int4_sp24(codes, scales, group)
+    words = formats.to_cuda_int4_sp24(p)
+    dense = formats.pack_int4(codes, scales, None, group)
+    assert torch.equal(words, formats.to_cuda_int4(dense.qweight))
+    assert torch.equal(p.scales, dense.scales)  # one scales tensor serves both layouts
+    back = formats.from_cuda_int4_sp24(words, p.scales, n, k)
+    assert back.dtype == torch.uint8 and torch.equal(back, p.qweight)
+    assert torch.equal(ops.dequant_w4(formats.from_cuda_int4(words), p.scales, None, n, k),
+                       ops.dequant_w4_sp24(p.qweight, p.scales, n, k))
+
+
+def test_cuda_int4_sp24_layout_rejects_dense_codes():
+    codes = torch.full((16, 64), 8, dtype=torch.uint8)
+    codes[3, 4:7] = 1  # three of four kept
+    words = formats.to_cuda_int4(formats.pack_int4(codes, torch.ones(16, 1), None, 64).qweight)
+    with pytest.raises(ValueError, match="not 2:4 sparse"):
+        formats.from_cuda_int4_sp24(words, torch.ones(1, 1, 16), 16, 64)
+
+
 def test_cuda_layout_bad_inputs():
     p4 = formats.pack_int4(*_random_int4(17, 100, 64, False), 64)
     p8 = _packed_int8(17, 100)

@@ -1,11 +1,14 @@
 """SparseLinear: 2:4 layers packed from pruned QuantLinear (exact) or nn.Linear (bf16 values),
 their forward against the dense weight they represent, fusion helpers, compile, checkpoints."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 import llmaccel
+from llmaccel import formats, ops
 from llmaccel.nn import QuantLinear, SparseLinear
 from llmaccel.pruning.pack import packable, sparsify_
 
@@ -109,6 +112,73 @@ def test_concat_and_select_rows(bits):
     torch.testing.assert_close(layers[2].select_rows(idx)(x), layers[2](x)[:, idx])
     with pytest.raises(ValueError, match="multiples"):
         SparseLinear.concat([layers[2], layers[0]])
+
+
+@pytest.mark.parametrize("bits", [4, 16])
+def test_float_dtype_moves_keep_the_buffers(bits):
+    """model.half() / .to(torch.bfloat16) / .double() (a whole-model cast, as for bf16
+    inference) leave the packed weight and the float32 scales and bias as they are: the kernels
+    read them as stored. Before, the scales became float16 and every forward raised."""
+    lin = pruned_linear()
+    s = (SparseLinear.from_linear(lin) if bits == 16 else
+         SparseLinear.from_quant_linear(QuantLinear.from_linear(lin, llmaccel.Int4WeightOnly(32))))
+    before = {k: v.clone() for k, v in s.state_dict().items()}
+    x = make_x((3, 96), torch.bfloat16)
+    y = s(x)
+    for cast in (lambda m: m.half(), lambda m: m.to(torch.bfloat16), lambda m: m.double()):
+        cast(s)
+        for k, v in s.state_dict().items():
+            assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
+        assert torch.equal(s(x), y)
+
+
+@pytest.mark.parametrize("bits", [4, 16])
+def test_dense_device_form_glue(bits, monkeypatch):
+    """The moves a GPU makes (nn/sparse_linear.py: no 2:4 CUDA kernel, so the weight is held
+    dense there), run on the CPU by declaring the CPU such a device: .to() converts the weight
+    into its dense form and back to the same 2:4 bytes, state_dict keeps the 2:4 bytes,
+    load_state_dict converts them, and dequantize, concat and select_rows agree with the 2:4
+    layer's. The forward on a GPU is tests/nn/test_cuda_sparse_linear.py's."""
+    from llmaccel.nn import sparse_linear
+
+    def make(n, seed):
+        lin = pruned_linear(k=200, n=n, seed=seed)
+        if bits == 16:
+            return SparseLinear.from_linear(lin)
+        cfg = llmaccel.Int4WeightOnly(64)
+        return SparseLinear.from_quant_linear(QuantLinear.from_linear(lin, cfg))
+
+    sparse = [make(48, 1), make(37, 2)]
+    want = {k: v.clone() for k, v in sparse[1].state_dict().items()}
+    monkeypatch.setattr(sparse_linear, "_holds_dense", lambda device: True)
+    dense = [copy.deepcopy(s).to("cpu") for s in sparse]
+    d = dense[1]
+    if bits == 4:
+        assert d.qweight.dtype == torch.int32 and d.qweight.dim() == 4
+        assert torch.equal(ops.dequant_w4(formats.from_cuda_int4(d.qweight), d.scales, None, 37,
+                                          200), sparse[1].dequantize())
+    else:
+        assert d.packed.dtype == torch.bfloat16 and d.packed.shape == (37, 200)
+        assert torch.equal(d.packed.float(), sparse[1].dequantize())
+    for k, v in d.state_dict().items():
+        assert torch.equal(v, want[k]), k
+    fresh = SparseLinear(200, 37, True, d.config).to("cpu")
+    fresh.load_state_dict(want)
+    weight = "qweight" if bits == 4 else "packed"
+    assert torch.equal(getattr(fresh, weight), getattr(d, weight))
+    assert d.half().bias.dtype == torch.float32 and getattr(d, weight).dtype != torch.uint8
+    cat, want_cat = SparseLinear.concat(dense), SparseLinear.concat(sparse)
+    index = torch.tensor([50, 3, 84, 0])
+    for got, ref in ((cat, want_cat), (cat.select_rows(index), want_cat.select_rows(index))):
+        assert getattr(got, weight).dtype != torch.uint8
+        for k, v in got.state_dict().items():
+            assert torch.equal(v, ref.state_dict()[k]), k
+    monkeypatch.setattr(sparse_linear, "_holds_dense", lambda device: False)
+    back = d.to("cpu")
+    for k, v in back._buffers.items():
+        assert torch.equal(v, want[k]), k
+    x = make_x((3, 200))
+    assert torch.equal(back(x), sparse[1](x))
 
 
 def test_compile_fullgraph():

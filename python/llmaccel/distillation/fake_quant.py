@@ -233,9 +233,7 @@ def _fake_quant_module(mod: nn.Module, name: str, bits: int, group_size: int | N
         codes, scales, zeros = mod.codes()
         layer = Int4WeightOnly(mod.config.group_size, mod.config.symmetric)
     elif isinstance(mod, SparseLinear) and mod.config.bits == 4:
-        codes, scales = formats.unpack_int4_sp24(formats.PackedInt4Sp24(
-            mod.qweight.cpu(), mod.scales.cpu(), mod.out_features, mod.in_features,
-            mod.group_size))
+        codes, scales = mod.codes()
         zeros, layer = None, Int4WeightOnly(mod.config.group_size, True)
     else:
         return None

@@ -16,12 +16,18 @@ codes (exact both ways).
     r+8, same. Words 0-3 are exactly an mma.m16n8k32.s8 A fragment (slots 4j.., 16+4j.. standing
     for columns 8j.., 8j+4..), and as pairs of bytes the A registers of two m16n8k16 steps.
     Scales stay int8_tile16x4's (n_pad,) vector.
+
+A 2:4 int4 weight (int4_sp24_tile16x32) goes to a GPU as int4_cuda_mma16x32 too, its pruned
+weights as code 8 (exactly 0): the dense int4 kernels read 4 bits a weight where the 2:4 format
+stores 3, but no 2:4 CUDA kernel exists yet. Its scales already are int4_tile16x8's.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .dense import PackedInt4, pack_int4, unpack_int4
+from .sp24 import PackedInt4Sp24, pack_int4_sp24, unpack_int4_sp24
 from .spec import FormatSpec
 
 INT4_CUDA_MMA = FormatSpec("int4_cuda_mma16x32", 1)
@@ -98,3 +104,21 @@ def from_cuda_int8(words: torch.Tensor, k_pad: int) -> torch.Tensor:
     g = words.contiguous().view(torch.int8).view(nb, nc, 8, 4, 2, 2, 4)  # t c r j s h byte
     rows = g.permute(0, 5, 2, 1, 3, 4, 6).reshape(nb, 16, nc * 32)[:, :, :k_pad]
     return rows.reshape(nb, 16, k_pad // 4, 4).permute(0, 2, 1, 3).reshape(nb, k_pad * 16).contiguous()
+
+
+def to_cuda_int4_sp24(p: PackedInt4Sp24) -> torch.Tensor:
+    """An int4_sp24_tile16x32 weight → int4_cuda_mma16x32 words (int32, on the CPU) of the same
+    weight as a dense symmetric int4 (code 8 where pruned); p.scales serve both layouts."""
+    codes, scales = unpack_int4_sp24(PackedInt4Sp24(p.qweight.cpu(), p.scales.cpu(), p.n, p.k,
+                                                    p.group_size))
+    return to_cuda_int4(pack_int4(codes, scales, None, p.group_size).qweight)
+
+
+def from_cuda_int4_sp24(words: torch.Tensor, scales: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """Inverse of to_cuda_int4_sp24: the int4_sp24_tile16x32 qweight (uint8, on the CPU); raises
+    ValueError where the codes are not 2:4."""
+    canonical = from_cuda_int4(words.cpu())
+    scales = scales.cpu()
+    p = PackedInt4(canonical, scales, None, n, k, canonical.shape[1] // 8 // scales.shape[1])
+    codes, s, _ = unpack_int4(p)
+    return pack_int4_sp24(codes, s, p.group_size).qweight

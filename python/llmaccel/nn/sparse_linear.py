@@ -1,4 +1,5 @@
-"""SparseLinear: an nn.Linear replacement holding a 2:4 sparse weight, run by the sp24 kernels."""
+"""SparseLinear: an nn.Linear replacement holding a 2:4 sparse weight, run by the sp24 kernels
+(on a GPU, held as the dense weight it represents and run by the dense ones)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from ..configs import Int4WeightOnly, Sparse24
 from .quant_linear import QuantLinear, act_int8_threshold, check_concat
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+_CUDA_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _holds_dense(device: torch.device) -> bool:
+    """Whether a layer on ``device`` holds its weight dense (no 2:4 kernel there)."""
+    return device.type == "cuda"
 
 
 class SparseLinear(nn.Module):
@@ -26,6 +33,15 @@ class SparseLinear(nn.Module):
     Build one from a pruned layer: ``from_quant_linear`` (an Int4WeightOnly symmetric QuantLinear
     whose codes are 2:4: exact, the same weights) or ``from_linear`` (a float nn.Linear with 2:4
     zeros: values rounded to bfloat16).
+
+    On CUDA (``.to("cuda")``) there is no 2:4 kernel yet, so the weight moves as the dense weight
+    it represents, while ``state_dict`` keeps the 2:4 format: ``bits == 4`` repacks ``qweight``
+    into int4_cuda_mma16x32 (int32; pruned weights are code 8, exactly 0) and runs QuantLinear's
+    ``gemm_w4a16`` kernels, 4 bits a weight on the GPU instead of 3; ``bits == 16`` holds
+    ``packed`` as the dense bfloat16 weight (n, k) and runs cuBLAS through torch. x float16 or
+    bfloat16 is used as it is by ``bits == 4`` (other dtypes are computed in bfloat16 and cast
+    back); ``bits == 16`` computes in bfloat16. Activations stay 16-bit floats at every M, as
+    QuantLinear's Int4WeightOnly layers on CUDA.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool, config: Sparse24):
@@ -51,6 +67,68 @@ class SparseLinear(nn.Module):
     def format(self) -> formats.FormatSpec:
         return formats.INT4_SP24_TILE16X32 if self.config.bits == 4 else formats.BF16_SP24_TILE16X32
 
+    # ---- device layouts: 2:4 on the CPU and on disk, the dense weight on a GPU ----
+
+    @property
+    def _weight_name(self) -> str:
+        return "qweight" if self.config.bits == 4 else "packed"
+
+    def _device_layout(self) -> bool:
+        return self._buffers[self._weight_name].dtype != torch.uint8
+
+    def _to_device_layout(self, w: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
+        """The canonical weight buffer (with the scales it is read with, bits 4) → its CUDA form
+        (on the CPU)."""
+        if self.config.bits == 4:
+            return formats.to_cuda_int4_sp24(formats.PackedInt4Sp24.of(
+                w, scales, self.out_features, self.in_features))
+        return ops.dequant_sp24(w.cpu(), self.out_features, self.in_features).bfloat16()
+
+    def _to_canonical(self, w: torch.Tensor) -> torch.Tensor:
+        """The CUDA form → the canonical weight buffer (on the CPU)."""
+        if self.config.bits == 4:
+            return formats.from_cuda_int4_sp24(w, self.scales, self.out_features,
+                                               self.in_features)
+        return formats.pack_sp24(w.cpu()).packed
+
+    def canonical_weight(self) -> torch.Tensor:
+        """``qweight`` (bits 4) or ``packed`` (bits 16) in the 2:4 format, on the layer's device
+        (a repacked copy when the layer is on a GPU)."""
+        w = self._buffers[self._weight_name]
+        return self._to_canonical(w).to(w.device) if self._device_layout() else w
+
+    def _apply(self, fn, recurse=True):
+        # As QuantLinear's: buffers follow the device only (model.half() must not round the
+        # float32 scales and bias, nor the bfloat16 weight on a GPU), and the weight buffer
+        # changes layout when it moves onto or off a GPU.
+        for name, t in self._buffers.items():
+            if t is None:
+                continue
+            new = fn(t)
+            dense = _holds_dense(new.device)
+            if name == self._weight_name and dense != self._device_layout():
+                t = (self._to_device_layout(t, self._buffers.get("scales")) if dense
+                     else self._to_canonical(t))
+                new = fn(t)
+            if new.dtype != t.dtype:
+                new = t.to(new.device)
+            self._buffers[name] = new
+        return self
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self._device_layout():
+            destination[prefix + self._weight_name] = self.canonical_weight()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + self._weight_name
+        if self._device_layout() and key in state_dict and state_dict[key].dtype == torch.uint8:
+            # the 2:4 bytes are read with the scales loaded beside them
+            scales = state_dict.get(prefix + "scales", self._buffers.get("scales"))
+            w = self._to_device_layout(state_dict[key], scales)
+            state_dict[key] = w.to(self._buffers[self._weight_name].device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @classmethod
     def from_quant_linear(cls, q: QuantLinear) -> "SparseLinear":
         """The same layer (same codes and scales) in the 2:4 int4 format; ValueError when q is
@@ -58,13 +136,14 @@ class SparseLinear(nn.Module):
         if not isinstance(q.config, Int4WeightOnly) or not q.config.symmetric:
             raise ValueError(f"only symmetric int4 layers pack as 2:4 int4, got {q.config}")
         codes, scales, _ = q.codes()
+        codes, scales = codes.cpu(), scales.cpu()  # packed on the CPU, then moved
         out = cls(q.in_features, q.out_features, q.bias is not None,
                   Sparse24(4, q.config.group_size, q.config.act_int8_min_m))
         p = formats.pack_int4_sp24(codes, scales, q.config.group_size)
         out.qweight, out.scales = p.qweight, p.scales
         if q.bias is not None:
-            out.bias = q.bias.clone()
-        return out
+            out.bias = q.bias.detach().cpu().clone()
+        return out.to(q.qweight.device)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "SparseLinear":
@@ -76,16 +155,26 @@ class SparseLinear(nn.Module):
         out.packed = formats.pack_sp24(linear.weight.detach().cpu()).packed
         if linear.bias is not None:
             out.bias = linear.bias.detach().float().cpu().clone()
-        return out
+        return out.to(linear.weight.device)
 
-    def _codes(self):
+    def codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """bits 4: the stored codes (out_features, in_features) uint8, 8 where pruned, and scales
+        (out_features, n_groups) float32, on the CPU, wherever the layer is."""
+        if self.config.bits != 4:
+            raise ValueError("codes() is for 2:4 int4 layers; a bf16 layer has dequantize()")
         return formats.unpack_int4_sp24(formats.PackedInt4Sp24(
-            self.qweight, self.scales, self.out_features, self.in_features, self.group_size))
+            self.canonical_weight().cpu(), self.scales.cpu(), self.out_features, self.in_features,
+            self.group_size))
 
     def dequantize(self) -> torch.Tensor:
-        """The float32 weight (out_features, in_features) this layer represents."""
+        """The float32 weight (out_features, in_features) this layer represents, on its device."""
         if self.config.bits == 16:
+            if self._device_layout():
+                return self.packed.float()
             return ops.dequant_sp24(self.packed, self.out_features, self.in_features)
+        if self._device_layout():
+            return ops.dequant_w4(self.qweight, self.scales, None, self.out_features,
+                                  self.in_features)
         return ops.dequant_w4_sp24(self.qweight, self.scales, self.out_features, self.in_features)
 
     @classmethod
@@ -106,17 +195,18 @@ class SparseLinear(nn.Module):
         index = torch.as_tensor(index, dtype=torch.long)
         out = SparseLinear(self.in_features, index.numel(), self.bias is not None, self.config)
         if self.config.bits == 4:
-            codes, scales = self._codes()
+            codes, scales = self.codes()
             p = formats.pack_int4_sp24(codes[index], scales[index], self.config.group_size)
             out.qweight, out.scales = p.qweight, p.scales
         else:
-            out.packed = formats.pack_sp24(self.dequantize()[index]).packed
+            out.packed = formats.pack_sp24(self.dequantize().cpu()[index]).packed
         if self.bias is not None:
-            out.bias = self.bias[index].clone()
-        return out
+            out.bias = self.bias.cpu()[index].clone()
+        return out.to(self._buffers[self._weight_name].device)
 
     def kernel_for(self, m: int) -> str:
-        """The op a forward with m rows of x runs on the current CPU path."""
+        """The op a forward with m rows of x runs on the current CPU path (on a GPU:
+        ``gemm_w4a16`` for bits 4, torch's matmul for bits 16)."""
         if self.config.bits == 16:
             return "gemm_sp24"
         floor = ops.w4a8_sp24_min_m()
@@ -129,10 +219,27 @@ class SparseLinear(nn.Module):
             raise ValueError(f"SparseLinear expects x with {self.in_features} features in its "
                              f"last dimension, got shape {tuple(x.shape)}")
         orig = x.dtype
-        if orig not in _KERNEL_DTYPES:
-            x = x.float()
-        y = self._prepared(self.kernel_for(x.numel() // self.in_features))(x)
+        if not x.is_cpu:
+            y = self._forward_device(x)
+        else:
+            if orig not in _KERNEL_DTYPES:
+                x = x.float()
+            y = self._prepared(self.kernel_for(x.numel() // self.in_features))(x)
         return y if y.dtype == orig else y.to(orig)
+
+    def _forward_device(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._device_layout():
+            raise RuntimeError(f"SparseLinear: x is on {x.device} but the layer's weight is on "
+                               f"{self._buffers[self._weight_name].device}; move the layer "
+                               f"with .to()")
+        if self.config.bits == 4:
+            if x.dtype not in _CUDA_DTYPES:
+                x = x.to(torch.bfloat16)
+            return ops.call_gemm("gemm_w4a16", x, self.qweight, self.scales, None, self.bias,
+                                 self.out_features)
+        x = x.to(torch.bfloat16)
+        bias = None if self.bias is None else self.bias.to(torch.bfloat16)
+        return torch.nn.functional.linear(x, self.packed, bias)
 
     def _prepared(self, op: str) -> ops.PreparedSparse:
         # Validated once per op and set of buffers (as QuantLinear's): replaced buffers are

@@ -34,7 +34,7 @@ def pack_module(mod: nn.Module) -> SparseLinear:
     """The SparseLinear twin of a packable module (see packable)."""
     if isinstance(mod, QuantLinear):
         return SparseLinear.from_quant_linear(mod)
-    return SparseLinear.from_linear(mod).to(mod.weight.device)
+    return SparseLinear.from_linear(mod)
 
 
 def sparsify_(model: nn.Module, filter_fn: FilterFn | None = None, *,
