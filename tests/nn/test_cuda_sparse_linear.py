@@ -231,7 +231,7 @@ def test_cuda_compile_and_graph_capture(kind):
 
 def test_cuda_x_on_another_device_than_the_layer():
     cpu = cpu_layer("int4-g32")
-    with pytest.raises(RuntimeError, match="move the layer with .to()"):
+    with pytest.raises(RuntimeError, match=r"move the layer with \.to\('cuda:0'\)"):
         cpu(make_x((2, K), torch.bfloat16).cuda())
     with pytest.raises((RuntimeError, ValueError)):
         copy.deepcopy(cpu).cuda()(make_x((2, K), torch.bfloat16))

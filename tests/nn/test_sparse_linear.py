@@ -181,6 +181,12 @@ def test_dense_device_form_glue(bits, monkeypatch):
     assert torch.equal(back(x), sparse[1](x))
 
 
+def test_x_on_another_device_names_the_move():
+    s = SparseLinear.from_linear(pruned_linear())
+    with pytest.raises(RuntimeError, match=r"holds its 2:4 weight on cpu.*\.to\('meta'\)"):
+        s(torch.empty(2, 96, device="meta"))
+
+
 def test_compile_fullgraph():
     s = SparseLinear.from_quant_linear(QuantLinear.from_linear(pruned_linear(),
                                                                llmaccel.Int4WeightOnly(32)))

@@ -229,9 +229,11 @@ class SparseLinear(nn.Module):
 
     def _forward_device(self, x: torch.Tensor) -> torch.Tensor:
         if not self._device_layout():
-            raise RuntimeError(f"SparseLinear: x is on {x.device} but the layer's weight is on "
-                               f"{self._buffers[self._weight_name].device}; move the layer "
-                               f"with .to()")
+            w = self._buffers[self._weight_name]
+            raise RuntimeError(f"SparseLinear: x is on {x.device}, but the layer holds its 2:4 "
+                               f"weight on {w.device}, the form only the CPU kernels read; "
+                               f"move the layer with .to('{x.device}') (on a GPU it holds the "
+                               f"dense weight)")
         if self.config.bits == 4:
             if x.dtype not in _CUDA_DTYPES:
                 x = x.to(torch.bfloat16)
