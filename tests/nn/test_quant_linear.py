@@ -165,6 +165,34 @@ def test_state_dict_round_trip(cfg):
         assert torch.equal(fresh(x), src(x))
 
 
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_cfg_id)
+def test_device_form_glue(cfg, monkeypatch):
+    """The moves a GPU makes (nn/device_layout.py), run on the CPU by declaring the CPU a device
+    that holds the CUDA form: .to() repacks qweight into it and back to the same bytes,
+    state_dict keeps the canonical bytes, load_state_dict repacks them, .half() keeps the
+    buffers. The forward on a GPU is tests/nn/test_cuda_quant_linear.py's."""
+    from llmaccel.nn import device_layout
+
+    src = QuantLinear.from_linear(_linear(seed=1), cfg)
+    want = {k: v.clone() for k, v in src.state_dict().items()}
+    to_cuda = formats.to_cuda_int4 if isinstance(cfg, Int4WeightOnly) else formats.to_cuda_int8
+    monkeypatch.setattr(device_layout, "holds_device_form", lambda device: True)
+    moved = copy.deepcopy(src).to("cpu").half()
+    assert torch.equal(moved.qweight, to_cuda(want["qweight"]))
+    for k, v in moved.state_dict().items():
+        assert v.dtype == want[k].dtype and torch.equal(v, want[k]), k
+    fresh = QuantLinear(IN, OUT, True, cfg).to("cpu")
+    fresh.load_state_dict(want)
+    assert torch.equal(fresh.qweight, moved.qweight)
+    monkeypatch.setattr(device_layout, "holds_device_form", lambda device: False)
+    back = moved.to("cpu")
+    for k, v in back._buffers.items():
+        if v is not None:
+            assert torch.equal(v, want[k]), k
+    x = make_x((3, IN))
+    assert torch.equal(back(x), src(x))
+
+
 @pytest.mark.parametrize("cfg", [Int4WeightOnly(group_size=32, symmetric=False), Int8WeightOnly()],
                          ids=_cfg_id)
 def test_state_dict_into_quantize_of_a_fresh_model(cfg):

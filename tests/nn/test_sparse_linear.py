@@ -139,7 +139,7 @@ def test_dense_device_form_glue(bits, monkeypatch):
     into its dense form and back to the same 2:4 bytes, state_dict keeps the 2:4 bytes,
     load_state_dict converts them, and dequantize, concat and select_rows agree with the 2:4
     layer's. The forward on a GPU is tests/nn/test_cuda_sparse_linear.py's."""
-    from llmaccel.nn import sparse_linear
+    from llmaccel.nn import device_layout
 
     def make(n, seed):
         lin = pruned_linear(k=200, n=n, seed=seed)
@@ -150,7 +150,7 @@ def test_dense_device_form_glue(bits, monkeypatch):
 
     sparse = [make(48, 1), make(37, 2)]
     want = {k: v.clone() for k, v in sparse[1].state_dict().items()}
-    monkeypatch.setattr(sparse_linear, "_holds_dense", lambda device: True)
+    monkeypatch.setattr(device_layout, "holds_device_form", lambda device: True)
     dense = [copy.deepcopy(s).to("cpu") for s in sparse]
     d = dense[1]
     if bits == 4:
@@ -173,7 +173,7 @@ def test_dense_device_form_glue(bits, monkeypatch):
         assert getattr(got, weight).dtype != torch.uint8
         for k, v in got.state_dict().items():
             assert torch.equal(v, ref.state_dict()[k]), k
-    monkeypatch.setattr(sparse_linear, "_holds_dense", lambda device: False)
+    monkeypatch.setattr(device_layout, "holds_device_form", lambda device: False)
     back = d.to("cpu")
     for k, v in back._buffers.items():
         assert torch.equal(v, want[k]), k

@@ -7,6 +7,7 @@ from torch import nn
 
 from .. import formats, ops, quantizers
 from ..configs import Int4WeightOnly, Int8Dynamic, Int8WeightOnly, LayerScheme
+from .device_layout import DeviceLayoutModule
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 _CUDA_DTYPES = (torch.float16, torch.bfloat16)
@@ -40,7 +41,7 @@ def check_concat(layers: list[nn.Module]) -> nn.Module:
     return first
 
 
-class QuantLinear(nn.Module):
+class QuantLinear(DeviceLayoutModule):
     """y = x · Wᵀ + b with W stored packed (int4_tile16x8 or int8_tile16x4).
 
     Buffers (all persistent, so ``state_dict`` round-trips): ``qweight``, ``scales``, ``zeros``
@@ -93,51 +94,22 @@ class QuantLinear(nn.Module):
 
     # ---- device layouts: canonical on the CPU and on disk, the CUDA kernels' layout on a GPU ----
 
-    def _device_layout(self) -> bool:
-        return self.qweight.dtype == torch.int32
+    _weight_name = "qweight"
 
-    def _to_device_layout(self, qweight: torch.Tensor) -> torch.Tensor:
+    def _is_device_form(self, t: torch.Tensor) -> bool:
+        return t.dtype == torch.int32
+
+    def _device_form(self, qweight: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
         return formats.to_cuda_int4(qweight) if self._w4 else formats.to_cuda_int8(qweight)
 
-    def _to_canonical(self, qweight: torch.Tensor) -> torch.Tensor:
-        if qweight.dtype != torch.int32:
-            return qweight
+    def _canonical_form(self, qweight: torch.Tensor) -> torch.Tensor:
         if self._w4:
             return formats.from_cuda_int4(qweight)
         return formats.from_cuda_int8(qweight, (self.in_features + 3) // 4 * 4)
 
     def canonical_qweight(self) -> torch.Tensor:
         """qweight in the canonical format (a repacked copy when the layer is on a GPU)."""
-        return self._to_canonical(self.qweight)
-
-    def _apply(self, fn, recurse=True):
-        # Packed buffers follow the device only: model.to(torch.bfloat16) or .half() must not
-        # round the float32 scales and bias (the kernels take them as float32). Moving to CUDA
-        # repacks qweight into the kernels' layout, moving off CUDA repacks it back.
-        for name, t in self._buffers.items():
-            if t is None:
-                continue
-            new = fn(t)
-            if new.dtype != t.dtype:
-                new = t.to(new.device)
-            if name == "qweight":
-                if new.device.type == "cuda" and new.dtype != torch.int32:
-                    new = self._to_device_layout(new)
-                elif new.device.type != "cuda" and new.dtype == torch.int32:
-                    new = self._to_canonical(new)
-            self._buffers[name] = new
-        return self
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        if self._device_layout():
-            destination[prefix + "qweight"] = self.canonical_qweight()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "qweight"
-        if self._device_layout() and key in state_dict and state_dict[key].dtype != torch.int32:
-            state_dict[key] = self._to_device_layout(state_dict[key].to(self.qweight.device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        return self.canonical_weight()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, config: LayerScheme) -> "QuantLinear":

@@ -8,18 +8,14 @@ from torch import nn
 
 from .. import formats, ops
 from ..configs import Int4WeightOnly, Sparse24
+from .device_layout import DeviceLayoutModule
 from .quant_linear import QuantLinear, act_int8_threshold, check_concat
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 _CUDA_DTYPES = (torch.float16, torch.bfloat16)
 
 
-def _holds_dense(device: torch.device) -> bool:
-    """Whether a layer on ``device`` holds its weight dense (no 2:4 kernel there)."""
-    return device.type == "cuda"
-
-
-class SparseLinear(nn.Module):
+class SparseLinear(DeviceLayoutModule):
     """y = x · Wᵀ + b with W 2:4 sparse along in_features.
 
     ``config.bits == 4``: buffers ``qweight`` and ``scales`` (int4_sp24_tile16x32: symmetric int4
@@ -73,61 +69,25 @@ class SparseLinear(nn.Module):
     def _weight_name(self) -> str:
         return "qweight" if self.config.bits == 4 else "packed"
 
-    def _device_layout(self) -> bool:
-        return self._buffers[self._weight_name].dtype != torch.uint8
+    def _is_device_form(self, t: torch.Tensor) -> bool:
+        return t.dtype != torch.uint8
 
-    def _to_device_layout(self, w: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
-        """The canonical weight buffer (with the scales it is read with, bits 4) → its CUDA form
-        (on the CPU)."""
+    def _device_form(self, w: torch.Tensor, scales: torch.Tensor | None) -> torch.Tensor:
+        # unpacked on the CPU (formats/sp24.py), then moved
         if self.config.bits == 4:
-            return formats.to_cuda_int4_sp24(formats.PackedInt4Sp24.of(
+            dense = formats.to_cuda_int4_sp24(formats.PackedInt4Sp24.of(
                 w, scales, self.out_features, self.in_features))
-        return ops.dequant_sp24(w.cpu(), self.out_features, self.in_features).bfloat16()
+        else:
+            dense = ops.dequant_sp24(w.cpu(), self.out_features, self.in_features).bfloat16()
+        return dense.to(w.device)
 
-    def _to_canonical(self, w: torch.Tensor) -> torch.Tensor:
-        """The CUDA form → the canonical weight buffer (on the CPU)."""
+    def _canonical_form(self, w: torch.Tensor) -> torch.Tensor:
         if self.config.bits == 4:
-            return formats.from_cuda_int4_sp24(w, self.scales, self.out_features,
-                                               self.in_features)
-        return formats.pack_sp24(w.cpu()).packed
-
-    def canonical_weight(self) -> torch.Tensor:
-        """``qweight`` (bits 4) or ``packed`` (bits 16) in the 2:4 format, on the layer's device
-        (a repacked copy when the layer is on a GPU)."""
-        w = self._buffers[self._weight_name]
-        return self._to_canonical(w).to(w.device) if self._device_layout() else w
-
-    def _apply(self, fn, recurse=True):
-        # As QuantLinear's: buffers follow the device only (model.half() must not round the
-        # float32 scales and bias, nor the bfloat16 weight on a GPU), and the weight buffer
-        # changes layout when it moves onto or off a GPU.
-        for name, t in self._buffers.items():
-            if t is None:
-                continue
-            new = fn(t)
-            dense = _holds_dense(new.device)
-            if name == self._weight_name and dense != self._device_layout():
-                t = (self._to_device_layout(t, self._buffers.get("scales")) if dense
-                     else self._to_canonical(t))
-                new = fn(t)
-            if new.dtype != t.dtype:
-                new = t.to(new.device)
-            self._buffers[name] = new
-        return self
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        if self._device_layout():
-            destination[prefix + self._weight_name] = self.canonical_weight()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + self._weight_name
-        if self._device_layout() and key in state_dict and state_dict[key].dtype == torch.uint8:
-            # the 2:4 bytes are read with the scales loaded beside them
-            scales = state_dict.get(prefix + "scales", self._buffers.get("scales"))
-            w = self._to_device_layout(state_dict[key], scales)
-            state_dict[key] = w.to(self._buffers[self._weight_name].device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+            canonical = formats.from_cuda_int4_sp24(w, self.scales, self.out_features,
+                                                    self.in_features)
+        else:
+            canonical = formats.pack_sp24(w.cpu()).packed
+        return canonical.to(w.device)
 
     @classmethod
     def from_quant_linear(cls, q: QuantLinear) -> "SparseLinear":
